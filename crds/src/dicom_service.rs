@@ -1,0 +1,81 @@
+//! `DicomService`: a DICOMweb server, modeled on Microsoft.HealthcareApis `workspaces/dicomservices`.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{
+    AuthenticationSpec, BlobStorage, CorsSpec, LocalObjectRef, PostgresStorage, ServiceStatus,
+    WorkspaceRef, default_replicas,
+};
+
+// Each printcolumn repeats `type_ = "string"`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "hds.dev",
+    version = "v1alpha1",
+    kind = "DicomService",
+    namespaced,
+    status = "ServiceStatus",
+    shortname = "dicom",
+    category = "hds",
+    derive = "PartialEq",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DicomServiceSpec {
+    pub workspace_ref: WorkspaceRef,
+    #[serde(default)]
+    pub authentication: AuthenticationSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSpec>,
+    #[serde(default)]
+    pub storage: DicomStorage,
+    /// Partitions change the identity of every stored instance, so, as in Azure, the choice is
+    /// fixed at creation.
+    #[serde(default)]
+    #[x_kube(validation = ::kube::core::Rule::new("self == oldSelf").message("enableDataPartitions is immutable"))]
+    pub enable_data_partitions: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fhir_sync: Option<FhirSyncSpec>,
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DicomStorage {
+    /// Where instances (the `.dcm` files) live; defaults to the Workspace blob storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<BlobStorage>,
+    /// Where the metadata index lives; defaults to the Workspace database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresStorage>,
+}
+
+/// Publishes ImagingStudy resources to a FhirService as instances arrive.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FhirSyncSpec {
+    pub fhir_service_ref: LocalObjectRef,
+    /// Identifier system used to match DICOM PatientID to a FHIR Patient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_identifier_system: Option<String>,
+    #[serde(default)]
+    pub enabled: bool,
+}

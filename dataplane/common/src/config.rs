@@ -1,0 +1,245 @@
+//! Service configuration: what one running service needs to know, and nothing about how it was
+//! deployed. The operator renders it into a ConfigMap (`hds fhir --config FILE`); `hds up`
+//! builds the same value in memory. Both derive it from the custom resource through
+//! [`crate::from_spec::fhir_service_config`], so a setting cannot work in one place only.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Azure's default FHIR request size limit is 4 MB; a Synthea patient bundle is larger, so ours
+/// is 16 MiB by default and configurable.
+pub const DEFAULT_MAX_REQUEST_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// Azure's default transaction/batch entry limit.
+pub const DEFAULT_TRANSACTION_ENTRY_LIMIT: u32 = 500;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FhirServiceConfig {
+    /// The FhirService's name; it appears in logs, metrics and the CapabilityStatement.
+    pub name: String,
+    #[serde(default)]
+    pub workspace: String,
+    /// Where `hds fhir` listens. `hds up` serves every service from one listener instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// The public base URL (`https://fhir.example.org/fhir`). Without it, links are built from
+    /// the request's Host and X-Forwarded-* headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    pub postgres: PostgresConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsConfig>,
+    #[serde(default)]
+    pub resource_version_policy: ResourceVersionPolicyConfig,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+impl FhirServiceConfig {
+    /// Reads a config file in YAML or JSON (JSON is YAML).
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        serde_yaml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// A libpq connection URL. In a cluster it comes from a Secret, so it may instead be given
+    /// as a file to read (`urlFile`) or left to the `HDS_POSTGRES_URL` variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<PathBuf>,
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+}
+
+fn default_pool_size() -> usize {
+    16
+}
+
+impl PostgresConfig {
+    pub fn from_url(url: impl Into<String>) -> Self {
+        Self {
+            url: Some(url.into()),
+            url_file: None,
+            pool_size: default_pool_size(),
+        }
+    }
+
+    /// The connection URL, from the environment, the file, or the inline value, in that order.
+    pub fn resolve_url(&self) -> anyhow::Result<String> {
+        if let Ok(url) = std::env::var("HDS_POSTGRES_URL")
+            && !url.is_empty()
+        {
+            return Ok(url);
+        }
+        if let Some(file) = &self.url_file {
+            let url = std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            return Ok(url.trim().to_owned());
+        }
+        self.url.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no PostgreSQL configured: set postgres.url, postgres.urlFile or HDS_POSTGRES_URL"
+            )
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Every data-plane request needs a valid bearer token (the default).
+    #[default]
+    Oidc,
+    /// No token checks at all. Only when named explicitly; the service warns at start-up.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub mode: AuthMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CorsConfig {
+    #[serde(default)]
+    pub origins: Vec<String>,
+    #[serde(default)]
+    pub headers: Vec<String>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u32>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+}
+
+/// Azure's resourceVersionPolicyConfiguration values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum VersionPolicy {
+    /// Only the current version is kept; history shows nothing older.
+    #[serde(rename = "no-version")]
+    NoVersion,
+    /// Every version is kept (the default).
+    #[default]
+    #[serde(rename = "versioned")]
+    Versioned,
+    /// As versioned, and an update must carry If-Match.
+    #[serde(rename = "versioned-update")]
+    VersionedUpdate,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceVersionPolicyConfig {
+    #[serde(default)]
+    pub default: VersionPolicy,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resource_type_overrides: BTreeMap<String, VersionPolicy>,
+}
+
+impl ResourceVersionPolicyConfig {
+    pub fn for_type(&self, resource_type: &str) -> VersionPolicy {
+        self.resource_type_overrides
+            .get(resource_type)
+            .copied()
+            .unwrap_or(self.default)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default = "default_body")]
+    pub max_request_body_bytes: u64,
+    #[serde(default = "default_entries")]
+    pub transaction_entry_limit: u32,
+    /// Page size when the client gives no `_count`.
+    #[serde(default = "default_page")]
+    pub default_page_size: u32,
+    /// The largest `_count` honoured; larger requests are clamped.
+    #[serde(default = "default_max_page")]
+    pub max_page_size: u32,
+}
+
+fn default_body() -> u64 {
+    DEFAULT_MAX_REQUEST_BODY_BYTES
+}
+fn default_entries() -> u32 {
+    DEFAULT_TRANSACTION_ENTRY_LIMIT
+}
+fn default_page() -> u32 {
+    20
+}
+fn default_max_page() -> u32 {
+    1000
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_body_bytes: default_body(),
+            transaction_entry_limit: default_entries(),
+            default_page_size: default_page(),
+            max_page_size: default_max_page(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_yaml_gets_secure_defaults() {
+        let cfg: FhirServiceConfig =
+            serde_yaml::from_str("name: fhir\npostgres: {url: 'postgres://x/y'}\n").unwrap();
+        assert_eq!(cfg.auth.mode, AuthMode::Oidc);
+        assert_eq!(
+            cfg.resource_version_policy.for_type("Patient"),
+            VersionPolicy::Versioned
+        );
+        assert_eq!(cfg.limits.transaction_entry_limit, 500);
+    }
+
+    #[test]
+    fn version_policy_uses_azure_spelling_and_overrides() {
+        let cfg: FhirServiceConfig = serde_yaml::from_str(
+            "name: f\npostgres: {}\nresourceVersionPolicy: {default: no-version, resourceTypeOverrides: {Patient: versioned-update}}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.resource_version_policy.for_type("Observation"),
+            VersionPolicy::NoVersion
+        );
+        assert_eq!(
+            cfg.resource_version_policy.for_type("Patient"),
+            VersionPolicy::VersionedUpdate
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = serde_yaml::from_str::<FhirServiceConfig>("name: f\npostgres: {}\nauht: {}\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("auht"), "{err}");
+    }
+}

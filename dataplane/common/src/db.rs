@@ -1,0 +1,152 @@
+//! The Postgres pool and the migration runner that every service's store uses.
+//!
+//! Migrations are numbered SQL scripts compiled into the binary. They run at start-up inside one
+//! transaction each, under an advisory lock, so that several replicas starting together apply
+//! each script once.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+/// One versioned schema change.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid PostgreSQL connection string: {0}")]
+    Config(String),
+    #[error("cannot reach PostgreSQL: {0}")]
+    Connect(String),
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration {
+        version: i32,
+        name: &'static str,
+        source: tokio_postgres::Error,
+    },
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
+/// Builds a pool for `url` (a libpq URL or key=value string) and checks one connection.
+pub async fn connect(url: &str, max_size: usize) -> Result<Pool, DbError> {
+    let mut pg =
+        tokio_postgres::Config::from_str(url).map_err(|e| DbError::Config(e.to_string()))?;
+    if pg.get_application_name().is_none() {
+        pg.application_name("hds");
+    }
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(Duration::from_secs(10));
+    }
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(max_size.max(1))
+        .build()
+        .map_err(|e| DbError::Config(e.to_string()))?;
+    drop(
+        pool.get()
+            .await
+            .map_err(|e| DbError::Connect(e.to_string()))?,
+    );
+    Ok(pool)
+}
+
+/// Creates the database `name` on the server behind `admin_url` unless it exists. Used by
+/// `hds up` and tests; in a cluster the operator provisions databases.
+pub async fn ensure_database(admin_url: &str, name: &str) -> Result<(), DbError> {
+    let (client, conn) = tokio_postgres::connect(admin_url, NoTls)
+        .await
+        .map_err(|e| DbError::Connect(e.to_string()))?;
+    let task = tokio::spawn(conn);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        match client
+            .batch_execute(&format!("CREATE DATABASE {quoted}"))
+            .await
+        {
+            Ok(()) => {}
+            // Two services racing to create it: the loser finds it there, which is what it wanted.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    drop(client);
+    let _ = task.await;
+    Ok(())
+}
+
+/// Applies the migrations not yet recorded in `schema_migrations`, in version order.
+pub async fn migrate(
+    pool: &Pool,
+    component: &str,
+    migrations: &[Migration],
+) -> Result<(), DbError> {
+    let mut client = pool.get().await?;
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 component text NOT NULL,
+                 version integer NOT NULL,
+                 name text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now(),
+                 PRIMARY KEY (component, version))",
+        )
+        .await?;
+    let mut sorted = migrations.to_vec();
+    sorted.sort_by_key(|m| m.version);
+    for m in sorted {
+        let tx = client.transaction().await?;
+        // Serialises replicas that start together; released at commit.
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&component])
+            .await?;
+        let done = tx
+            .query_opt(
+                "SELECT 1 FROM schema_migrations WHERE component = $1 AND version = $2",
+                &[&component, &m.version],
+            )
+            .await?
+            .is_some();
+        if done {
+            tx.commit().await?;
+            continue;
+        }
+        tx.batch_execute(m.sql)
+            .await
+            .map_err(|source| DbError::Migration {
+                version: m.version,
+                name: m.name,
+                source,
+            })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (component, version, name) VALUES ($1, $2, $3)",
+            &[&component, &m.version, &m.name],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(
+            component,
+            version = m.version,
+            name = m.name,
+            "migration applied"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! The one path from a custom resource to a service config. The operator calls it with the
+//! database URL it provisioned (as a mounted file); `hds up` with the database it started.
+
+use hds_crds::common::{AuthenticationMode, CorsSpec, PostgresStorage};
+use hds_crds::fhir_service::VersioningPolicy;
+use hds_crds::{FhirService, Workspace};
+
+use crate::config::{
+    AuthConfig, AuthMode, CorsConfig, FhirServiceConfig, Limits, PostgresConfig,
+    ResourceVersionPolicyConfig, VersionPolicy,
+};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SpecError {
+    #[error("{kind} has no metadata.name")]
+    Unnamed { kind: &'static str },
+    #[error("{kind} '{name}' refers to Workspace '{wanted}', but was given Workspace '{given}'")]
+    WrongWorkspace {
+        kind: &'static str,
+        name: String,
+        wanted: String,
+        given: String,
+    },
+}
+
+/// Where a service's database comes from: its own spec, else its Workspace's default.
+pub fn postgres_source<'a>(
+    own: Option<&'a PostgresStorage>,
+    workspace: Option<&'a Workspace>,
+) -> Option<&'a PostgresStorage> {
+    own.or_else(|| workspace.and_then(|w| w.spec.defaults.postgres.as_ref()))
+}
+
+/// The service config of a FhirService. `postgres` is the connection the caller resolved.
+pub fn fhir_service_config(
+    svc: &FhirService,
+    workspace: Option<&Workspace>,
+    postgres: PostgresConfig,
+) -> Result<FhirServiceConfig, SpecError> {
+    let name = svc.metadata.name.clone().ok_or(SpecError::Unnamed {
+        kind: "FhirService",
+    })?;
+    let spec = &svc.spec;
+    if let Some(ws) = workspace {
+        let given = ws.metadata.name.clone().unwrap_or_default();
+        if given != spec.workspace_ref.name {
+            return Err(SpecError::WrongWorkspace {
+                kind: "FhirService",
+                name,
+                wanted: spec.workspace_ref.name.clone(),
+                given,
+            });
+        }
+    }
+    let auth = &spec.authentication;
+    let limits = spec.limits.clone().unwrap_or_default();
+    let defaults = Limits::default();
+    Ok(FhirServiceConfig {
+        name,
+        workspace: spec.workspace_ref.name.clone(),
+        listen: None,
+        base_url: None,
+        postgres,
+        auth: AuthConfig {
+            mode: match auth.mode {
+                AuthenticationMode::Oidc => AuthMode::Oidc,
+                AuthenticationMode::None => AuthMode::None,
+            },
+            authority: auth.authority.clone(),
+            audience: auth.audience.clone(),
+        },
+        cors: spec.cors.as_ref().map(cors),
+        resource_version_policy: ResourceVersionPolicyConfig {
+            default: version_policy(spec.resource_version_policy.default),
+            resource_type_overrides: spec
+                .resource_version_policy
+                .resource_type_overrides
+                .iter()
+                .map(|(t, p)| (t.clone(), version_policy(*p)))
+                .collect(),
+        },
+        limits: Limits {
+            max_request_body_bytes: limits
+                .max_request_body_bytes
+                .unwrap_or(defaults.max_request_body_bytes),
+            transaction_entry_limit: limits
+                .transaction_entry_limit
+                .unwrap_or(defaults.transaction_entry_limit),
+            ..defaults
+        },
+    })
+}
+
+fn version_policy(p: VersioningPolicy) -> VersionPolicy {
+    match p {
+        VersioningPolicy::NoVersion => VersionPolicy::NoVersion,
+        VersioningPolicy::Versioned => VersionPolicy::Versioned,
+        VersioningPolicy::VersionedUpdate => VersionPolicy::VersionedUpdate,
+    }
+}
+
+fn cors(c: &CorsSpec) -> CorsConfig {
+    CorsConfig {
+        origins: c.origins.clone(),
+        headers: c.headers.clone(),
+        methods: c.methods.clone(),
+        max_age: c.max_age,
+        allow_credentials: c.allow_credentials,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(kind: &str) -> hds_crds::manifest::Manifest {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+        let mut found = None;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+            for m in hds_crds::manifest::parse_manifests(&text).unwrap_or_default() {
+                if m.kind() == kind {
+                    found = Some(m);
+                }
+            }
+        }
+        found.unwrap_or_else(|| panic!("no {kind} in examples/"))
+    }
+
+    #[test]
+    fn the_example_fhir_service_becomes_a_config() {
+        let hds_crds::manifest::Manifest::FhirService(svc) = example("FhirService") else {
+            unreachable!()
+        };
+        let hds_crds::manifest::Manifest::Workspace(ws) = example("Workspace") else {
+            unreachable!()
+        };
+        let cfg = fhir_service_config(&svc, Some(&ws), PostgresConfig::from_url("postgres://h/db"))
+            .unwrap();
+        assert_eq!(cfg.name, svc.metadata.name.unwrap());
+        assert_eq!(cfg.workspace, ws.metadata.name.unwrap());
+        assert_eq!(cfg.auth.mode, AuthMode::None);
+        // What the operator writes into a ConfigMap must load back as the same config.
+        let yaml = serde_yaml::to_string(&cfg).unwrap();
+        assert_eq!(
+            serde_yaml::from_str::<FhirServiceConfig>(&yaml).unwrap(),
+            cfg
+        );
+    }
+
+    #[test]
+    fn spec_settings_carry_over() {
+        let svc: FhirService = serde_yaml::from_str(
+            r#"
+apiVersion: hds.dev/v1alpha1
+kind: FhirService
+metadata: {name: f, namespace: default}
+spec:
+  workspaceRef: {name: ws}
+  resourceVersionPolicy: {default: no-version, resourceTypeOverrides: {Patient: versioned-update}}
+  cors: {origins: ["https://app.example"], maxAge: 600}
+  limits: {maxRequestBodyBytes: 1000}
+"#,
+        )
+        .unwrap();
+        let cfg = fhir_service_config(&svc, None, PostgresConfig::from_url("x")).unwrap();
+        assert_eq!(
+            cfg.auth.mode,
+            AuthMode::Oidc,
+            "auth is on unless turned off by name"
+        );
+        assert_eq!(
+            cfg.resource_version_policy.for_type("Patient"),
+            VersionPolicy::VersionedUpdate
+        );
+        assert_eq!(
+            cfg.resource_version_policy.for_type("Observation"),
+            VersionPolicy::NoVersion
+        );
+        assert_eq!(cfg.cors.unwrap().max_age, Some(600));
+        assert_eq!(cfg.limits.max_request_body_bytes, 1000);
+        assert_eq!(cfg.limits.transaction_entry_limit, 500);
+
+        let ws: Workspace = serde_yaml::from_str(
+            "apiVersion: hds.dev/v1alpha1\nkind: Workspace\nmetadata: {name: other}\nspec: {}\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            fhir_service_config(&svc, Some(&ws), PostgresConfig::from_url("x")),
+            Err(SpecError::WrongWorkspace { .. })
+        ));
+    }
+}

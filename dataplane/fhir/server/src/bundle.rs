@@ -1,0 +1,102 @@
+//! Writes search and history Bundles as text. Stored bodies are spliced in as they are, so a page
+//! of resources is never parsed and re-serialised on its way out.
+
+use hds_fhir_store::{StoredVersion, instant};
+use serde_json::{Value, json};
+
+pub struct BundleWriter {
+    out: String,
+    entries: usize,
+}
+
+impl BundleWriter {
+    pub fn new(bundle_type: &str, total: Option<i64>, links: &[(&str, String)]) -> Self {
+        let mut head = json!({
+            "resourceType": "Bundle",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "meta": {"lastUpdated": instant(&hds_fhir_store::now())},
+            "type": bundle_type,
+        });
+        if let Some(t) = total {
+            head["total"] = json!(t);
+        }
+        if !links.is_empty() {
+            head["link"] = Value::Array(
+                links
+                    .iter()
+                    .map(|(rel, url)| json!({"relation": rel, "url": url}))
+                    .collect(),
+            );
+        }
+        let mut out = head.to_string();
+        out.pop(); // reopen the object to append "entry"
+        out.push_str(",\"entry\":[");
+        Self { out, entries: 0 }
+    }
+
+    /// An entry whose `resource` is the stored body and whose other members are `extra`.
+    pub fn entry(&mut self, v: &StoredVersion, base: &str, extra: Value) {
+        if self.entries > 0 {
+            self.out.push(',');
+        }
+        self.entries += 1;
+        let mut e = json!({"fullUrl": format!("{base}/{}/{}", v.res_type, v.id)});
+        if let (Value::Object(e), Value::Object(extra)) = (&mut e, extra) {
+            e.extend(extra);
+        }
+        let mut text = e.to_string();
+        if let Some(body) = &v.body {
+            text.pop();
+            text.push_str(",\"resource\":");
+            text.push_str(body);
+            text.push('}');
+        }
+        self.out.push_str(&text);
+    }
+
+    pub fn finish(mut self) -> String {
+        if self.entries == 0 {
+            // An empty Bundle has no entry element at all.
+            let cut = self.out.len() - ",\"entry\":[".len();
+            self.out.truncate(cut);
+            self.out.push('}');
+        } else {
+            self.out.push_str("]}");
+        }
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hds_fhir_store::Method;
+
+    #[test]
+    fn output_is_valid_json_with_and_without_entries() {
+        let empty: Value =
+            serde_json::from_str(&BundleWriter::new("searchset", Some(0), &[]).finish()).unwrap();
+        assert_eq!(empty["total"], 0);
+        assert!(empty.get("entry").is_none());
+
+        let mut w = BundleWriter::new("history", None, &[("self", "http://x/_history".into())]);
+        let v = StoredVersion {
+            res_type: "Patient".into(),
+            id: "a".into(),
+            version_id: 1,
+            last_updated: hds_fhir_store::now(),
+            method: Method::Post,
+            body: Some(r#"{"resourceType":"Patient","id":"a"}"#.into()),
+        };
+        w.entry(
+            &v,
+            "http://x",
+            json!({"request": {"method": "POST", "url": "Patient"}}),
+        );
+        w.entry(&StoredVersion { body: None, ..v }, "http://x", json!({}));
+        let b: Value = serde_json::from_str(&w.finish()).unwrap();
+        assert_eq!(b["entry"][0]["resource"]["id"], "a");
+        assert_eq!(b["entry"][0]["request"]["method"], "POST");
+        assert!(b["entry"][1].get("resource").is_none());
+    }
+}

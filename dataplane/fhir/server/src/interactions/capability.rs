@@ -1,0 +1,102 @@
+//! The CapabilityStatement is generated from what the server implements, so it cannot claim
+//! more: every interaction listed here has a route, and every search parameter is indexed.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use hds_common::config::{AuthMode, FhirServiceConfig, VersionPolicy};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::FhirError;
+use crate::http::{BaseUrl, QueryPairs, json_response, render_body};
+
+pub async fn metadata(
+    State(s): State<AppState>,
+    BaseUrl(base): BaseUrl,
+    QueryPairs(q): QueryPairs,
+) -> Result<Response, FhirError> {
+    let mut cs = (*s.capability).clone();
+    cs["implementation"]["url"] = json!(base);
+    Ok(json_response(
+        StatusCode::OK,
+        render_body(&cs.to_string(), &q),
+    ))
+}
+
+const INTERACTIONS: &[&str] = &[
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+];
+
+/// Builds the statement once at start-up; only `implementation.url` varies per request.
+pub fn capability_statement(config: &FhirServiceConfig) -> Value {
+    let defs = hds_fhir_model::r4();
+    let resources: Vec<Value> = defs
+        .resource_types()
+        .map(|t| {
+            let versioning = match config.resource_version_policy.for_type(t) {
+                VersionPolicy::NoVersion => "no-version",
+                VersionPolicy::Versioned => "versioned",
+                VersionPolicy::VersionedUpdate => "versioned-update",
+            };
+            let mut params = vec![
+                json!({"name": "_id", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id", "type": "token"}),
+                json!({"name": "_lastUpdated", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated", "type": "date"}),
+            ];
+            if defs.resource_has_element(t, "identifier") {
+                params.push(json!({"name": "identifier", "type": "token",
+                    "documentation": "Matches the resource's top-level identifier element"}));
+            }
+            let interactions: Vec<Value> = INTERACTIONS.iter().map(|c| json!({"code": c})).collect();
+            json!({
+                "type": t,
+                "interaction": interactions,
+                "versioning": versioning,
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": true,
+                "conditionalRead": "full-support",
+                "conditionalUpdate": true,
+                "conditionalDelete": "multiple",
+                "searchParam": params,
+            })
+        })
+        .collect();
+    let mut security = json!({"cors": config.cors.is_some()});
+    if config.auth.mode == AuthMode::Oidc {
+        security["service"] = json!([{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+            "code": "OAuth"}]}]);
+        security["description"] =
+            json!("Bearer tokens (OAuth 2.0) are required on every interaction but metadata");
+    } else {
+        security["description"] =
+            json!("Authentication is turned off on this service (auth.mode: none)");
+    }
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-22",
+        "publisher": "hds",
+        "kind": "instance",
+        "software": {"name": "hds", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": format!("hds FHIR service '{}'", config.name)},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
+        "rest": [{
+            "mode": "server",
+            "security": security,
+            "resource": resources,
+            "interaction": [{"code": "history-system"}],
+        }],
+    })
+}

@@ -1,0 +1,229 @@
+//! The FHIR R4 REST API of one FhirService.
+//!
+//! [`router`] builds the axum routes. Each handler lives in [`interactions`], shares the
+//! HTTP-level helpers of [`http`], and turns every failure into a [`error::FhirError`], which
+//! renders as an OperationOutcome. Storage is [`hds_fhir_store`]; matching is
+//! [`hds_fhir_search`]; validation is [`hds_fhir_model`].
+
+pub mod bundle;
+pub mod error;
+pub mod http;
+pub mod interactions;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hds_common::config::{AuthMode, CorsConfig, FhirServiceConfig};
+use hds_fhir_store::Store;
+use serde_json::Value;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::FhirError;
+use interactions::{capability, history, instance, search, type_level};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<FhirServiceConfig>,
+    /// The configured public base URL, if any.
+    pub base_url: Option<String>,
+    /// Where this service is mounted below the listener (`/fhir/<name>` under `hds up`).
+    pub path_prefix: String,
+    pub capability: Arc<Value>,
+}
+
+impl AppState {
+    pub fn new(config: FhirServiceConfig, store: Store, path_prefix: &str) -> Self {
+        let capability = Arc::new(capability::capability_statement(&config));
+        Self {
+            base_url: config
+                .base_url
+                .as_ref()
+                .map(|b| b.trim_end_matches('/').to_owned()),
+            store,
+            config: Arc::new(config),
+            path_prefix: path_prefix.trim_end_matches('/').to_owned(),
+            capability,
+        }
+    }
+}
+
+/// The routes of one FHIR service. `/metadata` is public; everything else passes the auth layer.
+pub fn router(state: AppState) -> Router {
+    if state.config.auth.mode == AuthMode::None {
+        tracing::warn!(
+            service = %state.config.name,
+            "AUTHENTICATION IS OFF (auth.mode: none): anyone who can reach this FHIR service can read and change all of its data"
+        );
+    }
+    let protected = Router::new()
+        .route("/", get(system_search).post(bundle_unsupported))
+        .route("/_history", get(history::system))
+        .route(
+            "/{type}",
+            get(search::search_get)
+                .post(type_level::create)
+                .put(type_level::conditional_update)
+                .delete(type_level::conditional_delete)
+                .patch(type_level::conditional_patch),
+        )
+        .route("/{type}/_search", post(search::search_post))
+        .route("/{type}/_history", get(history::type_level))
+        .route(
+            "/{type}/{id}",
+            get(instance::read)
+                .put(instance::update)
+                .delete(instance::delete)
+                .patch(instance::patch),
+        )
+        .route("/{type}/{id}/_history", get(history::instance))
+        .route("/{type}/{id}/_history/{vid}", get(instance::vread))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let limit = usize::try_from(state.config.limits.max_request_body_bytes).unwrap_or(usize::MAX);
+    let cors = state.config.cors.as_ref().map(cors_layer);
+    let service = state.config.name.clone();
+    let mut router = Router::new()
+        .route("/metadata", get(capability::metadata))
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(negotiate))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(move |req, next| {
+            record(service.clone(), req, next)
+        }))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state);
+    if let Some(cors) = cors {
+        router = router.layer(cors);
+    }
+    router
+}
+
+async fn negotiate(req: Request, next: Next) -> Response {
+    let q = http::query_pairs(req.uri().query());
+    match http::negotiate(req.headers(), &q) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Token validation arrives with the identity layer; until then a service that has not turned
+/// auth off by name refuses every data request rather than serve it unauthenticated.
+async fn authenticate(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if s.config.auth.mode == AuthMode::None {
+        return next.run(req).await;
+    }
+    let has_bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+    let (error, description) = if has_bearer {
+        (
+            "invalid_token",
+            "this service cannot validate bearer tokens yet; configure auth.mode: none for local use",
+        )
+    } else {
+        ("invalid_request", "a bearer token is required")
+    };
+    let challenge = format!("Bearer error=\"{error}\", error_description=\"{description}\"");
+    FhirError::new(StatusCode::UNAUTHORIZED, "login", description)
+        .header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_str(&challenge).expect("ascii challenge"),
+        )
+        .into_response()
+}
+
+async fn record(service: String, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::histogram!("hds_http_request_duration_seconds", "service" => service.clone(), "method" => method.clone())
+        .record(start.elapsed().as_secs_f64());
+    metrics::counter!("hds_http_requests_total", "service" => service, "method" => method, "status" => status)
+        .increment(1);
+    resp
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    FhirError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "exception",
+        "internal error while processing the request; it has been logged",
+    )
+    .into_response()
+}
+
+async fn not_found(uri: axum::http::Uri) -> FhirError {
+    FhirError::not_found(format!("no FHIR endpoint at '{}'", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> FhirError {
+    FhirError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "not-supported",
+        format!("{method} is not supported on '{}'", uri.path()),
+    )
+}
+
+async fn system_search() -> FhirError {
+    FhirError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "not-supported",
+        "system-wide search is not supported by this server version; search a resource type",
+    )
+}
+
+async fn bundle_unsupported() -> FhirError {
+    FhirError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "not-supported",
+        "batch and transaction Bundles are not supported by this server version",
+    )
+}
+
+fn cors_layer(c: &CorsConfig) -> CorsLayer {
+    let mut layer = CorsLayer::new();
+    layer = if c.origins.iter().any(|o| o == "*") {
+        layer.allow_origin(AllowOrigin::any())
+    } else {
+        let origins: Vec<HeaderValue> = c.origins.iter().filter_map(|o| o.parse().ok()).collect();
+        layer.allow_origin(origins)
+    };
+    let methods: Vec<Method> = c.methods.iter().filter_map(|m| m.parse().ok()).collect();
+    if !methods.is_empty() {
+        layer = layer.allow_methods(methods);
+    }
+    if c.headers.iter().any(|h| h == "*") {
+        layer = layer.allow_headers(tower_http::cors::Any);
+    } else {
+        let headers: Vec<header::HeaderName> =
+            c.headers.iter().filter_map(|h| h.parse().ok()).collect();
+        layer = layer.allow_headers(headers);
+    }
+    if let Some(age) = c.max_age {
+        layer = layer.max_age(std::time::Duration::from_secs(u64::from(age)));
+    }
+    if c.allow_credentials {
+        layer = layer.allow_credentials(true);
+    }
+    layer.expose_headers([
+        header::ETAG,
+        header::LOCATION,
+        header::CONTENT_LOCATION,
+        header::LAST_MODIFIED,
+    ])
+}

@@ -1,0 +1,193 @@
+//! The FHIR service's system of record in PostgreSQL.
+//!
+//! Layout (see `migrations/`): `resources` says where each resource's current version is,
+//! `resource_versions` holds every kept version as the exact JSON text the server returns, and
+//! the `search_*` tables hold the index rows of current versions. Every write puts all three in
+//! one transaction, so a search can never see a resource its index disagrees with.
+//!
+//! The functions take a [`deadpool_postgres::Transaction`] rather than opening their own, so that
+//! a conditional interaction (search, then write) or a FHIR transaction Bundle composes several of
+//! them atomically.
+
+mod history;
+mod write;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use deadpool_postgres::{GenericClient, Pool};
+use hds_common::db::{self, Migration};
+
+pub use deadpool_postgres::{Object as Connection, Transaction};
+pub use history::{HistoryPage, HistoryQuery, HistoryScope, history};
+pub use write::{DeleteOutcome, VersionCheck, WriteOutcome, create, delete, stamp, update};
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "resources",
+    sql: include_str!("../migrations/0001_resources.sql"),
+}];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("no database connection available: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error(transparent)]
+    Setup(#[from] db::DbError),
+    #[error("stored resource {0} is not valid JSON: {1}")]
+    Corrupt(String, serde_json::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How a version came to be, as FHIR history reports it in `Bundle.entry.request.method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "POST" => Method::Post,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            _ => Method::Put,
+        }
+    }
+}
+
+/// One version of one resource. `body` is `None` for a deletion.
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    pub res_type: String,
+    pub id: String,
+    pub version_id: i64,
+    pub last_updated: DateTime<Utc>,
+    pub method: Method,
+    pub body: Option<String>,
+}
+
+impl StoredVersion {
+    pub fn is_deleted(&self) -> bool {
+        self.body.is_none()
+    }
+}
+
+/// Index rows of one resource version, extracted by the search crate and written by this one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexEntries {
+    pub tokens: Vec<TokenEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenEntry {
+    pub param: String,
+    pub system: Option<String>,
+    pub code: String,
+}
+
+/// The store: a pool on the service's own database, migrated.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Connects and applies pending migrations.
+    pub async fn open(url: &str, pool_size: usize) -> Result<Self> {
+        let pool = db::connect(url, pool_size).await?;
+        db::migrate(&pool, "fhir", MIGRATIONS).await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub async fn connection(&self) -> Result<Connection> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Is the database answering? For `/health/check`.
+    pub async fn ping(&self) -> Result<()> {
+        let c = self.pool.get().await?;
+        c.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+}
+
+/// Timestamps are cut to milliseconds: that is what `meta.lastUpdated` shows, and a stored value
+/// finer than the one clients see would make `If-Modified-Since` and `_since` disagree with it.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+/// The FHIR `instant` form of a stored timestamp.
+pub fn instant(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The current version of a resource (deleted or not), or `None` if it never existed.
+pub async fn read(
+    client: &impl GenericClient,
+    res_type: &str,
+    id: &str,
+) -> Result<Option<StoredVersion>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT v.version_id, v.last_updated, v.method, v.body
+               FROM resources r
+               JOIN resource_versions v
+                 ON v.res_type = r.res_type AND v.id = r.id AND v.version_id = r.version_id
+              WHERE r.res_type = $1 AND r.id = $2",
+        )
+        .await?;
+    let row = client.query_opt(&stmt, &[&res_type, &id]).await?;
+    Ok(row.map(|r| StoredVersion {
+        res_type: res_type.to_owned(),
+        id: id.to_owned(),
+        version_id: r.get(0),
+        last_updated: r.get(1),
+        method: Method::parse(r.get(2)),
+        body: r.get(3),
+    }))
+}
+
+/// One kept version, or `None` if it never existed or was not kept.
+pub async fn vread(
+    client: &impl GenericClient,
+    res_type: &str,
+    id: &str,
+    version_id: i64,
+) -> Result<Option<StoredVersion>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT last_updated, method, body FROM resource_versions
+              WHERE res_type = $1 AND id = $2 AND version_id = $3",
+        )
+        .await?;
+    let row = client
+        .query_opt(&stmt, &[&res_type, &id, &version_id])
+        .await?;
+    Ok(row.map(|r| StoredVersion {
+        res_type: res_type.to_owned(),
+        id: id.to_owned(),
+        version_id,
+        last_updated: r.get(0),
+        method: Method::parse(r.get(1)),
+        body: r.get(2),
+    }))
+}

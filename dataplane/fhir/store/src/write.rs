@@ -1,0 +1,334 @@
+//! The write path: head row, version row and index rows of one resource, inside the caller's
+//! transaction. The statements after the head row are sent together (tokio-postgres pipelines
+//! queries issued concurrently on one connection), so a write costs two round trips plus commit.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+use futures_util::try_join;
+use serde_json::Value;
+
+use crate::{IndexEntries, Method, Result, StoredVersion, instant, now};
+
+/// What an If-Match header (or a transaction entry's ifMatch) demands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionCheck {
+    Any,
+    Expect(i64),
+    /// Azure's versioned-update policy: an existing resource may only be changed with If-Match.
+    RequiredIfExists,
+}
+
+#[derive(Debug)]
+pub enum WriteOutcome {
+    /// The resource did not exist (or was deleted) and now does.
+    Created(StoredVersion),
+    Updated(StoredVersion),
+    /// If-Match named another version; `current` is the one there (None if none is).
+    VersionConflict {
+        current: Option<i64>,
+    },
+    /// The resource exists and the policy demands If-Match, which was not given.
+    PreconditionRequired,
+}
+
+#[derive(Debug)]
+pub enum DeleteOutcome {
+    Deleted(StoredVersion),
+    /// Nothing to delete: never existed, or deleted already.
+    NotFound,
+    VersionConflict {
+        current: Option<i64>,
+    },
+}
+
+/// Sets the server-owned `meta` elements and renders the JSON text that will be stored and served.
+pub fn stamp(resource: &mut Value, version_id: i64, last_updated: &DateTime<Utc>) -> String {
+    if let Value::Object(obj) = resource {
+        let meta = obj
+            .entry("meta")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if !meta.is_object() {
+            *meta = Value::Object(Default::default());
+        }
+        if let Value::Object(meta) = meta {
+            meta.insert("versionId".into(), Value::String(version_id.to_string()));
+            meta.insert("lastUpdated".into(), Value::String(instant(last_updated)));
+        }
+    }
+    resource.to_string()
+}
+
+/// Inserts a new resource with version 1 under an id the caller chose (server-assigned on create).
+pub async fn create(
+    tx: &Transaction<'_>,
+    res_type: &str,
+    id: &str,
+    mut resource: Value,
+    index: &IndexEntries,
+) -> Result<StoredVersion> {
+    let last_updated = now();
+    let body = stamp(&mut resource, 1, &last_updated);
+    let head = tx
+        .prepare_cached(
+            "INSERT INTO resources (res_type, id, version_id, last_updated, deleted)
+             VALUES ($1, $2, 1, $3, false)",
+        )
+        .await?;
+    let head_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&res_type, &id, &last_updated];
+    try_join!(
+        tx.execute(&head, &head_params),
+        insert_version(
+            tx,
+            res_type,
+            id,
+            1,
+            &last_updated,
+            Method::Post,
+            Some(&body)
+        ),
+        insert_index(tx, res_type, id, index),
+    )?;
+    Ok(StoredVersion {
+        res_type: res_type.to_owned(),
+        id: id.to_owned(),
+        version_id: 1,
+        last_updated,
+        method: Method::Post,
+        body: Some(body),
+    })
+}
+
+/// Writes a new version of `res_type/id`, creating it if absent (update-as-create).
+/// With `keep_history` false (Azure's no-version policy) older versions are dropped.
+#[allow(clippy::too_many_arguments)]
+pub async fn update(
+    tx: &Transaction<'_>,
+    res_type: &str,
+    id: &str,
+    mut resource: Value,
+    index: &IndexEntries,
+    check: VersionCheck,
+    keep_history: bool,
+    method: Method,
+) -> Result<WriteOutcome> {
+    let current = lock_head(tx, res_type, id).await?;
+    match check {
+        VersionCheck::Expect(expected) if current.map(|(v, _)| v) != Some(expected) => {
+            return Ok(WriteOutcome::VersionConflict {
+                current: current.map(|(v, _)| v),
+            });
+        }
+        VersionCheck::RequiredIfExists if matches!(current, Some((_, false))) => {
+            return Ok(WriteOutcome::PreconditionRequired);
+        }
+        _ => {}
+    }
+    let version_id = current.map_or(1, |(v, _)| v + 1);
+    let was_live = matches!(current, Some((_, false)));
+    let last_updated = now();
+    let body = stamp(&mut resource, version_id, &last_updated);
+    let head = tx
+        .prepare_cached(
+            "INSERT INTO resources (res_type, id, version_id, last_updated, deleted)
+             VALUES ($1, $2, $3, $4, false)
+             ON CONFLICT (res_type, id) DO UPDATE
+                SET version_id = EXCLUDED.version_id, last_updated = EXCLUDED.last_updated,
+                    deleted = false",
+        )
+        .await?;
+    let head_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+        [&res_type, &id, &version_id, &last_updated];
+    try_join!(
+        tx.execute(&head, &head_params),
+        insert_version(
+            tx,
+            res_type,
+            id,
+            version_id,
+            &last_updated,
+            method,
+            Some(&body)
+        ),
+        replace_index(tx, res_type, id, index),
+        prune_history(tx, res_type, id, version_id, keep_history),
+    )?;
+    let stored = StoredVersion {
+        res_type: res_type.to_owned(),
+        id: id.to_owned(),
+        version_id,
+        last_updated,
+        method,
+        body: Some(body),
+    };
+    Ok(if was_live {
+        WriteOutcome::Updated(stored)
+    } else {
+        WriteOutcome::Created(stored)
+    })
+}
+
+/// Marks `res_type/id` deleted with a new version that has no body, and drops its index rows.
+pub async fn delete(
+    tx: &Transaction<'_>,
+    res_type: &str,
+    id: &str,
+    check: VersionCheck,
+    keep_history: bool,
+) -> Result<DeleteOutcome> {
+    let current = lock_head(tx, res_type, id).await?;
+    if let VersionCheck::Expect(expected) = check
+        && current.map(|(v, _)| v) != Some(expected)
+    {
+        return Ok(DeleteOutcome::VersionConflict {
+            current: current.map(|(v, _)| v),
+        });
+    }
+    let Some((current_version, false)) = current else {
+        return Ok(DeleteOutcome::NotFound);
+    };
+    let version_id = current_version + 1;
+    let last_updated = now();
+    let head = tx
+        .prepare_cached(
+            "UPDATE resources SET version_id = $3, last_updated = $4, deleted = true
+              WHERE res_type = $1 AND id = $2",
+        )
+        .await?;
+    let head_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+        [&res_type, &id, &version_id, &last_updated];
+    try_join!(
+        tx.execute(&head, &head_params),
+        insert_version(
+            tx,
+            res_type,
+            id,
+            version_id,
+            &last_updated,
+            Method::Delete,
+            None
+        ),
+        delete_index(tx, res_type, id),
+        prune_history(tx, res_type, id, version_id, keep_history),
+    )?;
+    Ok(DeleteOutcome::Deleted(StoredVersion {
+        res_type: res_type.to_owned(),
+        id: id.to_owned(),
+        version_id,
+        last_updated,
+        method: Method::Delete,
+        body: None,
+    }))
+}
+
+/// The current (version, deleted) of a resource, locked until the transaction ends so that two
+/// writers of one resource take turns and each sees the other's version.
+async fn lock_head(tx: &Transaction<'_>, res_type: &str, id: &str) -> Result<Option<(i64, bool)>> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT version_id, deleted FROM resources WHERE res_type = $1 AND id = $2 FOR UPDATE",
+        )
+        .await?;
+    if let Some(row) = tx.query_opt(&stmt, &[&res_type, &id]).await? {
+        return Ok(Some((row.get(0), row.get(1))));
+    }
+    // Nothing to lock yet: two update-as-creates of one new id would both get here, so take a
+    // transaction-scoped advisory lock on the name and look again.
+    let lock = tx
+        .prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))")
+        .await?;
+    tx.execute(&lock, &[&res_type, &id]).await?;
+    let row = tx.query_opt(&stmt, &[&res_type, &id]).await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+async fn insert_version(
+    tx: &Transaction<'_>,
+    res_type: &str,
+    id: &str,
+    version_id: i64,
+    last_updated: &DateTime<Utc>,
+    method: Method,
+    body: Option<&str>,
+) -> Result<u64, tokio_postgres::Error> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO resource_versions (res_type, id, version_id, last_updated, method, body)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &res_type,
+            &id,
+            &version_id,
+            last_updated,
+            &method.as_str(),
+            &body,
+        ],
+    )
+    .await
+}
+
+async fn insert_index(
+    tx: &Transaction<'_>,
+    res_type: &str,
+    id: &str,
+    index: &IndexEntries,
+) -> Result<u64, tokio_postgres::Error> {
+    if index.tokens.is_empty() {
+        return Ok(0);
+    }
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO search_token (res_type, id, param, system, code)
+             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[])",
+        )
+        .await?;
+    let params: Vec<&str> = index.tokens.iter().map(|t| t.param.as_str()).collect();
+    let systems: Vec<Option<&str>> = index.tokens.iter().map(|t| t.system.as_deref()).collect();
+    let codes: Vec<&str> = index.tokens.iter().map(|t| t.code.as_str()).collect();
+    tx.execute(&stmt, &[&res_type, &id, &params, &systems, &codes])
+        .await
+}
+
+/// Old rows must go before new ones arrive, so these two run in order, not pipelined together.
+async fn replace_index(
+    tx: &Transaction<'_>,
+    res_type: &str,
+    id: &str,
+    index: &IndexEntries,
+) -> Result<u64, tokio_postgres::Error> {
+    delete_index(tx, res_type, id).await?;
+    insert_index(tx, res_type, id, index).await
+}
+
+async fn delete_index(
+    tx: &Transaction<'_>,
+    res_type: &str,
+    id: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    let stmt = tx
+        .prepare_cached("DELETE FROM search_token WHERE res_type = $1 AND id = $2")
+        .await?;
+    tx.execute(&stmt, &[&res_type, &id]).await
+}
+
+async fn prune_history(
+    tx: &Transaction<'_>,
+    res_type: &str,
+    id: &str,
+    version_id: i64,
+    keep_history: bool,
+) -> Result<u64, tokio_postgres::Error> {
+    if keep_history {
+        return Ok(0);
+    }
+    let stmt = tx
+        .prepare_cached(
+            "DELETE FROM resource_versions WHERE res_type = $1 AND id = $2 AND version_id < $3",
+        )
+        .await?;
+    tx.execute(&stmt, &[&res_type, &id, &version_id]).await
+}

@@ -1,0 +1,56 @@
+//! `hds`: one binary for every way of running the services.
+//!
+//! - `hds up -f <file|dir>`: reads custom-resource YAML and runs every service it finds in this
+//!   process, on an embedded PostgreSQL unless one is given.
+//! - `hds fhir --config FILE`: runs one FHIR service from the config the operator renders.
+
+mod embedded_postgres;
+mod serve;
+mod up;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "hds",
+    version,
+    about = "Health data services: FHIR, DICOM and MedTech"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the services declared in custom-resource YAML on this machine.
+    Up(up::UpArgs),
+    /// Run one FHIR service from a service config file (what the operator deploys).
+    Fhir {
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Overrides the config's listen address.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    hds_common::telemetry::init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => up::run(args).await,
+        Command::Fhir { config, listen } => serve::fhir(config, listen).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! `hds up`: the custom resources of a directory, running on this machine.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use hds_common::config::PostgresConfig;
+use hds_common::from_spec::{fhir_service_config, postgres_source};
+use hds_crds::common::PostgresStorage;
+use hds_crds::{FhirService, Manifest, Workspace};
+use serde_json::json;
+
+use crate::embedded_postgres::EmbeddedPostgres;
+use crate::serve;
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// YAML files or directories of them (multi-document YAML is fine).
+    #[arg(short = 'f', long = "file", required = true)]
+    files: Vec<PathBuf>,
+    /// Where every service listens; each is mounted at its own path.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Holds the embedded database and other local state.
+    #[arg(long, default_value = ".hds")]
+    data_dir: PathBuf,
+    /// Use this PostgreSQL server (an admin URL) instead of starting an embedded one. Each service
+    /// gets its own database on it.
+    #[arg(long, env = "HDS_UP_POSTGRES_URL")]
+    postgres_url: Option<String>,
+    /// Write the services' URLs here as JSON once they are ready.
+    #[arg(long)]
+    endpoints_file: Option<PathBuf>,
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let manifests = load(&args.files)?;
+    let mut workspaces: BTreeMap<String, Workspace> = BTreeMap::new();
+    let mut secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut fhir_services: Vec<FhirService> = Vec::new();
+    for m in manifests {
+        match m {
+            Manifest::Workspace(w) => {
+                workspaces.insert(w.metadata.name.clone().unwrap_or_default(), w);
+            }
+            Manifest::FhirService(f) => fhir_services.push(f),
+            Manifest::Secret { name, data, .. } => {
+                secrets.insert(name, data);
+            }
+            other => tracing::info!(
+                kind = other.kind(),
+                name = other.name().unwrap_or(""),
+                "not run by this version of hds up; skipped"
+            ),
+        }
+    }
+    if fhir_services.is_empty() {
+        bail!("no FhirService found in {:?}", args.files);
+    }
+
+    let base = format!("http://{}", display_addr(args.listen));
+    let needs_embedded = args.postgres_url.is_none()
+        && fhir_services.iter().any(|f| {
+            let ws = workspaces.get(&f.spec.workspace_ref.name);
+            postgres_source(f.spec.storage.postgres.as_ref(), ws).is_none()
+        });
+    let embedded = if needs_embedded {
+        Some(EmbeddedPostgres::start(&args.data_dir)?)
+    } else {
+        None
+    };
+    let default_admin = args
+        .postgres_url
+        .clone()
+        .or_else(|| embedded.as_ref().map(|e| e.admin_url()));
+
+    let mut app = Router::new();
+    let mut stores = Vec::new();
+    let mut endpoints = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for svc in &fhir_services {
+        let name = svc
+            .metadata
+            .name
+            .clone()
+            .context("a FhirService has no metadata.name")?;
+        if !seen.insert(name.clone()) {
+            bail!("two FhirServices are named '{name}'; names must be unique");
+        }
+        let ws = workspaces.get(&svc.spec.workspace_ref.name);
+        if ws.is_none() {
+            tracing::warn!(service = %name, workspace = %svc.spec.workspace_ref.name, "the Workspace is not among the files; using its defaults");
+        }
+        let url = database_url(
+            &name,
+            postgres_source(svc.spec.storage.postgres.as_ref(), ws),
+            &secrets,
+            default_admin.as_deref(),
+        )
+        .await
+        .with_context(|| format!("FhirService '{name}': database"))?;
+        let mut config = fhir_service_config(svc, ws, PostgresConfig::from_url(url))?;
+        let prefix = format!("/fhir/{name}");
+        let service_url = format!("{base}{prefix}");
+        config.base_url = Some(service_url.clone());
+        let (routes, store) = serve::fhir_service(config, &prefix).await?;
+        app = app.nest(&prefix, routes);
+        stores.push(store);
+        println!("FhirService {name}: {service_url}");
+        endpoints.push(json!({
+            "kind": "FhirService",
+            "name": name,
+            "namespace": svc.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            "workspace": svc.spec.workspace_ref.name,
+            "url": service_url,
+        }));
+    }
+    app = app.merge(hds_common::health::router(serve::probe(stores)));
+
+    let listener_ready = {
+        tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?
+    };
+    if let Some(file) = &args.endpoints_file {
+        let doc = json!({"services": endpoints});
+        std::fs::write(file, serde_json::to_vec_pretty(&doc)?)
+            .with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    tracing::info!(listen = %args.listen, "hds up is ready; Ctrl-C stops it");
+    let served = axum::serve(listener_ready, app)
+        .with_graceful_shutdown(hds_common::shutdown::signal())
+        .await;
+    tracing::info!("all requests drained");
+    if let Some(e) = embedded {
+        e.stop();
+        std::mem::forget(e);
+    }
+    served.context("server failed")
+}
+
+fn display_addr(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+/// Reads every `.yaml`/`.yml` file given, or found directly inside a given directory.
+fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<Manifest>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot read {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            inside.sort();
+            files.extend(inside);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
+        out.extend(
+            hds_crds::parse_manifests(&text).with_context(|| format!("in {}", f.display()))?,
+        );
+    }
+    Ok(out)
+}
+
+/// A connection URL for the service's own database, from its storage spec, the Secrets among the
+/// files, or the default server.
+async fn database_url(
+    service: &str,
+    source: Option<&PostgresStorage>,
+    secrets: &BTreeMap<String, BTreeMap<String, String>>,
+    default_admin: Option<&str>,
+) -> anyhow::Result<String> {
+    let secret = |name: &str, key: &str| -> anyhow::Result<String> {
+        secrets
+            .get(name)
+            .and_then(|s| s.get(key))
+            .cloned()
+            .with_context(|| format!("Secret '{name}' with key '{key}' is not among the files"))
+    };
+    let admin = match source {
+        Some(PostgresStorage { connection_secret_ref: Some(r), .. }) => return secret(&r.name, &r.key),
+        Some(PostgresStorage { admin_secret_ref: Some(r), .. }) => secret(&r.name, &r.key)?,
+        Some(PostgresStorage { cnpg: Some(_), .. }) => {
+            bail!("CloudNativePG storage needs the operator in a cluster; hds up cannot provide it")
+        }
+        _ => default_admin
+            .context("no database: give the service storage.postgres, or let hds up start its embedded one")?
+            .to_owned(),
+    };
+    let db = database_name(service);
+    hds_common::db::ensure_database(&admin, &db).await?;
+    with_database(&admin, &db)
+}
+
+/// `hds_fhir_<name>`, with anything but [a-z0-9_] replaced.
+fn database_name(service: &str) -> String {
+    let clean: String = service
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("hds_fhir_{clean}")
+}
+
+/// The same server URL pointing at another database.
+fn with_database(admin: &str, db: &str) -> anyhow::Result<String> {
+    if admin.starts_with("postgres://") || admin.starts_with("postgresql://") {
+        let (head, query) = admin
+            .split_once('?')
+            .map_or((admin, None), |(h, q)| (h, Some(q)));
+        let scheme_end = head.find("://").map_or(0, |i| i + 3);
+        let path_start = head[scheme_end..].find('/').map(|i| i + scheme_end);
+        let server = path_start.map_or(head, |i| &head[..i]);
+        let mut url = format!("{server}/{db}");
+        if let Some(q) = query {
+            url.push('?');
+            url.push_str(q);
+        }
+        Ok(url)
+    } else {
+        // key=value form: a later dbname wins.
+        Ok(format!("{admin} dbname={db}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn database_urls_keep_the_server_and_replace_the_database() {
+        assert_eq!(
+            with_database("postgres://u@h:5/postgres", "d").unwrap(),
+            "postgres://u@h:5/d"
+        );
+        assert_eq!(
+            with_database("postgresql://u@h", "d").unwrap(),
+            "postgresql://u@h/d"
+        );
+        assert_eq!(
+            with_database("postgres://h/x?sslmode=disable", "d").unwrap(),
+            "postgres://h/d?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("host=h user=u", "d").unwrap(),
+            "host=h user=u dbname=d"
+        );
+        assert_eq!(database_name("My-Fhir"), "hds_fhir_my_fhir");
+    }
+
+    #[test]
+    fn examples_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let m = load(&[dir]).unwrap();
+        assert!(m.iter().any(|m| m.kind() == "FhirService"));
+    }
+}
