@@ -76,18 +76,23 @@ fn where_clause(b: &mut Builder, res_type: &str, q: &Query) {
 
 /// `_lastUpdated` is an instant, so comparisons are against the range the search value spans.
 fn date_condition(b: &mut Builder, v: &DateValue) -> String {
-    let s = b.bind(Box::new(v.start));
-    let e = b.bind(Box::new(v.end));
+    // Bind only what the SQL uses: PostgreSQL cannot type a parameter it never sees.
     let c = "r.last_updated";
     match v.prefix {
-        DatePrefix::Eq => format!("({c} >= {s} AND {c} < {e})"),
-        DatePrefix::Ne => format!("({c} < {s} OR {c} >= {e})"),
-        DatePrefix::Gt | DatePrefix::Sa => format!("{c} >= {e}"),
-        DatePrefix::Lt | DatePrefix::Eb => format!("{c} < {s}"),
-        DatePrefix::Ge => format!("{c} >= {s}"),
-        DatePrefix::Le => format!("{c} < {e}"),
-        // Approximately: within the value's own span on either side.
-        DatePrefix::Ap => format!("({c} >= {s} - ({e} - {s}) AND {c} < {e} + ({e} - {s}))"),
+        DatePrefix::Gt | DatePrefix::Sa => format!("{c} >= {}", b.bind(Box::new(v.end))),
+        DatePrefix::Lt | DatePrefix::Eb => format!("{c} < {}", b.bind(Box::new(v.start))),
+        DatePrefix::Ge => format!("{c} >= {}", b.bind(Box::new(v.start))),
+        DatePrefix::Le => format!("{c} < {}", b.bind(Box::new(v.end))),
+        DatePrefix::Eq | DatePrefix::Ne | DatePrefix::Ap => {
+            let s = b.bind(Box::new(v.start));
+            let e = b.bind(Box::new(v.end));
+            match v.prefix {
+                DatePrefix::Eq => format!("({c} >= {s} AND {c} < {e})"),
+                DatePrefix::Ne => format!("({c} < {s} OR {c} >= {e})"),
+                // Approximately: within the value's own span on either side.
+                _ => format!("({c} >= {s} - ({e} - {s}) AND {c} < {e} + ({e} - {s}))"),
+            }
+        }
     }
 }
 

@@ -28,7 +28,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
+    #[error("database error: {}", db_message(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("no database connection available: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
@@ -36,6 +36,14 @@ pub enum StoreError {
     Setup(#[from] db::DbError),
     #[error("stored resource {0} is not valid JSON: {1}")]
     Corrupt(String, serde_json::Error),
+}
+
+/// tokio-postgres prints "db error" for server errors; the server's own message says what failed.
+fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -44,9 +44,15 @@ pub enum DeleteOutcome {
 /// Sets the server-owned `meta` elements and renders the JSON text that will be stored and served.
 pub fn stamp(resource: &mut Value, version_id: i64, last_updated: &DateTime<Utc>) -> String {
     if let Value::Object(obj) = resource {
-        let meta = obj
-            .entry("meta")
-            .or_insert_with(|| Value::Object(Default::default()));
+        if !obj.contains_key("meta") {
+            // Right after id, where FHIR's own serialisation puts it.
+            let at = obj
+                .keys()
+                .position(|k| k == "id")
+                .map_or(obj.len(), |i| i + 1);
+            obj.shift_insert(at, "meta".into(), Value::Object(Default::default()));
+        }
+        let meta = obj.get_mut("meta").expect("inserted above");
         if !meta.is_object() {
             *meta = Value::Object(Default::default());
         }

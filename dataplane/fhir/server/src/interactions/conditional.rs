@@ -25,7 +25,7 @@ pub fn criteria_from_pairs(pairs: &[(String, String)]) -> Result<(Query, String)
         )));
     }
     if q.clauses.is_empty() {
-        return Err(FhirError::precondition_failed(
+        return Err(FhirError::bad_request(
             "a conditional interaction needs at least one search criterion",
         ));
     }

@@ -93,6 +93,18 @@ pub fn validate(
     }
 }
 
+/// Sets the resource's id, keeping it right after resourceType where readers expect it.
+pub fn set_id(resource: &mut Value, id: &str) {
+    if let Value::Object(obj) = resource {
+        if let Some(existing) = obj.get_mut("id") {
+            *existing = Value::String(id.to_owned());
+        } else {
+            let at = usize::from(obj.contains_key("resourceType")).min(obj.len());
+            obj.shift_insert(at, "id".into(), Value::String(id.to_owned()));
+        }
+    }
+}
+
 pub fn keeps_history(policy: VersionPolicy) -> bool {
     policy != VersionPolicy::NoVersion
 }

@@ -11,7 +11,7 @@ use super::conditional::{criteria, criteria_from_pairs, matches};
 use super::instance::{
     delete_response, parse_patch, patch_in, update_response, version_check, write_update,
 };
-use super::{check_type, keeps_history, valid_id, validate};
+use super::{check_type, keeps_history, set_id, valid_id, validate};
 use crate::AppState;
 use crate::error::FhirError;
 use crate::http::{
@@ -33,6 +33,10 @@ pub async fn create(
     check_type(&rt)?;
     require_json_body(&headers)?;
     let mut resource = parse_resource(&body)?;
+    // The server assigns the id of a created resource; one sent by the client is ignored, so it
+    // is replaced before validation judges it.
+    let id = uuid::Uuid::new_v4().to_string();
+    set_id(&mut resource, &id);
     validate(&resource, &rt, StatusCode::BAD_REQUEST)?;
     let if_none_exist = match headers.get("if-none-exist") {
         Some(v) => Some(criteria(v.to_str().map_err(|_| {
@@ -66,11 +70,6 @@ pub async fn create(
                 )));
             }
         }
-    }
-    // The server assigns the id of a created resource; one sent by the client is ignored.
-    let id = uuid::Uuid::new_v4().to_string();
-    if let Value::Object(obj) = &mut resource {
-        obj.insert("id".into(), Value::String(id.clone()));
     }
     let index = hds_fhir_search::extract(&resource);
     let v = store::create(&tx, &rt, &id, resource, &index).await?;
@@ -137,9 +136,7 @@ pub async fn conditional_update(
             )));
         }
     };
-    if let Value::Object(obj) = &mut resource {
-        obj.insert("id".into(), Value::String(id.clone()));
-    }
+    set_id(&mut resource, &id);
     let outcome = write_update(&s, &tx, &rt, &id, resource, check, Method::Put).await?;
     tx.commit().await?;
     update_response(outcome, &rt, &id, &base, prefer.return_, &q)

@@ -1,0 +1,133 @@
+//! A FHIR service on a fresh database of the real PostgreSQL, served on a random port.
+
+#![allow(dead_code)]
+
+use hds_common::config::{AuthConfig, AuthMode, FhirServiceConfig, Limits, PostgresConfig};
+use hds_fhir_server::{AppState, router};
+use hds_fhir_store::Store;
+use reqwest::{Client, Response};
+use serde_json::Value;
+
+pub const FHIR_JSON: &str = "application/fhir+json";
+
+pub struct TestServer {
+    pub base: String,
+    pub http: Client,
+}
+
+pub fn admin_url() -> String {
+    std::env::var("HDS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn config() -> FhirServiceConfig {
+    FhirServiceConfig {
+        name: "test".into(),
+        workspace: "ws".into(),
+        listen: None,
+        base_url: None,
+        postgres: PostgresConfig::from_url(""),
+        auth: AuthConfig {
+            mode: AuthMode::None,
+            ..Default::default()
+        },
+        cors: None,
+        resource_version_policy: Default::default(),
+        limits: Limits::default(),
+    }
+}
+
+pub async fn start() -> TestServer {
+    start_with(config()).await
+}
+
+pub async fn start_with(mut cfg: FhirServiceConfig) -> TestServer {
+    let admin = admin_url();
+    let db = format!("hds_test_{}", uuid::Uuid::new_v4().simple());
+    hds_common::db::ensure_database(&admin, &db)
+        .await
+        .expect("the test PostgreSQL must be reachable (HDS_TEST_POSTGRES_URL)");
+    let url = match admin.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{db}"),
+        None => panic!("HDS_TEST_POSTGRES_URL must be a postgres:// URL"),
+    };
+    cfg.postgres = PostgresConfig::from_url(url.clone());
+    let store = Store::open(&url, 8)
+        .await
+        .expect("store opens and migrates");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(AppState::new(cfg, store, ""));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    TestServer {
+        base: format!("http://{addr}"),
+        http: Client::new(),
+    }
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.http
+            .post(self.url(path))
+            .header("content-type", FHIR_JSON)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Response {
+        self.http
+            .put(self.url(path))
+            .header("content-type", FHIR_JSON)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.http.delete(self.url(path)).send().await.unwrap()
+    }
+
+    /// Creates a resource and returns its body as stored.
+    pub async fn create(&self, body: &Value) -> Value {
+        let rt = body["resourceType"].as_str().unwrap();
+        let r = self.post(rt, body).await;
+        assert_eq!(r.status(), 201, "create {rt}: {}", r.text().await.unwrap());
+        r.json().await.unwrap()
+    }
+}
+
+pub async fn json(r: Response) -> Value {
+    let text = r.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Asserts an OperationOutcome response with the given status, and returns it.
+pub async fn outcome(r: Response, status: u16) -> Value {
+    assert_eq!(r.status(), status, "unexpected status");
+    let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ct.starts_with(FHIR_JSON), "content-type {ct}");
+    let v = json(r).await;
+    assert_eq!(v["resourceType"], "OperationOutcome", "{v}");
+    assert!(!v["issue"].as_array().unwrap().is_empty());
+    v
+}
+
+pub fn header(r: &Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}

@@ -1,0 +1,207 @@
+//! History at three levels, search on the REST core's parameters, and keyset paging.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn follow_all(s: &TestServer, first: &str) -> Vec<Value> {
+    let mut entries = Vec::new();
+    let mut next = Some(s.url(first));
+    let mut pages = 0;
+    while let Some(url) = next {
+        let page = json(s.http.get(url).send().await.unwrap()).await;
+        entries.extend(page["entry"].as_array().cloned().unwrap_or_default());
+        next = page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_owned());
+        pages += 1;
+        assert!(pages < 100);
+    }
+    entries
+}
+
+#[tokio::test]
+async fn history_levels_and_paging() {
+    let s = start().await;
+    let body = json!({"resourceType": "Patient", "id": "h", "active": true});
+    s.put("Patient/h", &body).await;
+    s.put("Patient/h", &body).await;
+    s.delete("Patient/h").await;
+    s.create(&json!({"resourceType": "Basic", "code": {"text": "b"}}))
+        .await;
+
+    let h = json(s.get("Patient/h/_history").await).await;
+    assert_eq!(h["type"], "history");
+    let e = h["entry"].as_array().unwrap();
+    let methods: Vec<&str> = e
+        .iter()
+        .map(|e| e["request"]["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["DELETE", "PUT", "PUT"], "newest first");
+    assert!(e[0].get("resource").is_none());
+    assert_eq!(e[1]["resource"]["meta"]["versionId"], "2");
+    assert_eq!(e[2]["response"]["status"], "201 Created");
+
+    assert_eq!(
+        json(s.get("Patient/_history").await).await["entry"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let all = follow_all(&s, "_history?_count=1").await;
+    assert_eq!(
+        all.len(),
+        4,
+        "system history pages through every version exactly once"
+    );
+    outcome(s.get("Patient/unknown/_history").await, 404).await;
+    outcome(s.get("_history?_count=x").await, 400).await;
+    outcome(s.get("_history?_since=yesterday").await, 400).await;
+    outcome(s.get("_history?foo=1").await, 400).await;
+}
+
+#[tokio::test]
+async fn history_since_and_at() {
+    let s = start().await;
+    let body = json!({"resourceType": "Patient", "id": "t", "active": true});
+    let v1 = json(s.put("Patient/t", &body).await).await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let v2 = json(s.put("Patient/t", &body).await).await;
+    let t1 = v1["meta"]["lastUpdated"].as_str().unwrap();
+    let t2 = v2["meta"]["lastUpdated"].as_str().unwrap();
+
+    let since = json(
+        s.http
+            .get(s.url("Patient/t/_history"))
+            .query(&[("_since", t2)])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(since["entry"].as_array().unwrap().len(), 1);
+    let at = json(
+        s.http
+            .get(s.url("Patient/t/_history"))
+            .query(&[("_at", t1)])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let versions: Vec<&str> = at["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["meta"]["versionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["1"], "at t1 only version 1 was current");
+}
+
+async fn total(s: &TestServer, q: &str) -> i64 {
+    json(s.get(&format!("Patient?{q}")).await).await["total"]
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn search_by_id_identifier_and_last_updated() {
+    let s = start().await;
+    let a = s.create(&json!({"resourceType": "Patient", "identifier": [{"system": "urn:a", "value": "1"}, {"value": "x,y"}]})).await;
+    s.create(
+        &json!({"resourceType": "Patient", "identifier": [{"system": "urn:b", "value": "1"}]}),
+    )
+    .await;
+    assert_eq!(total(&s, "identifier=1").await, 2);
+    assert_eq!(total(&s, "identifier=urn:a|1").await, 1);
+    assert_eq!(total(&s, "identifier=urn:a|").await, 1);
+    assert_eq!(total(&s, "identifier=%7C1").await, 0, "|1 means no system");
+    assert_eq!(total(&s, "identifier=x%5C,y").await, 1, "escaped comma");
+    assert_eq!(total(&s, "identifier=urn:a|1,urn:b|1").await, 2);
+    assert_eq!(total(&s, "identifier=urn:a|1&identifier=urn:b|1").await, 0);
+    let id = a["id"].as_str().unwrap();
+    assert_eq!(
+        json(s.get(&format!("Patient?_id={id}")).await).await["entry"][0]["resource"]["id"],
+        id
+    );
+    assert_eq!(total(&s, "_lastUpdated=gt2000-01-01").await, 2);
+    assert_eq!(total(&s, "_lastUpdated=lt2000-01-01").await, 0);
+    assert_eq!(
+        total(&s, "name=x").await,
+        2,
+        "unknown parameters are ignored by default"
+    );
+    let strict = s
+        .http
+        .get(s.url("Patient?name=x"))
+        .header("prefer", "handling=strict")
+        .send()
+        .await
+        .unwrap();
+    outcome(strict, 400).await;
+    outcome(s.get("Patient?_lastUpdated=gtsoon").await, 400).await;
+    let bundle = json(s.get("Patient?name=x&identifier=1").await).await;
+    let self_link = bundle["link"][0]["url"].as_str().unwrap();
+    assert!(
+        !self_link.contains("name="),
+        "ignored parameters are left out of the self link: {self_link}"
+    );
+
+    let post = s
+        .http
+        .post(s.url("Patient/_search"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("identifier=urn%3Aa%7C1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(post).await["total"], 1);
+}
+
+#[tokio::test]
+async fn search_pages_stay_stable_while_others_write() {
+    let s = start().await;
+    for i in 0..5 {
+        s.put(
+            &format!("Basic/b{i}"),
+            &json!({"resourceType": "Basic", "id": format!("b{i}"), "code": {"text": "x"}}),
+        )
+        .await;
+    }
+    let first = json(s.get("Basic?_count=2").await).await;
+    let ids = |b: &Value| -> Vec<String> {
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&first), ["b0", "b1"]);
+    // A write sorting before the cursor must not shift the next page.
+    s.put(
+        "Basic/a0",
+        &json!({"resourceType": "Basic", "id": "a0", "code": {"text": "x"}}),
+    )
+    .await;
+    let next = first["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap();
+    let second = json(
+        s.http
+            .get(next["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(ids(&second), ["b2", "b3"]);
+}
