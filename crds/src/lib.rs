@@ -34,7 +34,36 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
 
 /// One CRD as a YAML document (without a leading `---`).
 pub fn crd_yaml(crd: &CustomResourceDefinition) -> String {
-    serde_yaml::to_string(crd).expect("CRDs always serialize")
+    let json = serde_json::to_value(crd).expect("CRDs always serialize");
+    serde_yaml::to_string(&json_to_yaml(&json)).expect("YAML values always serialize")
+}
+
+/// The workspace builds serde_json with `arbitrary_precision` (FHIR decimals must keep their
+/// digits), and serde_yaml would then print numbers as serde_json's private wrapper struct. So
+/// values cross to YAML through this walk, which turns each number back into a YAML number.
+pub fn json_to_yaml(v: &serde_json::Value) -> serde_yaml::Value {
+    use serde_json::Value as J;
+    use serde_yaml::Value as Y;
+    match v {
+        J::Null => Y::Null,
+        J::Bool(b) => Y::Bool(*b),
+        J::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Y::Number(i.into())
+            } else if let Some(u) = n.as_u64() {
+                Y::Number(u.into())
+            } else {
+                Y::Number(n.as_f64().unwrap_or(f64::NAN).into())
+            }
+        }
+        J::String(s) => Y::String(s.clone()),
+        J::Array(a) => Y::Sequence(a.iter().map(json_to_yaml).collect()),
+        J::Object(o) => Y::Mapping(
+            o.iter()
+                .map(|(k, v)| (Y::String(k.clone()), json_to_yaml(v)))
+                .collect(),
+        ),
+    }
 }
 
 /// All CRDs as one multi-document YAML stream, byte-for-byte stable across runs so the

@@ -41,6 +41,8 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     hds_common::telemetry::init_tracing();
+    // Installed before any service records a metric, so nothing counted early is lost.
+    hds_common::telemetry::prometheus();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => up::run(args).await,

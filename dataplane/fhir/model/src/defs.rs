@@ -4,7 +4,7 @@
 //! its index, so recursive structures (Extension.extension, Questionnaire.item.item) are
 //! plain integer links and validation never allocates or hashes type names.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 
@@ -14,6 +14,14 @@ use crate::primitives::{Primitive, PrimitiveKind};
 struct RawFile {
     primitives: BTreeMap<String, RawPrimitive>,
     types: BTreeMap<String, RawType>,
+    #[serde(default, rename = "valueSets")]
+    value_sets: Vec<RawValueSet>,
+}
+
+#[derive(Deserialize)]
+struct RawValueSet {
+    url: String,
+    codes: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -39,6 +47,9 @@ struct RawElement {
     types: Vec<String>,
     #[serde(rename = "contentReference")]
     content_reference: Option<String>,
+    /// Index into `valueSets`: a required binding on a `code` element.
+    #[serde(rename = "valueSet")]
+    value_set: Option<usize>,
     #[serde(default)]
     elements: Vec<RawElement>,
 }
@@ -65,6 +76,17 @@ pub(crate) struct Form {
     /// `_key`, the property carrying a primitive's id/extension.
     pub ext_key: Box<str>,
     pub ty: TypeRef,
+    /// The required ValueSet, set only on `code` forms whose binding we could expand.
+    pub value_set: Option<usize>,
+}
+
+/// The codes a required binding allows.
+#[derive(Debug)]
+pub(crate) struct ValueSet {
+    pub url: Box<str>,
+    pub codes: HashSet<Box<str>>,
+    /// Definition order, for diagnostics.
+    pub listed: Vec<Box<str>>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +121,7 @@ pub(crate) struct Complex {
 pub struct Definitions {
     pub(crate) primitives: Vec<Primitive>,
     pub(crate) complexes: Vec<Complex>,
+    pub(crate) value_sets: Vec<ValueSet>,
     /// Every resource type, including the abstract Resource and DomainResource.
     pub(crate) resources: HashMap<Box<str>, ResourceDef>,
     concrete_resources: Vec<Box<str>>,
@@ -138,7 +161,10 @@ impl Definitions {
 
     pub(crate) fn from_json(text: &str) -> Result<Self, String> {
         let raw: RawFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let mut b = Builder::default();
+        let mut b = Builder {
+            value_sets: raw.value_sets.len(),
+            ..Builder::default()
+        };
         for (name, p) in &raw.primitives {
             let kind = PrimitiveKind::from_name(name)
                 .ok_or_else(|| format!("unknown primitive {name}"))?;
@@ -176,6 +202,15 @@ impl Definitions {
         Ok(Definitions {
             primitives: b.primitives,
             complexes: b.complexes,
+            value_sets: raw
+                .value_sets
+                .into_iter()
+                .map(|v| ValueSet {
+                    url: v.url.into(),
+                    codes: v.codes.iter().map(|c| c.as_str().into()).collect(),
+                    listed: v.codes.into_iter().map(Into::into).collect(),
+                })
+                .collect(),
             resources,
             concrete_resources,
             element_complex,
@@ -202,6 +237,8 @@ struct Builder {
     element_paths: HashMap<String, (usize, usize)>,
     /// (complex, element index, target path) still to be resolved.
     pending_refs: Vec<(usize, usize, String)>,
+    /// Number of value sets, to reject dangling `valueSet` indexes at load time.
+    value_sets: usize,
 }
 
 impl Builder {
@@ -219,6 +256,11 @@ impl Builder {
                 Some(base) => (base, true),
                 None => (r.name.as_str(), false),
             };
+            if let Some(vs) = r.value_set
+                && vs >= self.value_sets
+            {
+                return Err(format!("{el_path}: valueSet {vs} out of range"));
+            }
             let mut forms = Vec::new();
             if let Some(target) = &r.content_reference {
                 self.pending_refs.push((id, idx, target.clone()));
@@ -245,10 +287,13 @@ impl Builder {
                     } else {
                         base.to_string()
                     };
+                    let is_code = matches!(ty, TypeRef::Primitive(p)
+                        if self.primitives[p].kind == PrimitiveKind::Code);
                     forms.push(Form {
                         ext_key: format!("_{key}").into(),
                         key: key.into(),
                         ty,
+                        value_set: r.value_set.filter(|_| is_code),
                     });
                 }
             }
@@ -309,6 +354,7 @@ impl Builder {
                             ext_key: format!("_{key}").into(),
                             key: key.into(),
                             ty: f.ty,
+                            value_set: f.value_set,
                         }
                     })
                     .collect()
@@ -319,6 +365,7 @@ impl Builder {
                         ext_key: format!("_{}", el.name).into(),
                         key: el.name.clone(),
                         ty: f.ty,
+                        value_set: f.value_set,
                     })
                     .collect()
             };

@@ -67,6 +67,8 @@ pub enum IssueCode {
     Value,
     /// A string exceeds the 1 MiB limit of the spec.
     TooLong,
+    /// A `code` is not in the ValueSet its element is bound to with strength `required`.
+    CodeInvalid,
 }
 
 impl IssueCode {
@@ -78,6 +80,7 @@ impl IssueCode {
             IssueCode::Required => "required",
             IssueCode::Value => "value",
             IssueCode::TooLong => "too-long",
+            IssueCode::CodeInvalid => "code-invalid",
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::defs::{Complex, Definitions, Element, Form, TypeRef};
+use crate::defs::{Complex, Definitions, Element, Form, TypeRef, ValueSet};
 use crate::primitives::describe;
 use crate::{Issue, IssueCode, Severity};
 
@@ -343,7 +343,7 @@ impl<'d> Validator<'d> {
             if let Some(v) = val
                 && self.items(el, &form.key, v).is_some()
             {
-                self.primitive_value(p, v);
+                self.primitive_value(p, v, form.value_set);
             }
             if let Some(e) = ext {
                 if e.is_array() {
@@ -403,7 +403,7 @@ impl<'d> Validator<'d> {
                 self.report(IssueCode::Structure, d);
             }
             if let Some(v) = v {
-                self.primitive_value(p, v);
+                self.primitive_value(p, v, form.value_set);
             }
             if let Some(e) = e {
                 self.primitive_extension(e, &form.ext_key);
@@ -412,7 +412,7 @@ impl<'d> Validator<'d> {
         }
     }
 
-    fn primitive_value(&mut self, p: usize, v: &Value) {
+    fn primitive_value(&mut self, p: usize, v: &Value, value_set: Option<usize>) {
         let prim = &self.defs.primitives[p];
         if matches!(v, Value::Object(_) | Value::Array(_) | Value::Null) {
             let d = format!(
@@ -426,6 +426,14 @@ impl<'d> Validator<'d> {
         }
         if let Err((code, d)) = prim.check(v) {
             self.report(code, d);
+            return;
+        }
+        if let (Some(vs), Value::String(code)) = (value_set, v) {
+            let vs = &self.defs.value_sets[vs];
+            if !vs.codes.contains(code.as_str()) {
+                let d = not_in_value_set(code, vs);
+                self.report(IssueCode::CodeInvalid, d);
+            }
         }
     }
 
@@ -442,6 +450,19 @@ impl<'d> Validator<'d> {
             }
         }
     }
+}
+
+/// Lists the allowed codes when they are few enough to read.
+fn not_in_value_set(code: &str, vs: &ValueSet) -> String {
+    let allowed = if vs.listed.len() <= 10 {
+        vs.listed.join(", ")
+    } else {
+        format!("{} codes", vs.listed.len())
+    };
+    format!(
+        "'{code}' is not in the required value set {} ({allowed})",
+        vs.url
+    )
 }
 
 fn push_index(path: &mut String, i: usize) {

@@ -389,7 +389,7 @@ fn nested_datatypes() {
         IssueCode::Value,
     );
     one(
-        patient(json!({"contact": [{"gender": "x", "telecom": {"value": "1"}}]})),
+        patient(json!({"contact": [{"gender": "female", "telecom": {"value": "1"}}]})),
         "Patient.contact[0].telecom",
         IssueCode::Structure,
     );
@@ -448,4 +448,79 @@ fn issue_serializes_with_fhir_codes() {
     assert_eq!(v["severity"], "error");
     assert_eq!(v["code"], "structure");
     assert_eq!(IssueCode::TooLong.as_str(), "too-long");
+}
+
+#[test]
+fn required_bindings_on_codes() {
+    let got = r4().validate(&patient(json!({"gender": "robot"})));
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0].expression, "Patient.gender");
+    assert_eq!(got[0].code, IssueCode::CodeInvalid);
+    assert_eq!(got[0].severity, Severity::Error);
+    assert_eq!(
+        got[0].diagnostics,
+        "'robot' is not in the required value set \
+         http://hl7.org/fhir/ValueSet/administrative-gender (male, female, other, unknown)"
+    );
+    assert_eq!(issues(patient(json!({"gender": "female"}))), vec![]);
+
+    let obs = |status: &str| json!({"resourceType": "Observation", "status": status, "code": {"text": "x"}});
+    one(obs("done"), "Observation.status", IssueCode::CodeInvalid);
+    assert_eq!(issues(obs("amended")), vec![]);
+
+    // Backbone elements, datatypes and repeating codes are checked per item.
+    one(
+        patient(json!({"contact": [{"gender": "robot"}]})),
+        "Patient.contact[0].gender",
+        IssueCode::CodeInvalid,
+    );
+    assert_eq!(
+        issues(patient(json!({"contact": [{"gender": "other"}]}))),
+        vec![]
+    );
+    one(
+        patient(json!({"telecom": [{"system": "pager"}, {"system": "telepathy"}]})),
+        "Patient.telecom[1].system",
+        IssueCode::CodeInvalid,
+    );
+    let allergy = |category: Value| json!({"resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/p1"}, "category": category});
+    one(
+        allergy(json!(["food", "robot"])),
+        "AllergyIntolerance.category[1]",
+        IssueCode::CodeInvalid,
+    );
+    assert_eq!(issues(allergy(json!(["food", "biologic"]))), vec![]);
+
+    // Codes are case-sensitive.
+    one(
+        patient(json!({"gender": "Male"})),
+        "Patient.gender",
+        IssueCode::CodeInvalid,
+    );
+    // A malformed code is reported once, as a format problem.
+    one(
+        patient(json!({"gender": " male"})),
+        "Patient.gender",
+        IssueCode::Value,
+    );
+    // Long value sets are summarized rather than listed.
+    let sp = r4().validate(
+        &json!({"resourceType": "SearchParameter", "url": "http://x", "name": "x",
+        "status": "active", "description": "x", "code": "x", "base": ["Robot"], "type": "token"}),
+    );
+    assert_eq!(sp.len(), 1, "{sp:#?}");
+    assert_eq!(sp[0].expression, "SearchParameter.base[0]");
+    assert!(
+        sp[0].diagnostics.ends_with("resource-types (148 codes)"),
+        "{}",
+        sp[0].diagnostics
+    );
+    // Value sets the package cannot enumerate (mime types here) stay unchecked.
+    assert_eq!(
+        issues(patient(
+            json!({"photo": [{"contentType": "application/x-made-up"}]})
+        )),
+        vec![]
+    );
+    assert_eq!(IssueCode::CodeInvalid.as_str(), "code-invalid");
 }

@@ -1,14 +1,18 @@
-//! Builds the compact R4 definitions file (`data/r4-defs.json.gz`) from the official
+//! Builds the compact R4 definitions file (`data/r4-defs.json`) from the official
 //! `hl7.fhir.r4.examples` 4.0.1 package.
 //!
 //! Usage: `gen-r4-defs <package dir> <out file>`; run `scripts/fetch-r4-package.sh` first.
 //! The output is deterministic: types are sorted by name, elements keep snapshot order and
 //! the JSON is written with a fixed layout.
 
-use std::collections::BTreeMap;
+mod terminology;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde_json::{Map, Value, json};
+
+use terminology::Terminology;
 
 const FHIR_TYPE_EXT: &str = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type";
 const REGEX_EXT: &str = "http://hl7.org/fhir/StructureDefinition/regex";
@@ -41,6 +45,13 @@ fn run(pkg: &Path, out: &Path) -> Result<(), String> {
             }
         }
     }
+
+    let value_sets = required_value_sets(pkg, &sds)?;
+    let vs_index: BTreeMap<&str, usize> = value_sets
+        .iter()
+        .enumerate()
+        .map(|(i, (url, _))| (url.as_str(), i))
+        .collect();
 
     let mut primitives = BTreeMap::new();
     let mut types = BTreeMap::new();
@@ -84,7 +95,7 @@ fn run(pkg: &Path, out: &Path) -> Result<(), String> {
                 let is_resource = kind == "resource";
                 t.insert(
                     "elements".into(),
-                    Value::Array(element_tree(name, elements, is_resource)?),
+                    Value::Array(element_tree(name, elements, is_resource, &vs_index)?),
                 );
                 types.insert(name.to_string(), Value::Object(t));
             }
@@ -92,7 +103,38 @@ fn run(pkg: &Path, out: &Path) -> Result<(), String> {
         }
     }
 
-    write_output(out, &primitives, &types)
+    write_output(out, &primitives, &types, &value_sets)
+}
+
+/// Whether an element is a `code` that must hold a code from its bound ValueSet; returns
+/// that ValueSet's canonical without version.
+fn required_code_binding(el: &Value) -> Option<&str> {
+    let is_code = el["type"].as_array()?.iter().any(|t| t["code"] == "code");
+    let binding = &el["binding"];
+    (is_code && binding["strength"] == "required")
+        .then(|| binding["valueSet"].as_str())
+        .flatten()
+        .map(|vs| vs.split_once('|').map_or(vs, |(url, _)| url))
+}
+
+/// Expands every ValueSet bound (required) to a `code` element, sorted by url; those the
+/// package cannot fully enumerate are left out, so their elements stay unchecked.
+fn required_value_sets(pkg: &Path, sds: &[Value]) -> Result<Vec<(String, Vec<String>)>, String> {
+    let urls: BTreeSet<&str> = sds
+        .iter()
+        .filter_map(|sd| sd["snapshot"]["element"].as_array())
+        .flatten()
+        .filter_map(required_code_binding)
+        .collect();
+    let terminology = Terminology::load(pkg)?;
+    let mut out = Vec::new();
+    for url in urls {
+        match terminology.expand(url) {
+            Some(codes) if !codes.is_empty() => out.push((url.to_string(), codes)),
+            _ => eprintln!("not checked (cannot expand from the package): {url}"),
+        }
+    }
+    Ok(out)
 }
 
 /// Writes compact JSON with one top-level entry per line so regenerating after a spec
@@ -101,11 +143,21 @@ fn write_output(
     out: &Path,
     primitives: &BTreeMap<String, Value>,
     types: &BTreeMap<String, Value>,
+    value_sets: &[(String, Vec<String>)],
 ) -> Result<(), String> {
     let mut text = String::from("{\"fhirVersion\":\"4.0.1\",\n");
-    text.push_str(
-        "\"source\":\"hl7.fhir.r4.examples#4.0.1 (Bundle-types.json, Bundle-resources.json)\",\n",
-    );
+    text.push_str(&format!(
+        "\"source\":\"hl7.fhir.r4.examples#4.0.1 (Bundle-types.json, Bundle-resources.json, {})\",\n",
+        terminology::BUNDLES.join(", ")
+    ));
+    // Elements refer to these by index (`valueSet`), which keeps each code list once.
+    text.push_str("\"valueSets\":[\n");
+    let lines: Vec<String> = value_sets
+        .iter()
+        .map(|(url, codes)| json!({"url": url, "codes": codes}).to_string())
+        .collect();
+    text.push_str(&lines.join(",\n"));
+    text.push_str("\n],\n");
     for (section, entries) in [("primitives", primitives), ("types", types)] {
         text.push_str(&format!("\"{section}\":{{\n"));
         let lines: Vec<String> = entries
@@ -164,7 +216,12 @@ fn ext_value<'a>(ty: &'a Value, url: &str, key: &str) -> Option<&'a str> {
 
 /// Nests the flat snapshot into a tree keyed by path so inline BackboneElements carry
 /// their own children and the validator never has to re-parse dotted paths.
-fn element_tree(root: &str, elements: &[Value], is_resource: bool) -> Result<Vec<Value>, String> {
+fn element_tree(
+    root: &str,
+    elements: &[Value],
+    is_resource: bool,
+    value_sets: &BTreeMap<&str, usize>,
+) -> Result<Vec<Value>, String> {
     let mut stack: Vec<(String, Vec<Value>, Map<String, Value>)> =
         vec![(root.to_string(), Vec::new(), Map::new())];
     for el in elements {
@@ -204,6 +261,9 @@ fn element_tree(root: &str, elements: &[Value], is_resource: bool) -> Result<Vec
                 .map(|t| type_code(t, path, is_resource && stack.len() == 1 && name == "id"))
                 .collect::<Result<Vec<_>, _>>()?;
             e.insert("types".into(), json!(codes));
+            if let Some(&vs) = required_code_binding(el).and_then(|url| value_sets.get(url)) {
+                e.insert("valueSet".into(), json!(vs));
+            }
         }
         stack.push((path.to_string(), Vec::new(), e));
     }
