@@ -116,6 +116,13 @@ pub(crate) struct Complex {
     pub required: Vec<usize>,
 }
 
+/// What a patch needs to know of an element to write it in the right JSON form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElementShape {
+    pub repeats: bool,
+    pub choice: bool,
+}
+
 /// The FHIR definitions used by the validator; obtain the R4 set with [`crate::r4`].
 #[derive(Debug)]
 pub struct Definitions {
@@ -157,6 +164,32 @@ impl Definitions {
             || c.elements.iter().any(|e| {
                 &*e.name == element || (e.choice && e.name.strip_suffix("[x]") == Some(element))
             })
+    }
+
+    /// Shape of the child `name` under a dotted JSON path such as `Patient.contact.name`
+    /// (a resource type, then JSON keys; indexes left out): whether it repeats, and whether it
+    /// is a choice element (`value[x]`). `name` may be a spec name or a JSON key. `None` when
+    /// the path does not resolve, e.g. below a resource-typed element.
+    pub fn element_shape(&self, parent_path: &str, name: &str) -> Option<ElementShape> {
+        let mut segments = parent_path.split('.');
+        let mut complex = &self.complexes[self.resources.get(segments.next()?)?.complex];
+        for key in segments {
+            let &(e, f) = complex.keys.get(key)?;
+            match complex.elements[e].forms[f].ty {
+                TypeRef::Complex(c) => complex = &self.complexes[c],
+                TypeRef::Primitive(_) | TypeRef::Resource => return None,
+            }
+        }
+        let element = match complex.keys.get(name) {
+            Some(&(e, _)) => &complex.elements[e],
+            None => complex.elements.iter().find(|e| {
+                &*e.name == name || (e.choice && e.name.strip_suffix("[x]") == Some(name))
+            })?,
+        };
+        Some(ElementShape {
+            repeats: element.repeats(),
+            choice: element.choice,
+        })
     }
 
     pub(crate) fn from_json(text: &str) -> Result<Self, String> {

@@ -10,7 +10,7 @@ mod validate;
 
 use std::sync::LazyLock;
 
-pub use defs::Definitions;
+pub use defs::{Definitions, ElementShape};
 
 static R4: LazyLock<Definitions> = LazyLock::new(|| {
     Definitions::from_json(include_str!("../data/r4-defs.json"))

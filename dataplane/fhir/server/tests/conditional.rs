@@ -277,3 +277,43 @@ async fn patch_formats_and_conditional_patch() {
         "failed patches wrote nothing"
     );
 }
+
+#[tokio::test]
+async fn fhirpath_add_writes_lists_and_choices_as_r4_defines_them() {
+    let s = start().await;
+    let p = s
+        .create(&json!({"resourceType": "Patient", "contact": [{"relationship": [{"text": "x"}]}]}))
+        .await;
+    let path = format!("Patient/{}", p["id"].as_str().unwrap());
+    let op = |path: &str, name: &str, value: serde_json::Value| {
+        json!({"name": "operation", "part": [
+        {"name": "type", "valueCode": "add"}, {"name": "path", "valueString": path},
+        {"name": "name", "valueString": name}, value]})
+    };
+    let params = json!({"resourceType": "Parameters", "parameter": [
+        op("Patient", "name", json!({"name": "value", "valueHumanName": {"family": "Roe"}})),
+        op("Patient.contact[0]", "name", json!({"name": "value", "valueHumanName": {"family": "Kin"}})),
+        op("Patient", "deceased", json!({"name": "value", "valueBoolean": false})),
+    ]});
+    let r = s
+        .http
+        .patch(s.url(&path))
+        .header("content-type", FHIR_JSON)
+        .body(params.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v = json(r).await;
+    assert_eq!(
+        v["name"],
+        json!([{"family": "Roe"}]),
+        "Patient.name repeats"
+    );
+    assert_eq!(
+        v["contact"][0]["name"],
+        json!({"family": "Kin"}),
+        "Patient.contact.name does not"
+    );
+    assert_eq!(v["deceasedBoolean"], false, "a choice takes its type's key");
+}

@@ -309,7 +309,11 @@ pub async fn patch_in(
         .map_err(|e| FhirError::from(store::StoreError::Corrupt(format!("{rt}/{id}"), e)))?;
     match document {
         PatchDocument::Json(p) => hds_fhir_patch::apply_json_patch(&mut resource, p)?,
-        PatchDocument::FhirPath(p) => hds_fhir_patch::apply_fhirpath_patch(&mut resource, p)?,
+        PatchDocument::FhirPath(p) => hds_fhir_patch::apply_fhirpath_patch_with(
+            &mut resource,
+            p,
+            &super::patch_shape::R4ElementInfo,
+        )?,
     }
     if resource.get("resourceType").and_then(Value::as_str) != Some(rt)
         || resource.get("id").and_then(Value::as_str) != Some(id)

@@ -5,6 +5,7 @@ pub mod capability;
 pub mod conditional;
 pub mod history;
 pub mod instance;
+pub mod patch_shape;
 pub mod search;
 pub mod type_level;
 
