@@ -100,6 +100,17 @@ pub struct IndexEntries {
     pub tokens: Vec<TokenEntry>,
 }
 
+impl IndexEntries {
+    /// The token rows as columns, the shape `unnest` takes.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn token_columns(&self) -> (Vec<&str>, Vec<Option<&str>>, Vec<&str>) {
+        let params = self.tokens.iter().map(|t| t.param.as_str()).collect();
+        let systems = self.tokens.iter().map(|t| t.system.as_deref()).collect();
+        let codes = self.tokens.iter().map(|t| t.code.as_str()).collect();
+        (params, systems, codes)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenEntry {
     pub param: String,

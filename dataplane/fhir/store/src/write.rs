@@ -3,7 +3,7 @@
 //! queries issued concurrently on one connection), so a write costs two round trips plus commit.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{GenericClient, Transaction};
 use futures_util::try_join;
 use serde_json::Value;
 
@@ -65,8 +65,11 @@ pub fn stamp(resource: &mut Value, version_id: i64, last_updated: &DateTime<Utc>
 }
 
 /// Inserts a new resource with version 1 under an id the caller chose (server-assigned on create).
+///
+/// Head, version and index rows go in one statement, so on a plain connection (autocommit) a
+/// create is a single round trip and a single commit; inside a transaction it composes as usual.
 pub async fn create(
-    tx: &Transaction<'_>,
+    client: &impl GenericClient,
     res_type: &str,
     id: &str,
     mut resource: Value,
@@ -74,27 +77,33 @@ pub async fn create(
 ) -> Result<StoredVersion> {
     let last_updated = now();
     let body = stamp(&mut resource, 1, &last_updated);
-    let head = tx
+    let stmt = client
         .prepare_cached(
-            "INSERT INTO resources (res_type, id, version_id, last_updated, deleted)
-             VALUES ($1, $2, 1, $3, false)",
+            "WITH head AS (
+                 INSERT INTO resources (res_type, id, version_id, last_updated, deleted)
+                 VALUES ($1, $2, 1, $3, false)),
+             version AS (
+                 INSERT INTO resource_versions (res_type, id, version_id, last_updated, method, body)
+                 VALUES ($1, $2, 1, $3, 'POST', $4))
+             INSERT INTO search_token (res_type, id, param, system, code)
+             SELECT $1, $2, * FROM unnest($5::text[], $6::text[], $7::text[])",
         )
         .await?;
-    let head_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-        [&res_type, &id, &last_updated];
-    try_join!(
-        tx.execute(&head, &head_params),
-        insert_version(
-            tx,
-            res_type,
-            id,
-            1,
-            &last_updated,
-            Method::Post,
-            Some(&body)
-        ),
-        insert_index(tx, res_type, id, index),
-    )?;
+    let (params, systems, codes) = index.token_columns();
+    client
+        .execute(
+            &stmt,
+            &[
+                &res_type,
+                &id,
+                &last_updated,
+                &body,
+                &params,
+                &systems,
+                &codes,
+            ],
+        )
+        .await?;
     Ok(StoredVersion {
         res_type: res_type.to_owned(),
         id: id.to_owned(),
@@ -292,9 +301,7 @@ async fn insert_index(
              SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[])",
         )
         .await?;
-    let params: Vec<&str> = index.tokens.iter().map(|t| t.param.as_str()).collect();
-    let systems: Vec<Option<&str>> = index.tokens.iter().map(|t| t.system.as_deref()).collect();
-    let codes: Vec<&str> = index.tokens.iter().map(|t| t.code.as_str()).collect();
+    let (params, systems, codes) = index.token_columns();
     tx.execute(&stmt, &[&res_type, &id, &params, &systems, &codes])
         .await
 }

@@ -44,36 +44,41 @@ pub async fn create(
         })?)?),
         None => None,
     };
-    let mut conn = s.store.connection().await?;
-    let tx = conn.transaction().await?;
-    if let Some((query, key)) = &if_none_exist {
-        let found = matches(&tx, &rt, query, key, 2).await?;
-        match found.as_slice() {
-            [] => {}
-            [id] => {
-                let existing = store::read(&tx, &rt, id)
-                    .await?
-                    .ok_or_else(|| FhirError::not_found(id.clone()))?;
-                tx.commit().await?;
-                return Ok(version_response(
-                    StatusCode::OK,
-                    &existing,
-                    &base,
-                    prefer.return_,
-                    true,
-                    &q,
-                ));
-            }
-            _ => {
-                return Err(FhirError::precondition_failed(format!(
-                    "If-None-Exist '{key}' matches more than one {rt}"
-                )));
-            }
-        }
-    }
     let index = hds_fhir_search::extract(&resource);
-    let v = store::create(&tx, &rt, &id, resource, &index).await?;
-    tx.commit().await?;
+    let mut conn = s.store.connection().await?;
+    let v = match &if_none_exist {
+        // A plain create is one statement in autocommit: one round trip, one commit.
+        None => store::create(&conn, &rt, &id, resource, &index).await?,
+        Some((query, key)) => {
+            let tx = conn.transaction().await?;
+            let found = matches(&tx, &rt, query, key, 2).await?;
+            match found.as_slice() {
+                [] => {}
+                [existing_id] => {
+                    let existing = store::read(&tx, &rt, existing_id)
+                        .await?
+                        .ok_or_else(|| FhirError::not_found(existing_id.clone()))?;
+                    tx.commit().await?;
+                    return Ok(version_response(
+                        StatusCode::OK,
+                        &existing,
+                        &base,
+                        prefer.return_,
+                        true,
+                        &q,
+                    ));
+                }
+                _ => {
+                    return Err(FhirError::precondition_failed(format!(
+                        "If-None-Exist '{key}' matches more than one {rt}"
+                    )));
+                }
+            }
+            let v = store::create(&tx, &rt, &id, resource, &index).await?;
+            tx.commit().await?;
+            v
+        }
+    };
     metrics::counter!("hds_fhir_resources_created_total", "type" => rt).increment(1);
     Ok(version_response(
         StatusCode::CREATED,
