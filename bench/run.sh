@@ -7,7 +7,7 @@
 # Knobs (environment): BENCH_DURATION (s per cell, 10), BENCH_WARMUP (s, 2), BENCH_CLIENTS
 # ("1 8 32"), BENCH_SEED (patients created before a read cell, 1000), BENCH_POOL (PostgreSQL
 # connections per server, 32), BENCH_PG (server URL without database), BENCH_HDS_PORT,
-# BENCH_HFS_PORT, HDS_CACHE.
+# BENCH_HFS_PORT, HDS_CACHE. BENCH_PEER=none measures hds alone (no hfs build or server).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +21,9 @@ seed="${BENCH_SEED:-1000}"
 pool="${BENCH_POOL:-32}"
 hds_port="${BENCH_HDS_PORT:-18180}"
 hfs_port="${BENCH_HFS_PORT:-18181}"
+peer="${BENCH_PEER:-hfs}"
+servers="hds"
+[[ $peer == none ]] || servers="hds hfs"
 hfs_version=0.2.7
 hfs_root="$cache/peers/helios-hfs-$hfs_version"
 hfs_bin="$hfs_root/bin/hfs"
@@ -68,12 +71,12 @@ ensure_hfs() {
     ) 9>"$cache/peers/helios-hfs.lock"
     [[ -x "$hfs_bin" ]] || { log "no hfs binary at $hfs_bin; see $cache/peers/helios-build.log"; exit 1; }
 }
-ensure_hfs
+[[ $peer == none ]] || ensure_hfs
 
 # Without search-parameters-r4.json hfs falls back to a minimal built-in set and indexes far
 # less per create than hds does; give it the full R4 set (the SearchParameter resources of the
 # official R4 package) so both servers do comparable index work.
-if [[ ! -s "$hfs_data/search-parameters-r4.json" ]]; then
+if [[ $peer != none && ! -s "$hfs_data/search-parameters-r4.json" ]]; then
     pkg="$("$root/scripts/fetch-r4-package.sh")"
     mkdir -p "$hfs_data"
     jq -s '{resourceType: "Bundle", type: "collection", entry: [.[] | {resource: .}]}' \
@@ -97,23 +100,25 @@ RUST_LOG=warn "$hds_bin" fhir --config "$out/$stamp-hds.yaml" --listen "127.0.0.
     >"$out/$stamp-hds.log" 2>&1 &
 pids+=($!)
 
-# Auth (HFS_AUTH_ENABLED) and audit (HFS_AUDIT_BACKEND) are off by default in hfs 0.2.7.
-(
-    cd "$hfs_data"
-    HFS_STORAGE_BACKEND=postgres \
-        DATABASE_URL="$pg/hfs_bench" \
-        HFS_SERVER_HOST=127.0.0.1 HFS_SERVER_PORT="$hfs_port" \
-        HFS_BASE_URL="http://127.0.0.1:$hfs_port" \
-        HFS_PG_MAX_CONNECTIONS="$pool" \
-        HFS_DATA_DIR="$hfs_data" \
-        HFS_UI_ENABLED=false HFS_LOG_LEVEL=warn \
-        exec "$hfs_bin"
-) >"$out/$stamp-hfs.log" 2>&1 &
-pids+=($!)
+if [[ $peer != none ]]; then
+    # Auth (HFS_AUTH_ENABLED) and audit (HFS_AUDIT_BACKEND) are off by default in hfs 0.2.7.
+    (
+        cd "$hfs_data"
+        HFS_STORAGE_BACKEND=postgres \
+            HFS_DATABASE_URL="$pg/hfs_bench" \
+            HFS_SERVER_HOST=127.0.0.1 HFS_SERVER_PORT="$hfs_port" \
+            HFS_BASE_URL="http://127.0.0.1:$hfs_port" \
+            HFS_PG_MAX_CONNECTIONS="$pool" \
+            HFS_DATA_DIR="$hfs_data" \
+            HFS_UI_ENABLED=false HFS_LOG_LEVEL=warn \
+            exec "$hfs_bin"
+    ) >"$out/$stamp-hfs.log" 2>&1 &
+    pids+=($!)
+fi
 
 wait_ready() { # name url pid
     for _ in $(seq 1 240); do
-        if curl -fsS -o /dev/null "$2"; then
+        if curl -fs -o /dev/null "$2"; then
             log "$1 ready"
             return 0
         fi
@@ -124,13 +129,13 @@ wait_ready() { # name url pid
     exit 1
 }
 wait_ready hds "http://127.0.0.1:$hds_port/health/check" "${pids[0]}"
-wait_ready hfs "http://127.0.0.1:$hfs_port/health" "${pids[1]}"
+[[ $peer == none ]] || wait_ready hfs "http://127.0.0.1:$hfs_port/health" "${pids[1]}"
 
 # --- measurements ---------------------------------------------------------------------------
 # Cells alternate hds/hfs so slow drifts of the shared machine hit both servers alike.
 for mode in create read; do
     for c in $clients; do
-        for server in hds hfs; do
+        for server in $servers; do
             port=$hds_port
             [[ $server == hfs ]] && port=$hfs_port
             log "$server $mode c=$c"
@@ -148,8 +153,9 @@ done
     jq -rs '
         group_by([.mode, .concurrency]) | sort_by(.[0].mode, .[0].concurrency) | .[]
         | (map(select(.label == "hds"))[0]) as $a | (map(select(.label == "hfs"))[0]) as $b
+        | ($b // {rps: "—", p50_ms: "—", p99_ms: "—", errors: "—"}) as $b
         | "| \($a.mode) | \($a.concurrency) | \($a.rps) | \($a.p50_ms) | \($a.p99_ms) | \($b.rps) | \($b.p50_ms) | \($b.p99_ms) | "
-          + (if $b.rps > 0 then "\(($a.rps / $b.rps * 100 | round) / 100)×" else "n/a" end)
+          + (if ($b.rps | type) == "number" and $b.rps > 0 then "\(($a.rps / $b.rps * 100 | round) / 100)×" else "n/a" end)
           + " | \($a.errors)/\($b.errors) |"' "$results"
 } | tee "$out/$stamp.md"
 log "raw results: $results; server logs: $out/$stamp-{hds,hfs}.log"
