@@ -24,6 +24,8 @@ log "clippy"
 cargo clippy --workspace --all-targets -q -- -D warnings
 log "generated CRD YAML is current"
 bash scripts/gen-crds.sh --check
+log "generated R4 search parameters are current"
+bash scripts/gen-r4-search.sh --check
 
 log "Rust tests"
 if command -v cargo-nextest >/dev/null 2>&1; then

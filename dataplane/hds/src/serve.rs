@@ -20,7 +20,10 @@ pub async fn fhir_service(
     let store = Store::open(&url, config.postgres.pool_size)
         .await
         .with_context(|| format!("FhirService '{}': cannot open its database", config.name))?;
-    let state = hds_fhir_server::AppState::new(config, store.clone(), prefix);
+    let name = config.name.clone();
+    let state = hds_fhir_server::AppState::new(config, store.clone(), prefix)
+        .await
+        .with_context(|| format!("FhirService '{name}': cannot load its search parameters"))?;
     Ok((hds_fhir_server::router(state), store))
 }
 

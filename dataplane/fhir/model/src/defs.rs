@@ -42,6 +42,9 @@ struct RawType {
 struct RawElement {
     name: String,
     min: u32,
+    /// In the `_summary=true` subset.
+    #[serde(default)]
+    summary: bool,
     max: RawMax,
     #[serde(default)]
     types: Vec<String>,
@@ -97,6 +100,7 @@ pub(crate) struct Element {
     /// `None` means unbounded (`*`).
     pub max: Option<u32>,
     pub choice: bool,
+    pub summary: bool,
     pub forms: Vec<Form>,
 }
 
@@ -164,6 +168,29 @@ impl Definitions {
             || c.elements.iter().any(|e| {
                 &*e.name == element || (e.choice && e.name.strip_suffix("[x]") == Some(element))
             })
+    }
+
+    /// Whether the top-level JSON key `key` of a `resource_type` is in its `_summary=true` subset
+    /// (the elements R4 marks isSummary).
+    pub fn is_summary_key(&self, resource_type: &str, key: &str) -> bool {
+        self.top_element(resource_type, key)
+            .is_some_and(|e| e.summary)
+    }
+
+    /// Whether the top-level JSON key `key` of a `resource_type` is a mandatory element (min > 0).
+    pub fn is_mandatory_key(&self, resource_type: &str, key: &str) -> bool {
+        self.top_element(resource_type, key)
+            .is_some_and(|e| e.min > 0)
+    }
+
+    /// The element of `resource_type` a top-level JSON key (`valueQuantity`, `_birthDate`) is.
+    fn top_element(&self, resource_type: &str, key: &str) -> Option<&Element> {
+        let r = self.resources.get(resource_type)?;
+        let key = key.strip_prefix('_').unwrap_or(key);
+        self.complexes[r.complex]
+            .elements
+            .iter()
+            .find(|e| e.forms.iter().any(|f| &*f.key == key))
     }
 
     /// Shape of the child `name` under a dotted JSON path such as `Patient.contact.name`
@@ -335,6 +362,7 @@ impl Builder {
                 min: r.min,
                 max,
                 choice,
+                summary: r.summary,
                 forms,
             });
         }

@@ -1,30 +1,377 @@
-//! Index extraction: which rows a resource contributes to the search tables.
+//! Index extraction: the rows a resource contributes to the search tables. Each parameter's
+//! FHIRPath expression selects nodes; the parameter's type and the node's shape (a Coding, a
+//! CodeableConcept, a Period, ...) decide the rows.
 
-use hds_fhir_store::{IndexEntries, TokenEntry};
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use hds_fhir_store::{
+    DateEntry, IndexEntries, NumberEntry, QuantityEntry, ReferenceEntry, StringEntry, TokenEntry,
+    UriEntry,
+};
+use hds_fhirpath::Item;
 use serde_json::Value;
 
-/// Index rows of one resource. For now the `identifier` token of every type that has a
-/// top-level `identifier` element (single or repeating).
+use crate::date;
+use crate::normalize::normalize;
+use crate::registry::{ParamType, Registry, SearchParam};
+
+/// Index rows of one resource under the built-in R4 parameters.
 pub fn extract(resource: &Value) -> IndexEntries {
-    let mut entries = IndexEntries::default();
-    match resource.get("identifier") {
-        Some(Value::Array(ids)) => ids.iter().for_each(|i| push_identifier(&mut entries, i)),
-        Some(id @ Value::Object(_)) => push_identifier(&mut entries, id),
-        _ => {}
-    }
-    entries
+    extract_with(crate::registry::r4(), resource)
 }
 
-fn push_identifier(entries: &mut IndexEntries, identifier: &Value) {
-    if let Some(code) = identifier.get("value").and_then(Value::as_str) {
-        entries.tokens.push(TokenEntry {
-            param: "identifier".into(),
-            system: identifier
-                .get("system")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            code: code.to_owned(),
+pub fn extract_with(registry: &Registry, resource: &Value) -> IndexEntries {
+    let mut out = IndexEntries::default();
+    let Some(res_type) = resource.get("resourceType").and_then(Value::as_str) else {
+        return out;
+    };
+    for param in registry.params(res_type) {
+        let Some(expr) = &param.expression else {
+            continue;
+        };
+        // An expression that fails on this resource (a singleton function on a repeating
+        // element, say) indexes nothing for it; the write itself must not fail over search.
+        let Ok(items) = expr.evaluate(resource) else {
+            continue;
+        };
+        for item in &items {
+            index_item(&mut out, param, item);
+        }
+    }
+    out
+}
+
+fn index_item(out: &mut IndexEntries, param: &SearchParam, item: &Item<'_>) {
+    let code = &param.code;
+    match param.kind {
+        ParamType::Token => token(out, code, item),
+        ParamType::String => match item {
+            Item::Node { value, .. } => strings(out, code, value),
+            Item::String(s) => push_string(out, code, s),
+            _ => {}
+        },
+        ParamType::Date => {
+            if let Item::Node { value, .. } = item {
+                dates(out, code, value);
+            } else if let Item::String(s) = item
+                && let Some((lo, hi)) = date::range(s)
+            {
+                push_date(out, code, lo, hi);
+            }
+        }
+        ParamType::Number => {
+            if let Item::Node {
+                value: Value::Number(n),
+                ..
+            } = item
+            {
+                out.numbers.push(NumberEntry {
+                    param: code.clone(),
+                    value: n.to_string(),
+                });
+            } else if let Item::Integer(i) = item {
+                out.numbers.push(NumberEntry {
+                    param: code.clone(),
+                    value: i.to_string(),
+                });
+            }
+        }
+        ParamType::Quantity => {
+            if let Item::Node { value, .. } = item {
+                quantity(out, code, value);
+            }
+        }
+        ParamType::Reference => match item {
+            Item::Node { value, .. } => reference(out, code, value),
+            Item::Resolved { resource_type, id } => out.references.push(ReferenceEntry {
+                param: code.clone(),
+                target_type: Some(resource_type.to_string()),
+                target_id: Some(id.to_string()),
+                url: None,
+                version: None,
+            }),
+            _ => {}
+        },
+        ParamType::Uri => {
+            if let Some(s) = item_str(item) {
+                out.uris.push(UriEntry {
+                    param: code.clone(),
+                    uri: s.to_owned(),
+                });
+            }
+        }
+        ParamType::Composite | ParamType::Special => {}
+    }
+}
+
+fn item_str<'a>(item: &'a Item<'_>) -> Option<&'a str> {
+    match item {
+        Item::Node {
+            value: Value::String(s),
+            ..
+        } => Some(s),
+        Item::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn token(out: &mut IndexEntries, param: &str, item: &Item<'_>) {
+    let value = match item {
+        Item::Node { value, .. } => *value,
+        Item::Boolean(b) => return push_token(out, param, None, &b.to_string(), None),
+        Item::String(c) => return push_token(out, param, None, c, None),
+        Item::Integer(i) => return push_token(out, param, None, &i.to_string(), None),
+        _ => return,
+    };
+    match value {
+        Value::String(c) => push_token(out, param, None, c, None),
+        Value::Bool(b) => push_token(out, param, None, &b.to_string(), None),
+        Value::Number(n) => push_token(out, param, None, &n.to_string(), None),
+        Value::Object(o) => {
+            if let Some(codings) = o.get("coding").and_then(Value::as_array) {
+                // CodeableConcept: every coding, with the concept's text as their display too.
+                let text = s(value, "text");
+                for c in codings {
+                    coding(out, param, c, text);
+                }
+                if codings.is_empty()
+                    && let Some(t) = text
+                {
+                    push_token_text(out, param, t);
+                }
+            } else if o.contains_key("code") {
+                coding(out, param, value, None);
+            } else if let Some(v) = s(value, "value") {
+                // Identifier and ContactPoint: value, under the identifier's system.
+                let system = if o.contains_key("use") && o.contains_key("rank") {
+                    None
+                } else {
+                    s(value, "system")
+                };
+                let display = value
+                    .get("type")
+                    .and_then(|t| t.get("text"))
+                    .and_then(Value::as_str);
+                push_token(out, param, system, v, display);
+            } else if let Some(t) = s(value, "text") {
+                push_token_text(out, param, t);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn coding(out: &mut IndexEntries, param: &str, c: &Value, concept_text: Option<&str>) {
+    if let Some(code) = s(c, "code") {
+        let display = s(c, "display").or(concept_text);
+        push_token(out, param, s(c, "system"), code, display);
+    } else if let Some(d) = s(c, "display").or(concept_text) {
+        push_token_text(out, param, d);
+    }
+}
+
+fn push_token(
+    out: &mut IndexEntries,
+    param: &str,
+    system: Option<&str>,
+    code: &str,
+    display: Option<&str>,
+) {
+    out.tokens.push(TokenEntry {
+        param: param.to_owned(),
+        system: system.map(str::to_owned),
+        code: code.to_owned(),
+        display: display.map(normalize),
+    });
+}
+
+/// Text with no code still answers `:text`; the empty code never matches a code search.
+fn push_token_text(out: &mut IndexEntries, param: &str, text: &str) {
+    out.tokens.push(TokenEntry {
+        param: param.to_owned(),
+        system: None,
+        code: String::new(),
+        display: Some(normalize(text)),
+    });
+}
+
+fn push_string(out: &mut IndexEntries, param: &str, v: &str) {
+    out.strings.push(StringEntry {
+        param: param.to_owned(),
+        norm: normalize(v),
+        exact: v.to_owned(),
+    });
+}
+
+/// A string parameter on a complex type searches its string parts (HumanName: family, given,
+/// prefix, suffix, text; Address: line, city, district, state, postalCode, country, text).
+fn strings(out: &mut IndexEntries, param: &str, value: &Value) {
+    match value {
+        Value::String(v) => push_string(out, param, v),
+        Value::Object(o) => {
+            for (k, v) in o {
+                if matches!(k.as_str(), "extension" | "id" | "use" | "type" | "period") {
+                    continue;
+                }
+                match v {
+                    Value::String(s) => push_string(out, param, s),
+                    Value::Array(a) => a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .for_each(|s| push_string(out, param, s)),
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn push_date(out: &mut IndexEntries, param: &str, lo: DateTime<Utc>, hi: DateTime<Utc>) {
+    out.dates.push(DateEntry {
+        param: param.to_owned(),
+        lo,
+        hi,
+    });
+}
+
+/// Open Period ends: the first and last instants a FHIR date (four-digit year) can name, and
+/// within PostgreSQL's timestamp range (chrono's own MIN/MAX are not).
+static OPEN_START: LazyLock<DateTime<Utc>> =
+    LazyLock::new(|| date::range("0001").expect("valid year").0);
+static OPEN_END: LazyLock<DateTime<Utc>> =
+    LazyLock::new(|| date::range("9999").expect("valid year").1);
+
+fn dates(out: &mut IndexEntries, param: &str, value: &Value) {
+    match value {
+        Value::String(v) => {
+            if let Some((lo, hi)) = date::range(v) {
+                push_date(out, param, lo, hi);
+            }
+        }
+        Value::Object(o) => {
+            if o.contains_key("start") || o.contains_key("end") {
+                // Period: an absent end is open (ongoing), an absent start unknown.
+                let lo = s(value, "start")
+                    .and_then(date::range)
+                    .map_or(*OPEN_START, |r| r.0);
+                let hi = s(value, "end")
+                    .and_then(date::range)
+                    .map_or(*OPEN_END, |r| r.1);
+                push_date(out, param, lo, hi);
+            } else if let Some(events) = o.get("event").and_then(Value::as_array) {
+                for e in events.iter().filter_map(Value::as_str) {
+                    if let Some((lo, hi)) = date::range(e) {
+                        push_date(out, param, lo, hi);
+                    }
+                }
+            } else if let Some(bounds) = o.get("repeat").and_then(|r| r.get("boundsPeriod")) {
+                dates(out, param, bounds);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn number_text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn quantity(out: &mut IndexEntries, param: &str, value: &Value) {
+    if value.get("low").is_some() || value.get("high").is_some() {
+        // Range: both ends share one unit in practice; take it from whichever end has one.
+        let low = value.get("low");
+        let high = value.get("high");
+        let unit_of = low.filter(|l| l.get("code").is_some()).or(high);
+        out.quantities.push(QuantityEntry {
+            param: param.to_owned(),
+            system: unit_of.and_then(|u| s(u, "system")).map(str::to_owned),
+            code: unit_of.and_then(|u| s(u, "code")).map(str::to_owned),
+            unit: unit_of.and_then(|u| s(u, "unit")).map(str::to_owned),
+            lo: number_text(low.and_then(|l| l.get("value"))),
+            hi: number_text(high.and_then(|h| h.get("value"))),
         });
+        return;
+    }
+    let Some(v) = number_text(value.get("value")) else {
+        return;
+    };
+    // Money has a currency instead of a unit code.
+    let (system, code) = match s(value, "currency") {
+        Some(c) => (Some("urn:iso:std:iso:4217"), Some(c)),
+        None => (s(value, "system"), s(value, "code")),
+    };
+    out.quantities.push(QuantityEntry {
+        param: param.to_owned(),
+        system: system.map(str::to_owned),
+        code: code.map(str::to_owned),
+        unit: s(value, "unit").map(str::to_owned),
+        lo: Some(v.clone()),
+        hi: Some(v),
+    });
+}
+
+/// `Patient/123`, `Patient/123/_history/2`, or an absolute URL ending in `Type/id`.
+pub fn parse_reference(r: &str) -> (Option<&str>, Option<&str>) {
+    let path = r.split_once("/_history/").map_or(r, |(p, _)| p);
+    let mut parts = path.rsplitn(3, '/');
+    let id = parts.next();
+    let ty = parts.next();
+    match (ty, id) {
+        (Some(t), Some(i)) if hds_fhir_model::r4().is_resource_type(t) && !i.is_empty() => {
+            (Some(t), Some(i))
+        }
+        _ => (None, None),
+    }
+}
+
+fn reference(out: &mut IndexEntries, param: &str, value: &Value) {
+    let (url_text, identifier) = match value {
+        // canonical and uri elements are plain strings.
+        Value::String(s) => (Some(s.as_str()), None),
+        Value::Object(_) => (s(value, "reference"), value.get("identifier")),
+        _ => (None, None),
+    };
+    if let Some(r) = url_text
+        && !r.starts_with('#')
+    {
+        let absolute = r.contains("://") || r.starts_with("urn:");
+        let (ty, id) = parse_reference(r);
+        let (url, version) = if absolute {
+            match r.split_once('|') {
+                Some((u, v)) => (Some(u), Some(v)),
+                None => (Some(r), None),
+            }
+        } else {
+            (None, None)
+        };
+        out.references.push(ReferenceEntry {
+            param: param.to_owned(),
+            target_type: ty.map(str::to_owned),
+            target_id: id.map(str::to_owned),
+            url: url.map(str::to_owned),
+            version: version.map(str::to_owned),
+        });
+    }
+    // Reference.identifier answers `param:identifier`, stored as a token under that name.
+    if let Some(ident) = identifier
+        && let Some(v) = s(ident, "value")
+    {
+        push_token(
+            out,
+            &format!("{param}:identifier"),
+            s(ident, "system"),
+            v,
+            None,
+        );
     }
 }
 
@@ -34,13 +381,76 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn identifiers_become_tokens() {
-        let e = extract(&json!({"resourceType":"Patient","identifier":[
-            {"system":"urn:mrn","value":"1"},{"value":"2"},{"system":"urn:x"}]}));
-        assert_eq!(e.tokens.len(), 2);
-        assert_eq!(e.tokens[0].system.as_deref(), Some("urn:mrn"));
-        assert_eq!(e.tokens[1].system, None);
-        let single = extract(&json!({"resourceType":"Bundle","identifier":{"value":"b"}}));
-        assert_eq!(single.tokens[0].code, "b");
+    fn patient_rows_by_type() {
+        let e = extract(&json!({
+            "resourceType": "Patient", "id": "p",
+            "identifier": [{"system": "urn:mrn", "value": "1"}],
+            "name": [{"family": "Chalmers", "given": ["Peter", "James"]}],
+            "gender": "male", "birthDate": "1974-12-25",
+            "active": true,
+            "managingOrganization": {"reference": "Organization/1"},
+            "telecom": [{"system": "phone", "value": "555"}],
+            "meta": {"tag": [{"system": "urn:t", "code": "x"}]}
+        }));
+        let has_token = |p: &str, c: &str| e.tokens.iter().any(|t| t.param == p && t.code == c);
+        assert!(has_token("identifier", "1"));
+        assert!(has_token("gender", "male"));
+        assert!(has_token("active", "true"));
+        assert!(has_token("phone", "555"));
+        assert!(has_token("_tag", "x"));
+        let names: Vec<&str> = e
+            .strings
+            .iter()
+            .filter(|s| s.param == "name")
+            .map(|s| s.norm.as_str())
+            .collect();
+        assert_eq!(names, ["chalmers", "peter", "james"]);
+        let birth = e.dates.iter().find(|d| d.param == "birthdate").unwrap();
+        assert_eq!(birth.lo.to_rfc3339(), "1974-12-25T00:00:00+00:00");
+        assert_eq!(birth.hi.to_rfc3339(), "1974-12-26T00:00:00+00:00");
+        let org = e
+            .references
+            .iter()
+            .find(|r| r.param == "organization")
+            .unwrap();
+        assert_eq!(org.target_type.as_deref(), Some("Organization"));
+        assert_eq!(org.target_id.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn observation_quantity_period_and_typed_references() {
+        // Parsed from text, as the server does, so the decimal keeps its written precision.
+        let e = extract(&serde_json::from_str(&json!({
+            "resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7", "display": "Body Weight"}], "text": "Weight"},
+            "subject": {"reference": "Patient/p1"},
+            "effectivePeriod": {"start": "2020-01-01"},
+            "valueQuantity": {"value": "__72.50__", "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}
+        }).to_string().replace("\"__72.50__\"", "72.50")).unwrap());
+        let q = e
+            .quantities
+            .iter()
+            .find(|q| q.param == "value-quantity")
+            .unwrap();
+        assert_eq!(q.lo.as_deref(), Some("72.50"));
+        assert_eq!(q.code.as_deref(), Some("kg"));
+        let code = e.tokens.iter().find(|t| t.param == "code").unwrap();
+        assert_eq!(code.display.as_deref(), Some("body weight"));
+        // subject and patient both index the reference; patient only because it is a Patient.
+        assert!(e.references.iter().any(|r| r.param == "patient"));
+        assert!(e.references.iter().any(|r| r.param == "subject"));
+        let d = e.dates.iter().find(|d| d.param == "date").unwrap();
+        assert_eq!(d.hi, *OPEN_END);
+    }
+
+    #[test]
+    fn references_parse_relative_absolute_and_canonical() {
+        assert_eq!(parse_reference("Patient/1"), (Some("Patient"), Some("1")));
+        assert_eq!(
+            parse_reference("http://x/fhir/Patient/1/_history/3"),
+            (Some("Patient"), Some("1"))
+        );
+        assert_eq!(parse_reference("urn:uuid:abc"), (None, None));
+        assert_eq!(parse_reference("Foo/1"), (None, None));
     }
 }

@@ -1,16 +1,28 @@
-//! FHIR search, as far as the REST core needs it: `_id`, `identifier` and `_lastUpdated`, the
-//! parameters that conditional create, update, delete and patch match on. The search issue widens
-//! the same three pieces to every SearchParameter:
+//! FHIR search over every R4 SearchParameter.
 //!
-//! - [`index`]: a resource in, the index rows the store writes beside it;
-//! - [`query`]: the query string in, a typed [`Query`];
-//! - [`sql`]: a [`Query`] in, matching ids or resources out of the store's tables.
+//! - [`registry`]: the parameters and compartments, per resource type, expressions parsed once;
+//! - [`index`]: a resource in, the index rows the store writes beside it (FHIRPath via
+//!   `hds-fhirpath`);
+//! - [`query`] and [`result`]: the query string in, a typed [`Query`];
+//! - [`sql`]: a [`Filter`] in, a condition on the store's tables;
+//! - [`exec`]: pages of matches, totals and includes out of the store.
 
+pub mod custom;
 pub mod date;
+pub mod exec;
 pub mod index;
+pub mod normalize;
 pub mod query;
-pub mod sql;
+pub mod registry;
+pub mod reindex;
+pub mod result;
+mod sql;
 
-pub use index::extract;
-pub use query::{Clause, DatePrefix, Query, SearchError, TokenValue, parse};
-pub use sql::{SearchPage, find_ids, search};
+pub use custom::SearchParams;
+pub use exec::{Cursor, ExecError, SearchPage, count_matches, find_ids, includes, search};
+pub use index::{extract, extract_with};
+pub use query::{
+    Clause, DatePrefix, Filter, Prefix, Query, SearchError, TokenValue, parse, parse_with,
+};
+pub use registry::{CustomParam, ParamType, Registry, SearchParam, custom_param, r4};
+pub use result::{Include, ResultParams, SortKey, Summary, Total};

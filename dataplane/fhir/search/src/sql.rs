@@ -1,180 +1,483 @@
-//! Compiling a [`Query`] to SQL on the store's tables. Values are always bound parameters.
+//! Compiling a [`Query`] to SQL on the store's tables. Values are always bound parameters; only
+//! table and column names chosen here are spliced in.
+//!
+//! Every filter becomes a condition on a `(res_type, id)` pair: the searched resource at the top,
+//! a reference's target inside a chain, a referring resource inside `_has`. So chains and `_has`
+//! nest to any depth as correlated EXISTS, with no intermediate result lists to cap.
 
-use deadpool_postgres::GenericClient;
-use hds_fhir_store::{Method, StoredVersion};
+use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 
-use crate::query::{Clause, DatePrefix, DateValue, Query};
+use crate::query::{
+    DateValue, Filter, NumberValue, Prefix, QuantityValue, ReferenceValue, StringMatch, TokenValue,
+    UriMatch,
+};
+use crate::registry::ParamType;
+use crate::result::SortKey;
 
-type Param = Box<dyn ToSql + Sync + Send>;
+pub(crate) type Param = Box<dyn ToSql + Sync + Send>;
 
-struct Builder {
-    sql: String,
-    params: Vec<Param>,
+#[derive(Default)]
+pub(crate) struct Builder {
+    pub sql: String,
+    pub params: Vec<Param>,
+    aliases: usize,
 }
 
 impl Builder {
-    fn bind(&mut self, value: Param) -> String {
+    pub fn new(sql: &str) -> Self {
+        Self {
+            sql: sql.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    pub fn bind(&mut self, value: Param) -> String {
         self.params.push(value);
         format!("${}", self.params.len())
     }
 
-    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+    fn text(&mut self, v: &str) -> String {
+        self.bind(Box::new(v.to_owned()))
+    }
+
+    fn alias(&mut self) -> String {
+        self.aliases += 1;
+        format!("a{}", self.aliases)
+    }
+
+    pub fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.params.iter().map(|p| p.as_ref() as _).collect()
     }
 }
 
-fn where_clause(b: &mut Builder, res_type: &str, q: &Query) {
-    let t = b.bind(Box::new(res_type.to_owned()));
-    b.sql
-        .push_str(&format!(" WHERE r.res_type = {t} AND NOT r.deleted"));
-    for clause in &q.clauses {
-        let cond = match clause {
-            Clause::Id(ids) => {
-                let p = b.bind(Box::new(ids.clone()));
-                format!("r.id = ANY({p})")
-            }
-            Clause::LastUpdated(values) => {
-                let ors: Vec<String> = values.iter().map(|v| date_condition(b, v)).collect();
-                format!("({})", ors.join(" OR "))
-            }
-            Clause::Identifier(values) => {
-                let ors: Vec<String> = values
-                    .iter()
-                    .map(|v| {
-                        let mut parts = Vec::new();
-                        match &v.system {
-                            None => {}
-                            Some(None) => parts.push("t.system IS NULL".to_owned()),
-                            Some(Some(s)) => {
-                                let p = b.bind(Box::new(s.clone()));
-                                parts.push(format!("t.system = {p}"));
-                            }
-                        }
-                        if let Some(code) = &v.code {
-                            let p = b.bind(Box::new(code.clone()));
-                            parts.push(format!("t.code = {p}"));
-                        }
-                        if parts.is_empty() {
-                            "true".to_owned()
-                        } else {
-                            format!("({})", parts.join(" AND "))
-                        }
-                    })
-                    .collect();
-                format!(
-                    "EXISTS (SELECT 1 FROM search_token t WHERE t.res_type = r.res_type AND t.id = r.id
-                       AND t.param = 'identifier' AND ({}))",
-                    ors.join(" OR ")
-                )
-            }
-        };
-        b.sql.push_str(" AND ");
-        b.sql.push_str(&cond);
+fn table(kind: ParamType) -> &'static str {
+    match kind {
+        ParamType::Token | ParamType::Composite | ParamType::Special => "search_token",
+        ParamType::String => "search_string",
+        ParamType::Date => "search_date",
+        ParamType::Number => "search_number",
+        ParamType::Quantity => "search_quantity",
+        ParamType::Reference => "search_reference",
+        ParamType::Uri => "search_uri",
     }
 }
 
-/// `_lastUpdated` is an instant, so comparisons are against the range the search value spans.
-fn date_condition(b: &mut Builder, v: &DateValue) -> String {
-    // Bind only what the SQL uses: PostgreSQL cannot type a parameter it never sees.
-    let c = "r.last_updated";
-    match v.prefix {
-        DatePrefix::Gt | DatePrefix::Sa => format!("{c} >= {}", b.bind(Box::new(v.end))),
-        DatePrefix::Lt | DatePrefix::Eb => format!("{c} < {}", b.bind(Box::new(v.start))),
-        DatePrefix::Ge => format!("{c} >= {}", b.bind(Box::new(v.start))),
-        DatePrefix::Le => format!("{c} < {}", b.bind(Box::new(v.end))),
-        DatePrefix::Eq | DatePrefix::Ne | DatePrefix::Ap => {
-            let s = b.bind(Box::new(v.start));
-            let e = b.bind(Box::new(v.end));
-            match v.prefix {
-                DatePrefix::Eq => format!("({c} >= {s} AND {c} < {e})"),
-                DatePrefix::Ne => format!("({c} < {s} OR {c} >= {e})"),
-                // Approximately: within the value's own span on either side.
-                _ => format!("({c} >= {s} - ({e} - {s}) AND {c} < {e} + ({e} - {s}))"),
+/// `EXISTS` over the rows of `param` in `table` owned by (`ty`, `id`), where `cond` (given the
+/// row alias) holds for one of them.
+fn exists(
+    b: &mut Builder,
+    table: &str,
+    ty: &str,
+    id: &str,
+    param: &str,
+    cond: impl FnOnce(&mut Builder, &str) -> String,
+) -> String {
+    let a = b.alias();
+    let p = b.text(param);
+    let c = cond(b, &a);
+    format!(
+        "EXISTS (SELECT 1 FROM {table} {a} WHERE {a}.res_type = {ty} AND {a}.id = {id} AND {a}.param = {p} AND ({c}))"
+    )
+}
+
+fn any_of(parts: Vec<String>) -> String {
+    if parts.is_empty() {
+        "false".into()
+    } else {
+        format!("({})", parts.join(" OR "))
+    }
+}
+
+fn all_of(parts: Vec<String>) -> String {
+    if parts.is_empty() {
+        "true".into()
+    } else {
+        format!("({})", parts.join(" AND "))
+    }
+}
+
+/// The condition that (`ty`, `id`) matches `f`. `ty` is an SQL expression (a bound parameter);
+/// `id` a column. `top` says whether `id` is `r.id` of the searched `resources` row.
+pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter) -> String {
+    match f {
+        Filter::Id(ids) => {
+            let p = b.bind(Box::new(ids.clone()));
+            format!("{id} = ANY({p})")
+        }
+        Filter::LastUpdated(values) => {
+            if top {
+                let ors = values
+                    .iter()
+                    .map(|v| instant_cond(b, "r.last_updated", v))
+                    .collect();
+                any_of(ors)
+            } else {
+                let x = b.alias();
+                let col = format!("{x}.last_updated");
+                let ors = values.iter().map(|v| instant_cond(b, &col, v)).collect();
+                format!(
+                    "EXISTS (SELECT 1 FROM resources {x} WHERE {x}.res_type = {ty} AND {x}.id = {id} AND NOT {x}.deleted AND {})",
+                    any_of(ors)
+                )
             }
+        }
+        Filter::Token { param, not, values } => {
+            let e = exists(b, "search_token", ty, id, param, |b, a| {
+                any_of(values.iter().map(|v| token_cond(b, a, v)).collect())
+            });
+            if *not { format!("NOT {e}") } else { e }
+        }
+        Filter::TokenText { param, values } => exists(b, "search_token", ty, id, param, |b, a| {
+            any_of(
+                values
+                    .iter()
+                    .map(|v| {
+                        let p = b.bind(Box::new(format!("{}%", like_escape(v))));
+                        format!("{a}.display LIKE {p}")
+                    })
+                    .collect(),
+            )
+        }),
+        Filter::String { param, how, values } => {
+            exists(b, "search_string", ty, id, param, |b, a| {
+                any_of(
+                    values
+                        .iter()
+                        .map(|v| match how {
+                            StringMatch::Exact => format!("{a}.exact = {}", b.text(v)),
+                            StringMatch::Prefix => {
+                                let p = b.bind(Box::new(format!("{}%", like_escape(v))));
+                                format!("{a}.norm LIKE {p}")
+                            }
+                            StringMatch::Contains => {
+                                let p = b.bind(Box::new(format!("%{}%", like_escape(v))));
+                                format!("{a}.norm LIKE {p}")
+                            }
+                        })
+                        .collect(),
+                )
+            })
+        }
+        Filter::Date { param, values } => exists(b, "search_date", ty, id, param, |b, a| {
+            any_of(
+                values
+                    .iter()
+                    .map(|v| range_cond(b, &format!("{a}.lo"), &format!("{a}.hi"), v))
+                    .collect(),
+            )
+        }),
+        Filter::Number { param, values } => exists(b, "search_number", ty, id, param, |b, a| {
+            any_of(
+                values
+                    .iter()
+                    .map(|v| number_cond(b, &format!("{a}.value"), v))
+                    .collect(),
+            )
+        }),
+        Filter::Quantity { param, values } => {
+            exists(b, "search_quantity", ty, id, param, |b, a| {
+                any_of(values.iter().map(|v| quantity_cond(b, a, v)).collect())
+            })
+        }
+        Filter::Reference { param, values } => {
+            exists(b, "search_reference", ty, id, param, |b, a| {
+                any_of(values.iter().map(|v| reference_cond(b, a, v)).collect())
+            })
+        }
+        Filter::Uri { param, how, values } => exists(b, "search_uri", ty, id, param, |b, a| {
+            any_of(
+                values
+                    .iter()
+                    .map(|v| {
+                        let p = b.text(v);
+                        match how {
+                            UriMatch::Exact => format!("{a}.uri = {p}"),
+                            UriMatch::Above => format!("starts_with({p}, {a}.uri)"),
+                            UriMatch::Below => format!("starts_with({a}.uri, {p})"),
+                        }
+                    })
+                    .collect(),
+            )
+        }),
+        Filter::Missing {
+            param,
+            kind,
+            missing,
+        } => {
+            let e = exists(b, table(*kind), ty, id, param, |_, _| "true".into());
+            if *missing { format!("NOT {e}") } else { e }
+        }
+        Filter::Chain { param, targets } => {
+            let ors = targets
+                .iter()
+                .map(|(target, inner)| {
+                    let t = b.text(target);
+                    exists(b, "search_reference", ty, id, param, |b, a| {
+                        let inner_cond = filter(b, &t, &format!("{a}.target_id"), false, inner);
+                        format!("{a}.target_type = {t} AND {inner_cond}")
+                    })
+                })
+                .collect();
+            any_of(ors)
+        }
+        Filter::Has {
+            res_type,
+            param,
+            inner,
+        } => {
+            let a = b.alias();
+            let h = b.text(res_type);
+            let p = b.text(param);
+            let inner_cond = filter(b, &h, &format!("{a}.id"), false, inner);
+            format!(
+                "EXISTS (SELECT 1 FROM search_reference {a} WHERE {a}.res_type = {h} AND {a}.param = {p} AND {a}.target_type = {ty} AND {a}.target_id = {id} AND {inner_cond})"
+            )
+        }
+        Filter::And(fs) => all_of(fs.iter().map(|f| filter(b, ty, id, top, f)).collect()),
+        Filter::Or(fs) => any_of(fs.iter().map(|f| filter(b, ty, id, top, f)).collect()),
+    }
+}
+
+/// LIKE's own metacharacters in a value are literal.
+fn like_escape(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s
+}
+
+fn token_cond(b: &mut Builder, a: &str, v: &TokenValue) -> String {
+    let mut parts = Vec::new();
+    match &v.system {
+        None => {}
+        Some(None) => parts.push(format!("{a}.system IS NULL")),
+        Some(Some(s)) => parts.push(format!("{a}.system = {}", b.text(s))),
+    }
+    match &v.code {
+        Some(c) => parts.push(format!("{a}.code = {}", b.text(c))),
+        // `system|` still needs a real code, not a text-only row.
+        None => parts.push(format!("{a}.code <> ''")),
+    }
+    all_of(parts)
+}
+
+/// A search value's range against a stored `[lo, hi)` (FHIR R4 §3.1.1.4.6).
+fn range_cond(b: &mut Builder, lo: &str, hi: &str, v: &DateValue) -> String {
+    let mut t = |d: DateTime<Utc>| b.bind(Box::new(d));
+    match v.prefix {
+        Prefix::Eq => format!("({lo} >= {} AND {hi} <= {})", t(v.start), t(v.end)),
+        Prefix::Ne => format!("NOT ({lo} >= {} AND {hi} <= {})", t(v.start), t(v.end)),
+        Prefix::Gt => format!("{hi} > {}", t(v.end)),
+        Prefix::Lt => format!("{lo} < {}", t(v.start)),
+        Prefix::Ge => format!("{hi} > {}", t(v.start)),
+        Prefix::Le => format!("{lo} < {}", t(v.end)),
+        Prefix::Sa => format!("{lo} >= {}", t(v.end)),
+        Prefix::Eb => format!("{hi} <= {}", t(v.start)),
+        Prefix::Ap => {
+            // Approximately: within 10% of the distance from now, at least the value's own span.
+            let span = v.end - v.start;
+            let gap = ((Utc::now() - v.start).abs() / 10).max(span);
+            let (s, e) = (v.start - gap, v.end + gap);
+            format!("({lo} < {} AND {hi} > {})", t(e), t(s))
         }
     }
 }
 
-/// Ids of current resources of `res_type` matching `q`, at most `limit` of them. Conditional
-/// interactions ask for two, to tell one match from several.
-pub async fn find_ids(
-    client: &impl GenericClient,
-    res_type: &str,
-    q: &Query,
-    limit: i64,
-) -> Result<Vec<String>, tokio_postgres::Error> {
-    let mut b = Builder {
-        sql: "SELECT r.id FROM resources r".into(),
-        params: Vec::new(),
-    };
-    where_clause(&mut b, res_type, q);
-    let l = b.bind(Box::new(limit));
-    b.sql.push_str(&format!(" ORDER BY r.id LIMIT {l}"));
-    let rows = client.query(&b.sql, &b.refs()).await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+/// `last_updated` is an instant: the millisecond it names.
+fn instant_cond(b: &mut Builder, col: &str, v: &DateValue) -> String {
+    let hi = format!("({col} + interval '1 millisecond')");
+    range_cond(b, col, &hi, v)
 }
 
-pub struct SearchPage {
-    pub matches: Vec<StoredVersion>,
-    /// Where the next page starts (resources are ordered by id), if there is one.
-    pub next_after: Option<String>,
-    pub total: i64,
+fn num(b: &mut Builder, v: &str) -> String {
+    format!("{}::text::numeric", b.text(v))
 }
 
-/// One page of matching current resources, ordered by id, starting after `after` (a keyset
-/// cursor, so pages do not shift while others write).
-pub async fn search(
-    client: &impl GenericClient,
-    res_type: &str,
-    q: &Query,
-    count: u32,
-    after: Option<&str>,
-) -> Result<SearchPage, tokio_postgres::Error> {
-    let mut b = Builder {
-        sql: "SELECT count(*) FROM resources r".into(),
-        params: Vec::new(),
-    };
-    where_clause(&mut b, res_type, q);
-    let total: i64 = client.query_one(&b.sql, &b.refs()).await?.get(0);
-
-    let mut b = Builder {
-        sql: "SELECT r.id, v.version_id, v.last_updated, v.method, v.body
-                FROM resources r
-                JOIN resource_versions v
-                  ON v.res_type = r.res_type AND v.id = r.id AND v.version_id = r.version_id"
-            .into(),
-        params: Vec::new(),
-    };
-    where_clause(&mut b, res_type, q);
-    if let Some(after) = after {
-        let p = b.bind(Box::new(after.to_owned()));
-        b.sql.push_str(&format!(" AND r.id > {p}"));
+fn number_cond(b: &mut Builder, col: &str, v: &NumberValue) -> String {
+    match v.prefix {
+        Prefix::Eq => format!("({col} >= {} AND {col} < {})", num(b, &v.lo), num(b, &v.hi)),
+        Prefix::Ne => format!(
+            "NOT ({col} >= {} AND {col} < {})",
+            num(b, &v.lo),
+            num(b, &v.hi)
+        ),
+        Prefix::Gt | Prefix::Sa => format!("{col} > {}", num(b, &v.value)),
+        Prefix::Lt | Prefix::Eb => format!("{col} < {}", num(b, &v.value)),
+        Prefix::Ge => format!("{col} >= {}", num(b, &v.value)),
+        Prefix::Le => format!("{col} <= {}", num(b, &v.value)),
+        Prefix::Ap => {
+            let x = num(b, &v.value);
+            format!("({col} BETWEEN {x} - abs({x}) * 0.1 AND {x} + abs({x}) * 0.1)")
+        }
     }
-    let l = b.bind(Box::new(i64::from(count) + 1));
-    b.sql.push_str(&format!(" ORDER BY r.id LIMIT {l}"));
-    let rows = client.query(&b.sql, &b.refs()).await?;
-    let more = rows.len() > count as usize;
-    let matches: Vec<StoredVersion> = rows
-        .iter()
-        .take(count as usize)
-        .map(|r| StoredVersion {
-            res_type: res_type.to_owned(),
-            id: r.get(0),
-            version_id: r.get(1),
-            last_updated: r.get(2),
-            method: Method::parse(r.get(3)),
-            body: r.get(4),
-        })
-        .collect();
-    let next_after = if more {
-        matches.last().map(|m| m.id.clone())
-    } else {
-        None
+}
+
+fn quantity_cond(b: &mut Builder, a: &str, v: &QuantityValue) -> String {
+    let (lo, hi) = (format!("{a}.lo"), format!("{a}.hi"));
+    let n = &v.number;
+    // Open Range ends (NULL) extend without bound.
+    let value_cond = match n.prefix {
+        Prefix::Eq => format!("({lo} >= {} AND {hi} < {})", num(b, &n.lo), num(b, &n.hi)),
+        Prefix::Ne => format!(
+            "NOT coalesce({lo} >= {} AND {hi} < {}, false)",
+            num(b, &n.lo),
+            num(b, &n.hi)
+        ),
+        Prefix::Gt => format!("coalesce({hi} > {}, true)", num(b, &n.value)),
+        Prefix::Lt => format!("coalesce({lo} < {}, true)", num(b, &n.value)),
+        Prefix::Ge => format!("coalesce({hi} >= {}, true)", num(b, &n.value)),
+        Prefix::Le => format!("coalesce({lo} <= {}, true)", num(b, &n.value)),
+        Prefix::Sa => format!("{lo} > {}", num(b, &n.value)),
+        Prefix::Eb => format!("{hi} < {}", num(b, &n.value)),
+        Prefix::Ap => {
+            let x = num(b, &n.value);
+            format!(
+                "(coalesce({lo} <= {x} + abs({x}) * 0.1, true) AND coalesce({hi} >= {x} - abs({x}) * 0.1, true))"
+            )
+        }
     };
-    Ok(SearchPage {
-        matches,
-        next_after,
-        total,
-    })
+    let mut parts = vec![value_cond];
+    if let Some(s) = &v.system {
+        parts.push(format!("{a}.system = {}", b.text(s)));
+    }
+    if let Some(c) = &v.code {
+        let p = b.text(c);
+        if v.system.is_some() {
+            parts.push(format!("{a}.code = {p}"));
+        } else {
+            parts.push(format!("({a}.code = {p} OR {a}.unit = {p})"));
+        }
+    }
+    all_of(parts)
+}
+
+fn reference_cond(b: &mut Builder, a: &str, v: &ReferenceValue) -> String {
+    if let Some(url) = &v.url {
+        let mut parts = vec![format!("{a}.url = {}", b.text(url))];
+        if let Some(ver) = &v.version {
+            parts.push(format!("{a}.version = {}", b.text(ver)));
+        }
+        return all_of(parts);
+    }
+    let mut parts = Vec::new();
+    if let Some(t) = &v.target_type {
+        parts.push(format!("{a}.target_type = {}", b.text(t)));
+    }
+    if let Some(i) = &v.id {
+        parts.push(format!("{a}.target_id = {}", b.text(i)));
+    }
+    all_of(parts)
+}
+
+/// What a sort key orders by, for `r`: the parameter's smallest value ascending, its largest
+/// descending (R4 §3.1.1.5.5), with a sentinel for "no value" so that such resources come last
+/// either way and keyset comparisons never meet NULL.
+pub(crate) fn sort_expr(b: &mut Builder, key: &SortKey) -> (String, &'static str) {
+    let desc = key.descending;
+    let agg = if desc { "max" } else { "min" };
+    if key.param == "_id" {
+        return ("(r.id COLLATE \"C\")".into(), "text");
+    }
+    if key.param == "_lastUpdated" {
+        return ("r.last_updated".into(), "timestamptz");
+    }
+    let kind = key.kind.unwrap_or(ParamType::Token);
+    let (col, ty, sentinel) = match kind {
+        ParamType::String => (
+            "norm".to_owned(),
+            "text",
+            if desc { "''" } else { "chr(1114111)" },
+        ),
+        ParamType::Date => (
+            if desc { "hi" } else { "lo" }.to_owned(),
+            "timestamptz",
+            if desc {
+                "'-infinity'::timestamptz"
+            } else {
+                "'infinity'::timestamptz"
+            },
+        ),
+        ParamType::Number => (
+            "value".into(),
+            "numeric",
+            if desc {
+                "'-Infinity'::numeric"
+            } else {
+                "'Infinity'::numeric"
+            },
+        ),
+        ParamType::Quantity => (
+            if desc { "hi" } else { "lo" }.to_owned(),
+            "numeric",
+            if desc {
+                "'-Infinity'::numeric"
+            } else {
+                "'Infinity'::numeric"
+            },
+        ),
+        ParamType::Reference => (
+            "coalesce(target_type || '/' || target_id, url)".into(),
+            "text",
+            if desc { "''" } else { "chr(1114111)" },
+        ),
+        ParamType::Uri => (
+            "uri".into(),
+            "text",
+            if desc { "''" } else { "chr(1114111)" },
+        ),
+        _ => (
+            "code".into(),
+            "text",
+            if desc { "''" } else { "chr(1114111)" },
+        ),
+    };
+    let p = b.text(&key.param);
+    let collate = if ty == "text" { " COLLATE \"C\"" } else { "" };
+    (
+        format!(
+            "(coalesce((SELECT {agg}({col}{collate}) FROM {} s WHERE s.res_type = r.res_type AND s.id = r.id AND s.param = {p}), {sentinel}){collate})",
+            table(kind)
+        ),
+        ty,
+    )
+}
+
+/// Rows strictly after `after` in the order of `keys` (each with its direction), then `r.id`;
+/// strictly before it when `back`.
+pub(crate) fn keyset(
+    b: &mut Builder,
+    keys: &[(String, &'static str, bool)],
+    after: &[String],
+    after_id: &str,
+    back: bool,
+) -> String {
+    // (k1 > v1) OR (k1 = v1 AND k2 > v2) OR ... OR (all equal AND id > last id)
+    let mut ors = Vec::new();
+    let mut eqs: Vec<String> = Vec::new();
+    for ((expr, ty, desc), v) in keys.iter().zip(after) {
+        let p = format!("{}::text::{ty}", b.text(v));
+        let p = if *ty == "text" {
+            format!("({p} COLLATE \"C\")")
+        } else {
+            p
+        };
+        let op = if *desc != back { "<" } else { ">" };
+        let mut c = eqs.clone();
+        c.push(format!("{expr} {op} {p}"));
+        ors.push(all_of(c));
+        eqs.push(format!("{expr} = {p}"));
+    }
+    let mut c = eqs;
+    let op = if back { "<" } else { ">" };
+    c.push(format!(
+        "(r.id COLLATE \"C\") {op} ({} COLLATE \"C\")",
+        b.text(after_id)
+    ));
+    ors.push(all_of(c));
+    any_of(ors)
 }

@@ -36,6 +36,24 @@ impl BundleWriter {
 
     /// An entry whose `resource` is the stored body and whose other members are `extra`.
     pub fn entry(&mut self, v: &StoredVersion, base: &str, extra: Value) {
+        self.entry_inner(v, base, extra, v.body.as_deref());
+    }
+
+    /// An entry for `v` whose resource is `body` (a subset of the stored one).
+    pub fn entry_with_body(&mut self, v: &StoredVersion, base: &str, extra: Value, body: &str) {
+        self.entry_inner(v, base, extra, Some(body));
+    }
+
+    /// An entry that is not a stored resource (an OperationOutcome, say).
+    pub fn raw_entry(&mut self, entry: Value) {
+        if self.entries > 0 {
+            self.out.push(',');
+        }
+        self.entries += 1;
+        self.out.push_str(&entry.to_string());
+    }
+
+    fn entry_inner(&mut self, v: &StoredVersion, base: &str, extra: Value, body: Option<&str>) {
         if self.entries > 0 {
             self.out.push(',');
         }
@@ -45,7 +63,7 @@ impl BundleWriter {
             e.extend(extra);
         }
         let mut text = e.to_string();
-        if let Some(body) = &v.body {
+        if let Some(body) = body {
             text.pop();
             text.push_str(",\"resource\":");
             text.push_str(body);

@@ -145,6 +145,15 @@ impl From<hds_fhir_search::SearchError> for FhirError {
     }
 }
 
+impl From<hds_fhir_search::ExecError> for FhirError {
+    fn from(e: hds_fhir_search::ExecError) -> Self {
+        match e {
+            hds_fhir_search::ExecError::Search(s) => s.into(),
+            hds_fhir_search::ExecError::Db(d) => d.into(),
+        }
+    }
+}
+
 impl From<hds_fhir_patch::PatchError> for FhirError {
     fn from(e: hds_fhir_patch::PatchError) -> Self {
         let (status, code) = if e.is_unprocessable() {

@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod error;
 pub mod http;
 pub mod interactions;
+pub mod subset;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,14 +21,16 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hds_common::config::{AuthMode, CorsConfig, FhirServiceConfig};
+use hds_fhir_search::SearchParams;
 use hds_fhir_store::Store;
 use serde_json::Value;
+use tokio::sync::Notify;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::error::FhirError;
-use interactions::{capability, history, instance, search, type_level};
+use interactions::{capability, history, instance, reindex, search, type_level};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -38,12 +41,30 @@ pub struct AppState {
     /// Where this service is mounted below the listener (`/fhir/<name>` under `hds up`).
     pub path_prefix: String,
     pub capability: Arc<Value>,
+    /// R4's search parameters plus this service's own SearchParameter resources.
+    pub search: Arc<SearchParams>,
+    /// Wakes the `$reindex` worker when a job is queued.
+    pub reindex_wake: Arc<Notify>,
 }
 
 impl AppState {
-    pub fn new(config: FhirServiceConfig, store: Store, path_prefix: &str) -> Self {
+    /// Loads the service's custom search parameters and starts its `$reindex` worker (which
+    /// resumes any job a previous run left unfinished).
+    pub async fn new(
+        config: FhirServiceConfig,
+        store: Store,
+        path_prefix: &str,
+    ) -> Result<Self, hds_fhir_store::StoreError> {
         let capability = Arc::new(capability::capability_statement(&config));
-        Self {
+        let search = Arc::new(SearchParams::default());
+        search.reload(&store.connection().await?).await?;
+        let reindex_wake = Arc::new(Notify::new());
+        tokio::spawn(hds_fhir_search::reindex::worker(
+            store.pool().clone(),
+            search.clone(),
+            reindex_wake.clone(),
+        ));
+        Ok(Self {
             base_url: config
                 .base_url
                 .as_ref()
@@ -52,7 +73,14 @@ impl AppState {
             config: Arc::new(config),
             path_prefix: path_prefix.trim_end_matches('/').to_owned(),
             capability,
-        }
+            search,
+            reindex_wake,
+        })
+    }
+
+    /// The search parameters in force now.
+    pub fn registry(&self) -> Arc<hds_fhir_search::Registry> {
+        self.search.current()
     }
 }
 
@@ -86,6 +114,21 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/{type}/{id}/_history", get(history::instance))
         .route("/{type}/{id}/_history/{vid}", get(instance::vread))
+        .route("/$reindex", post(reindex::start_all))
+        .route("/{type}/$reindex", post(reindex::start_type))
+        .route(
+            "/_operations/reindex/{id}",
+            get(reindex::status).delete(reindex::cancel),
+        )
+        .route("/{comp}/{id}/{type}", get(search::compartment_get))
+        .route(
+            "/{comp}/{id}/{type}/_search",
+            post(search::compartment_post),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            reindex::reload_after_search_parameter_write,
+        ))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let limit = usize::try_from(state.config.limits.max_request_body_bytes).unwrap_or(usize::MAX);
     let cors = state.config.cors.as_ref().map(cors_layer);

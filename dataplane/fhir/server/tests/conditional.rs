@@ -44,7 +44,10 @@ async fn conditional_create_zero_one_many() {
         201
     );
     // Unknown criteria are refused rather than ignored.
-    outcome(post("name=Doe").await.unwrap(), 400).await;
+    outcome(post("nonsense=Doe").await.unwrap(), 400).await;
+    // Any search parameter works as a criterion: every Patient so far is active.
+    outcome(post("active=true").await.unwrap(), 412).await;
+    assert_eq!(post("active=false").await.unwrap().status(), 201);
 }
 
 #[tokio::test]

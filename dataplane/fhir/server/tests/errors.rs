@@ -180,13 +180,35 @@ async fn capability_statement_claims_what_is_routed() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(params, ["_id", "_lastUpdated", "identifier"]);
-    let binary = resources.iter().find(|r| r["type"] == "Binary").unwrap();
-    assert_eq!(
-        binary["searchParam"].as_array().unwrap().len(),
-        2,
-        "Binary has no identifier"
+    for p in [
+        "_id",
+        "_lastUpdated",
+        "_tag",
+        "birthdate",
+        "family",
+        "identifier",
+        "name",
+    ] {
+        assert!(params.contains(&p), "Patient lacks {p}: {params:?}");
+    }
+    assert!(
+        !params.contains(&"_text"),
+        "_text is not evaluated, so not claimed"
     );
+    // Every claimed parameter of every type is accepted by a search.
+    for r in resources {
+        let rt = r["type"].as_str().unwrap();
+        for p in r["searchParam"].as_array().unwrap() {
+            let name = p["name"].as_str().unwrap();
+            let resp = s.get(&format!("{rt}?{name}:missing=true&_count=1")).await;
+            assert_eq!(
+                resp.status(),
+                200,
+                "{rt}?{name}: {}",
+                resp.text().await.unwrap()
+            );
+        }
+    }
     // Each claimed interaction answers with something other than 404/405/501.
     let p = s.create(&json!({"resourceType": "Patient"})).await;
     let id = p["id"].as_str().unwrap();

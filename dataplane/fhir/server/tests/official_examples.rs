@@ -10,21 +10,6 @@ use common::*;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-fn package_dir() -> PathBuf {
-    let base = std::env::var_os("HDS_R4_PACKAGE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hds/r4-examples")
-        });
-    let dir = base.join("package");
-    assert!(
-        dir.join("package.json").is_file(),
-        "the R4 examples package is missing at {}: run scripts/fetch-r4-package.sh",
-        dir.display()
-    );
-    dir
-}
-
 /// The resource without what the server owns: id, meta.versionId and meta.lastUpdated.
 fn comparable(mut v: Value) -> Value {
     let obj = v.as_object_mut().unwrap();

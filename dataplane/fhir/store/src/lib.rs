@@ -10,6 +10,7 @@
 //! them atomically.
 
 mod history;
+mod index;
 mod write;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -18,13 +19,31 @@ use hds_common::db::{self, Migration};
 
 pub use deadpool_postgres::{Object as Connection, Transaction};
 pub use history::{HistoryPage, HistoryQuery, HistoryScope, history};
-pub use write::{DeleteOutcome, VersionCheck, WriteOutcome, create, delete, stamp, update};
+pub use index::{
+    DateEntry, IndexEntries, NumberEntry, QuantityEntry, ReferenceEntry, StringEntry, TokenEntry,
+    UriEntry,
+};
+pub use write::{
+    DeleteOutcome, VersionCheck, WriteOutcome, create, delete, replace_index, stamp, update,
+};
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "resources",
-    sql: include_str!("../migrations/0001_resources.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "resources",
+        sql: include_str!("../migrations/0001_resources.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "search_index",
+        sql: include_str!("../migrations/0002_search_index.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "custom_search",
+        sql: include_str!("../migrations/0003_custom_search.sql"),
+    },
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -92,30 +111,6 @@ impl StoredVersion {
     pub fn is_deleted(&self) -> bool {
         self.body.is_none()
     }
-}
-
-/// Index rows of one resource version, extracted by the search crate and written by this one.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct IndexEntries {
-    pub tokens: Vec<TokenEntry>,
-}
-
-impl IndexEntries {
-    /// The token rows as columns, the shape `unnest` takes.
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn token_columns(&self) -> (Vec<&str>, Vec<Option<&str>>, Vec<&str>) {
-        let params = self.tokens.iter().map(|t| t.param.as_str()).collect();
-        let systems = self.tokens.iter().map(|t| t.system.as_deref()).collect();
-        let codes = self.tokens.iter().map(|t| t.code.as_str()).collect();
-        (params, systems, codes)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenEntry {
-    pub param: String,
-    pub system: Option<String>,
-    pub code: String,
 }
 
 /// The store: a pool on the service's own database, migrated.

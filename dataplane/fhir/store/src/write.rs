@@ -2,10 +2,13 @@
 //! transaction. The statements after the head row are sent together (tokio-postgres pipelines
 //! queries issued concurrently on one connection), so a write costs two round trips plus commit.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Transaction};
 use futures_util::try_join;
 use serde_json::Value;
+use tokio_postgres::types::ToSql;
 
 use crate::{IndexEntries, Method, Result, StoredVersion, instant, now};
 
@@ -77,33 +80,24 @@ pub async fn create(
 ) -> Result<StoredVersion> {
     let last_updated = now();
     let body = stamp(&mut resource, 1, &last_updated);
-    let stmt = client
-        .prepare_cached(
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
             "WITH head AS (
                  INSERT INTO resources (res_type, id, version_id, last_updated, deleted)
                  VALUES ($1, $2, 1, $3, false)),
              version AS (
                  INSERT INTO resource_versions (res_type, id, version_id, last_updated, method, body)
-                 VALUES ($1, $2, 1, $3, 'POST', $4))
-             INSERT INTO search_token (res_type, id, param, system, code)
-             SELECT $1, $2, * FROM unnest($5::text[], $6::text[], $7::text[])",
+                 VALUES ($1, $2, 1, $3, 'POST', $4)),
+             {}
+             SELECT 1",
+            IndexEntries::insert_ctes(5)
         )
-        .await?;
-    let (params, systems, codes) = index.token_columns();
-    client
-        .execute(
-            &stmt,
-            &[
-                &res_type,
-                &id,
-                &last_updated,
-                &body,
-                &params,
-                &systems,
-                &codes,
-            ],
-        )
-        .await?;
+    });
+    let stmt = client.prepare_cached(&SQL).await?;
+    let columns = index.columns();
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&res_type, &id, &last_updated, &body];
+    params.extend(columns.iter().map(|c| c.as_ref() as &(dyn ToSql + Sync)));
+    client.execute(&stmt, &params).await?;
     Ok(StoredVersion {
         res_type: res_type.to_owned(),
         id: id.to_owned(),
@@ -223,7 +217,7 @@ pub async fn delete(
             Method::Delete,
             None
         ),
-        delete_index(tx, res_type, id),
+        crate::index::delete(tx, res_type, id),
         prune_history(tx, res_type, id, version_id, keep_history),
     )?;
     Ok(DeleteOutcome::Deleted(StoredVersion {
@@ -286,46 +280,16 @@ async fn insert_version(
     .await
 }
 
-async fn insert_index(
-    tx: &Transaction<'_>,
+/// Replaces the index rows of `res_type/id` (writes, and `$reindex`). Old rows must go before
+/// new ones arrive, so the two statements run in order, not pipelined together.
+pub async fn replace_index(
+    tx: &impl GenericClient,
     res_type: &str,
     id: &str,
     index: &IndexEntries,
 ) -> Result<u64, tokio_postgres::Error> {
-    if index.tokens.is_empty() {
-        return Ok(0);
-    }
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO search_token (res_type, id, param, system, code)
-             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[])",
-        )
-        .await?;
-    let (params, systems, codes) = index.token_columns();
-    tx.execute(&stmt, &[&res_type, &id, &params, &systems, &codes])
-        .await
-}
-
-/// Old rows must go before new ones arrive, so these two run in order, not pipelined together.
-async fn replace_index(
-    tx: &Transaction<'_>,
-    res_type: &str,
-    id: &str,
-    index: &IndexEntries,
-) -> Result<u64, tokio_postgres::Error> {
-    delete_index(tx, res_type, id).await?;
-    insert_index(tx, res_type, id, index).await
-}
-
-async fn delete_index(
-    tx: &Transaction<'_>,
-    res_type: &str,
-    id: &str,
-) -> Result<u64, tokio_postgres::Error> {
-    let stmt = tx
-        .prepare_cached("DELETE FROM search_token WHERE res_type = $1 AND id = $2")
-        .await?;
-    tx.execute(&stmt, &[&res_type, &id]).await
+    crate::index::delete(tx, res_type, id).await?;
+    crate::index::insert(tx, res_type, id, index).await
 }
 
 async fn prune_history(

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use hds_common::config::{AuthMode, FhirServiceConfig, VersionPolicy};
+use hds_fhir_search::{ParamType, SearchParam};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -39,6 +40,7 @@ const INTERACTIONS: &[&str] = &[
 /// Builds the statement once at start-up; only `implementation.url` varies per request.
 pub fn capability_statement(config: &FhirServiceConfig) -> Value {
     let defs = hds_fhir_model::r4();
+    let registry = hds_fhir_search::r4();
     let resources: Vec<Value> = defs
         .resource_types()
         .map(|t| {
@@ -47,15 +49,21 @@ pub fn capability_statement(config: &FhirServiceConfig) -> Value {
                 VersionPolicy::Versioned => "versioned",
                 VersionPolicy::VersionedUpdate => "versioned-update",
             };
-            let mut params = vec![
-                json!({"name": "_id", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id", "type": "token"}),
-                json!({"name": "_lastUpdated", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated", "type": "date"}),
-            ];
-            if defs.resource_has_element(t, "identifier") {
-                params.push(json!({"name": "identifier", "type": "token",
-                    "documentation": "Matches the resource's top-level identifier element"}));
-            }
-            let interactions: Vec<Value> = INTERACTIONS.iter().map(|c| json!({"code": c})).collect();
+            let mut params: Vec<&std::sync::Arc<SearchParam>> =
+                registry.params(t).filter(|p| searchable(t, p)).collect();
+            params.sort_by(|a, b| a.code.cmp(&b.code));
+            let includes: Vec<String> = params
+                .iter()
+                .filter(|p| p.kind == ParamType::Reference)
+                .map(|p| format!("{t}:{}", p.code))
+                .chain(std::iter::once(format!("{t}:*")))
+                .collect();
+            let params: Vec<Value> = params
+                .iter()
+                .map(|p| json!({"name": p.code, "definition": p.url, "type": p.kind.as_str()}))
+                .collect();
+            let interactions: Vec<Value> =
+                INTERACTIONS.iter().map(|c| json!({"code": c})).collect();
             json!({
                 "type": t,
                 "interaction": interactions,
@@ -67,6 +75,7 @@ pub fn capability_statement(config: &FhirServiceConfig) -> Value {
                 "conditionalUpdate": true,
                 "conditionalDelete": "multiple",
                 "searchParam": params,
+                "searchInclude": includes,
             })
         })
         .collect();
@@ -97,6 +106,23 @@ pub fn capability_statement(config: &FhirServiceConfig) -> Value {
             "security": security,
             "resource": resources,
             "interaction": [{"code": "history-system"}],
+            "compartment": [
+                "http://hl7.org/fhir/CompartmentDefinition/patient",
+                "http://hl7.org/fhir/CompartmentDefinition/encounter",
+                "http://hl7.org/fhir/CompartmentDefinition/relatedPerson",
+                "http://hl7.org/fhir/CompartmentDefinition/practitioner",
+                "http://hl7.org/fhir/CompartmentDefinition/device",
+            ],
         }],
     })
+}
+
+/// Parameters a search can actually use on `res_type`: not the `special` ones, and composites
+/// only where their components sit on the resource itself (see hds_fhir_search::query).
+fn searchable(res_type: &str, p: &SearchParam) -> bool {
+    match p.kind {
+        ParamType::Special => false,
+        ParamType::Composite => p.expression_text.as_deref() == Some(res_type),
+        _ => p.expression.is_some() || p.code == "_id" || p.code == "_lastUpdated",
+    }
 }

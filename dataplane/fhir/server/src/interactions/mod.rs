@@ -6,6 +6,7 @@ pub mod conditional;
 pub mod history;
 pub mod instance;
 pub mod patch_shape;
+pub mod reindex;
 pub mod search;
 pub mod type_level;
 

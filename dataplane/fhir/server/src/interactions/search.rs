@@ -1,10 +1,10 @@
-//! Type-level search over the parameters the REST core indexes (`_id`, `identifier`,
-//! `_lastUpdated`). Unknown parameters are ignored and left out of the self link (lenient), or
-//! refused with `Prefer: handling=strict`, as the spec describes.
+//! Type-level and compartment search. Unknown parameters are ignored and reported in an
+//! OperationOutcome entry (lenient, the default), or refused with `Prefer: handling=strict`.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use hds_fhir_search::{Cursor, Filter, Query, Summary, query::ReferenceValue};
 use serde_json::json;
 
 use super::check_type;
@@ -13,6 +13,7 @@ use crate::AppState;
 use crate::bundle::BundleWriter;
 use crate::error::FhirError;
 use crate::http::{BaseUrl, FhirBody, Prefer, QueryPairs, content_type, json_response};
+use crate::subset::Subset;
 
 pub async fn search_get(
     State(s): State<AppState>,
@@ -22,7 +23,7 @@ pub async fn search_get(
     prefer: Prefer,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
-    search(&s, &rt, &base, q, prefer).await
+    search(&s, &rt, None, &base, q, prefer).await
 }
 
 /// `POST [type]/_search` with an `application/x-www-form-urlencoded` body; URL parameters count too.
@@ -30,13 +31,50 @@ pub async fn search_post(
     State(s): State<AppState>,
     Path(rt): Path<String>,
     BaseUrl(base): BaseUrl,
-    QueryPairs(mut q): QueryPairs,
+    QueryPairs(q): QueryPairs,
     prefer: Prefer,
     headers: HeaderMap,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
-    match content_type(&headers).as_deref() {
+    let q = with_form_body(q, &headers, &body)?;
+    search(&s, &rt, None, &base, q, prefer).await
+}
+
+/// `GET [compartment type]/[id]/[type]`: the search, limited to the compartment's members.
+pub async fn compartment_get(
+    State(s): State<AppState>,
+    Path((comp, id, rt)): Path<(String, String, String)>,
+    BaseUrl(base): BaseUrl,
+    QueryPairs(q): QueryPairs,
+    prefer: Prefer,
+) -> Result<Response, FhirError> {
+    check_type(&comp)?;
+    check_type(&rt)?;
+    search(&s, &rt, Some((&comp, &id)), &base, q, prefer).await
+}
+
+pub async fn compartment_post(
+    State(s): State<AppState>,
+    Path((comp, id, rt)): Path<(String, String, String)>,
+    BaseUrl(base): BaseUrl,
+    QueryPairs(q): QueryPairs,
+    prefer: Prefer,
+    headers: HeaderMap,
+    FhirBody(body): FhirBody,
+) -> Result<Response, FhirError> {
+    check_type(&comp)?;
+    check_type(&rt)?;
+    let q = with_form_body(q, &headers, &body)?;
+    search(&s, &rt, Some((&comp, &id)), &base, q, prefer).await
+}
+
+fn with_form_body(
+    mut q: Vec<(String, String)>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, FhirError> {
+    match content_type(headers).as_deref() {
         Some("application/x-www-form-urlencoded") | None => {}
         Some(other) => {
             return Err(FhirError::new(
@@ -46,13 +84,53 @@ pub async fn search_post(
             ));
         }
     }
-    q.extend(form_urlencoded::parse(&body).into_owned());
-    search(&s, &rt, &base, q, prefer).await
+    q.extend(form_urlencoded::parse(body).into_owned());
+    Ok(q)
+}
+
+/// Membership of `rt` resources in the `comp/id` compartment: any of the compartment
+/// definition's parameters points at it.
+fn compartment_filter(rt: &str, comp: &str, id: &str) -> Result<Filter, FhirError> {
+    let reg = hds_fhir_search::r4();
+    if !reg.is_compartment(comp) {
+        return Err(FhirError::not_found(format!(
+            "{comp} is not a compartment type (R4 has Patient, Encounter, RelatedPerson, Practitioner and Device)"
+        )));
+    }
+    let params = reg.compartment_params(comp, rt);
+    if params.is_empty() {
+        return Err(FhirError::bad_request(format!(
+            "{rt} resources are not members of the {comp} compartment"
+        )));
+    }
+    let value = ReferenceValue {
+        target_type: Some(comp.to_owned()),
+        id: Some(id.to_owned()),
+        url: None,
+        version: None,
+    };
+    Ok(Filter::Or(
+        params
+            .iter()
+            .map(|p| {
+                // `{def}` marks the compartment's own resource (Patient in Patient/123/Patient).
+                if p == "{def}" {
+                    Filter::Id(vec![id.to_owned()])
+                } else {
+                    Filter::Reference {
+                        param: p.clone(),
+                        values: vec![value.clone()],
+                    }
+                }
+            })
+            .collect(),
+    ))
 }
 
 async fn search(
     s: &AppState,
     rt: &str,
+    compartment: Option<(&str, &str)>,
     base: &str,
     q: Vec<(String, String)>,
     prefer: Prefer,
@@ -60,32 +138,88 @@ async fn search(
     let cursor = q
         .iter()
         .find(|(k, _)| k == "_cursor")
-        .map(|(_, v)| v.clone());
-    let params: Vec<(String, String)> = q.iter().filter(|(k, _)| k != "_cursor").cloned().collect();
-    let query = hds_fhir_search::parse(&params)?;
+        .map(|(_, v)| Cursor::decode(v))
+        .transpose()?;
+    let params: Vec<(String, String)> = q.into_iter().filter(|(k, _)| k != "_cursor").collect();
+    let mut query: Query = hds_fhir_search::parse_with(&s.registry(), rt, &params)?;
     if prefer.strict
-        && let Some(p) = query.unknown.first()
+        && let Some((_, reason)) = query.unknown.first()
     {
         return Err(FhirError::bad_request(format!(
-            "search parameter '{p}' is not supported (supported: _id, identifier, _lastUpdated, _count)"
+            "{reason} (Prefer: handling=strict; leave it out to have unknown parameters ignored)"
         )));
     }
+    let path = match compartment {
+        Some((comp, id)) => {
+            query.clauses.push(compartment_filter(rt, comp, id)?);
+            format!("{comp}/{id}/{rt}")
+        }
+        None => rt.to_owned(),
+    };
     let limits = &s.config.limits;
     let count = query
         .count
         .unwrap_or(limits.default_page_size)
         .min(limits.max_page_size);
-    let conn = s.store.connection().await?;
-    let page = hds_fhir_search::search(&conn, rt, &query, count, cursor.as_deref()).await?;
     let mut applied = query.applied.clone();
     applied.push(("_count".into(), count.to_string()));
-    let mut links = vec![("self", page_link(base, rt, &applied, cursor.clone()))];
-    if let Some(next) = page.next_after {
-        links.push(("next", page_link(base, rt, &applied, Some(next))));
+    let conn = s.store.connection().await?;
+
+    if query.result.summary == Some(Summary::Count) {
+        let total = hds_fhir_search::count_matches(&conn, rt, &query).await?;
+        let links = vec![("self", page_link(base, &path, &applied, None))];
+        return Ok(json_response(
+            StatusCode::OK,
+            BundleWriter::new("searchset", Some(total), &links).finish(),
+        ));
     }
-    let mut w = BundleWriter::new("searchset", Some(page.total), &links);
-    for v in &page.matches {
-        w.entry(v, base, json!({"search": {"mode": "match"}}));
+
+    let page = hds_fhir_search::search(&conn, rt, &query, count, cursor.as_ref()).await?;
+    let included = hds_fhir_search::includes(&conn, &page.matches, query.includes()).await?;
+
+    let mut links = vec![(
+        "self",
+        page_link(base, &path, &applied, cursor.as_ref().map(Cursor::encode)),
+    )];
+    if let Some(next) = &page.next {
+        links.push((
+            "next",
+            page_link(base, &path, &applied, Some(next.encode())),
+        ));
+    }
+    if let Some(prev) = &page.previous {
+        links.push((
+            "previous",
+            page_link(base, &path, &applied, Some(prev.encode())),
+        ));
+    }
+    let subset = Subset {
+        summary: query.result.summary,
+        elements: query.result.elements.clone(),
+    };
+    let mut w = BundleWriter::new("searchset", page.total, &links);
+    for (versions, mode) in [(&page.matches, "match"), (&included, "include")] {
+        for v in versions {
+            let extra = json!({"search": {"mode": mode}});
+            match v.body.as_deref().and_then(|b| subset.apply(&v.res_type, b)) {
+                Some(body) => w.entry_with_body(v, base, extra, &body),
+                None => w.entry(v, base, extra),
+            }
+        }
+    }
+    if !query.unknown.is_empty() {
+        let issues: Vec<_> = query
+            .unknown
+            .iter()
+            .map(|(_, reason)| {
+                json!({"severity": "warning", "code": "not-supported",
+                       "diagnostics": format!("{reason}; it was ignored")})
+            })
+            .collect();
+        w.raw_entry(json!({
+            "resource": {"resourceType": "OperationOutcome", "issue": issues},
+            "search": {"mode": "outcome"}
+        }));
     }
     Ok(json_response(StatusCode::OK, w.finish()))
 }

@@ -39,12 +39,15 @@ pub async fn create(
     set_id(&mut resource, &id);
     validate(&resource, &rt, StatusCode::BAD_REQUEST)?;
     let if_none_exist = match headers.get("if-none-exist") {
-        Some(v) => Some(criteria(v.to_str().map_err(|_| {
-            FhirError::bad_request("If-None-Exist is not valid text")
-        })?)?),
+        Some(v) => Some(criteria(
+            &s.registry(),
+            &rt,
+            v.to_str()
+                .map_err(|_| FhirError::bad_request("If-None-Exist is not valid text"))?,
+        )?),
         None => None,
     };
-    let index = hds_fhir_search::extract(&resource);
+    let index = hds_fhir_search::extract_with(&s.registry(), &resource);
     let mut conn = s.store.connection().await?;
     let v = match &if_none_exist {
         // A plain create is one statement in autocommit: one round trip, one commit.
@@ -101,7 +104,7 @@ pub async fn conditional_update(
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
     require_json_body(&headers)?;
-    let (query, key) = criteria_from_pairs(&q)?;
+    let (query, key) = criteria_from_pairs(&s.registry(), &rt, &q)?;
     let mut resource = parse_resource(&body)?;
     validate(&resource, &rt, StatusCode::BAD_REQUEST)?;
     let check = version_check(&s, &rt, &headers)?;
@@ -156,7 +159,7 @@ pub async fn conditional_delete(
     prefer: Prefer,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
-    let (query, key) = criteria_from_pairs(&q)?;
+    let (query, key) = criteria_from_pairs(&s.registry(), &rt, &q)?;
     let many = query.count.map(|c| c.clamp(1, MAX_CONDITIONAL_DELETE));
     let keep = keeps_history(s.config.resource_version_policy.for_type(&rt));
     let mut conn = s.store.connection().await?;
@@ -195,7 +198,7 @@ pub async fn conditional_patch(
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
-    let (query, key) = criteria_from_pairs(&q)?;
+    let (query, key) = criteria_from_pairs(&s.registry(), &rt, &q)?;
     let document = parse_patch(&headers, &body)?;
     let mut conn = s.store.connection().await?;
     let tx = conn.transaction().await?;

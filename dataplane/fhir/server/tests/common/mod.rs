@@ -57,7 +57,7 @@ pub async fn start_with(mut cfg: FhirServiceConfig) -> TestServer {
         .expect("store opens and migrates");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(AppState::new(cfg, store, ""));
+    let app = router(AppState::new(cfg, store, "").await.expect("state loads"));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     TestServer {
         base: format!("http://{addr}"),
@@ -130,4 +130,21 @@ pub fn header(r: &Response, name: &str) -> String {
         .to_str()
         .unwrap()
         .to_owned()
+}
+
+/// The unpacked official R4 examples package (npm hl7.fhir.r4.examples 4.0.1).
+pub fn package_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    let base = std::env::var_os("HDS_R4_PACKAGE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hds/r4-examples")
+        });
+    let dir = base.join("package");
+    assert!(
+        dir.join("package.json").is_file(),
+        "the R4 examples package is missing at {}: run scripts/fetch-r4-package.sh",
+        dir.display()
+    );
+    dir
 }

@@ -239,6 +239,9 @@ fn element_tree(
             "min".into(),
             json!(el["min"].as_u64().ok_or_else(|| format!("{path}: min"))?),
         );
+        if el["isSummary"] == json!(true) {
+            e.insert("summary".into(), json!(true));
+        }
         let max = el["max"].as_str().ok_or_else(|| format!("{path}: max"))?;
         e.insert(
             "max".into(),

@@ -1,0 +1,349 @@
+//! Running a compiled search: matching ids (for conditional interactions), a page of matches
+//! with a keyset cursor, the total as asked, and the `_include`/`_revinclude` resources.
+
+use std::collections::HashSet;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use deadpool_postgres::GenericClient;
+use hds_fhir_store::{Method, StoredVersion};
+use serde::{Deserialize, Serialize};
+
+use crate::query::{Query, SearchError};
+use crate::result::{Include, Total};
+use crate::sql::{Builder, filter, keyset, sort_expr};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Db(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Search(#[from] SearchError),
+}
+
+fn where_clause(b: &mut Builder, res_type: &str, q: &Query) {
+    let t = b.bind(Box::new(res_type.to_owned()));
+    let mut conds = vec![format!("r.res_type = {t}"), "NOT r.deleted".to_owned()];
+    for clause in &q.clauses {
+        conds.push(filter(b, &t, "r.id", true, clause));
+    }
+    b.sql.push_str(" WHERE ");
+    b.sql.push_str(&conds.join(" AND "));
+}
+
+/// Ids of current resources of `res_type` matching `q`, at most `limit` of them. Conditional
+/// interactions ask for two, to tell one match from several.
+pub async fn find_ids(
+    client: &impl GenericClient,
+    res_type: &str,
+    q: &Query,
+    limit: i64,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let mut b = Builder::new("SELECT r.id FROM resources r");
+    where_clause(&mut b, res_type, q);
+    let l = b.bind(Box::new(limit));
+    b.sql.push_str(&format!(" ORDER BY r.id LIMIT {l}"));
+    let rows = client.query(&b.sql, &b.refs()).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Where the next page starts: the sort key values and id of the last row of this one. Opaque
+/// to clients (base64url JSON); a keyset, so pages stay put while others write.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Cursor {
+    #[serde(rename = "k", default)]
+    pub keys: Vec<String>,
+    #[serde(rename = "i")]
+    pub id: String,
+    /// A `previous` link: the page before this row rather than after it.
+    #[serde(rename = "b", default, skip_serializing_if = "std::ops::Not::not")]
+    pub back: bool,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    pub fn decode(s: &str) -> Result<Self, SearchError> {
+        let bad = || {
+            SearchError::Invalid(format!(
+                "the paging cursor '{s}' is not one this server issued; start the search again"
+            ))
+        };
+        let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+        serde_json::from_slice(&bytes).map_err(|_| bad())
+    }
+}
+
+pub struct SearchPage {
+    pub matches: Vec<StoredVersion>,
+    pub next: Option<Cursor>,
+    pub previous: Option<Cursor>,
+    pub total: Option<i64>,
+}
+
+/// One page of matches in `q`'s sort order (then id), starting after `after`.
+pub async fn search(
+    client: &impl GenericClient,
+    res_type: &str,
+    q: &Query,
+    count: u32,
+    after: Option<&Cursor>,
+) -> Result<SearchPage, ExecError> {
+    let mut b = Builder::new("");
+    let keys: Vec<(String, &'static str, bool)> = q
+        .result
+        .sort
+        .iter()
+        .map(|k| {
+            let (e, ty) = sort_expr(&mut b, k);
+            (e, ty, k.descending)
+        })
+        .collect();
+    let key_cols: String = keys
+        .iter()
+        .map(|(e, _, _)| format!(", ({e})::text"))
+        .collect();
+    b.sql = format!(
+        "SELECT r.id, v.version_id, v.last_updated, v.method, v.body{key_cols}
+           FROM resources r
+           JOIN resource_versions v
+             ON v.res_type = r.res_type AND v.id = r.id AND v.version_id = r.version_id"
+    );
+    where_clause(&mut b, res_type, q);
+    let back = after.is_some_and(|c| c.back);
+    if let Some(c) = after {
+        if c.keys.len() != keys.len() {
+            return Err(SearchError::Invalid(
+                "the paging cursor does not belong to this search's _sort; start the search again"
+                    .into(),
+            )
+            .into());
+        }
+        let cond = keyset(&mut b, &keys, &c.keys, &c.id, back);
+        b.sql.push_str(" AND ");
+        b.sql.push_str(&cond);
+    }
+    // Walking backwards reads the reversed order and turns the page round afterwards.
+    let dir = |desc: bool| if desc != back { "DESC" } else { "ASC" };
+    let order: Vec<String> = keys
+        .iter()
+        .map(|(e, _, desc)| format!("{e} {}", dir(*desc)))
+        .chain(std::iter::once(format!(
+            "(r.id COLLATE \"C\") {}",
+            dir(false)
+        )))
+        .collect();
+    let l = b.bind(Box::new(i64::from(count) + 1));
+    b.sql
+        .push_str(&format!(" ORDER BY {} LIMIT {l}", order.join(", ")));
+    let rows = client.query(&b.sql, &b.refs()).await?;
+    let more = rows.len() > count as usize;
+    let cursor_at = |r: &tokio_postgres::Row, back: bool| Cursor {
+        keys: (0..keys.len()).map(|k| r.get::<_, String>(5 + k)).collect(),
+        id: r.get(0),
+        back,
+    };
+    let mut page: Vec<&tokio_postgres::Row> = rows.iter().take(count as usize).collect();
+    if back {
+        page.reverse();
+    }
+    let (first, last) = (page.first(), page.last());
+    let (next, previous) = if back {
+        (
+            last.map(|r| cursor_at(r, false)),
+            first.filter(|_| more).map(|r| cursor_at(r, true)),
+        )
+    } else {
+        (
+            last.filter(|_| more).map(|r| cursor_at(r, false)),
+            first
+                .filter(|_| after.is_some())
+                .map(|r| cursor_at(r, true)),
+        )
+    };
+    let matches: Vec<StoredVersion> = page
+        .iter()
+        .map(|r| StoredVersion {
+            res_type: res_type.to_owned(),
+            id: r.get(0),
+            version_id: r.get(1),
+            last_updated: r.get(2),
+            method: Method::parse(r.get(3)),
+            body: r.get(4),
+        })
+        .collect();
+    let total = match q.result.total {
+        Some(Total::None) => None,
+        Some(Total::Accurate) => Some(count_matches(client, res_type, q).await?),
+        Some(Total::Estimate) => Some(estimate(client, res_type, q).await?),
+        // Free when everything fits on the first page; otherwise only when asked, since
+        // counting a large result costs more than the page.
+        None if after.is_none() && !more => Some(matches.len() as i64),
+        None => None,
+    };
+    Ok(SearchPage {
+        matches,
+        next,
+        previous,
+        total,
+    })
+}
+
+pub async fn count_matches(
+    client: &impl GenericClient,
+    res_type: &str,
+    q: &Query,
+) -> Result<i64, tokio_postgres::Error> {
+    let mut b = Builder::new("SELECT count(*) FROM resources r");
+    where_clause(&mut b, res_type, q);
+    Ok(client.query_one(&b.sql, &b.refs()).await?.get(0))
+}
+
+/// The planner's row estimate: instant, and as good as the table statistics.
+async fn estimate(
+    client: &impl GenericClient,
+    res_type: &str,
+    q: &Query,
+) -> Result<i64, tokio_postgres::Error> {
+    let mut b = Builder::new("EXPLAIN (FORMAT JSON) SELECT 1 FROM resources r");
+    where_clause(&mut b, res_type, q);
+    let row = client.query_one(&b.sql, &b.refs()).await?;
+    let plan: serde_json::Value = row.get(0);
+    Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64)
+}
+
+const VERSION_COLUMNS: &str = "r.res_type, r.id, v.version_id, v.last_updated, v.method, v.body
+      FROM resources r
+      JOIN resource_versions v
+        ON v.res_type = r.res_type AND v.id = r.id AND v.version_id = r.version_id";
+
+fn stored(r: &tokio_postgres::Row) -> StoredVersion {
+    StoredVersion {
+        res_type: r.get(0),
+        id: r.get(1),
+        version_id: r.get(2),
+        last_updated: r.get(3),
+        method: Method::parse(r.get(4)),
+        body: r.get(5),
+    }
+}
+
+/// The resources `_include` and `_revinclude` add to a page of `matches`: the non-iterating
+/// ones once from the matches, the `:iterate` ones again from everything included until
+/// nothing new turns up. Each resource appears once, and never if it is a match.
+pub async fn includes(
+    client: &impl GenericClient,
+    matches: &[StoredVersion],
+    includes: &[Include],
+) -> Result<Vec<StoredVersion>, tokio_postgres::Error> {
+    if includes.is_empty() || matches.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut seen: HashSet<(String, String)> = matches
+        .iter()
+        .map(|m| (m.res_type.clone(), m.id.clone()))
+        .collect();
+    let mut out: Vec<StoredVersion> = Vec::new();
+    let mut frontier: Vec<(String, String)> = seen.iter().cloned().collect();
+    let mut first = true;
+    // Each round adds only unseen resources, so it ends; the bound guards against pathologies.
+    for _ in 0..16 {
+        let mut found = Vec::new();
+        for inc in includes.iter().filter(|i| first || i.iterate) {
+            for v in include_once(client, &frontier, inc).await? {
+                if seen.insert((v.res_type.clone(), v.id.clone())) {
+                    found.push(v);
+                }
+            }
+        }
+        first = false;
+        if found.is_empty() || !includes.iter().any(|i| i.iterate) {
+            out.extend(found);
+            break;
+        }
+        frontier = found
+            .iter()
+            .map(|v| (v.res_type.clone(), v.id.clone()))
+            .collect();
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// The include's parameter (none for `*`) and target type, when given.
+fn narrow(b: &mut Builder, cond: &mut String, inc: &Include) {
+    if let Some(p) = &inc.param {
+        cond.push_str(&format!(" AND f.param = {}", b.bind(Box::new(p.clone()))));
+    }
+    if let Some(t) = &inc.target {
+        cond.push_str(&format!(
+            " AND f.target_type = {}",
+            b.bind(Box::new(t.clone()))
+        ));
+    }
+}
+
+async fn include_once(
+    client: &impl GenericClient,
+    from: &[(String, String)],
+    inc: &Include,
+) -> Result<Vec<StoredVersion>, tokio_postgres::Error> {
+    let mut b = Builder::new("");
+    if inc.reverse {
+        // Resources of inc.source whose reference parameter points at one of `from`.
+        let types: Vec<String> = from.iter().map(|(t, _)| t.clone()).collect();
+        let ids: Vec<String> = from.iter().map(|(_, i)| i.clone()).collect();
+        let src = b.bind(Box::new(inc.source.clone()));
+        let tp = b.bind(Box::new(types));
+        let ip = b.bind(Box::new(ids));
+        let mut cond = format!(
+            "f.res_type = {src} AND (f.target_type, f.target_id) IN (SELECT * FROM unnest({tp}::text[], {ip}::text[]))"
+        );
+        narrow(&mut b, &mut cond, inc);
+        b.sql = format!(
+            "SELECT {VERSION_COLUMNS}
+              WHERE NOT r.deleted AND r.res_type = {src}
+                AND r.id IN (SELECT f.id FROM search_reference f WHERE {cond})"
+        );
+    } else {
+        let ids: Vec<String> = from
+            .iter()
+            .filter(|(t, _)| *t == inc.source)
+            .map(|(_, i)| i.clone())
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let src = b.bind(Box::new(inc.source.clone()));
+        let ip = b.bind(Box::new(ids));
+        let mut cond =
+            format!("f.res_type = {src} AND f.id = ANY({ip}) AND f.target_id IS NOT NULL");
+        narrow(&mut b, &mut cond, inc);
+        b.sql = format!(
+            "SELECT {VERSION_COLUMNS}
+              WHERE NOT r.deleted
+                AND (r.res_type, r.id) IN (SELECT f.target_type, f.target_id FROM search_reference f WHERE {cond})"
+        );
+    }
+    let rows = client.query(&b.sql, &b.refs()).await?;
+    Ok(rows.iter().map(stored).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cursor;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = Cursor {
+            keys: vec!["2020-01-01 00:00:00+00".into()],
+            id: "abc".into(),
+            back: false,
+        };
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        assert!(Cursor::decode("not a cursor!").is_err());
+        assert!(Cursor::decode("e30").is_err(), "{{}} lacks an id");
+    }
+}

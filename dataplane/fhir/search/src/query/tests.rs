@@ -1,0 +1,223 @@
+use super::*;
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+fn one(rt: &str, name: &str, value: &str) -> Filter {
+    let q = parse(rt, &pairs(&[(name, value)])).unwrap();
+    assert!(q.unknown.is_empty(), "{:?}", q.unknown);
+    q.clauses.into_iter().next().unwrap()
+}
+
+#[test]
+fn tokens_follow_the_four_forms_and_escapes() {
+    let Filter::Token { values: t, not, .. } = one(
+        "Patient",
+        "identifier",
+        "urn:a|1,|2,urn:b|,3,urn:c|a\\,b\\|c",
+    ) else {
+        panic!()
+    };
+    assert!(!not);
+    assert_eq!(
+        t[0],
+        TokenValue {
+            system: Some(Some("urn:a".into())),
+            code: Some("1".into())
+        }
+    );
+    assert_eq!(
+        t[1],
+        TokenValue {
+            system: Some(None),
+            code: Some("2".into())
+        }
+    );
+    assert_eq!(
+        t[2],
+        TokenValue {
+            system: Some(Some("urn:b".into())),
+            code: None
+        }
+    );
+    assert_eq!(t[3].system, None);
+    assert_eq!(t[4].code.as_deref(), Some("a,b|c"));
+}
+
+#[test]
+fn unknown_and_result_parameters_are_separated() {
+    let q = parse(
+        "Patient",
+        &pairs(&[
+            ("_id", "a,b"),
+            ("nonsense", "x"),
+            ("_format", "json"),
+            ("_count", "5"),
+            ("_sort", "-birthdate,name"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(q.clauses, vec![Filter::Id(vec!["a".into(), "b".into()])]);
+    assert_eq!(q.unknown.len(), 1);
+    assert_eq!(q.unknown[0].0, "nonsense");
+    assert_eq!(q.count, Some(5));
+    assert_eq!(q.result.sort.len(), 2);
+    assert!(q.result.sort[0].descending);
+}
+
+#[test]
+fn strings_fold_case_and_accents_except_exact() {
+    let Filter::String { how, values, .. } = one("Patient", "name", "Müller") else {
+        panic!()
+    };
+    assert_eq!((how, values[0].as_str()), (StringMatch::Prefix, "muller"));
+    let Filter::String { how, values, .. } = one("Patient", "name:exact", "Müller") else {
+        panic!()
+    };
+    assert_eq!((how, values[0].as_str()), (StringMatch::Exact, "Müller"));
+}
+
+#[test]
+fn numbers_carry_their_implicit_precision() {
+    let Filter::Number { values, .. } = one("RiskAssessment", "probability", "gt0.8") else {
+        panic!()
+    };
+    assert_eq!(values[0].prefix, Prefix::Gt);
+    let Filter::Number { values, .. } = one("RiskAssessment", "probability", "100") else {
+        panic!()
+    };
+    assert_eq!(
+        (values[0].lo.as_str(), values[0].hi.as_str()),
+        ("99.5", "100.5")
+    );
+}
+
+#[test]
+fn quantities_take_system_and_code() {
+    let Filter::Quantity { values, .. } = one(
+        "Observation",
+        "value-quantity",
+        "le5.4|http://unitsofmeasure.org|mg",
+    ) else {
+        panic!()
+    };
+    assert_eq!(values[0].number.prefix, Prefix::Le);
+    assert_eq!(values[0].code.as_deref(), Some("mg"));
+    let Filter::Quantity { values, .. } = one("Observation", "value-quantity", "5.4||mg") else {
+        panic!()
+    };
+    assert_eq!(values[0].system, None);
+}
+
+#[test]
+fn references_chains_and_has() {
+    let Filter::Reference { values, .. } = one("Observation", "subject", "Patient/1") else {
+        panic!()
+    };
+    assert_eq!(values[0].target_type.as_deref(), Some("Patient"));
+    let Filter::Reference { values, .. } = one("Observation", "subject:Patient", "1") else {
+        panic!()
+    };
+    assert_eq!(values[0].target_type.as_deref(), Some("Patient"));
+    let Filter::Chain { targets, .. } = one("Observation", "subject:Patient.name", "peter") else {
+        panic!()
+    };
+    assert_eq!(targets.len(), 1);
+    // Untyped: every target type that has `name`.
+    let Filter::Chain { targets, .. } = one("Observation", "subject.name", "peter") else {
+        panic!()
+    };
+    assert!(targets.iter().any(|(t, _)| t == "Patient"));
+    let Filter::Chain { targets, .. } = one(
+        "DiagnosticReport",
+        "result.subject:Patient.organization.name",
+        "acme",
+    ) else {
+        panic!()
+    };
+    assert!(matches!(*targets[0].1, Filter::Chain { .. }));
+    let Filter::Has {
+        res_type, inner, ..
+    } = one("Patient", "_has:Observation:patient:code", "1234-5")
+    else {
+        panic!()
+    };
+    assert_eq!(res_type, "Observation");
+    assert!(matches!(*inner, Filter::Token { .. }));
+    let nested = one(
+        "Patient",
+        "_has:Observation:patient:_has:AuditEvent:entity:agent",
+        "Practitioner/1",
+    );
+    let Filter::Has { inner, .. } = nested else {
+        panic!()
+    };
+    assert!(matches!(*inner, Filter::Has { .. }));
+}
+
+#[test]
+fn composites_on_the_resource_become_conjunctions() {
+    let f = one(
+        "Observation",
+        "code-value-quantity",
+        "http://loinc.org|8480-6$gt100",
+    );
+    let Filter::And(parts) = f else { panic!() };
+    assert!(matches!(parts[0], Filter::Token { .. }));
+    assert!(matches!(parts[1], Filter::Quantity { .. }));
+}
+
+#[test]
+fn bad_values_and_modifiers_are_errors() {
+    let err = |rt: &str, n: &str, v: &str| parse(rt, &pairs(&[(n, v)])).unwrap_err();
+    assert!(matches!(
+        err("Patient", "_lastUpdated", "gt20x"),
+        SearchError::InvalidValue { .. }
+    ));
+    assert!(matches!(
+        err("Patient", "birthdate", "2020-13-45"),
+        SearchError::InvalidValue { .. }
+    ));
+    assert!(matches!(
+        err("Observation", "value-quantity", "abc|x|y"),
+        SearchError::InvalidValue { .. }
+    ));
+    assert!(matches!(
+        err("Patient", "gender:in", "http://vs"),
+        SearchError::UnsupportedModifier { .. }
+    ));
+    assert!(matches!(
+        err("Patient", "gender.name", "x"),
+        SearchError::Invalid(_)
+    ));
+    assert!(matches!(
+        err("Patient", "name:missing", "maybe"),
+        SearchError::InvalidValue { .. }
+    ));
+    assert!(parse("Patient", &pairs(&[("_count", "-1")])).is_err());
+    assert!(matches!(
+        err("Patient", "_sort", "nonexistent"),
+        SearchError::Invalid(_)
+    ));
+    assert!(matches!(
+        err("Patient", "_include", "Patient:gender"),
+        SearchError::InvalidValue { .. }
+    ));
+}
+
+#[test]
+fn date_prefixes() {
+    let q = parse(
+        "Patient",
+        &pairs(&[("_lastUpdated", "ge2024-01-01"), ("_lastUpdated", "lt2025")]),
+    )
+    .unwrap();
+    assert_eq!(q.clauses.len(), 2);
+    let Filter::LastUpdated(d) = &q.clauses[0] else {
+        panic!()
+    };
+    assert_eq!(d[0].prefix, Prefix::Ge);
+}

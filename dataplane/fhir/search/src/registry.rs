@@ -1,0 +1,398 @@
+//! The search parameters the server knows: R4's 1,375 official ones (generated into
+//! `data/r4-search.json` by `gen-r4-search`), resolved per resource type with their FHIRPath
+//! expressions parsed once, and R4's compartment definitions.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use hds_fhirpath::Expression;
+use serde::Deserialize;
+
+static R4_SEARCH: &str = include_str!("../data/r4-search.json");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParamType {
+    Number,
+    Date,
+    String,
+    Token,
+    Reference,
+    Composite,
+    Quantity,
+    Uri,
+    Special,
+}
+
+impl ParamType {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "number" => Self::Number,
+            "date" => Self::Date,
+            "string" => Self::String,
+            "token" => Self::Token,
+            "reference" => Self::Reference,
+            "composite" => Self::Composite,
+            "quantity" => Self::Quantity,
+            "uri" => Self::Uri,
+            "special" => Self::Special,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Number => "number",
+            Self::Date => "date",
+            Self::String => "string",
+            Self::Token => "token",
+            Self::Reference => "reference",
+            Self::Composite => "composite",
+            Self::Quantity => "quantity",
+            Self::Uri => "uri",
+            Self::Special => "special",
+        }
+    }
+}
+
+/// One search parameter as it applies to one resource type.
+#[derive(Debug)]
+pub struct SearchParam {
+    pub code: String,
+    pub url: String,
+    pub kind: ParamType,
+    /// The expression for this resource type; `None` for parameters the server evaluates itself
+    /// (`_id`, `_lastUpdated`) or cannot index (`special`).
+    pub expression: Option<Arc<Expression>>,
+    pub expression_text: Option<String>,
+    /// Resource types a reference parameter may point at.
+    pub targets: Vec<String>,
+    /// Composite parameters: the component parameters' urls and their relative expressions.
+    pub components: Arc<[(String, Expression)]>,
+    /// A custom parameter whose index is not complete yet: writes index it, searches refuse
+    /// it until a `$reindex` covering its base types finishes.
+    pub pending: bool,
+    /// Defined by a SearchParameter resource on this server rather than by R4.
+    pub custom: bool,
+}
+
+/// Parameters answered from the `resources` table rather than index rows.
+pub const TABLE_PARAMS: &[&str] = &["_id", "_lastUpdated"];
+
+#[derive(Deserialize)]
+struct RawDoc {
+    params: Vec<RawParam>,
+    compartments: HashMap<String, HashMap<String, Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+struct RawParam {
+    code: String,
+    url: String,
+    #[serde(rename = "type")]
+    kind: String,
+    base: Vec<String>,
+    expr: HashMap<String, String>,
+    #[serde(default)]
+    target: Vec<String>,
+    #[serde(default)]
+    component: Vec<RawComponent>,
+}
+
+#[derive(Deserialize)]
+struct RawComponent {
+    definition: String,
+    expression: String,
+}
+
+#[derive(Clone)]
+pub struct Registry {
+    /// resource type -> code -> parameter.
+    by_type: HashMap<String, HashMap<String, Arc<SearchParam>>>,
+    by_url: HashMap<String, (String, ParamType)>,
+    /// compartment type -> member resource type -> parameters linking a member to it.
+    compartments: HashMap<String, HashMap<String, Vec<String>>>,
+}
+
+static R4: LazyLock<Registry> = LazyLock::new(|| {
+    Registry::from_json(R4_SEARCH).expect("data/r4-search.json is generated and tested")
+});
+
+/// The built-in R4 registry.
+pub fn r4() -> &'static Registry {
+    &R4
+}
+
+/// Resource types that are not DomainResources (no text, contained, extension).
+const NOT_DOMAIN: &[&str] = &["Bundle", "Binary", "Parameters"];
+
+impl Registry {
+    fn from_json(text: &str) -> Result<Self, String> {
+        let doc: RawDoc = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let model = hds_fhir_model::r4();
+        let mut by_type: HashMap<String, HashMap<String, Arc<SearchParam>>> = HashMap::new();
+        let mut by_url = HashMap::new();
+        for raw in &doc.params {
+            let kind = ParamType::parse(&raw.kind)
+                .ok_or_else(|| format!("{}: unknown type {}", raw.code, raw.kind))?;
+            by_url.insert(raw.url.clone(), (raw.code.clone(), kind));
+            let components: Arc<[(String, Expression)]> = raw
+                .component
+                .iter()
+                .map(|c| {
+                    Expression::parse(&c.expression)
+                        .map(|e| (c.definition.clone(), e))
+                        .map_err(|e| format!("{} component {}: {e}", raw.code, c.expression))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+                .into();
+            let types: Vec<String> = if raw
+                .base
+                .iter()
+                .any(|b| b == "Resource" || b == "DomainResource")
+            {
+                let domain_only = raw.base.iter().all(|b| b == "DomainResource");
+                model
+                    .resource_types()
+                    .filter(|t| !domain_only || !NOT_DOMAIN.contains(t))
+                    .map(str::to_owned)
+                    .collect()
+            } else {
+                raw.base.clone()
+            };
+            for ty in types {
+                let text = raw
+                    .expr
+                    .get(&ty)
+                    .or_else(|| raw.expr.get("Resource"))
+                    .filter(|_| !TABLE_PARAMS.contains(&raw.code.as_str()))
+                    .cloned();
+                let expression = match &text {
+                    Some(t) => Some(Arc::new(
+                        Expression::parse(t)
+                            .map_err(|e| format!("{} on {ty}: {t}: {e}", raw.code))?,
+                    )),
+                    None => None,
+                };
+                let param = SearchParam {
+                    code: raw.code.clone(),
+                    url: raw.url.clone(),
+                    kind,
+                    expression,
+                    expression_text: text,
+                    targets: raw.target.clone(),
+                    components: components.clone(),
+                    pending: false,
+                    custom: false,
+                };
+                by_type
+                    .entry(ty)
+                    .or_default()
+                    .insert(raw.code.clone(), Arc::new(param));
+            }
+        }
+        Ok(Self {
+            by_type,
+            by_url,
+            compartments: doc.compartments,
+        })
+    }
+
+    /// The parameter `code` on `res_type`, if the type has it.
+    pub fn get(&self, res_type: &str, code: &str) -> Option<&Arc<SearchParam>> {
+        self.by_type.get(res_type)?.get(code)
+    }
+
+    /// Every parameter of `res_type`.
+    pub fn params(&self, res_type: &str) -> impl Iterator<Item = &Arc<SearchParam>> {
+        self.by_type
+            .get(res_type)
+            .into_iter()
+            .flat_map(|m| m.values())
+    }
+
+    /// The code and type of the parameter with canonical `url` (composite components name theirs).
+    pub fn by_url(&self, url: &str) -> Option<(&str, ParamType)> {
+        self.by_url.get(url).map(|(c, k)| (c.as_str(), *k))
+    }
+
+    /// The parameters through which a `member` resource belongs to a `compartment` (e.g.
+    /// Patient, Observation -> subject, performer); empty if it cannot belong.
+    pub fn compartment_params(&self, compartment: &str, member: &str) -> &[String] {
+        self.compartments
+            .get(compartment)
+            .and_then(|m| m.get(member))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    pub fn is_compartment(&self, res_type: &str) -> bool {
+        self.compartments.contains_key(res_type)
+    }
+
+    /// This registry plus custom parameters (which may not redefine a built-in one).
+    pub fn with_custom(&self, customs: &[CustomParam]) -> Registry {
+        let mut r = self.clone();
+        for c in customs {
+            for base in &c.base {
+                let param = SearchParam {
+                    code: c.code.clone(),
+                    url: c.url.clone(),
+                    kind: c.kind,
+                    expression: Some(c.expression.clone()),
+                    expression_text: Some(c.expression_text.clone()),
+                    targets: c.targets.clone(),
+                    components: Arc::from(Vec::new()),
+                    pending: c.pending,
+                    custom: true,
+                };
+                r.by_type
+                    .entry(base.clone())
+                    .or_default()
+                    .insert(c.code.clone(), Arc::new(param));
+            }
+            r.by_url.insert(c.url.clone(), (c.code.clone(), c.kind));
+        }
+        r
+    }
+}
+
+/// A SearchParameter resource this server can index.
+#[derive(Debug, Clone)]
+pub struct CustomParam {
+    pub url: String,
+    pub code: String,
+    pub base: Vec<String>,
+    pub kind: ParamType,
+    pub expression: Arc<Expression>,
+    pub expression_text: String,
+    pub targets: Vec<String>,
+    pub pending: bool,
+}
+
+impl CustomParam {
+    /// What must stay the same for an existing index to remain valid.
+    pub fn signature(&self) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.kind.as_str(),
+            self.base.join(","),
+            self.code,
+            self.expression_text
+        )
+    }
+}
+
+/// Reads a SearchParameter resource as a custom parameter, or says why the server cannot use
+/// it (the message goes into a 400 OperationOutcome). `None`: the definition of a built-in
+/// parameter (the official SearchParameter resources), or one not `active` (draft, retired):
+/// both are stored like any resource and change nothing, as in HAPI.
+pub fn custom_param(
+    builtin: &Registry,
+    sp: &serde_json::Value,
+) -> Result<Option<CustomParam>, String> {
+    let s = |k: &str| sp.get(k).and_then(serde_json::Value::as_str);
+    let url = s("url").ok_or("a SearchParameter needs a url to be used for search")?;
+    if builtin.by_url(url).is_some() || s("status") != Some("active") {
+        return Ok(None);
+    }
+    let code = s("code").ok_or("a SearchParameter needs a code")?;
+    if code.starts_with('_') || code.contains([':', '.', ',', '$', '|']) {
+        return Err(format!(
+            "code '{code}' cannot be searched on: it may not start with '_' or contain : . , $ |"
+        ));
+    }
+    let kind_text = s("type").ok_or("a SearchParameter needs a type")?;
+    let kind = ParamType::parse(kind_text).ok_or_else(|| format!("unknown type '{kind_text}'"))?;
+    if matches!(kind, ParamType::Composite | ParamType::Special) {
+        return Err(format!(
+            "custom {kind_text} parameters are not supported (number, date, string, token, reference, quantity and uri are)"
+        ));
+    }
+    let text = s("expression").ok_or("a SearchParameter needs an expression to be indexed")?;
+    let expression = Arc::new(
+        Expression::parse(text)
+            .map_err(|e| format!("the expression '{text}' does not parse: {e}"))?,
+    );
+    let base: Vec<String> = sp
+        .get("base")
+        .and_then(serde_json::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|b| b.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if base.is_empty() {
+        return Err("a SearchParameter needs at least one base resource type".into());
+    }
+    let model = hds_fhir_model::r4();
+    for b in &base {
+        if !model.is_resource_type(b) {
+            return Err(format!("base '{b}' is not a concrete R4 resource type"));
+        }
+        if let Some(existing) = builtin.get(b, code)
+            && existing.url != url
+        {
+            return Err(format!(
+                "{b} already has a search parameter '{code}' ({}); choose another code",
+                existing.url
+            ));
+        }
+    }
+    let targets = sp
+        .get("target")
+        .and_then(serde_json::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|b| b.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Some(CustomParam {
+        url: url.to_owned(),
+        code: code.to_owned(),
+        base,
+        kind,
+        expression,
+        expression_text: text.to_owned(),
+        targets,
+        pending: true,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_official_parameter_parses_and_resolves_per_type() {
+        let r = r4();
+        let name = r.get("Patient", "name").expect("Patient.name");
+        assert_eq!(name.kind, ParamType::String);
+        assert_eq!(name.expression_text.as_deref(), Some("Patient.name"));
+        let subject = r
+            .get("Observation", "patient")
+            .expect("Observation.patient");
+        assert_eq!(
+            subject.expression_text.as_deref(),
+            Some("Observation.subject.where(resolve() is Patient)")
+        );
+        let tag = r.get("Observation", "_tag").expect("_tag on every type");
+        assert_eq!(tag.expression_text.as_deref(), Some("meta.tag"));
+        assert!(
+            r.get("Bundle", "_text").is_none(),
+            "Bundle is not a DomainResource"
+        );
+        assert!(r.get("Observation", "_id").unwrap().expression.is_none());
+        let cvq = r.get("Observation", "code-value-quantity").unwrap();
+        assert_eq!(cvq.components.len(), 2);
+        assert_eq!(
+            r.compartment_params("Patient", "Observation"),
+            ["subject", "performer"]
+        );
+        let n: usize = hds_fhir_model::r4()
+            .resource_types()
+            .map(|t| r.params(t).count())
+            .sum();
+        assert!(n > 2000, "{n} parameter bindings");
+    }
+}

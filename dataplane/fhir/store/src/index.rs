@@ -1,0 +1,233 @@
+//! Index rows: what the search crate extracts from a resource and this crate writes beside it.
+//!
+//! All tables are written by one statement (data-modifying CTEs over `unnest`ed columns), so an
+//! index of any size costs one round trip. Numbers travel as text and are cast to `numeric` by
+//! PostgreSQL, which keeps decimals exact without a decimal crate on this side.
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
+
+/// Index rows of one resource version.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexEntries {
+    pub tokens: Vec<TokenEntry>,
+    pub strings: Vec<StringEntry>,
+    pub dates: Vec<DateEntry>,
+    pub numbers: Vec<NumberEntry>,
+    pub quantities: Vec<QuantityEntry>,
+    pub references: Vec<ReferenceEntry>,
+    pub uris: Vec<UriEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenEntry {
+    pub param: String,
+    pub system: Option<String>,
+    pub code: String,
+    /// Normalised display text (Coding.display, CodeableConcept.text) for `:text`.
+    pub display: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StringEntry {
+    pub param: String,
+    pub norm: String,
+    pub exact: String,
+}
+
+/// The half-open range `[lo, hi)` a date value spans.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DateEntry {
+    pub param: String,
+    pub lo: DateTime<Utc>,
+    pub hi: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumberEntry {
+    pub param: String,
+    /// A decimal literal, exactly as in the resource.
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantityEntry {
+    pub param: String,
+    pub system: Option<String>,
+    pub code: Option<String>,
+    pub unit: Option<String>,
+    /// Decimal literals; `None` is an open end of a Range.
+    pub lo: Option<String>,
+    pub hi: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferenceEntry {
+    pub param: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub url: Option<String>,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UriEntry {
+    pub param: String,
+    pub uri: String,
+}
+
+impl IndexEntries {
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+            && self.strings.is_empty()
+            && self.dates.is_empty()
+            && self.numbers.is_empty()
+            && self.quantities.is_empty()
+            && self.references.is_empty()
+            && self.uris.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+            + self.strings.len()
+            + self.dates.len()
+            + self.numbers.len()
+            + self.quantities.len()
+            + self.references.len()
+            + self.uris.len()
+    }
+
+    /// The CTEs that insert every row for `($1, $2)` = (res_type, id), with the array parameters
+    /// numbered from `first`; the values to bind follow in [`IndexEntries::columns`] order.
+    pub(crate) fn insert_ctes(first: usize) -> String {
+        let mut n = first;
+        let mut p = |k: usize| {
+            let s: Vec<String> = (0..k).map(|i| format!("${}", n + i)).collect();
+            n += k;
+            s
+        };
+        let t = p(4);
+        let s = p(3);
+        let d = p(3);
+        let num = p(2);
+        let q = p(6);
+        let r = p(5);
+        let u = p(2);
+        format!(
+            "ins_token AS (INSERT INTO search_token (res_type, id, param, system, code, display)
+                SELECT $1, $2, * FROM unnest({}::text[], {}::text[], {}::text[], {}::text[])),
+             ins_string AS (INSERT INTO search_string (res_type, id, param, norm, exact)
+                SELECT $1, $2, * FROM unnest({}::text[], {}::text[], {}::text[])),
+             ins_date AS (INSERT INTO search_date (res_type, id, param, lo, hi)
+                SELECT $1, $2, * FROM unnest({}::text[], {}::timestamptz[], {}::timestamptz[])),
+             ins_number AS (INSERT INTO search_number (res_type, id, param, value)
+                SELECT $1, $2, x.p, x.v::numeric FROM unnest({}::text[], {}::text[]) AS x(p, v)),
+             ins_quantity AS (INSERT INTO search_quantity (res_type, id, param, system, code, unit, lo, hi)
+                SELECT $1, $2, x.p, x.s, x.c, x.u, x.lo::numeric, x.hi::numeric
+                  FROM unnest({}::text[], {}::text[], {}::text[], {}::text[], {}::text[], {}::text[])
+                    AS x(p, s, c, u, lo, hi)),
+             ins_reference AS (INSERT INTO search_reference (res_type, id, param, target_type, target_id, url, version)
+                SELECT $1, $2, * FROM unnest({}::text[], {}::text[], {}::text[], {}::text[], {}::text[])),
+             ins_uri AS (INSERT INTO search_uri (res_type, id, param, uri)
+                SELECT $1, $2, * FROM unnest({}::text[], {}::text[]))",
+            t[0], t[1], t[2], t[3], s[0], s[1], s[2], d[0], d[1], d[2], num[0], num[1], q[0],
+            q[1], q[2], q[3], q[4], q[5], r[0], r[1], r[2], r[3], r[4], u[0], u[1],
+        )
+    }
+
+    /// The 25 column arrays [`IndexEntries::insert_ctes`] binds, in its order.
+    pub(crate) fn columns(&self) -> Vec<Box<dyn ToSql + Sync + Send + '_>> {
+        fn col<'a, T, V: ToSql + Sync + Send + 'a>(
+            rows: &'a [T],
+            f: impl Fn(&'a T) -> V,
+        ) -> Box<dyn ToSql + Sync + Send + 'a> {
+            Box::new(rows.iter().map(f).collect::<Vec<V>>())
+        }
+        let (t, s, d, n, q, r, u) = (
+            &self.tokens,
+            &self.strings,
+            &self.dates,
+            &self.numbers,
+            &self.quantities,
+            &self.references,
+            &self.uris,
+        );
+        vec![
+            col(t, |e| e.param.as_str()),
+            col(t, |e| e.system.as_deref()),
+            col(t, |e| e.code.as_str()),
+            col(t, |e| e.display.as_deref()),
+            col(s, |e| e.param.as_str()),
+            col(s, |e| e.norm.as_str()),
+            col(s, |e| e.exact.as_str()),
+            col(d, |e| e.param.as_str()),
+            col(d, |e| e.lo),
+            col(d, |e| e.hi),
+            col(n, |e| e.param.as_str()),
+            col(n, |e| e.value.as_str()),
+            col(q, |e| e.param.as_str()),
+            col(q, |e| e.system.as_deref()),
+            col(q, |e| e.code.as_deref()),
+            col(q, |e| e.unit.as_deref()),
+            col(q, |e| e.lo.as_deref()),
+            col(q, |e| e.hi.as_deref()),
+            col(r, |e| e.param.as_str()),
+            col(r, |e| e.target_type.as_deref()),
+            col(r, |e| e.target_id.as_deref()),
+            col(r, |e| e.url.as_deref()),
+            col(r, |e| e.version.as_deref()),
+            col(u, |e| e.param.as_str()),
+            col(u, |e| e.uri.as_str()),
+        ]
+    }
+}
+
+/// Every index table, for deleting a resource's rows.
+const TABLES: &[&str] = &[
+    "search_token",
+    "search_string",
+    "search_date",
+    "search_number",
+    "search_quantity",
+    "search_reference",
+    "search_uri",
+];
+
+/// Inserts the index rows of `res_type/id` (whose old rows are already gone).
+pub(crate) async fn insert(
+    client: &impl GenericClient,
+    res_type: &str,
+    id: &str,
+    index: &IndexEntries,
+) -> Result<u64, tokio_postgres::Error> {
+    if index.is_empty() {
+        return Ok(0);
+    }
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("WITH {} SELECT 1", IndexEntries::insert_ctes(3)));
+    let stmt = client.prepare_cached(&SQL).await?;
+    let columns = index.columns();
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&res_type, &id];
+    params.extend(columns.iter().map(|c| c.as_ref() as &(dyn ToSql + Sync)));
+    client.execute(&stmt, &params).await
+}
+
+/// Deletes every index row of `res_type/id`, all tables in one statement.
+pub(crate) async fn delete(
+    client: &impl GenericClient,
+    res_type: &str,
+    id: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let ctes: Vec<String> = TABLES
+            .iter()
+            .map(|t| format!("del_{t} AS (DELETE FROM {t} WHERE res_type = $1 AND id = $2)"))
+            .collect();
+        format!("WITH {} SELECT 1", ctes.join(", "))
+    });
+    let stmt = client.prepare_cached(&SQL).await?;
+    client.execute(&stmt, &[&res_type, &id]).await
+}
