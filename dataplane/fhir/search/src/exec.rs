@@ -9,7 +9,7 @@ use deadpool_postgres::GenericClient;
 use hds_fhir_store::{Method, StoredVersion};
 use serde::{Deserialize, Serialize};
 
-use crate::query::{Query, SearchError};
+use crate::query::{Filter, Query, SearchError};
 use crate::result::{Include, Total};
 use crate::sql::{Builder, filter, keyset, sort_expr};
 
@@ -31,6 +31,39 @@ fn where_clause(b: &mut Builder, res_type: &str, q: &Query) {
     b.sql.push_str(&conds.join(" AND "));
 }
 
+/// `:in`/`:not-in` name ValueSets by url; one this server does not hold is an error, not an
+/// empty (or, for `:not-in`, complete) result.
+async fn check_value_sets(client: &impl GenericClient, q: &Query) -> Result<(), ExecError> {
+    fn collect<'a>(f: &'a Filter, out: &mut Vec<&'a str>) {
+        match f {
+            Filter::TokenIn { value_sets, .. } => out.extend(value_sets.iter().map(String::as_str)),
+            Filter::Chain { targets, .. } => targets.iter().for_each(|(_, f)| collect(f, out)),
+            Filter::Has { inner, .. } => collect(inner, out),
+            Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| collect(f, out)),
+            _ => {}
+        }
+    }
+    let mut urls = Vec::new();
+    q.clauses.iter().for_each(|f| collect(f, &mut urls));
+    if urls.is_empty() {
+        return Ok(());
+    }
+    let rows = client
+        .query(
+            "SELECT DISTINCT uri FROM search_uri WHERE res_type = 'ValueSet' AND param = 'url' AND uri = ANY($1)",
+            &[&urls],
+        )
+        .await?;
+    let held: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    if let Some(missing) = urls.iter().find(|u| !held.iter().any(|h| h == *u)) {
+        return Err(SearchError::Invalid(format!(
+            "ValueSet '{missing}' is not on this server; :in and :not-in use the ValueSets stored here"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// Ids of current resources of `res_type` matching `q`, at most `limit` of them. Conditional
 /// interactions ask for two, to tell one match from several.
 pub async fn find_ids(
@@ -38,7 +71,8 @@ pub async fn find_ids(
     res_type: &str,
     q: &Query,
     limit: i64,
-) -> Result<Vec<String>, tokio_postgres::Error> {
+) -> Result<Vec<String>, ExecError> {
+    check_value_sets(client, q).await?;
     let mut b = Builder::new("SELECT r.id FROM resources r");
     where_clause(&mut b, res_type, q);
     let l = b.bind(Box::new(limit));
@@ -91,6 +125,7 @@ pub async fn search(
     count: u32,
     after: Option<&Cursor>,
 ) -> Result<SearchPage, ExecError> {
+    check_value_sets(client, q).await?;
     let mut b = Builder::new("");
     let keys: Vec<(String, &'static str, bool)> = q
         .result
@@ -195,7 +230,8 @@ pub async fn count_matches(
     client: &impl GenericClient,
     res_type: &str,
     q: &Query,
-) -> Result<i64, tokio_postgres::Error> {
+) -> Result<i64, ExecError> {
+    check_value_sets(client, q).await?;
     let mut b = Builder::new("SELECT count(*) FROM resources r");
     where_clause(&mut b, res_type, q);
     Ok(client.query_one(&b.sql, &b.refs()).await?.get(0))

@@ -147,17 +147,28 @@ fn token(out: &mut IndexEntries, param: &str, item: &Item<'_>) {
             } else if o.contains_key("code") {
                 coding(out, param, value, None);
             } else if let Some(v) = s(value, "value") {
-                // Identifier and ContactPoint: value, under the identifier's system.
-                let system = if o.contains_key("use") && o.contains_key("rank") {
-                    None
-                } else {
-                    s(value, "system")
-                };
+                // Identifier and ContactPoint: the value, under the identifier's system (a
+                // ContactPoint's system is a kind of contact, not a namespace).
+                let system = s(value, "system").filter(|sys| !CONTACT_SYSTEMS.contains(sys));
                 let display = value
                     .get("type")
                     .and_then(|t| t.get("text"))
                     .and_then(Value::as_str);
                 push_token(out, param, system, v, display);
+                // `identifier:of-type=[type system]|[type code]|[value]`: rows under
+                // `param:of-type` whose code is "[type code]|[value]".
+                let type_codings = value.get("type").and_then(|t| t.get("coding"));
+                for c in type_codings.and_then(Value::as_array).into_iter().flatten() {
+                    if let Some(tc) = s(c, "code") {
+                        push_token(
+                            out,
+                            &format!("{param}:of-type"),
+                            s(c, "system"),
+                            &format!("{tc}|{v}"),
+                            None,
+                        );
+                    }
+                }
             } else if let Some(t) = s(value, "text") {
                 push_token_text(out, param, t);
             }
@@ -165,6 +176,9 @@ fn token(out: &mut IndexEntries, param: &str, item: &Item<'_>) {
         _ => {}
     }
 }
+
+/// ContactPoint.system codes (R4 contact-point-system).
+const CONTACT_SYSTEMS: &[&str] = &["phone", "fax", "email", "pager", "url", "sms", "other"];
 
 fn coding(out: &mut IndexEntries, param: &str, c: &Value, concept_text: Option<&str>) {
     if let Some(code) = s(c, "code") {

@@ -95,6 +95,13 @@ pub enum Filter {
         param: String,
         values: Vec<String>,
     },
+    /// The code is in (or with `not`, not in) one of the ValueSets stored on this server with
+    /// these canonical urls, by their expansion or enumerated compose.include concepts.
+    TokenIn {
+        param: String,
+        not: bool,
+        value_sets: Vec<String>,
+    },
     String {
         param: String,
         how: StringMatch,
@@ -348,11 +355,32 @@ fn param_filter(
                 param: code,
                 values: values.iter().map(|v| normalize(&unescape(v))).collect(),
             },
+            Some("of-type") => Filter::Token {
+                param: format!("{code}:of-type"),
+                not: false,
+                values: values
+                    .iter()
+                    .map(|v| {
+                        of_type(v).ok_or_else(|| {
+                            invalid(
+                                name,
+                                raw,
+                                "':of-type' takes [type system]|[type code]|[value]",
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
+            Some(m @ ("in" | "not-in")) => Filter::TokenIn {
+                param: code,
+                not: m == "not-in",
+                value_sets: values.iter().map(|v| unescape(v)).collect(),
+            },
             Some(m) => {
                 return Err(unsupported(
                     &code,
                     m,
-                    "token parameters take :not, :text and :missing here (:in, :not-in, :above, :below and :of-type need a terminology service this server does not have yet)",
+                    "token parameters take :not, :text, :of-type, :in, :not-in and :missing here (:above and :below need code system hierarchies, which this server does not hold yet)",
                 ));
             }
         },
@@ -724,6 +752,21 @@ fn token(v: &str) -> TokenValue {
             code: non_empty(&v[i + 1..]),
         },
     }
+}
+
+/// `system|type code|value` of `:of-type`, as the row `(system, "type code|value")`.
+fn of_type(v: &str) -> Option<TokenValue> {
+    let parts = split_on(v, '|');
+    let [system, type_code, value] = parts.as_slice() else {
+        return None;
+    };
+    if type_code.is_empty() || value.is_empty() {
+        return None;
+    }
+    Some(TokenValue {
+        system: Some((!system.is_empty()).then(|| unescape(system))),
+        code: Some(format!("{}|{}", unescape(type_code), unescape(value))),
+    })
 }
 
 fn prefix(v: &str) -> (Prefix, &str) {

@@ -128,6 +128,22 @@ pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter)
             });
             if *not { format!("NOT {e}") } else { e }
         }
+        Filter::TokenIn {
+            param,
+            not,
+            value_sets,
+        } => {
+            let e = exists(b, "search_token", ty, id, param, |b, a| {
+                let vs = b.bind(Box::new(value_sets.clone()));
+                // A `code` element has no system in its rows: its code alone must be listed.
+                format!(
+                    "EXISTS (SELECT 1 FROM ({}) x(sys, code) WHERE x.code = {a}.code AND ({a}.system IS NULL OR x.sys = {a}.system)) OR {a}.system IN ({})",
+                    vs_codes(&vs),
+                    vs_systems(&vs)
+                )
+            });
+            if *not { format!("NOT {e}") } else { e }
+        }
         Filter::TokenText { param, values } => exists(b, "search_token", ty, id, param, |b, a| {
             any_of(
                 values
@@ -237,6 +253,37 @@ pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter)
         Filter::And(fs) => all_of(fs.iter().map(|f| filter(b, ty, id, top, f)).collect()),
         Filter::Or(fs) => any_of(fs.iter().map(|f| filter(b, ty, id, top, f)).collect()),
     }
+}
+
+/// The bodies of the ValueSets stored here with one of the canonical urls in `vs` (a text[]).
+fn vs_bodies(vs: &str) -> String {
+    format!(
+        "SELECT v.body::jsonb AS b FROM search_uri u
+           JOIN resources r ON r.res_type = u.res_type AND r.id = u.id AND NOT r.deleted
+           JOIN resource_versions v ON v.res_type = r.res_type AND v.id = r.id AND v.version_id = r.version_id
+          WHERE u.res_type = 'ValueSet' AND u.param = 'url' AND u.uri = ANY({vs})"
+    )
+}
+
+/// (system, code) pairs a stored ValueSet enumerates: its expansion, and the concepts listed
+/// in its compose.include.
+fn vs_codes(vs: &str) -> String {
+    let bodies = vs_bodies(vs);
+    format!(
+        "SELECT c->>'system', c->>'code' FROM ({bodies}) s, jsonb_array_elements(s.b->'expansion'->'contains') c
+         UNION ALL
+         SELECT i->>'system', c->>'code' FROM ({bodies}) s, jsonb_array_elements(s.b->'compose'->'include') i,
+                jsonb_array_elements(i->'concept') c"
+    )
+}
+
+/// Whole code systems a stored ValueSet includes (an include with neither concepts nor filters).
+fn vs_systems(vs: &str) -> String {
+    format!(
+        "SELECT i->>'system' FROM ({}) s, jsonb_array_elements(s.b->'compose'->'include') i
+          WHERE NOT (i ? 'concept') AND NOT (i ? 'filter') AND NOT (i ? 'valueSet')",
+        vs_bodies(vs)
+    )
 }
 
 /// LIKE's own metacharacters in a value are literal.

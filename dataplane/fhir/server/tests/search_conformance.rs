@@ -295,6 +295,7 @@ async fn official_examples_answer_every_case() {
         failures.join("\n")
     );
 
+    value_sets_and_identifier_types(&s).await;
     includes(&s).await;
     sorting_and_paging(&s).await;
     totals_and_subsets(&s).await;
@@ -303,6 +304,34 @@ async fn official_examples_answer_every_case() {
 
 fn sep(q: &str) -> &'static str {
     if q.contains('?') { "&" } else { "?" }
+}
+
+async fn value_sets_and_identifier_types(s: &TestServer) {
+    // Patient/example's and Patient/xcda's identifiers 12345 are both typed MR in v2-0203.
+    let got = set(&all_matches(
+        s,
+        "Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|12345",
+    )
+    .await);
+    assert_eq!(got, expect("Patient", &["example", "xcda"]));
+    let vs = serde_json::json!({
+        "resourceType": "ValueSet", "url": "urn:test:vs:weights", "status": "active",
+        "compose": {"include": [
+            {"system": "http://loinc.org", "concept": [{"code": "29463-7"}, {"code": "8302-2"}]},
+            {"system": "http://hl7.org/fhir/administrative-gender"}
+        ]}
+    });
+    s.create(&vs).await;
+    let got = set(&all_matches(s, "Observation?code:in=urn:test:vs:weights&_count=50").await);
+    assert!(got.contains("Observation/example"), "{got:?}");
+    assert!(got.contains("Observation/body-height"), "{got:?}");
+    assert!(got.iter().all(|g| !g.contains("blood-pressure")), "{got:?}");
+    let not_in =
+        set(&all_matches(s, "Observation?code:not-in=urn:test:vs:weights&_count=100").await);
+    assert!(not_in.is_disjoint(&got));
+    assert!(!not_in.is_empty());
+    // A ValueSet this server does not hold is an error, not an empty answer.
+    outcome(s.get("Observation?code:in=urn:test:vs:absent").await, 400).await;
 }
 
 async fn includes(s: &TestServer) {

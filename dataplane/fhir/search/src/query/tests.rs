@@ -186,7 +186,7 @@ fn bad_values_and_modifiers_are_errors() {
         SearchError::InvalidValue { .. }
     ));
     assert!(matches!(
-        err("Patient", "gender:in", "http://vs"),
+        err("Patient", "gender:above", "http://vs"),
         SearchError::UnsupportedModifier { .. }
     ));
     assert!(matches!(

@@ -165,7 +165,8 @@ async fn search(
     applied.push(("_count".into(), count.to_string()));
     let conn = s.store.connection().await?;
 
-    if query.result.summary == Some(Summary::Count) {
+    // `_count=0` asks for no entries, which is only useful for the total (fhirpy's count()).
+    if query.result.summary == Some(Summary::Count) || query.count == Some(0) {
         let total = hds_fhir_search::count_matches(&conn, rt, &query).await?;
         let links = vec![("self", page_link(base, &path, &applied, None))];
         return Ok(json_response(
