@@ -165,10 +165,7 @@ pub async fn search(
     let order: Vec<String> = keys
         .iter()
         .map(|(e, _, desc)| format!("{e} {}", dir(*desc)))
-        .chain(std::iter::once(format!(
-            "(r.id COLLATE \"C\") {}",
-            dir(false)
-        )))
+        .chain(std::iter::once(format!("r.id {}", dir(false))))
         .collect();
     let l = b.bind(Box::new(i64::from(count) + 1));
     b.sql

@@ -428,7 +428,8 @@ pub(crate) fn sort_expr(b: &mut Builder, key: &SortKey) -> (String, &'static str
     let desc = key.descending;
     let agg = if desc { "max" } else { "min" };
     if key.param == "_id" {
-        return ("(r.id COLLATE \"C\")".into(), "text");
+        // In the primary key's own collation, so the index can deliver the order.
+        return ("r.id".into(), "id");
     }
     if key.param == "_lastUpdated" {
         return ("r.last_updated".into(), "timestamptz");
@@ -507,7 +508,8 @@ pub(crate) fn keyset(
     let mut ors = Vec::new();
     let mut eqs: Vec<String> = Vec::new();
     for ((expr, ty, desc), v) in keys.iter().zip(after) {
-        let p = format!("{}::text::{ty}", b.text(v));
+        let cast = if *ty == "id" { "text" } else { ty };
+        let p = format!("{}::text::{cast}", b.text(v));
         let p = if *ty == "text" {
             format!("({p} COLLATE \"C\")")
         } else {
@@ -521,10 +523,7 @@ pub(crate) fn keyset(
     }
     let mut c = eqs;
     let op = if back { "<" } else { ">" };
-    c.push(format!(
-        "(r.id COLLATE \"C\") {op} ({} COLLATE \"C\")",
-        b.text(after_id)
-    ));
+    c.push(format!("r.id {op} {}", b.text(after_id)));
     ors.push(all_of(c));
     any_of(ors)
 }
