@@ -111,6 +111,14 @@ pub enum Filter {
         param: String,
         values: Vec<DateValue>,
     },
+    /// Several ANDed date clauses on a parameter that has at most one value per resource
+    /// (`date=ge2020&date=lt2021` on Observation.effective): one index row must satisfy every
+    /// group (each group ORed), which an index range can find, where separate EXISTS per clause
+    /// would each match most rows.
+    DateAll {
+        param: String,
+        groups: Vec<Vec<DateValue>>,
+    },
     Number {
         param: String,
         values: Vec<NumberValue>,
@@ -240,7 +248,61 @@ pub fn parse_with(
             Err(reason) => q.unknown.push((name.clone(), reason)),
         }
     }
+    merge_single_valued_dates(reg, res_type, &mut q.clauses);
     Ok(q)
+}
+
+/// See [`Filter::DateAll`]. Only for parameters whose expression is a plain path of
+/// non-repeating elements, where "some value satisfies each clause" and "one value satisfies
+/// all clauses" are the same thing.
+fn merge_single_valued_dates(reg: &Registry, res_type: &str, clauses: &mut Vec<Filter>) {
+    let mut merged: Vec<Filter> = Vec::with_capacity(clauses.len());
+    for f in clauses.drain(..) {
+        let Filter::Date { param, values } = f else {
+            merged.push(f);
+            continue;
+        };
+        let single = reg
+            .get(res_type, &param)
+            .and_then(|p| p.expression_text.as_deref())
+            .is_some_and(|e| single_valued_path(res_type, e));
+        let existing = merged.iter_mut().find_map(|m| match m {
+            Filter::DateAll { param: p, groups } if *p == param => Some(groups),
+            _ => None,
+        });
+        match (single, existing) {
+            (true, Some(groups)) => groups.push(values),
+            (true, None) => merged.push(Filter::DateAll {
+                param,
+                groups: vec![values],
+            }),
+            (false, _) => merged.push(Filter::Date { param, values }),
+        }
+    }
+    *clauses = merged;
+}
+
+/// `Type.a.b` where no step repeats (a choice element counts as one value).
+fn single_valued_path(res_type: &str, expr: &str) -> bool {
+    let mut steps = expr.split('.');
+    if steps.next() != Some(res_type) {
+        return false;
+    }
+    let model = hds_fhir_model::r4();
+    let mut parent = res_type.to_owned();
+    let mut any = false;
+    for step in steps {
+        if step.is_empty() || !step.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return false;
+        }
+        match model.element_shape(&parent, step) {
+            Some(shape) if !shape.repeats => {}
+            _ => return false,
+        }
+        parent = format!("{parent}.{step}");
+        any = true;
+    }
+    any
 }
 
 /// `Ok(Err(reason))` is a parameter this server does not know for `res_type` (lenient handling

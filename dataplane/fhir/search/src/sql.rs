@@ -183,6 +183,21 @@ pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter)
                     .collect(),
             )
         }),
+        Filter::DateAll { param, groups } => exists(b, "search_date", ty, id, param, |b, a| {
+            all_of(
+                groups
+                    .iter()
+                    .map(|values| {
+                        any_of(
+                            values
+                                .iter()
+                                .map(|v| range_cond(b, &format!("{a}.lo"), &format!("{a}.hi"), v))
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            )
+        }),
         Filter::Number { param, values } => exists(b, "search_number", ty, id, param, |b, a| {
             any_of(
                 values

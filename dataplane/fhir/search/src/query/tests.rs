@@ -221,3 +221,27 @@ fn date_prefixes() {
     };
     assert_eq!(d[0].prefix, Prefix::Ge);
 }
+
+#[test]
+fn and_of_dates_on_a_single_valued_parameter_is_one_row_condition() {
+    let q = parse(
+        "Observation",
+        &pairs(&[
+            ("date", "ge2020-01-01"),
+            ("date", "lt2020-02-01"),
+            ("code", "x"),
+        ]),
+    )
+    .unwrap();
+    assert!(matches!(&q.clauses[0], Filter::DateAll { groups, .. } if groups.len() == 2));
+    // Encounter.location.period repeats: each clause stays its own EXISTS.
+    let q = parse(
+        "Encounter",
+        &pairs(&[("location-period", "ge2020"), ("location-period", "lt2021")]),
+    )
+    .unwrap();
+    assert_eq!(q.clauses.len(), 2);
+    assert!(matches!(q.clauses[0], Filter::Date { .. }));
+    assert!(single_valued_path("Patient", "Patient.birthDate"));
+    assert!(!single_valued_path("Patient", "Patient.name.given"));
+}
