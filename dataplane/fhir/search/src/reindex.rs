@@ -137,8 +137,16 @@ pub async fn worker(pool: Pool, params: Arc<SearchParams>, wake: Arc<Notify>) {
             Ok(false) => {}
             Err(e) => tracing::error!(error = %e, "reindex worker: database error; retrying"),
         }
-        // Woken by a new job, or polling now and then for jobs another replica queued.
-        let _ = tokio::time::timeout(Duration::from_secs(5), wake.notified()).await;
+        // Woken by a new job, or polling now and then for jobs another replica queued and for
+        // SearchParameter changes another replica made.
+        if tokio::time::timeout(Duration::from_secs(5), wake.notified())
+            .await
+            .is_err()
+            && let Ok(c) = pool.get().await
+            && let Err(e) = params.reload(&c).await
+        {
+            tracing::warn!(error = %e, "cannot refresh search parameters");
+        }
     }
 }
 
@@ -192,7 +200,9 @@ async fn run_next(pool: &Pool, params: &SearchParams) -> Result<bool, WorkerErro
         Some((t, i)) => (Some(t.clone()), Some(i.clone())),
         None => (after_type, after_id),
     };
-    let status = if done { "completed" } else { "running" };
+    // "completed" is set only after this process's registry knows the parameters are ready
+    // (below), so a client that sees it can search with them at once.
+    let status = "running";
     tx.execute(
         "UPDATE reindex_jobs SET status = $2, after_type = $3, after_id = $4,
                 processed = processed + $5, updated = now() WHERE id = $1",
@@ -216,6 +226,11 @@ async fn run_next(pool: &Pool, params: &SearchParams) -> Result<bool, WorkerErro
         tracing::info!(job = %job.id, processed = job.processed + batch.len() as i64, "reindex job completed");
         let c = pool.get().await?;
         params.reload(&c).await?;
+        c.execute(
+            "UPDATE reindex_jobs SET status = 'completed', updated = now() WHERE id = $1 AND status = 'running'",
+            &[&job.id],
+        )
+        .await?;
     }
     // After a completed job another may be waiting; after a batch, this one continues.
     Ok(true)

@@ -184,19 +184,42 @@ pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter)
             )
         }),
         Filter::DateAll { param, groups } => exists(b, "search_date", ty, id, param, |b, a| {
-            all_of(
+            let window =
                 groups
                     .iter()
-                    .map(|values| {
-                        any_of(
-                            values
-                                .iter()
-                                .map(|v| range_cond(b, &format!("{a}.lo"), &format!("{a}.hi"), v))
-                                .collect(),
-                        )
-                    })
-                    .collect(),
-            )
+                    .map(|g| hull(g))
+                    .try_fold((None, None), |(lo, hi): Window, g| {
+                        let (glo, ghi) = g?;
+                        Some((later(lo, glo), earlier(hi, ghi)))
+                    });
+            let overlap = match window {
+                // An inverted window (ge 2021 & le 2019) still matches long ranges: no hint.
+                Some((Some(lo), Some(hi))) if lo > hi => String::new(),
+                Some((lo, hi)) => {
+                    let l = lo.map_or("NULL".into(), |t| b.bind(Box::new(t)));
+                    let h = hi.map_or("NULL".into(), |t| b.bind(Box::new(t)));
+                    format!(
+                        "tstzrange({a}.lo, greatest({a}.lo, {a}.hi), '[]') && tstzrange({l}::timestamptz, {h}::timestamptz, '[]') AND "
+                    )
+                }
+                None => String::new(),
+            };
+            overlap
+                + &all_of(
+                    groups
+                        .iter()
+                        .map(|values| {
+                            any_of(
+                                values
+                                    .iter()
+                                    .map(|v| {
+                                        range_cond(b, &format!("{a}.lo"), &format!("{a}.hi"), v)
+                                    })
+                                    .collect(),
+                            )
+                        })
+                        .collect(),
+                )
         }),
         Filter::Number { param, values } => exists(b, "search_number", ty, id, param, |b, a| {
             any_of(
@@ -347,6 +370,47 @@ fn range_cond(b: &mut Builder, lo: &str, hi: &str, v: &DateValue) -> String {
             let (s, e) = (v.start - gap, v.end + gap);
             format!("({lo} < {} AND {hi} > {})", t(e), t(s))
         }
+    }
+}
+
+/// An interval of time, `None` for an open end.
+type Window = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// The smallest window every stored range matching one of `values` overlaps, or `None` when
+/// there is none (`ne` excludes a window rather than naming one).
+fn hull(values: &[DateValue]) -> Option<Window> {
+    let mut out: Option<Window> = None;
+    for v in values {
+        let w: Window = match v.prefix {
+            Prefix::Eq => (Some(v.start), Some(v.end)),
+            Prefix::Gt | Prefix::Sa => (Some(v.end), None),
+            Prefix::Ge => (Some(v.start), None),
+            Prefix::Lt | Prefix::Eb => (None, Some(v.start)),
+            Prefix::Le => (None, Some(v.end)),
+            Prefix::Ne | Prefix::Ap => return None,
+        };
+        out = Some(match out {
+            None => w,
+            Some((lo, hi)) => (
+                lo.and_then(|l| w.0.map(|x| l.min(x))),
+                hi.and_then(|h| w.1.map(|x| h.max(x))),
+            ),
+        });
+    }
+    out
+}
+
+fn later(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+fn earlier(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
     }
 }
 

@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "custom_search",
         sql: include_str!("../migrations/0003_custom_search.sql"),
     },
+    Migration {
+        version: 4,
+        name: "date_ranges",
+        sql: include_str!("../migrations/0004_date_ranges.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
