@@ -69,6 +69,26 @@ def test_fhirpy_search_features(fp, http, base_url, unique):
     assert fp.resources("Observation").search(code=code).count() == 3
 
 
+def test_full_text_units_lists_and_system_search(fp, http, base_url, unique):
+    ana, bob, obs = seed(http, base_url, unique)
+    # _content: every string of the resource, here the unique family name.
+    found = fp.resources("Patient").search(_content=f"ze{unique}").fetch_all()
+    assert [p.id for p in found] == [ana["id"]]
+    # UCUM canonical comparison: the 72 kg weight, asked for in grams.
+    grams = fp.resources("Observation").search(
+        code=f"urn:e2e:code|{unique}", **{"value-quantity": "72000|http://unitsofmeasure.org|g"}).fetch_all()
+    assert [o.id for o in grams] == [obs[1]["id"]]
+    # _list: the items of a List.
+    lst = create(http, base_url, {"resourceType": "List", "status": "current", "mode": "working",
+                                  "entry": [{"item": {"reference": f"Patient/{bob['id']}"}}]})
+    listed = fp.resources("Patient").search(_list=lst["id"]).fetch_all()
+    assert [p.id for p in listed] == [bob["id"]]
+    # System search over two types with a shared parameter.
+    bundle = http.get(base_url, params={"_type": "Patient,List", "_id": f"{bob['id']},{lst['id']}"}).json()
+    assert sorted(e["resource"]["resourceType"] for e in bundle["entry"]) == ["List", "Patient"]
+    assert_outcome(http.get(base_url, params={"_type": "Patient,List", "family": "x"}), 400)
+
+
 def test_fhirclient_search(base_url, http, unique):
     _, bob, obs = seed(http, base_url, unique)
     smart = fc_client.FHIRClient(settings={"app_id": "hds-e2e", "api_base": base_url})

@@ -1,6 +1,7 @@
 //! Running a compiled search: matching ids (for conditional interactions), a page of matches
 //! with a keyset cursor, the total as asked, and the `_include`/`_revinclude` resources.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use base64::Engine as _;
@@ -9,7 +10,7 @@ use deadpool_postgres::GenericClient;
 use hds_fhir_store::{Method, StoredVersion};
 use serde::{Deserialize, Serialize};
 
-use crate::query::{Filter, Query, SearchError};
+use crate::query::{Filter, Query, SearchError, TokenValue};
 use crate::result::{Include, Total};
 use crate::sql::{Builder, filter, keyset, sort_expr};
 
@@ -21,14 +22,133 @@ pub enum ExecError {
     Search(#[from] SearchError),
 }
 
-fn where_clause(b: &mut Builder, res_type: &str, q: &Query) {
-    let t = b.bind(Box::new(res_type.to_owned()));
-    let mut conds = vec![format!("r.res_type = {t}"), "NOT r.deleted".to_owned()];
+/// What a search ranges over: one resource type, or several (system search).
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    Type(&'a str),
+    Types(&'a [String]),
+}
+
+impl<'a> From<&'a str> for Scope<'a> {
+    fn from(t: &'a str) -> Self {
+        Scope::Type(t)
+    }
+}
+
+fn where_clause(b: &mut Builder, scope: Scope<'_>, q: &Query) {
+    // One type is a bound constant the planner can use; several are the row's own column.
+    let (t, type_cond) = match scope {
+        Scope::Type(rt) => {
+            let t = b.bind(Box::new(rt.to_owned()));
+            (t.clone(), format!("r.res_type = {t}"))
+        }
+        Scope::Types(ts) => {
+            let p = b.bind(Box::new(ts.to_vec()));
+            ("r.res_type".to_owned(), format!("r.res_type = ANY({p})"))
+        }
+    };
+    let mut conds = vec![type_cond, "NOT r.deleted".to_owned()];
     for clause in &q.clauses {
         conds.push(filter(b, &t, "r.id", true, clause));
     }
     b.sql.push_str(" WHERE ");
     b.sql.push_str(&conds.join(" AND "));
+}
+
+/// The query with what needs the database settled first: `:in`/`:not-in` ValueSets checked,
+/// `:above`/`:below` expanded into the codes of the stored CodeSystems.
+async fn resolve<'q>(
+    client: &impl GenericClient,
+    q: &'q Query,
+) -> Result<Cow<'q, Query>, ExecError> {
+    check_value_sets(client, q).await?;
+    fn systems<'a>(f: &'a Filter, out: &mut Vec<&'a str>) {
+        match f {
+            Filter::TokenHierarchy { values, .. } => {
+                out.extend(values.iter().map(|(s, _)| s.as_str()))
+            }
+            Filter::Chain { targets, .. } => targets.iter().for_each(|(_, f)| systems(f, out)),
+            Filter::Has { inner, .. } => systems(inner, out),
+            Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| systems(f, out)),
+            _ => {}
+        }
+    }
+    let mut urls = Vec::new();
+    q.clauses.iter().for_each(|f| systems(f, &mut urls));
+    if urls.is_empty() {
+        return Ok(Cow::Borrowed(q));
+    }
+    let rows = client
+        .query(
+            "SELECT u.uri, v.body FROM search_uri u
+               JOIN resources r ON r.res_type = u.res_type AND r.id = u.id AND NOT r.deleted
+               JOIN resource_versions v ON v.res_type = r.res_type AND v.id = r.id AND v.version_id = r.version_id
+              WHERE u.res_type = 'CodeSystem' AND u.param = 'url' AND u.uri = ANY($1)",
+            &[&urls],
+        )
+        .await?;
+    let held: Vec<(String, serde_json::Value)> = rows
+        .iter()
+        .filter_map(|r| {
+            let body: Option<String> = r.get(1);
+            Some((r.get(0), serde_json::from_str(&body?).ok()?))
+        })
+        .collect();
+    if let Some(missing) = urls.iter().find(|u| !held.iter().any(|(h, _)| h == *u)) {
+        return Err(SearchError::Invalid(format!(
+            "CodeSystem '{missing}' is not on this server; :above and :below use the hierarchies of the CodeSystems stored here"
+        ))
+        .into());
+    }
+    fn expand(f: &Filter, held: &[(String, serde_json::Value)]) -> Filter {
+        match f {
+            Filter::TokenHierarchy {
+                param,
+                below,
+                values,
+            } => Filter::Token {
+                param: param.clone(),
+                not: false,
+                values: values
+                    .iter()
+                    .flat_map(|(system, code)| {
+                        // Several stored versions of one system: the union of their hierarchies.
+                        held.iter()
+                            .filter(|(u, _)| u == system)
+                            .flat_map(|(_, cs)| crate::hierarchy::related_codes(cs, code, *below))
+                            .collect::<HashSet<_>>()
+                            .into_iter()
+                            .map(|c| TokenValue {
+                                system: Some(Some(system.clone())),
+                                code: Some(c),
+                            })
+                    })
+                    .collect(),
+            },
+            Filter::Chain { param, targets } => Filter::Chain {
+                param: param.clone(),
+                targets: targets
+                    .iter()
+                    .map(|(t, f)| (t.clone(), Box::new(expand(f, held))))
+                    .collect(),
+            },
+            Filter::Has {
+                res_type,
+                param,
+                inner,
+            } => Filter::Has {
+                res_type: res_type.clone(),
+                param: param.clone(),
+                inner: Box::new(expand(inner, held)),
+            },
+            Filter::And(fs) => Filter::And(fs.iter().map(|f| expand(f, held)).collect()),
+            Filter::Or(fs) => Filter::Or(fs.iter().map(|f| expand(f, held)).collect()),
+            f => f.clone(),
+        }
+    }
+    let mut resolved = q.clone();
+    resolved.clauses = q.clauses.iter().map(|f| expand(f, &held)).collect();
+    Ok(Cow::Owned(resolved))
 }
 
 /// `:in`/`:not-in` name ValueSets by url; one this server does not hold is an error, not an
@@ -72,9 +192,9 @@ pub async fn find_ids(
     q: &Query,
     limit: i64,
 ) -> Result<Vec<String>, ExecError> {
-    check_value_sets(client, q).await?;
+    let q = &*resolve(client, q).await?;
     let mut b = Builder::new("SELECT r.id FROM resources r");
-    where_clause(&mut b, res_type, q);
+    where_clause(&mut b, Scope::Type(res_type), q);
     let l = b.bind(Box::new(limit));
     b.sql.push_str(&format!(" ORDER BY r.id LIMIT {l}"));
     let rows = client.query(&b.sql, &b.refs()).await?;
@@ -117,17 +237,18 @@ pub struct SearchPage {
     pub total: Option<i64>,
 }
 
-/// One page of matches in `q`'s sort order (then id), starting after `after`.
-pub async fn search(
+/// One page of matches in `q`'s sort order (then type and id), starting after `after`.
+pub async fn search<'s>(
     client: &impl GenericClient,
-    res_type: &str,
+    scope: impl Into<Scope<'s>>,
     q: &Query,
     count: u32,
     after: Option<&Cursor>,
 ) -> Result<SearchPage, ExecError> {
-    check_value_sets(client, q).await?;
+    let scope = scope.into();
+    let q = &*resolve(client, q).await?;
     let mut b = Builder::new("");
-    let keys: Vec<(String, &'static str, bool)> = q
+    let mut keys: Vec<(String, &'static str, bool)> = q
         .result
         .sort
         .iter()
@@ -136,17 +257,21 @@ pub async fn search(
             (e, ty, k.descending)
         })
         .collect();
+    // Across types an id is unique only with its type, which orders before it.
+    if let Scope::Types(_) = scope {
+        keys.push(("r.res_type".into(), "id", false));
+    }
     let key_cols: String = keys
         .iter()
         .map(|(e, _, _)| format!(", ({e})::text"))
         .collect();
     b.sql = format!(
-        "SELECT r.id, v.version_id, v.last_updated, v.method, v.body{key_cols}
+        "SELECT r.id, v.version_id, v.last_updated, v.method, v.body, r.res_type{key_cols}
            FROM resources r
            JOIN resource_versions v
              ON v.res_type = r.res_type AND v.id = r.id AND v.version_id = r.version_id"
     );
-    where_clause(&mut b, res_type, q);
+    where_clause(&mut b, scope, q);
     let back = after.is_some_and(|c| c.back);
     if let Some(c) = after {
         if c.keys.len() != keys.len() {
@@ -173,7 +298,7 @@ pub async fn search(
     let rows = client.query(&b.sql, &b.refs()).await?;
     let more = rows.len() > count as usize;
     let cursor_at = |r: &tokio_postgres::Row, back: bool| Cursor {
-        keys: (0..keys.len()).map(|k| r.get::<_, String>(5 + k)).collect(),
+        keys: (0..keys.len()).map(|k| r.get::<_, String>(6 + k)).collect(),
         id: r.get(0),
         back,
     };
@@ -198,7 +323,7 @@ pub async fn search(
     let matches: Vec<StoredVersion> = page
         .iter()
         .map(|r| StoredVersion {
-            res_type: res_type.to_owned(),
+            res_type: r.get(5),
             id: r.get(0),
             version_id: r.get(1),
             last_updated: r.get(2),
@@ -208,8 +333,8 @@ pub async fn search(
         .collect();
     let total = match q.result.total {
         Some(Total::None) => None,
-        Some(Total::Accurate) => Some(count_matches(client, res_type, q).await?),
-        Some(Total::Estimate) => Some(estimate(client, res_type, q).await?),
+        Some(Total::Accurate) => Some(count_matches(client, scope, q).await?),
+        Some(Total::Estimate) => Some(estimate(client, scope, q).await?),
         // Free when everything fits on the first page; otherwise only when asked, since
         // counting a large result costs more than the page.
         None if after.is_none() && !more => Some(matches.len() as i64),
@@ -223,25 +348,25 @@ pub async fn search(
     })
 }
 
-pub async fn count_matches(
+pub async fn count_matches<'s>(
     client: &impl GenericClient,
-    res_type: &str,
+    scope: impl Into<Scope<'s>>,
     q: &Query,
 ) -> Result<i64, ExecError> {
-    check_value_sets(client, q).await?;
+    let q = &*resolve(client, q).await?;
     let mut b = Builder::new("SELECT count(*) FROM resources r");
-    where_clause(&mut b, res_type, q);
+    where_clause(&mut b, scope.into(), q);
     Ok(client.query_one(&b.sql, &b.refs()).await?.get(0))
 }
 
 /// The planner's row estimate: instant, and as good as the table statistics.
 async fn estimate(
     client: &impl GenericClient,
-    res_type: &str,
+    scope: Scope<'_>,
     q: &Query,
 ) -> Result<i64, tokio_postgres::Error> {
     let mut b = Builder::new("EXPLAIN (FORMAT JSON) SELECT 1 FROM resources r");
-    where_clause(&mut b, res_type, q);
+    where_clause(&mut b, scope, q);
     let row = client.query_one(&b.sql, &b.refs()).await?;
     let plan: serde_json::Value = row.get(0);
     Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64)

@@ -6,8 +6,8 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use hds_fhir_store::{
-    DateEntry, IndexEntries, NumberEntry, QuantityEntry, ReferenceEntry, StringEntry, TokenEntry,
-    UriEntry,
+    CompositeEntry, DateEntry, IndexEntries, NumberEntry, QuantityEntry, ReferenceEntry,
+    StringEntry, TokenEntry, UriEntry,
 };
 use hds_fhirpath::Item;
 use serde_json::Value;
@@ -35,16 +35,123 @@ pub fn extract_with(registry: &Registry, resource: &Value) -> IndexEntries {
         let Ok(items) = expr.evaluate(resource) else {
             continue;
         };
+        if param.kind == ParamType::Composite {
+            composite(&mut out, registry, resource, param, &items);
+            continue;
+        }
         for item in &items {
-            index_item(&mut out, param, item);
+            index_item(&mut out, &param.code, param.kind, item);
         }
     }
+    out.text = Some(crate::fulltext::entry(resource));
     out
 }
 
-fn index_item(out: &mut IndexEntries, param: &SearchParam, item: &Item<'_>) {
-    let code = &param.code;
-    match param.kind {
+/// Each repetition the composite's expression selects is a group; each component's values in
+/// it are indexed as that component's own type would be, then kept as composite rows.
+fn composite(
+    out: &mut IndexEntries,
+    registry: &Registry,
+    resource: &Value,
+    param: &SearchParam,
+    items: &[Item<'_>],
+) {
+    for (grp, item) in items.iter().enumerate() {
+        for (comp, (url, expr)) in param.components.iter().enumerate() {
+            let Some((_, kind)) = registry.by_url(url) else {
+                continue;
+            };
+            let Ok(values) = expr.evaluate_on(resource, item.clone()) else {
+                continue;
+            };
+            let mut rows = IndexEntries::default();
+            for v in &values {
+                index_item(&mut rows, "", kind, v);
+            }
+            let entry = |e: CompositeEntry| CompositeEntry {
+                param: param.code.clone(),
+                grp: grp as i32,
+                comp: comp as i16,
+                ..e
+            };
+            let IndexEntries {
+                tokens,
+                strings,
+                dates,
+                numbers,
+                quantities,
+                references,
+                uris,
+                ..
+            } = rows;
+            // `:of-type` rows are not component values.
+            out.composites
+                .extend(tokens.into_iter().filter(|t| t.param.is_empty()).map(|t| {
+                    entry(CompositeEntry {
+                        system: t.system,
+                        code: Some(t.code),
+                        display: t.display,
+                        ..Default::default()
+                    })
+                }));
+            out.composites.extend(strings.into_iter().map(|x| {
+                entry(CompositeEntry {
+                    norm: Some(x.norm),
+                    exact: Some(x.exact),
+                    ..Default::default()
+                })
+            }));
+            out.composites.extend(dates.into_iter().map(|d| {
+                entry(CompositeEntry {
+                    dlo: Some(d.lo),
+                    dhi: Some(d.hi),
+                    ..Default::default()
+                })
+            }));
+            out.composites.extend(numbers.into_iter().map(|n| {
+                entry(CompositeEntry {
+                    value: Some(n.value),
+                    ..Default::default()
+                })
+            }));
+            out.composites.extend(quantities.into_iter().map(|q| {
+                let (canon_dim, canon_lo, canon_hi) = match q.canonical {
+                    Some(c) => (Some(c.dimension), c.lo, c.hi),
+                    None => (None, None, None),
+                };
+                entry(CompositeEntry {
+                    system: q.system,
+                    code: q.code,
+                    unit: q.unit,
+                    lo: q.lo,
+                    hi: q.hi,
+                    canon_dim,
+                    canon_lo,
+                    canon_hi,
+                    ..Default::default()
+                })
+            }));
+            out.composites.extend(references.into_iter().map(|r| {
+                entry(CompositeEntry {
+                    target_type: r.target_type,
+                    target_id: r.target_id,
+                    url: r.url,
+                    version: r.version,
+                    ..Default::default()
+                })
+            }));
+            out.composites.extend(uris.into_iter().map(|u| {
+                entry(CompositeEntry {
+                    uri: Some(u.uri),
+                    ..Default::default()
+                })
+            }));
+        }
+    }
+}
+
+fn index_item(out: &mut IndexEntries, code: &str, kind: ParamType, item: &Item<'_>) {
+    match kind {
         ParamType::Token => token(out, code, item),
         ParamType::String => match item {
             Item::Node { value, .. } => strings(out, code, value),
@@ -67,12 +174,12 @@ fn index_item(out: &mut IndexEntries, param: &SearchParam, item: &Item<'_>) {
             } = item
             {
                 out.numbers.push(NumberEntry {
-                    param: code.clone(),
+                    param: code.to_owned(),
                     value: n.to_string(),
                 });
             } else if let Item::Integer(i) = item {
                 out.numbers.push(NumberEntry {
-                    param: code.clone(),
+                    param: code.to_owned(),
                     value: i.to_string(),
                 });
             }
@@ -85,7 +192,7 @@ fn index_item(out: &mut IndexEntries, param: &SearchParam, item: &Item<'_>) {
         ParamType::Reference => match item {
             Item::Node { value, .. } => reference(out, code, value),
             Item::Resolved { resource_type, id } => out.references.push(ReferenceEntry {
-                param: code.clone(),
+                param: code.to_owned(),
                 target_type: Some(resource_type.to_string()),
                 target_id: Some(id.to_string()),
                 url: None,
@@ -96,7 +203,7 @@ fn index_item(out: &mut IndexEntries, param: &SearchParam, item: &Item<'_>) {
         ParamType::Uri => {
             if let Some(s) = item_str(item) {
                 out.uris.push(UriEntry {
-                    param: code.clone(),
+                    param: code.to_owned(),
                     uri: s.to_owned(),
                 });
             }
@@ -305,13 +412,20 @@ fn quantity(out: &mut IndexEntries, param: &str, value: &Value) {
         let low = value.get("low");
         let high = value.get("high");
         let unit_of = low.filter(|l| l.get("code").is_some()).or(high);
+        let (system, code) = (
+            unit_of.and_then(|u| s(u, "system")),
+            unit_of.and_then(|u| s(u, "code")),
+        );
+        let lo = number_text(low.and_then(|l| l.get("value")));
+        let hi = number_text(high.and_then(|h| h.get("value")));
         out.quantities.push(QuantityEntry {
             param: param.to_owned(),
-            system: unit_of.and_then(|u| s(u, "system")).map(str::to_owned),
-            code: unit_of.and_then(|u| s(u, "code")).map(str::to_owned),
+            canonical: canonical(system, code, lo.as_deref(), hi.as_deref()),
+            system: system.map(str::to_owned),
+            code: code.map(str::to_owned),
             unit: unit_of.and_then(|u| s(u, "unit")).map(str::to_owned),
-            lo: number_text(low.and_then(|l| l.get("value"))),
-            hi: number_text(high.and_then(|h| h.get("value"))),
+            lo,
+            hi,
         });
         return;
     }
@@ -325,12 +439,25 @@ fn quantity(out: &mut IndexEntries, param: &str, value: &Value) {
     };
     out.quantities.push(QuantityEntry {
         param: param.to_owned(),
+        canonical: canonical(system, code, Some(&v), Some(&v)),
         system: system.map(str::to_owned),
         code: code.map(str::to_owned),
         unit: s(value, "unit").map(str::to_owned),
         lo: Some(v.clone()),
         hi: Some(v),
     });
+}
+
+fn canonical(
+    system: Option<&str>,
+    code: Option<&str>,
+    lo: Option<&str>,
+    hi: Option<&str>,
+) -> Option<hds_fhir_store::CanonicalQuantity> {
+    match (system, code) {
+        (Some(crate::ucum::UCUM_SYSTEM), Some(code)) => crate::ucum::canonical(code, lo, hi),
+        _ => None,
+    }
 }
 
 /// `Patient/123`, `Patient/123/_history/2`, or an absolute URL ending in `Type/id`.

@@ -10,6 +10,8 @@
 pub mod custom;
 pub mod date;
 pub mod exec;
+pub mod fulltext;
+pub mod hierarchy;
 pub mod index;
 pub mod normalize;
 pub mod query;
@@ -17,12 +19,14 @@ pub mod registry;
 pub mod reindex;
 pub mod result;
 mod sql;
+pub mod ucum;
 
 pub use custom::SearchParams;
-pub use exec::{Cursor, ExecError, SearchPage, count_matches, find_ids, includes, search};
+pub use exec::{Cursor, ExecError, Scope, SearchPage, count_matches, find_ids, includes, search};
 pub use index::{extract, extract_with};
 pub use query::{
-    Clause, DatePrefix, Filter, Prefix, Query, SearchError, TokenValue, parse, parse_with,
+    Clause, DatePrefix, Filter, Prefix, Query, SearchError, TokenValue, parse, parse_system,
+    parse_with, split_types,
 };
 pub use registry::{CustomParam, ParamType, Registry, SearchParam, custom_param, r4};
 pub use result::{Include, ResultParams, SortKey, Summary, Total};

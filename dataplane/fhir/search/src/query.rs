@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::date;
+use crate::fulltext::TextField;
 use crate::normalize::normalize;
 use crate::registry::{ParamType, Registry, SearchParam};
 use crate::result::{Include, ResultParams, parse_result_param};
@@ -53,6 +54,9 @@ pub struct NumberValue {
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantityValue {
     pub number: NumberValue,
+    /// For a UCUM unit with a canonical form: the dimension and `number` in base units, so that
+    /// stored quantities in any unit of that dimension compare.
+    pub canonical: Option<(String, NumberValue)>,
     /// `None`: any system; `Some("")` is not produced (empty means any).
     pub system: Option<String>,
     /// Matched against the coded unit, or the unit text when no system is given.
@@ -153,7 +157,29 @@ pub enum Filter {
         param: String,
         inner: Box<Filter>,
     },
-    /// All must hold (composite parameters, compartments).
+    /// `_text` / `_content`: full-text queries (websearch syntax), ORed.
+    Text {
+        field: TextField,
+        values: Vec<String>,
+    },
+    /// `_list`: the resource is an item of one of these Lists.
+    List(Vec<String>),
+    /// `:below` / `:above` on a token: the code or one it subsumes (or is subsumed by) in a
+    /// CodeSystem stored on this server. The search resolves it into a [`Filter::Token`] before
+    /// compiling SQL, since the hierarchy lives in the CodeSystem's JSON.
+    TokenHierarchy {
+        param: String,
+        below: bool,
+        /// (system, code) pairs, ORed.
+        values: Vec<(String, String)>,
+    },
+    /// A composite parameter: for one of `values` (ORed), one repetition of the parameter's
+    /// expression has every component filter (in component order) holding on its values.
+    Composite {
+        param: String,
+        values: Vec<Vec<Filter>>,
+    },
+    /// All must hold (compartments).
     And(Vec<Filter>),
     /// One of them must hold (compartment membership through several parameters).
     Or(Vec<Filter>),
@@ -353,6 +379,9 @@ pub fn parse_filter(
             )
         }));
     }
+    if let Some(f) = resource_level(code, modifier, chain_rest, name, value)? {
+        return Ok(f);
+    }
     let Some(param) = reg.get(res_type, code) else {
         return Ok(Err(format!(
             "'{code}' is not a search parameter of {res_type}"
@@ -388,6 +417,55 @@ pub fn parse_filter(
         return Err(invalid(name, value, "a value is required"));
     }
     param_filter(reg, res_type, param, modifier, &values, name, value).map(Ok)
+}
+
+/// `_text`, `_content` and `_list`, which the server answers from its own tables rather than
+/// from a parameter's index rows.
+fn resource_level(
+    code: &str,
+    modifier: Option<&str>,
+    chain_rest: Option<&str>,
+    name: &str,
+    value: &str,
+) -> Result<Option<Result<Filter, String>>, SearchError> {
+    if !matches!(code, "_text" | "_content" | "_list") {
+        return Ok(None);
+    }
+    if let Some(m) = modifier {
+        return Err(unsupported(code, m, "this parameter takes no modifier"));
+    }
+    if chain_rest.is_some() {
+        return Err(SearchError::Invalid(format!(
+            "'{name}': {code} is not a reference parameter, so it cannot be chained"
+        )));
+    }
+    let values: Vec<String> = split_values(value)
+        .iter()
+        .map(|v| unescape(v))
+        .filter(|v| !v.trim().is_empty())
+        .collect();
+    if values.is_empty() {
+        return Err(invalid(name, value, "a value is required"));
+    }
+    Ok(Some(match code {
+        "_list" => {
+            if let Some(f) = values.iter().find(|v| v.starts_with('$')) {
+                Err(format!(
+                    "'_list={f}': functional lists are not supported; name a List by its id"
+                ))
+            } else {
+                Ok(Filter::List(values))
+            }
+        }
+        _ => Ok(Filter::Text {
+            field: if code == "_text" {
+                TextField::Narrative
+            } else {
+                TextField::Content
+            },
+            values: values.iter().map(|v| normalize(v)).collect(),
+        }),
+    }))
 }
 
 fn param_filter(
@@ -438,11 +516,31 @@ fn param_filter(
                 not: m == "not-in",
                 value_sets: values.iter().map(|v| unescape(v)).collect(),
             },
+            Some(m @ ("above" | "below")) => Filter::TokenHierarchy {
+                param: code,
+                below: m == "below",
+                values: values
+                    .iter()
+                    .map(|v| match token(v) {
+                        TokenValue {
+                            system: Some(Some(system)),
+                            code: Some(code),
+                        } => Ok((system, code)),
+                        _ => Err(invalid(
+                            name,
+                            raw,
+                            &format!(
+                                "':{m}' takes system|code, the system being a CodeSystem stored on this server"
+                            ),
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
             Some(m) => {
                 return Err(unsupported(
                     &code,
                     m,
-                    "token parameters take :not, :text, :of-type, :in, :not-in and :missing here (:above and :below need code system hierarchies, which this server does not hold yet)",
+                    "token parameters take :not, :text, :of-type, :in, :not-in, :above, :below and :missing",
                 ));
             }
         },
@@ -582,9 +680,7 @@ fn reg_has_type(t: &str) -> bool {
     hds_fhir_model::r4().is_resource_type(t)
 }
 
-/// A composite whose components sit on the resource itself (`code-value-quantity` on
-/// Observation) is the AND of its components; one over a repeating part (`component-code-...`)
-/// would need the components matched within one repetition, which the index does not keep.
+/// `[value]$[value]...`: each part parsed as its component parameter would parse it.
 fn composite(
     reg: &Registry,
     res_type: &str,
@@ -593,13 +689,6 @@ fn composite(
     name: &str,
     raw: &str,
 ) -> Result<Filter, SearchError> {
-    let on_root = param.expression_text.as_deref() == Some(res_type);
-    if !on_root {
-        return Err(SearchError::Invalid(format!(
-            "composite parameter '{}' ranges over repeating elements, which this server cannot correlate yet",
-            param.code
-        )));
-    }
     let mut ors = Vec::new();
     for v in values {
         let parts = split_on(v, '$');
@@ -618,20 +707,27 @@ fn composite(
             let (code, _) = reg.by_url(url).ok_or_else(|| {
                 SearchError::Invalid(format!("component {url} of {} is unknown", param.code))
             })?;
-            let cp = reg.get(res_type, code).ok_or_else(|| {
-                SearchError::Invalid(format!(
-                    "component {code} of {} is not on {res_type}",
-                    param.code
-                ))
-            })?;
+            // The component's own definition decides how its part parses; it need not be a
+            // parameter of this type (R4 defines some only as components).
+            let cp = reg
+                .get(res_type, code)
+                .or_else(|| reg.any_by_url(url))
+                .ok_or_else(|| {
+                    SearchError::Invalid(format!(
+                        "component {code} of {} has no definition here",
+                        param.code
+                    ))
+                })?;
+            if part.is_empty() {
+                return Err(invalid(name, raw, "every component needs a value"));
+            }
             ands.push(param_filter(reg, res_type, cp, None, &[part], name, raw)?);
         }
-        ors.push(Filter::And(ands));
+        ors.push(ands);
     }
-    Ok(if ors.len() == 1 {
-        ors.remove(0)
-    } else {
-        Filter::Or(ors)
+    Ok(Filter::Composite {
+        param: param.code.clone(),
+        values: ors,
     })
 }
 
@@ -909,10 +1005,28 @@ fn quantity_value(param: &str, v: &str) -> Result<QuantityValue, SearchError> {
             ));
         }
     };
+    let canonical = match (&system, &code) {
+        (Some(s), Some(c)) if s == crate::ucum::UCUM_SYSTEM => crate::ucum::conversion(c)
+            .and_then(|conv| Some((conv.dimension.clone(), canonical_number(&number, &conv)?))),
+        _ => None,
+    };
     Ok(QuantityValue {
         number,
+        canonical,
         system,
         code,
+    })
+}
+
+/// `n` in base units. Conversions are increasing (factor > 0), so the precision range maps
+/// onto the converted range.
+fn canonical_number(n: &NumberValue, conv: &crate::ucum::Conversion) -> Option<NumberValue> {
+    let c = |s: &str| -> Option<String> { Some(crate::ucum::decimal(conv.apply(s.parse().ok()?))) };
+    Some(NumberValue {
+        prefix: n.prefix,
+        value: c(&n.value)?,
+        lo: c(&n.lo)?,
+        hi: c(&n.hi)?,
     })
 }
 
@@ -945,6 +1059,9 @@ fn reference_value(v: &str) -> ReferenceValue {
         },
     }
 }
+
+mod system;
+pub use system::{parse_system, split_types};
 
 #[cfg(test)]
 mod tests;

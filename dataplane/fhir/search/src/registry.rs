@@ -210,6 +210,15 @@ impl Registry {
             .flat_map(|m| m.values())
     }
 
+    /// Some type's parameter with canonical `url`, for composite components that are not
+    /// parameters of the composite's own type.
+    pub fn any_by_url(&self, url: &str) -> Option<&Arc<SearchParam>> {
+        self.by_type
+            .values()
+            .flat_map(|m| m.values())
+            .find(|p| p.url == url)
+    }
+
     /// The code and type of the parameter with canonical `url` (composite components name theirs).
     pub fn by_url(&self, url: &str) -> Option<(&str, ParamType)> {
         self.by_url.get(url).map(|(c, k)| (c.as_str(), *k))

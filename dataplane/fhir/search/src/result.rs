@@ -48,15 +48,7 @@ pub struct ResultParams {
 }
 
 /// Parameters this server recognises but does not evaluate.
-const UNSUPPORTED: &[&str] = &[
-    "_text",
-    "_content",
-    "_list",
-    "_query",
-    "_contained",
-    "_containedType",
-    "_filter",
-];
+const UNSUPPORTED: &[&str] = &["_query", "_contained", "_containedType", "_filter"];
 
 /// `None`: not a result parameter. `Some(true)`: applied. `Some(false)`: recognised but not
 /// supported (the caller handles it like an unknown parameter).

@@ -53,7 +53,8 @@ impl Builder {
 
 fn table(kind: ParamType) -> &'static str {
     match kind {
-        ParamType::Token | ParamType::Composite | ParamType::Special => "search_token",
+        ParamType::Token | ParamType::Special => "search_token",
+        ParamType::Composite => "search_composite",
         ParamType::String => "search_string",
         ParamType::Date => "search_date",
         ParamType::Number => "search_number",
@@ -122,66 +123,22 @@ pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter)
                 )
             }
         }
-        Filter::Token { param, not, values } => {
+        Filter::Token { param, not, .. } | Filter::TokenIn { param, not, .. } => {
             let e = exists(b, "search_token", ty, id, param, |b, a| {
-                any_of(values.iter().map(|v| token_cond(b, a, v)).collect())
+                row_cond(b, a, f, ("lo", "hi"))
             });
             if *not { format!("NOT {e}") } else { e }
         }
-        Filter::TokenIn {
-            param,
-            not,
-            value_sets,
-        } => {
-            let e = exists(b, "search_token", ty, id, param, |b, a| {
-                let vs = b.bind(Box::new(value_sets.clone()));
-                // A `code` element has no system in its rows: its code alone must be listed.
-                format!(
-                    "EXISTS (SELECT 1 FROM ({}) x(sys, code) WHERE x.code = {a}.code AND ({a}.system IS NULL OR x.sys = {a}.system)) OR {a}.system IN ({})",
-                    vs_codes(&vs),
-                    vs_systems(&vs)
-                )
-            });
-            if *not { format!("NOT {e}") } else { e }
-        }
-        Filter::TokenText { param, values } => exists(b, "search_token", ty, id, param, |b, a| {
-            any_of(
-                values
-                    .iter()
-                    .map(|v| {
-                        let p = b.bind(Box::new(format!("{}%", like_escape(v))));
-                        format!("{a}.display LIKE {p}")
-                    })
-                    .collect(),
-            )
-        }),
-        Filter::String { param, how, values } => {
-            exists(b, "search_string", ty, id, param, |b, a| {
-                any_of(
-                    values
-                        .iter()
-                        .map(|v| match how {
-                            StringMatch::Exact => format!("{a}.exact = {}", b.text(v)),
-                            StringMatch::Prefix => {
-                                let p = b.bind(Box::new(format!("{}%", like_escape(v))));
-                                format!("{a}.norm LIKE {p}")
-                            }
-                            StringMatch::Contains => {
-                                let p = b.bind(Box::new(format!("%{}%", like_escape(v))));
-                                format!("{a}.norm LIKE {p}")
-                            }
-                        })
-                        .collect(),
-                )
+        Filter::TokenText { param, .. } | Filter::TokenHierarchy { param, .. } => {
+            exists(b, "search_token", ty, id, param, |b, a| {
+                row_cond(b, a, f, ("lo", "hi"))
             })
         }
-        Filter::Date { param, values } => exists(b, "search_date", ty, id, param, |b, a| {
-            any_of(
-                values
-                    .iter()
-                    .map(|v| range_cond(b, &format!("{a}.lo"), &format!("{a}.hi"), v))
-                    .collect(),
-            )
+        Filter::String { param, .. } => exists(b, "search_string", ty, id, param, |b, a| {
+            row_cond(b, a, f, ("lo", "hi"))
+        }),
+        Filter::Date { param, .. } => exists(b, "search_date", ty, id, param, |b, a| {
+            row_cond(b, a, f, ("lo", "hi"))
         }),
         Filter::DateAll { param, groups } => exists(b, "search_date", ty, id, param, |b, a| {
             let window =
@@ -221,38 +178,17 @@ pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter)
                         .collect(),
                 )
         }),
-        Filter::Number { param, values } => exists(b, "search_number", ty, id, param, |b, a| {
-            any_of(
-                values
-                    .iter()
-                    .map(|v| number_cond(b, &format!("{a}.value"), v))
-                    .collect(),
-            )
+        Filter::Number { param, .. } => exists(b, "search_number", ty, id, param, |b, a| {
+            row_cond(b, a, f, ("lo", "hi"))
         }),
-        Filter::Quantity { param, values } => {
-            exists(b, "search_quantity", ty, id, param, |b, a| {
-                any_of(values.iter().map(|v| quantity_cond(b, a, v)).collect())
-            })
-        }
-        Filter::Reference { param, values } => {
-            exists(b, "search_reference", ty, id, param, |b, a| {
-                any_of(values.iter().map(|v| reference_cond(b, a, v)).collect())
-            })
-        }
-        Filter::Uri { param, how, values } => exists(b, "search_uri", ty, id, param, |b, a| {
-            any_of(
-                values
-                    .iter()
-                    .map(|v| {
-                        let p = b.text(v);
-                        match how {
-                            UriMatch::Exact => format!("{a}.uri = {p}"),
-                            UriMatch::Above => format!("starts_with({p}, {a}.uri)"),
-                            UriMatch::Below => format!("starts_with({a}.uri, {p})"),
-                        }
-                    })
-                    .collect(),
-            )
+        Filter::Quantity { param, .. } => exists(b, "search_quantity", ty, id, param, |b, a| {
+            row_cond(b, a, f, ("lo", "hi"))
+        }),
+        Filter::Reference { param, .. } => exists(b, "search_reference", ty, id, param, |b, a| {
+            row_cond(b, a, f, ("lo", "hi"))
+        }),
+        Filter::Uri { param, .. } => exists(b, "search_uri", ty, id, param, |b, a| {
+            row_cond(b, a, f, ("lo", "hi"))
         }),
         Filter::Missing {
             param,
@@ -288,9 +224,164 @@ pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter)
                 "EXISTS (SELECT 1 FROM search_reference {a} WHERE {a}.res_type = {h} AND {a}.param = {p} AND {a}.target_type = {ty} AND {a}.target_id = {id} AND {inner_cond})"
             )
         }
+        Filter::Text { field, values } => {
+            let a = b.alias();
+            let col = field.column();
+            let ors = values
+                .iter()
+                .map(|v| {
+                    let p = b.text(v);
+                    format!("{a}.{col} @@ websearch_to_tsquery('simple', {p})")
+                })
+                .collect();
+            format!(
+                "EXISTS (SELECT 1 FROM search_text {a} WHERE {a}.res_type = {ty} AND {a}.id = {id} AND {})",
+                any_of(ors)
+            )
+        }
+        Filter::List(lists) => {
+            let a = b.alias();
+            let p = b.bind(Box::new(lists.clone()));
+            format!(
+                "EXISTS (SELECT 1 FROM search_reference {a} WHERE {a}.target_type = {ty} AND {a}.target_id = {id} AND {a}.res_type = 'List' AND {a}.param = 'item' AND {a}.id = ANY({p}))"
+            )
+        }
+        Filter::Composite { param, values } => {
+            let ors = values
+                .iter()
+                .map(|components| composite_cond(b, ty, id, param, components))
+                .collect();
+            any_of(ors)
+        }
         Filter::And(fs) => all_of(fs.iter().map(|f| filter(b, ty, id, top, f)).collect()),
         Filter::Or(fs) => any_of(fs.iter().map(|f| filter(b, ty, id, top, f)).collect()),
     }
+}
+
+/// The condition one index row (alias `a`) must meet for a value filter, on the typed tables'
+/// columns (which `search_composite` shares; its dates are `dlo`/`dhi`, passed as `dates`).
+/// A filter that is not about one row's value (`:missing`, chains, ...) is `false`.
+fn row_cond(b: &mut Builder, a: &str, f: &Filter, dates: (&str, &str)) -> String {
+    let (dlo, dhi) = (format!("{a}.{}", dates.0), format!("{a}.{}", dates.1));
+    match f {
+        Filter::Token { values, .. } => {
+            any_of(values.iter().map(|v| token_cond(b, a, v)).collect())
+        }
+        Filter::TokenIn { value_sets, .. } => {
+            let vs = b.bind(Box::new(value_sets.clone()));
+            // A `code` element has no system in its rows: its code alone must be listed.
+            format!(
+                "(EXISTS (SELECT 1 FROM ({}) x(sys, code) WHERE x.code = {a}.code AND ({a}.system IS NULL OR x.sys = {a}.system)) OR {a}.system IN ({}))",
+                vs_codes(&vs),
+                vs_systems(&vs)
+            )
+        }
+        Filter::TokenText { values, .. } => any_of(
+            values
+                .iter()
+                .map(|v| {
+                    let p = b.bind(Box::new(format!("{}%", like_escape(v))));
+                    format!("{a}.display LIKE {p}")
+                })
+                .collect(),
+        ),
+        // Resolved by the executor before compiling; alone, the code itself is what it names.
+        Filter::TokenHierarchy { values, .. } => any_of(
+            values
+                .iter()
+                .map(|(s, c)| format!("({a}.system = {} AND {a}.code = {})", b.text(s), b.text(c)))
+                .collect(),
+        ),
+        Filter::String { how, values, .. } => any_of(
+            values
+                .iter()
+                .map(|v| match how {
+                    StringMatch::Exact => format!("{a}.exact = {}", b.text(v)),
+                    StringMatch::Prefix => {
+                        let p = b.bind(Box::new(format!("{}%", like_escape(v))));
+                        format!("{a}.norm LIKE {p}")
+                    }
+                    StringMatch::Contains => {
+                        let p = b.bind(Box::new(format!("%{}%", like_escape(v))));
+                        format!("{a}.norm LIKE {p}")
+                    }
+                })
+                .collect(),
+        ),
+        Filter::Date { values, .. } => any_of(
+            values
+                .iter()
+                .map(|v| range_cond(b, &dlo, &dhi, v))
+                .collect(),
+        ),
+        Filter::Number { values, .. } => any_of(
+            values
+                .iter()
+                .map(|v| number_cond(b, &format!("{a}.value"), v))
+                .collect(),
+        ),
+        Filter::Quantity { values, .. } => {
+            any_of(values.iter().map(|v| quantity_cond(b, a, v)).collect())
+        }
+        Filter::Reference { values, .. } => {
+            any_of(values.iter().map(|v| reference_cond(b, a, v)).collect())
+        }
+        Filter::Uri { how, values, .. } => any_of(
+            values
+                .iter()
+                .map(|v| {
+                    let p = b.text(v);
+                    match how {
+                        UriMatch::Exact => format!("{a}.uri = {p}"),
+                        UriMatch::Above => format!("starts_with({p}, {a}.uri)"),
+                        UriMatch::Below => format!("starts_with({a}.uri, {p})"),
+                    }
+                })
+                .collect(),
+        ),
+        _ => "false".into(),
+    }
+}
+
+/// Component 0 matching in some repetition, and each later component in the same one.
+fn composite_cond(
+    b: &mut Builder,
+    ty: &str,
+    id: &str,
+    param: &str,
+    components: &[Filter],
+) -> String {
+    let p = b.text(param);
+    let mut aliases: Vec<String> = Vec::new();
+    let mut sql = String::new();
+    for (i, f) in components.iter().enumerate() {
+        let a = b.alias();
+        let owner = match aliases.first() {
+            None => format!("{a}.res_type = {ty} AND {a}.id = {id} AND {a}.param = {p}"),
+            Some(first) => format!(
+                "{a}.res_type = {first}.res_type AND {a}.id = {first}.id AND {a}.param = {first}.param AND {a}.grp = {first}.grp"
+            ),
+        };
+        let cond = row_cond(b, &a, f, ("dlo", "dhi"));
+        let negate = matches!(
+            f,
+            Filter::Token { not: true, .. } | Filter::TokenIn { not: true, .. }
+        );
+        let cond = if negate {
+            format!("NOT ({cond})")
+        } else {
+            cond
+        };
+        sql.push_str(&format!(
+            "EXISTS (SELECT 1 FROM search_composite {a} WHERE {owner} AND {a}.comp = {i} AND {cond}"
+        ));
+        if i + 1 < components.len() {
+            sql.push_str(" AND ");
+        }
+        aliases.push(a);
+    }
+    sql.push_str(&")".repeat(components.len()));
+    sql
 }
 
 /// The bodies of the ValueSets stored here with one of the canonical urls in `vs` (a text[]).
@@ -443,11 +534,39 @@ fn number_cond(b: &mut Builder, col: &str, v: &NumberValue) -> String {
     }
 }
 
+/// A stored quantity compares in base units when both sides have them, and in the query's
+/// own unit when the row has none (a unit outside UCUM's linear ones, or written before
+/// canonical forms were indexed).
 fn quantity_cond(b: &mut Builder, a: &str, v: &QuantityValue) -> String {
-    let (lo, hi) = (format!("{a}.lo"), format!("{a}.hi"));
-    let n = &v.number;
+    let Some((dim, n)) = &v.canonical else {
+        return quantity_in_unit(b, a, v);
+    };
+    let d = b.text(dim);
+    let canon = quantity_range(b, &format!("{a}.canon_lo"), &format!("{a}.canon_hi"), n);
+    let plain = quantity_in_unit(b, a, v);
+    format!("(({a}.canon_dim = {d} AND {canon}) OR ({a}.canon_dim IS NULL AND {plain}))")
+}
+
+fn quantity_in_unit(b: &mut Builder, a: &str, v: &QuantityValue) -> String {
+    let value_cond = quantity_range(b, &format!("{a}.lo"), &format!("{a}.hi"), &v.number);
+    let mut parts = vec![value_cond];
+    if let Some(s) = &v.system {
+        parts.push(format!("{a}.system = {}", b.text(s)));
+    }
+    if let Some(c) = &v.code {
+        let p = b.text(c);
+        if v.system.is_some() {
+            parts.push(format!("{a}.code = {p}"));
+        } else {
+            parts.push(format!("({a}.code = {p} OR {a}.unit = {p})"));
+        }
+    }
+    all_of(parts)
+}
+
+fn quantity_range(b: &mut Builder, lo: &str, hi: &str, n: &NumberValue) -> String {
     // Open Range ends (NULL) extend without bound.
-    let value_cond = match n.prefix {
+    match n.prefix {
         Prefix::Eq => format!("({lo} >= {} AND {hi} < {})", num(b, &n.lo), num(b, &n.hi)),
         Prefix::Ne => format!(
             "NOT coalesce({lo} >= {} AND {hi} < {}, false)",
@@ -466,20 +585,7 @@ fn quantity_cond(b: &mut Builder, a: &str, v: &QuantityValue) -> String {
                 "(coalesce({lo} <= {x} + abs({x}) * 0.1, true) AND coalesce({hi} >= {x} - abs({x}) * 0.1, true))"
             )
         }
-    };
-    let mut parts = vec![value_cond];
-    if let Some(s) = &v.system {
-        parts.push(format!("{a}.system = {}", b.text(s)));
     }
-    if let Some(c) = &v.code {
-        let p = b.text(c);
-        if v.system.is_some() {
-            parts.push(format!("{a}.code = {p}"));
-        } else {
-            parts.push(format!("({a}.code = {p} OR {a}.unit = {p})"));
-        }
-    }
-    all_of(parts)
 }
 
 fn reference_cond(b: &mut Builder, a: &str, v: &ReferenceValue) -> String {

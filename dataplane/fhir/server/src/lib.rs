@@ -93,7 +93,8 @@ pub fn router(state: AppState) -> Router {
         );
     }
     let protected = Router::new()
-        .route("/", get(system_search).post(bundle_unsupported))
+        .route("/", get(search::system_get).post(bundle_unsupported))
+        .route("/_search", post(search::system_post))
         .route("/_history", get(history::system))
         .route(
             "/{type}",
@@ -219,14 +220,6 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> FhirError {
         StatusCode::METHOD_NOT_ALLOWED,
         "not-supported",
         format!("{method} is not supported on '{}'", uri.path()),
-    )
-}
-
-async fn system_search() -> FhirError {
-    FhirError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not-supported",
-        "system-wide search is not supported by this server version; search a resource type",
     )
 }
 

@@ -193,8 +193,23 @@ async fn capability_statement_claims_what_is_routed() {
     }
     assert!(
         !params.contains(&"_text"),
-        "_text is not evaluated, so not claimed"
+        "_text is claimed once for all types, at rest.searchParam"
     );
+    let common: Vec<&str> = cs["rest"][0]["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(common, ["_type", "_text", "_content", "_list"]);
+    for q in ["_text=x", "_content=x", "_list=x", "_type=Patient"] {
+        let path = if q.starts_with("_type") {
+            format!("?{q}")
+        } else {
+            format!("Patient?{q}")
+        };
+        assert_eq!(s.get(&path).await.status(), 200, "{path}");
+    }
     // Every claimed parameter of every type is accepted by a search.
     for r in resources {
         let rt = r["type"].as_str().unwrap();

@@ -252,6 +252,43 @@ const CASES: &[(&str, &str, &[&str])] = &[
         "Observation",
         &[],
     ),
+    // composites over a repeating element: both components within one Observation.component.
+    // blood-pressure has systolic 107 and diastolic 60 mm[Hg]; blood-pressure-dar systolic only.
+    (
+        "Observation?component-code-value-quantity=http://loinc.org|8480-6$gt100",
+        "Observation",
+        &["blood-pressure", "blood-pressure-dar"],
+    ),
+    (
+        "Observation?component-code-value-quantity=http://loinc.org|8462-4$gt100",
+        "Observation",
+        &[],
+    ),
+    (
+        "Observation?component-code-value-quantity=http://loinc.org|8462-4$lt100",
+        "Observation",
+        &["blood-pressure"],
+    ),
+    (
+        "Observation?component-code-value-quantity=http://loinc.org|8480-6$107|http://unitsofmeasure.org|mm[Hg]",
+        "Observation",
+        &["blood-pressure", "blood-pressure-dar"],
+    ),
+    // combo: the Observation itself or one of its components.
+    (
+        "Observation?combo-code-value-quantity=http://loinc.org|8480-6$gt100,http://loinc.org|29463-7$gt180",
+        "Observation",
+        &["blood-pressure", "blood-pressure-dar", "example"],
+    ),
+    (
+        "Observation?component-code-value-quantity:missing=false&code=85354-9",
+        "Observation",
+        &[
+            "blood-pressure",
+            "blood-pressure-cancel",
+            "blood-pressure-dar",
+        ],
+    ),
     // compartments
     (
         "Patient/f001/Observation",

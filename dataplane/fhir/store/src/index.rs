@@ -20,6 +20,57 @@ pub struct IndexEntries {
     pub quantities: Vec<QuantityEntry>,
     pub references: Vec<ReferenceEntry>,
     pub uris: Vec<UriEntry>,
+    /// The resource's words for `_text` and `_content`; `None` writes no row.
+    pub text: Option<TextEntry>,
+    pub composites: Vec<CompositeEntry>,
+}
+
+/// One component value of one repetition of a composite parameter; the value fields are those
+/// of the typed entries, filled as the component's type has them. Travels as JSON (one bind
+/// parameter for the whole set) since it has so many columns and is rare.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+pub struct CompositeEntry {
+    pub param: String,
+    pub grp: i32,
+    pub comp: i16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub norm: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dlo: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhi: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lo: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hi: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canon_dim: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canon_lo: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canon_hi: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +113,22 @@ pub struct QuantityEntry {
     /// Decimal literals; `None` is an open end of a Range.
     pub lo: Option<String>,
     pub hi: Option<String>,
+    /// For a UCUM unit: its dimension in base units and `lo`/`hi` converted to them.
+    pub canonical: Option<CanonicalQuantity>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanonicalQuantity {
+    pub dimension: String,
+    pub lo: Option<String>,
+    pub hi: Option<String>,
+}
+
+/// Normalised text (lower case, no accents), turned into `tsvector`s by PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TextEntry {
+    pub narrative: String,
+    pub content: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +155,8 @@ impl IndexEntries {
             && self.quantities.is_empty()
             && self.references.is_empty()
             && self.uris.is_empty()
+            && self.text.is_none()
+            && self.composites.is_empty()
     }
 
     pub fn len(&self) -> usize {
@@ -98,6 +167,8 @@ impl IndexEntries {
             + self.quantities.len()
             + self.references.len()
             + self.uris.len()
+            + usize::from(self.text.is_some())
+            + self.composites.len()
     }
 
     /// The CTEs that insert every row for `($1, $2)` = (res_type, id), with the array parameters
@@ -113,9 +184,11 @@ impl IndexEntries {
         let s = p(3);
         let d = p(3);
         let num = p(2);
-        let q = p(6);
+        let q = p(9);
         let r = p(5);
         let u = p(2);
+        let x = p(2);
+        let c = p(1);
         format!(
             "ins_token AS (INSERT INTO search_token (res_type, id, param, system, code, display)
                 SELECT $1, $2, * FROM unnest({}::text[], {}::text[], {}::text[], {}::text[])),
@@ -125,20 +198,33 @@ impl IndexEntries {
                 SELECT $1, $2, * FROM unnest({}::text[], {}::timestamptz[], {}::timestamptz[])),
              ins_number AS (INSERT INTO search_number (res_type, id, param, value)
                 SELECT $1, $2, x.p, x.v::numeric FROM unnest({}::text[], {}::text[]) AS x(p, v)),
-             ins_quantity AS (INSERT INTO search_quantity (res_type, id, param, system, code, unit, lo, hi)
-                SELECT $1, $2, x.p, x.s, x.c, x.u, x.lo::numeric, x.hi::numeric
-                  FROM unnest({}::text[], {}::text[], {}::text[], {}::text[], {}::text[], {}::text[])
-                    AS x(p, s, c, u, lo, hi)),
+             ins_quantity AS (INSERT INTO search_quantity
+                    (res_type, id, param, system, code, unit, lo, hi, canon_dim, canon_lo, canon_hi)
+                SELECT $1, $2, x.p, x.s, x.c, x.u, x.lo::numeric, x.hi::numeric, x.d, x.clo::numeric, x.chi::numeric
+                  FROM unnest({}::text[], {}::text[], {}::text[], {}::text[], {}::text[], {}::text[],
+                              {}::text[], {}::text[], {}::text[])
+                    AS x(p, s, c, u, lo, hi, d, clo, chi)),
              ins_reference AS (INSERT INTO search_reference (res_type, id, param, target_type, target_id, url, version)
                 SELECT $1, $2, * FROM unnest({}::text[], {}::text[], {}::text[], {}::text[], {}::text[])),
              ins_uri AS (INSERT INTO search_uri (res_type, id, param, uri)
-                SELECT $1, $2, * FROM unnest({}::text[], {}::text[]))",
+                SELECT $1, $2, * FROM unnest({}::text[], {}::text[])),
+             ins_text AS (INSERT INTO search_text (res_type, id, narrative, content)
+                SELECT $1, $2, to_tsvector('simple', x.n), to_tsvector('simple', x.c)
+                  FROM unnest({}::text[], {}::text[]) AS x(n, c)),
+             ins_composite AS (INSERT INTO search_composite
+                SELECT $1, $2, x.* FROM jsonb_to_recordset({}::jsonb) AS x(
+                    param text, grp integer, comp smallint, system text, code text, display text,
+                    norm text, exact text, dlo timestamptz, dhi timestamptz, value numeric,
+                    unit text, lo numeric, hi numeric, canon_dim text, canon_lo numeric,
+                    canon_hi numeric, target_type text, target_id text, url text, version text,
+                    uri text))",
             t[0], t[1], t[2], t[3], s[0], s[1], s[2], d[0], d[1], d[2], num[0], num[1], q[0],
-            q[1], q[2], q[3], q[4], q[5], r[0], r[1], r[2], r[3], r[4], u[0], u[1],
+            q[1], q[2], q[3], q[4], q[5], q[6], q[7], q[8], r[0], r[1], r[2], r[3], r[4], u[0],
+            u[1], x[0], x[1], c[0],
         )
     }
 
-    /// The 25 column arrays [`IndexEntries::insert_ctes`] binds, in its order.
+    /// The 30 column arrays and the composites' JSON [`IndexEntries::insert_ctes`] binds, in its order.
     pub(crate) fn columns(&self) -> Vec<Box<dyn ToSql + Sync + Send + '_>> {
         fn col<'a, T, V: ToSql + Sync + Send + 'a>(
             rows: &'a [T],
@@ -146,6 +232,7 @@ impl IndexEntries {
         ) -> Box<dyn ToSql + Sync + Send + 'a> {
             Box::new(rows.iter().map(f).collect::<Vec<V>>())
         }
+        let x = self.text.as_slice();
         let (t, s, d, n, q, r, u) = (
             &self.tokens,
             &self.strings,
@@ -174,6 +261,9 @@ impl IndexEntries {
             col(q, |e| e.unit.as_deref()),
             col(q, |e| e.lo.as_deref()),
             col(q, |e| e.hi.as_deref()),
+            col(q, |e| e.canonical.as_ref().map(|c| c.dimension.as_str())),
+            col(q, |e| e.canonical.as_ref().and_then(|c| c.lo.as_deref())),
+            col(q, |e| e.canonical.as_ref().and_then(|c| c.hi.as_deref())),
             col(r, |e| e.param.as_str()),
             col(r, |e| e.target_type.as_deref()),
             col(r, |e| e.target_id.as_deref()),
@@ -181,6 +271,9 @@ impl IndexEntries {
             col(r, |e| e.version.as_deref()),
             col(u, |e| e.param.as_str()),
             col(u, |e| e.uri.as_str()),
+            col(x, |e| e.narrative.as_str()),
+            col(x, |e| e.content.as_str()),
+            Box::new(serde_json::to_value(&self.composites).unwrap_or_default()),
         ]
     }
 }
@@ -194,6 +287,8 @@ const TABLES: &[&str] = &[
     "search_quantity",
     "search_reference",
     "search_uri",
+    "search_text",
+    "search_composite",
 ];
 
 /// Inserts the index rows of `res_type/id` (whose old rows are already gone).

@@ -20,8 +20,8 @@ use hds_common::db::{self, Migration};
 pub use deadpool_postgres::{Object as Connection, Transaction};
 pub use history::{HistoryPage, HistoryQuery, HistoryScope, history};
 pub use index::{
-    DateEntry, IndexEntries, NumberEntry, QuantityEntry, ReferenceEntry, StringEntry, TokenEntry,
-    UriEntry,
+    CanonicalQuantity, CompositeEntry, DateEntry, IndexEntries, NumberEntry, QuantityEntry,
+    ReferenceEntry, StringEntry, TextEntry, TokenEntry, UriEntry,
 };
 pub use write::{
     DeleteOutcome, VersionCheck, WriteOutcome, create, delete, replace_index, stamp, update,
@@ -47,6 +47,16 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "date_ranges",
         sql: include_str!("../migrations/0004_date_ranges.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "fulltext_ucum",
+        sql: include_str!("../migrations/0005_fulltext_ucum.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "composites",
+        sql: include_str!("../migrations/0006_composites.sql"),
     },
 ];
 

@@ -159,15 +159,20 @@ fn references_chains_and_has() {
 }
 
 #[test]
-fn composites_on_the_resource_become_conjunctions() {
-    let f = one(
+fn composites_parse_each_component_as_its_own_type() {
+    for code in ["code-value-quantity", "component-code-value-quantity"] {
+        let f = one("Observation", code, "http://loinc.org|8480-6$gt100");
+        let Filter::Composite { values, .. } = f else {
+            panic!()
+        };
+        assert!(matches!(values[0][0], Filter::Token { .. }));
+        assert!(matches!(values[0][1], Filter::Quantity { .. }));
+    }
+    let err = parse(
         "Observation",
-        "code-value-quantity",
-        "http://loinc.org|8480-6$gt100",
+        &pairs(&[("component-code-value-quantity", "http://loinc.org|8480-6")]),
     );
-    let Filter::And(parts) = f else { panic!() };
-    assert!(matches!(parts[0], Filter::Token { .. }));
-    assert!(matches!(parts[1], Filter::Quantity { .. }));
+    assert!(err.is_err(), "one component missing");
 }
 
 #[test]
@@ -187,6 +192,10 @@ fn bad_values_and_modifiers_are_errors() {
     ));
     assert!(matches!(
         err("Patient", "gender:above", "http://vs"),
+        SearchError::InvalidValue { .. }
+    ));
+    assert!(matches!(
+        err("Patient", "gender:narrower", "x"),
         SearchError::UnsupportedModifier { .. }
     ));
     assert!(matches!(

@@ -50,7 +50,7 @@ pub fn capability_statement(config: &FhirServiceConfig) -> Value {
                 VersionPolicy::VersionedUpdate => "versioned-update",
             };
             let mut params: Vec<&std::sync::Arc<SearchParam>> =
-                registry.params(t).filter(|p| searchable(t, p)).collect();
+                registry.params(t).filter(|p| searchable(p)).collect();
             params.sort_by(|a, b| a.code.cmp(&b.code));
             let includes: Vec<String> = params
                 .iter()
@@ -105,7 +105,19 @@ pub fn capability_statement(config: &FhirServiceConfig) -> Value {
             "mode": "server",
             "security": security,
             "resource": resources,
-            "interaction": [{"code": "history-system"}],
+            "interaction": [{"code": "history-system"}, {"code": "search-system"}],
+            // Answered for every type from the server's own tables, not from a parameter's
+            // index rows, so listed once here rather than per resource.
+            "searchParam": [
+                {"name": "_type", "type": "token",
+                 "documentation": "system search: the resource types to search (default: all)"},
+                {"name": "_text", "type": "string",
+                 "documentation": "full text of the narrative (PostgreSQL websearch syntax: quotes, or, -word)"},
+                {"name": "_content", "type": "string",
+                 "documentation": "full text of every string in the resource (websearch syntax)"},
+                {"name": "_list", "type": "string",
+                 "documentation": "items of the List with this id; functional lists ($...) are not supported"},
+            ],
             "compartment": [
                 "http://hl7.org/fhir/CompartmentDefinition/patient",
                 "http://hl7.org/fhir/CompartmentDefinition/encounter",
@@ -117,12 +129,10 @@ pub fn capability_statement(config: &FhirServiceConfig) -> Value {
     })
 }
 
-/// Parameters a search can actually use on `res_type`: not the `special` ones, and composites
-/// only where their components sit on the resource itself (see hds_fhir_search::query).
-fn searchable(res_type: &str, p: &SearchParam) -> bool {
+/// Parameters a search can actually use: not the `special` ones.
+fn searchable(p: &SearchParam) -> bool {
     match p.kind {
         ParamType::Special => false,
-        ParamType::Composite => p.expression_text.as_deref() == Some(res_type),
         _ => p.expression.is_some() || p.code == "_id" || p.code == "_lastUpdated",
     }
 }

@@ -153,9 +153,11 @@ pub(crate) fn link(
         ser.append_pair("_cursor", &c);
     }
     let qs = ser.finish();
+    // A system search's path is the base itself (`[base]?_type=...`).
+    let sep = if path.is_empty() { "" } else { "/" };
     if qs.is_empty() {
-        format!("{base}/{path}")
+        format!("{base}{sep}{path}")
     } else {
-        format!("{base}/{path}?{qs}")
+        format!("{base}{sep}{path}?{qs}")
     }
 }

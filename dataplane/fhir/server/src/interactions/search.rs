@@ -1,10 +1,10 @@
-//! Type-level and compartment search. Unknown parameters are ignored and reported in an
+//! Type-level, compartment and system-wide (`_type`) search. Unknown parameters are ignored and reported in an
 //! OperationOutcome entry (lenient, the default), or refused with `Prefer: handling=strict`.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use hds_fhir_search::{Cursor, Filter, Query, Summary, query::ReferenceValue};
+use hds_fhir_search::{Cursor, Filter, Scope, Summary, query::ReferenceValue};
 use serde_json::json;
 
 use super::check_type;
@@ -23,7 +23,30 @@ pub async fn search_get(
     prefer: Prefer,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
-    search(&s, &rt, None, &base, q, prefer).await
+    search(&s, Some(&rt), None, &base, q, prefer).await
+}
+
+/// `GET [base]?_type=...`: every type listed (or every type), with the parameters they share.
+pub async fn system_get(
+    State(s): State<AppState>,
+    BaseUrl(base): BaseUrl,
+    QueryPairs(q): QueryPairs,
+    prefer: Prefer,
+) -> Result<Response, FhirError> {
+    search(&s, None, None, &base, q, prefer).await
+}
+
+/// `POST [base]/_search` with a form body.
+pub async fn system_post(
+    State(s): State<AppState>,
+    BaseUrl(base): BaseUrl,
+    QueryPairs(q): QueryPairs,
+    prefer: Prefer,
+    headers: HeaderMap,
+    FhirBody(body): FhirBody,
+) -> Result<Response, FhirError> {
+    let q = with_form_body(q, &headers, &body)?;
+    search(&s, None, None, &base, q, prefer).await
 }
 
 /// `POST [type]/_search` with an `application/x-www-form-urlencoded` body; URL parameters count too.
@@ -38,7 +61,7 @@ pub async fn search_post(
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
     let q = with_form_body(q, &headers, &body)?;
-    search(&s, &rt, None, &base, q, prefer).await
+    search(&s, Some(&rt), None, &base, q, prefer).await
 }
 
 /// `GET [compartment type]/[id]/[type]`: the search, limited to the compartment's members.
@@ -51,7 +74,7 @@ pub async fn compartment_get(
 ) -> Result<Response, FhirError> {
     check_type(&comp)?;
     check_type(&rt)?;
-    search(&s, &rt, Some((&comp, &id)), &base, q, prefer).await
+    search(&s, Some(&rt), Some((&comp, &id)), &base, q, prefer).await
 }
 
 pub async fn compartment_post(
@@ -66,7 +89,7 @@ pub async fn compartment_post(
     check_type(&comp)?;
     check_type(&rt)?;
     let q = with_form_body(q, &headers, &body)?;
-    search(&s, &rt, Some((&comp, &id)), &base, q, prefer).await
+    search(&s, Some(&rt), Some((&comp, &id)), &base, q, prefer).await
 }
 
 fn with_form_body(
@@ -127,9 +150,10 @@ fn compartment_filter(rt: &str, comp: &str, id: &str) -> Result<Filter, FhirErro
     ))
 }
 
+/// `rt` None is a system-wide search.
 async fn search(
     s: &AppState,
-    rt: &str,
+    rt: Option<&str>,
     compartment: Option<(&str, &str)>,
     base: &str,
     q: Vec<(String, String)>,
@@ -141,7 +165,22 @@ async fn search(
         .map(|(_, v)| Cursor::decode(v))
         .transpose()?;
     let params: Vec<(String, String)> = q.into_iter().filter(|(k, _)| k != "_cursor").collect();
-    let mut query: Query = hds_fhir_search::parse_with(&s.registry(), rt, &params)?;
+    let types: Vec<String>;
+    let (scope, mut query) = match rt {
+        Some(rt) => (
+            Scope::Type(rt),
+            hds_fhir_search::parse_with(&s.registry(), rt, &params)?,
+        ),
+        None => {
+            let (all, rest) = hds_fhir_search::split_types(&params)?;
+            types = all;
+            let mut q = hds_fhir_search::parse_system(&s.registry(), &types, &rest)?;
+            // The links repeat `_type` as given.
+            let given = params.iter().filter(|(k, _)| k == "_type").cloned();
+            q.applied.splice(0..0, given);
+            (Scope::Types(&types), q)
+        }
+    };
     if prefer.strict
         && let Some((_, reason)) = query.unknown.first()
     {
@@ -149,12 +188,12 @@ async fn search(
             "{reason} (Prefer: handling=strict; leave it out to have unknown parameters ignored)"
         )));
     }
-    let path = match compartment {
-        Some((comp, id)) => {
+    let path = match (compartment, rt) {
+        (Some((comp, id)), Some(rt)) => {
             query.clauses.push(compartment_filter(rt, comp, id)?);
             format!("{comp}/{id}/{rt}")
         }
-        None => rt.to_owned(),
+        (_, rt) => rt.unwrap_or_default().to_owned(),
     };
     let limits = &s.config.limits;
     let count = query
@@ -167,7 +206,7 @@ async fn search(
 
     // `_count=0` asks for no entries, which is only useful for the total (fhirpy's count()).
     if query.result.summary == Some(Summary::Count) || query.count == Some(0) {
-        let total = hds_fhir_search::count_matches(&conn, rt, &query).await?;
+        let total = hds_fhir_search::count_matches(&conn, scope, &query).await?;
         let links = vec![("self", page_link(base, &path, &applied, None))];
         return Ok(json_response(
             StatusCode::OK,
@@ -175,7 +214,7 @@ async fn search(
         ));
     }
 
-    let page = hds_fhir_search::search(&conn, rt, &query, count, cursor.as_ref()).await?;
+    let page = hds_fhir_search::search(&conn, scope, &query, count, cursor.as_ref()).await?;
     let included = hds_fhir_search::includes(&conn, &page.matches, query.includes()).await?;
 
     let mut links = vec![(

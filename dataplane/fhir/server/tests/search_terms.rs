@@ -1,0 +1,338 @@
+//! The search features that lean on more than one parameter's index rows: `_text`/`_content`
+//! (full text), `_list`, token `:above`/`:below` (CodeSystem hierarchies held here), UCUM
+//! canonical quantities, and system-wide search with `_type`.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use serde_json::{Value, json};
+
+const CS: &str = "http://example.org/fhir/CodeSystem/findings";
+const UCUM: &str = "http://unitsofmeasure.org";
+
+/// `Type/id` of the matches, sorted.
+async fn matches(s: &TestServer, query: &str) -> BTreeSet<String> {
+    let r = s.get(query).await;
+    assert_eq!(r.status(), 200, "{query}");
+    let b = json(r).await;
+    b["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["resource"]["resourceType"].as_str().unwrap(),
+                e["resource"]["id"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+async fn put(s: &TestServer, body: Value) {
+    let path = format!(
+        "{}/{}",
+        body["resourceType"].as_str().unwrap(),
+        body["id"].as_str().unwrap()
+    );
+    let r = s.put(&path, &body).await;
+    assert!(
+        r.status().is_success(),
+        "{path}: {}",
+        r.text().await.unwrap()
+    );
+}
+
+fn patient(id: &str, family: &str, narrative: &str) -> Value {
+    json!({
+        "resourceType": "Patient", "id": id,
+        "text": {"status": "generated",
+                 "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>{narrative}</p></div>")},
+        "name": [{"family": family}]
+    })
+}
+
+fn condition(id: &str, code: &str) -> Value {
+    json!({
+        "resourceType": "Condition", "id": id,
+        "code": {"coding": [{"system": CS, "code": code}]},
+        "subject": {"reference": "Patient/p1"}
+    })
+}
+
+fn weight(id: &str, value: f64, unit: &str) -> Value {
+    json!({
+        "resourceType": "Observation", "id": id, "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "subject": {"reference": "Patient/p2"},
+        "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit}
+    })
+}
+
+async fn load(s: &TestServer) {
+    put(
+        s,
+        patient("p1", "Chalmers", "Peter Chalmers, admitted with fever"),
+    )
+    .await;
+    put(
+        s,
+        patient("p2", "Müller", "Élodie Müller; allergic to penicillin"),
+    )
+    .await;
+    put(s, patient("p3", "Windsor", "No known allergies")).await;
+    put(
+        s,
+        json!({
+            "resourceType": "CodeSystem", "id": "findings", "url": CS, "status": "active",
+            "content": "complete", "hierarchyMeaning": "is-a",
+            "concept": [
+                {"code": "disorder", "concept": [
+                    {"code": "heart", "concept": [{"code": "mi"}, {"code": "angina"}]},
+                    {"code": "lung"}
+                ]},
+                {"code": "asthma", "property": [{"code": "parent", "valueCode": "lung"}]}
+            ]
+        }),
+    )
+    .await;
+    for (id, code) in [
+        ("c-mi", "mi"),
+        ("c-angina", "angina"),
+        ("c-asthma", "asthma"),
+    ] {
+        put(s, condition(id, code)).await;
+    }
+    put(s, weight("w-kg", 72.5, "kg")).await;
+    put(s, weight("w-g", 72500.0, "g")).await;
+    put(s, weight("w-lb", 160.0, "[lb_av]")).await;
+    put(s, weight("w-heavy", 95.0, "kg")).await;
+    put(
+        s,
+        json!({
+            "resourceType": "List", "id": "watch", "status": "current", "mode": "working",
+            "entry": [{"item": {"reference": "Patient/p1"}},
+                      {"item": {"reference": "Patient/p3"}},
+                      {"item": {"reference": "Condition/c-mi"}}]
+        }),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_list_hierarchy_units_and_system_search() {
+    let s = start().await;
+    load(&s).await;
+    full_text(&s).await;
+    lists(&s).await;
+    hierarchies(&s).await;
+    ucum(&s).await;
+    system_search(&s).await;
+}
+
+async fn full_text(s: &TestServer) {
+    // _text: the narrative only, case- and accent-insensitive, websearch syntax.
+    assert_eq!(
+        matches(s, "Patient?_text=fever").await,
+        set(&["Patient/p1"])
+    );
+    assert_eq!(
+        matches(s, "Patient?_text=ELODIE").await,
+        set(&["Patient/p2"])
+    );
+    assert_eq!(
+        matches(s, "Patient?_text=fever or penicillin").await,
+        set(&["Patient/p1", "Patient/p2"])
+    );
+    assert_eq!(matches(s, "Patient?_text=allergies -known").await, set(&[]));
+    assert_eq!(
+        matches(s, "Patient?_text=\"known allergies\"").await,
+        set(&["Patient/p3"])
+    );
+    // Comma ORs values, as for every parameter.
+    assert_eq!(
+        matches(s, "Patient?_text=fever,windsor").await,
+        set(&["Patient/p1"])
+    );
+    // _content: every string, so the family name in `name` too.
+    assert_eq!(
+        matches(s, "Patient?_content=windsor").await,
+        set(&["Patient/p3"])
+    );
+    assert_eq!(
+        matches(s, "Observation?_content=kg").await,
+        set(&["Observation/w-kg", "Observation/w-heavy"])
+    );
+    // ANDed with other parameters.
+    assert_eq!(
+        matches(s, "Patient?_content=muller&family=windsor").await,
+        set(&[])
+    );
+    outcome(s.get("Patient?_text:exact=fever").await, 400).await;
+}
+
+async fn lists(s: &TestServer) {
+    assert_eq!(
+        matches(s, "Patient?_list=watch").await,
+        set(&["Patient/p1", "Patient/p3"])
+    );
+    assert_eq!(
+        matches(s, "Condition?_list=watch").await,
+        set(&["Condition/c-mi"])
+    );
+    assert_eq!(matches(s, "Patient?_list=nope").await, set(&[]));
+    // Functional lists are reported, and refused under strict handling.
+    let b = json(s.get("Patient?_list=$current-problems").await).await;
+    assert!(b.to_string().contains("functional lists"), "{b}");
+    let r = s
+        .http
+        .get(s.url("Patient?_list=$current-problems"))
+        .header("prefer", "handling=strict")
+        .send()
+        .await
+        .unwrap();
+    outcome(r, 400).await;
+}
+
+async fn hierarchies(s: &TestServer) {
+    let all = ["Condition/c-mi", "Condition/c-angina", "Condition/c-asthma"];
+    assert_eq!(
+        matches(s, &format!("Condition?code:below={CS}|disorder")).await,
+        set(&all)
+    );
+    assert_eq!(
+        matches(s, &format!("Condition?code:below={CS}|heart")).await,
+        set(&["Condition/c-mi", "Condition/c-angina"])
+    );
+    // Through the `parent` property of a flat concept.
+    assert_eq!(
+        matches(s, &format!("Condition?code:below={CS}|lung")).await,
+        set(&["Condition/c-asthma"])
+    );
+    // :above: the Conditions coded with `heart` or anything over it: none here but...
+    assert_eq!(
+        matches(s, &format!("Condition?code:above={CS}|heart")).await,
+        set(&[])
+    );
+    // ...mi is above-or-equal to itself only; angina's ancestors do not include mi.
+    assert_eq!(
+        matches(s, &format!("Condition?code:above={CS}|mi")).await,
+        set(&["Condition/c-mi"])
+    );
+    // In a chain: Patients with a Condition below `heart`.
+    assert_eq!(
+        matches(
+            s,
+            &format!("Patient?_has:Condition:subject:code:below={CS}|heart")
+        )
+        .await,
+        set(&["Patient/p1"])
+    );
+    // A system this server does not hold, or no system at all, is an error.
+    outcome(
+        s.get("Condition?code:below=http://example.org/absent|x")
+            .await,
+        400,
+    )
+    .await;
+    outcome(s.get("Condition?code:below=heart").await, 400).await;
+}
+
+async fn ucum(s: &TestServer) {
+    let q = |v: &str| format!("Observation?value-quantity={v}");
+    // 72.5 kg, 72500 g: the same mass, found in either unit and in mg.
+    let same = set(&["Observation/w-kg", "Observation/w-g"]);
+    assert_eq!(matches(s, &q(&format!("72.5|{UCUM}|kg"))).await, same);
+    assert_eq!(matches(s, &q(&format!("72500|{UCUM}|g"))).await, same);
+    assert_eq!(matches(s, &q(&format!("72500000|{UCUM}|mg"))).await, same);
+    // 160 lb is 72.57 kg: outside 72.5's precision, inside a wider search.
+    assert_eq!(
+        matches(s, &q(&format!("ap72.6|{UCUM}|kg"))).await,
+        set(&["Observation/w-kg", "Observation/w-g", "Observation/w-lb"])
+    );
+    assert_eq!(
+        matches(s, &q(&format!("gt90000|{UCUM}|g"))).await,
+        set(&["Observation/w-heavy"])
+    );
+    assert_eq!(
+        matches(s, &q(&format!("lt73|{UCUM}|kg"))).await,
+        set(&["Observation/w-kg", "Observation/w-g", "Observation/w-lb"])
+    );
+    // Another dimension matches nothing; a unit without the system still compares as written.
+    assert_eq!(matches(s, &q(&format!("72.5|{UCUM}|m"))).await, set(&[]));
+    assert_eq!(matches(s, &q("72.5||kg")).await, set(&["Observation/w-kg"]));
+}
+
+async fn system_search(s: &TestServer) {
+    assert_eq!(
+        matches(s, "?_type=Patient,Condition&_list=watch").await,
+        set(&["Patient/p1", "Patient/p3", "Condition/c-mi"])
+    );
+    assert_eq!(matches(s, "?_content=chalmers").await, set(&["Patient/p1"]));
+    assert_eq!(
+        matches(s, "?_id=p2,c-mi").await,
+        set(&["Patient/p2", "Condition/c-mi"])
+    );
+    // POST [base]/_search with a form body.
+    let r = s
+        .http
+        .post(s.url("_search"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("_type=Observation&_content=kg")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b = json(r).await;
+    assert_eq!(b["total"], 2, "{b}");
+
+    // Pages across types follow (type, id) and the links keep _type.
+    let mut seen = Vec::new();
+    let mut url = s.url("?_type=Patient,Condition,List&_count=2");
+    for _ in 0..10 {
+        let b = json(s.http.get(&url).send().await.unwrap()).await;
+        for e in b["entry"].as_array().into_iter().flatten() {
+            seen.push(format!(
+                "{}/{}",
+                e["resource"]["resourceType"].as_str().unwrap(),
+                e["resource"]["id"].as_str().unwrap()
+            ));
+        }
+        match b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(n) => {
+                url = n["url"].as_str().unwrap().to_owned();
+                assert!(url.contains("_type=Patient"), "{url}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "Condition/c-angina",
+            "Condition/c-asthma",
+            "Condition/c-mi",
+            "List/watch",
+            "Patient/p1",
+            "Patient/p2",
+            "Patient/p3"
+        ]
+    );
+
+    // A parameter that not every type has is refused, with the reason.
+    let o = outcome(s.get("?_type=Patient,Condition&family=x").await, 400).await;
+    assert!(o.to_string().contains("'family' applies to"), "{o}");
+    outcome(s.get("?_type=Nope").await, 400).await;
+}
