@@ -12,6 +12,8 @@ ensure_mosquitto
 ensure_node
 export HDS_R4_PACKAGE_DIR="${HDS_R4_PACKAGE_DIR:-$HDS_CACHE/r4-examples}"
 bash scripts/fetch-r4-package.sh >/dev/null
+export HDS_FHIRPATH_TESTS_DIR="${HDS_FHIRPATH_TESTS_DIR:-$HDS_CACHE/fhirpath-tests}"
+bash scripts/fetch-fhirpath-tests.sh >/dev/null
 ensure_venv e2e/requirements.txt
 
 # Databases left by interrupted test runs.

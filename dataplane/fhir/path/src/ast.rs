@@ -13,6 +13,8 @@ pub(crate) enum Expr {
     Str(Box<str>),
     Int(i64),
     Dec(f64),
+    /// A quantity literal: the value and a UCUM unit or singular calendar keyword.
+    Quantity(f64, Box<str>),
     Date(Box<str>),
     DateTime(Box<str>),
     Time(Box<str>),
@@ -181,6 +183,14 @@ functions! {
     ConvertsToDecimal = "convertsToDecimal"(0, 0),
     ToString = "toString"(0, 0),
     ConvertsToString = "convertsToString"(0, 0),
+    ToDate = "toDate"(0, 0),
+    ConvertsToDate = "convertsToDate"(0, 0),
+    ToDateTime = "toDateTime"(0, 0),
+    ConvertsToDateTime = "convertsToDateTime"(0, 0),
+    ToTime = "toTime"(0, 0),
+    ConvertsToTime = "convertsToTime"(0, 0),
+    ToQuantity = "toQuantity"(0, 1),
+    ConvertsToQuantity = "convertsToQuantity"(0, 1),
     IndexOf = "indexOf"(1, 1),
     Substring = "substring"(1, 2),
     StartsWith = "startsWith"(1, 1),
@@ -220,6 +230,7 @@ functions! {
     Extension = "extension"(1, 1),
     HasValue = "hasValue"(0, 0),
     GetValue = "getValue"(0, 0),
+    Type = "type"(0, 0),
 }
 
 /// Functions of the FHIR FHIRPath profile that need a terminology server or the full
@@ -233,7 +244,6 @@ pub(crate) const UNSUPPORTED_FUNCTIONS: &[(&str, &str)] = &[
     ("slice", "it needs the StructureDefinitions"),
     ("checkModifiers", "it needs the StructureDefinitions"),
     ("htmlChecks", "narrative validation is not implemented"),
-    ("type", "reflection is not implemented"),
     ("encode", "it is not part of FHIRPath N1"),
     ("decode", "it is not part of FHIRPath N1"),
 ];

@@ -220,6 +220,10 @@ pub(crate) fn literal(expr: &Expr) -> Option<Item<'_>> {
         Expr::Str(s) => Item::String(Cow::Borrowed(s)),
         Expr::Int(i) => Item::Integer(*i),
         Expr::Dec(d) => Item::Decimal(*d),
+        Expr::Quantity(value, unit) => Item::Quantity {
+            value: *value,
+            unit: Cow::Borrowed(unit),
+        },
         Expr::Date(s) => Item::Date(Cow::Borrowed(s)),
         Expr::DateTime(s) => Item::DateTime(Cow::Borrowed(s)),
         Expr::Time(s) => Item::Time(Cow::Borrowed(s)),
@@ -241,6 +245,10 @@ fn owned<'a>(item: Item<'_>) -> Item<'a> {
         Item::Resolved { resource_type, id } => Item::Resolved {
             resource_type: own(resource_type),
             id: own(id),
+        },
+        Item::Quantity { value, unit } => Item::Quantity {
+            value,
+            unit: own(unit),
         },
         // Literals are never nodes; an empty string keeps this total without a panic.
         Item::Node { .. } => Item::String(Cow::Borrowed("")),

@@ -8,12 +8,13 @@ use regex::Regex;
 use serde_json::Value;
 
 use crate::ast::{Call, Expr, Func};
+use crate::convert::{TemporalType, to_boolean, to_decimal, to_integer, to_quantity, to_temporal};
 use crate::eval::{Collection, Env, EvalResult, Evaluator, navigate, push_value};
 use crate::ops::{self, boolean, single, text, text_of, truth};
 use crate::sets::{Lookup, distinct};
-use crate::temporal;
 use crate::types::{self, is_resource_type};
 use crate::{EvalError, Item};
+use crate::{quantity, temporal};
 
 static NO_ARGUMENT: Expr = Expr::Empty;
 
@@ -177,6 +178,7 @@ impl<'a> Evaluator<'a> {
                 Ok(vec![Item::String(Cow::Owned(parts.join(&*sep)))])
             }
             Func::Children => Ok(children(&input)),
+            Func::Type => Ok(input.iter().filter_map(types::type_info).collect()),
             Func::Descendants => descendants(&input),
             Func::Resolve => {
                 let mut out = Vec::new();
@@ -341,6 +343,28 @@ impl<'a> Evaluator<'a> {
             Func::ConvertsToDecimal => boolean_out(to_decimal(item).is_some()),
             Func::ToString => Ok(text(item).map(Item::String).into_iter().collect()),
             Func::ConvertsToString => boolean_out(text(item).is_some()),
+            Func::ToDate | Func::ToDateTime | Func::ToTime => {
+                Ok(to_temporal(item, temporal_target(call.func))
+                    .into_iter()
+                    .collect())
+            }
+            Func::ConvertsToDate | Func::ConvertsToDateTime | Func::ConvertsToTime => {
+                boolean_out(to_temporal(item, temporal_target(call.func)).is_some())
+            }
+            Func::ToQuantity | Func::ConvertsToQuantity => {
+                let mut q = to_quantity(item);
+                if let (Some((value, unit)), Some(target)) = (&q, single(&arg(0)?, name)?) {
+                    let target = text_of(target, name)?;
+                    q = quantity::convert((*value, unit), &target)
+                        .map(|v| (v, Cow::Owned(target.into_owned())));
+                }
+                if call.func == Func::ConvertsToQuantity {
+                    return boolean_out(q.is_some());
+                }
+                Ok(q.map(|(value, unit)| Item::Quantity { value, unit })
+                    .into_iter()
+                    .collect())
+            }
             Func::Abs
             | Func::Ceiling
             | Func::Floor
@@ -348,8 +372,17 @@ impl<'a> Evaluator<'a> {
             | Func::Sqrt
             | Func::Exp
             | Func::Ln => {
-                if let (Func::Abs, ops::Prim::Int(i)) = (call.func, ops::prim(item)) {
-                    return Ok(i.checked_abs().map(Item::Integer).into_iter().collect());
+                match (call.func, ops::prim(item)) {
+                    (Func::Abs, ops::Prim::Int(i)) => {
+                        return Ok(i.checked_abs().map(Item::Integer).into_iter().collect());
+                    }
+                    (Func::Abs, ops::Prim::Quantity(value, unit)) => {
+                        return one(Item::Quantity {
+                            value: value.abs(),
+                            unit: Cow::Owned(unit.to_owned()),
+                        });
+                    }
+                    _ => {}
                 }
                 let x = ops::decimal(item, name)?;
                 let v = match call.func {
@@ -586,51 +619,10 @@ pub(crate) fn parse_reference(reference: &str) -> Option<(&str, &str)> {
     (is_resource_type(resource_type) && id_ok).then_some((resource_type, id))
 }
 
-fn to_boolean(item: &Item<'_>) -> Option<bool> {
-    match ops::prim(item) {
-        ops::Prim::Bool(b) => Some(b),
-        ops::Prim::Int(1) => Some(true),
-        ops::Prim::Int(0) => Some(false),
-        ops::Prim::Dec(1.0) => Some(true),
-        ops::Prim::Dec(0.0) => Some(false),
-        ops::Prim::Str(s) => match s.to_ascii_lowercase().as_str() {
-            "true" | "t" | "yes" | "y" | "1" | "1.0" => Some(true),
-            "false" | "f" | "no" | "n" | "0" | "0.0" => Some(false),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn to_integer(item: &Item<'_>) -> Option<i64> {
-    match ops::prim(item) {
-        ops::Prim::Int(i) => Some(i),
-        ops::Prim::Bool(b) => Some(i64::from(b)),
-        ops::Prim::Str(s) => {
-            let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            s.parse().ok()
-        }
-        _ => None,
-    }
-}
-
-fn to_decimal(item: &Item<'_>) -> Option<f64> {
-    match ops::prim(item) {
-        ops::Prim::Int(i) => Some(i as f64),
-        ops::Prim::Dec(d) => Some(d),
-        ops::Prim::Bool(b) => Some(if b { 1.0 } else { 0.0 }),
-        ops::Prim::Str(s) => {
-            let body = s.strip_prefix(['+', '-']).unwrap_or(s);
-            let (int, frac) = body.split_once('.').unwrap_or((body, "0"));
-            let ok = !int.is_empty()
-                && !frac.is_empty()
-                && int.bytes().all(|b| b.is_ascii_digit())
-                && frac.bytes().all(|b| b.is_ascii_digit());
-            if ok { s.parse().ok() } else { None }
-        }
-        _ => None,
+fn temporal_target(func: Func) -> TemporalType {
+    match func {
+        Func::ToDate | Func::ConvertsToDate => TemporalType::Date,
+        Func::ToDateTime | Func::ConvertsToDateTime => TemporalType::DateTime,
+        _ => TemporalType::Time,
     }
 }

@@ -15,16 +15,19 @@
 //! ```
 //!
 //! Left out, and rejected at parse time with a message naming them rather than silently
-//! evaluated to something else: quantity literals (`4 'mg'`, `4 days`) and so quantity
-//! arithmetic, terminology functions (`memberOf`, `subsumes`), and the FHIR helpers that
-//! need StructureDefinitions (`conformsTo`, `elementDefinition`, `slice`, ...).
+//! evaluated to something else: terminology functions (`memberOf`, `subsumes`), and the
+//! FHIR helpers that need StructureDefinitions (`conformsTo`, `elementDefinition`, `slice`,
+//! ...). Quantities convert between the common UCUM units only (see `quantity.rs`), and
+//! multiplying or dividing them is not implemented.
 
 mod ast;
+mod convert;
 mod eval;
 mod functions;
 mod lexer;
 mod ops;
 mod parser;
+mod quantity;
 mod sets;
 mod temporal;
 mod types;
@@ -114,6 +117,13 @@ pub enum Item<'a> {
         resource_type: Cow<'a, str>,
         id: Cow<'a, str>,
     },
+    /// A quantity literal or computed quantity (`4 'mg'`, `3 days`): the unit is a UCUM
+    /// code or a singular calendar keyword (`day`). Quantity elements of the resource
+    /// stay [`Item::Node`]s.
+    Quantity {
+        value: f64,
+        unit: Cow<'a, str>,
+    },
 }
 
 impl<'a> Item<'a> {
@@ -162,6 +172,7 @@ impl<'a> Item<'a> {
             Item::DateTime(_) => Some("DateTime"),
             Item::Time(_) => Some("Time"),
             Item::Resolved { resource_type, .. } => Some(resource_type),
+            Item::Quantity { .. } => Some("Quantity"),
         }
     }
 
@@ -182,6 +193,10 @@ impl<'a> Item<'a> {
             Item::Resolved { resource_type, id } => OwnedItem::Resolved {
                 resource_type: resource_type.into_owned(),
                 id: id.into_owned(),
+            },
+            Item::Quantity { value, unit } => OwnedItem::Quantity {
+                value,
+                unit: unit.into_owned(),
             },
         }
     }
@@ -204,6 +219,10 @@ pub enum OwnedItem {
     Resolved {
         resource_type: String,
         id: String,
+    },
+    Quantity {
+        value: f64,
+        unit: String,
     },
 }
 

@@ -7,6 +7,7 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 use crate::ast::Op;
+use crate::quantity;
 use crate::temporal::{self, Kind};
 use crate::{EvalError, Item};
 
@@ -21,6 +22,7 @@ pub(crate) enum Prim<'x> {
     /// An object (or, never in practice, an array): compared structurally.
     Complex(&'x Value),
     Ref(&'x str, &'x str),
+    Quantity(f64, &'x str),
 }
 
 pub(crate) fn prim<'x>(item: &'x Item<'_>) -> Prim<'x> {
@@ -45,6 +47,7 @@ pub(crate) fn prim<'x>(item: &'x Item<'_>) -> Prim<'x> {
         Item::Date(s) | Item::DateTime(s) => Prim::Temporal(s, Kind::Date),
         Item::Time(s) => Prim::Temporal(s, Kind::Time),
         Item::Resolved { resource_type, id } => Prim::Ref(resource_type, id),
+        Item::Quantity { value, unit } => Prim::Quantity(*value, unit),
     }
 }
 
@@ -58,6 +61,7 @@ fn label(p: Prim<'_>) -> &'static str {
         Prim::Temporal(_, Kind::Time) => "Time",
         Prim::Complex(_) => "an element",
         Prim::Ref(..) => "a resolved reference",
+        Prim::Quantity(..) => "Quantity",
     }
 }
 
@@ -79,12 +83,34 @@ fn temporals<'x>(a: Prim<'x>, b: Prim<'x>) -> Option<(&'x str, &'x str, Kind)> {
     }
 }
 
+/// Both items as quantities, when one is a Quantity value and the other a Quantity value or
+/// element, or (with `elements`) both are Quantity elements.
+type QuantityPair<'x> = ((f64, &'x str), (f64, &'x str));
+
+fn quantities<'x>(a: &'x Item<'_>, b: &'x Item<'_>, elements: bool) -> Option<QuantityPair<'x>> {
+    let is_value = |i: &Item<'_>| matches!(i, Item::Quantity { .. });
+    let typed = |i: &Item<'_>| {
+        i.type_name()
+            .is_some_and(|t| matches!(t, "Quantity" | "Age" | "Count" | "Distance" | "Duration"))
+    };
+    if !(is_value(a) || is_value(b) || elements && typed(a) && typed(b)) {
+        return None;
+    }
+    Some((quantity::of(a)?, quantity::of(b)?))
+}
+
 /// `a = b` for single items; None when temporal precision makes it unknowable.
 pub(crate) fn item_eq(a: &Item<'_>, b: &Item<'_>) -> Option<bool> {
     if let (Item::Node { value: x, .. }, Item::Node { value: y, .. }) = (a, b)
         && std::ptr::eq(*x, *y)
     {
         return Some(true);
+    }
+    if matches!(a, Item::Quantity { .. }) || matches!(b, Item::Quantity { .. }) {
+        return match quantities(a, b, false) {
+            Some((x, y)) => quantity::equal(x, y),
+            None => Some(false),
+        };
     }
     let (pa, pb) = (prim(a), prim(b));
     if let Some((x, y, kind)) = temporals(pa, pb) {
@@ -110,6 +136,9 @@ pub(crate) fn item_eq(a: &Item<'_>, b: &Item<'_>) -> Option<bool> {
 /// `a ~ b` for single items: case- and whitespace-insensitive strings, unknown temporal
 /// precision counts as different.
 fn item_equiv(a: &Item<'_>, b: &Item<'_>) -> bool {
+    if let Some((x, y)) = quantities(a, b, true) {
+        return quantity::equivalent(x, y);
+    }
     match (prim(a), prim(b)) {
         (Prim::Str(x), Prim::Str(y)) => {
             let norm = |s: &str| {
@@ -120,11 +149,43 @@ fn item_equiv(a: &Item<'_>, b: &Item<'_>) -> bool {
             };
             norm(x) == norm(y)
         }
+        (Prim::Dec(x), Prim::Dec(y)) => decimal_equivalent(x, y),
         _ => item_eq(a, b) == Some(true),
     }
 }
 
+/// Decimal `~`: equal once rounded to the precision of the less precise value.
+pub(crate) fn decimal_equivalent(x: f64, y: f64) -> bool {
+    let places = decimal_places(x).min(decimal_places(y));
+    round_to(x, places) == round_to(y, places)
+}
+
+/// Digits after the point in the shortest text that reads back as `d`, which is how many
+/// the literal or JSON number was written with (less any trailing zeros).
+fn decimal_places(d: f64) -> i32 {
+    let s = d.to_string();
+    s.split_once('.')
+        .map_or(0, |(_, frac)| i32::try_from(frac.len()).unwrap_or(i32::MAX))
+}
+
+fn round_to(d: f64, places: i32) -> f64 {
+    let scale = 10f64.powi(places.min(15));
+    (d * scale).round() / scale
+}
+
+/// Drops the binary noise of a decimal result (`1.8 - 1.2` is 0.6000000000000001 in f64)
+/// by keeping 15 significant digits, all an f64 holds reliably.
+pub(crate) fn tidy(d: f64) -> f64 {
+    if d == 0.0 || !d.is_finite() {
+        return d;
+    }
+    format!("{d:.14e}").parse().unwrap_or(d)
+}
+
 fn item_cmp(a: &Item<'_>, b: &Item<'_>, op: &'static str) -> Result<Option<Ordering>, EvalError> {
+    if let Some((x, y)) = quantities(a, b, true) {
+        return Ok(quantity::compare(x, y));
+    }
     let (pa, pb) = (prim(a), prim(b));
     if let Some((x, y, kind)) = temporals(pa, pb) {
         return Ok(temporal::compare(x, y, kind));
@@ -267,6 +328,7 @@ pub(crate) fn text<'a>(item: &Item<'a>) -> Option<Cow<'a, str>> {
         Item::Integer(i) => Cow::Owned(i.to_string()),
         Item::Decimal(d) => Cow::Owned(format_decimal(*d)),
         Item::Resolved { resource_type, id } => Cow::Owned(format!("{resource_type}/{id}")),
+        Item::Quantity { value, unit } => Cow::Owned(quantity::format(*value, unit)),
     })
 }
 
@@ -296,6 +358,10 @@ pub(crate) fn negate<'a>(items: Vec<Item<'a>>) -> Result<Vec<Item<'a>>, EvalErro
     Ok(match prim(item) {
         Prim::Int(i) => i.checked_neg().map(Item::Integer).into_iter().collect(),
         Prim::Dec(d) => vec![Item::Decimal(-d)],
+        Prim::Quantity(value, unit) => vec![Item::Quantity {
+            value: -value,
+            unit: Cow::Owned(unit.to_owned()),
+        }],
         p => {
             return Err(EvalError::WrongType {
                 operation: "unary -",
@@ -327,6 +393,16 @@ pub(crate) fn arithmetic<'a>(
     let (Some(a), Some(b)) = (single(l, sym)?, single(r, sym)?) else {
         return Ok(Vec::new());
     };
+    if matches!(op, Op::Add | Op::Sub)
+        && let Some((x, y)) = quantities(a, b, true)
+    {
+        let sign = if op == Op::Add { 1.0 } else { -1.0 };
+        let sum = quantity::add(x, y, sign).map(|value| Item::Quantity {
+            value,
+            unit: Cow::Owned(x.1.to_owned()),
+        });
+        return Ok(sum.into_iter().collect());
+    }
     let (pa, pb) = (prim(a), prim(b));
     let result = match (pa, pb) {
         (Prim::Int(x), Prim::Int(y)) => match op {
@@ -339,6 +415,20 @@ pub(crate) fn arithmetic<'a>(
         },
         (Prim::Str(x), Prim::Str(y)) if op == Op::Add => {
             Some(Item::String(Cow::Owned(format!("{x}{y}"))))
+        }
+        (Prim::Temporal(t, kind), Prim::Quantity(y, u)) if matches!(op, Op::Add | Op::Sub) => {
+            let sign = if op == Op::Add { 1.0 } else { -1.0 };
+            return Ok(temporal::add(t, kind, sign * y, u)
+                .map(|s| match (a, kind) {
+                    (_, Kind::Time) => Item::Time(Cow::Owned(s)),
+                    (Item::Date(_), _) => Item::Date(Cow::Owned(s)),
+                    (Item::Node { fhir_type, .. }, _) if fhir_type.as_deref() == Some("date") => {
+                        Item::Date(Cow::Owned(s))
+                    }
+                    _ => Item::DateTime(Cow::Owned(s)),
+                })
+                .into_iter()
+                .collect());
         }
         _ => {
             let (Some(x), Some(y)) = (number(pa), number(pb)) else {
@@ -360,7 +450,7 @@ pub(crate) fn arithmetic<'a>(
                 Op::Mod if y != 0.0 => x % y,
                 _ => return Ok(Vec::new()),
             };
-            v.is_finite().then_some(Item::Decimal(v))
+            v.is_finite().then_some(Item::Decimal(tidy(v)))
         }
     };
     Ok(result.into_iter().collect())

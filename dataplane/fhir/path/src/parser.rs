@@ -6,21 +6,11 @@ use regex::Regex;
 use crate::ParseError;
 use crate::ast::{Call, Expr, Func, Op, Operand, Step, UNSUPPORTED_FUNCTIONS, Var};
 use crate::lexer::{Tok, Token, column, tokenize};
+use crate::quantity::calendar_unit;
 use crate::types::{self, Namespace, TypeSpec};
 
 /// Deep enough for any real expression, shallow enough for a 2 MiB thread stack in debug.
 pub(crate) const MAX_NESTING: usize = 64;
-
-const CALENDAR_UNITS: &[&str] = &[
-    "year",
-    "month",
-    "week",
-    "day",
-    "hour",
-    "minute",
-    "second",
-    "millisecond",
-];
 
 /// Binary operator levels, loosest first; `unary` sits below the last.
 const LEVELS: usize = 10;
@@ -282,19 +272,21 @@ impl Parser<'_> {
             _ => return Err(self.unexpected("an operand")),
         };
         self.i += 1;
-        let unit_follows = match self.peek() {
-            Tok::Str(_) => true,
-            Tok::Ident(unit) => CALENDAR_UNITS.contains(&unit.trim_end_matches('s')),
-            _ => false,
+        let value = match expr {
+            Expr::Int(i) => i as f64,
+            Expr::Dec(d) => d,
+            _ => return Ok(expr),
         };
-        if matches!(expr, Expr::Int(_) | Expr::Dec(_)) && unit_follows {
-            return Err(ParseError::Unsupported {
-                position: self.col(pos),
-                found: "quantity literal".into(),
-                reason: "quantities with units are not implemented",
-            });
-        }
-        Ok(expr)
+        let unit = match self.peek() {
+            Tok::Str(unit) => unit.clone(),
+            Tok::Ident(word) => match calendar_unit(word) {
+                Some(unit) => unit.to_owned(),
+                None => return Ok(expr),
+            },
+            _ => return Ok(expr),
+        };
+        self.i += 1;
+        Ok(Expr::Quantity(value, unit.into()))
     }
 
     fn variable(&self, name: &str, pos: usize) -> Result<Var, ParseError> {

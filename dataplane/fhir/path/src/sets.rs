@@ -44,7 +44,8 @@ impl Hash for JsonKey<'_> {
 }
 
 /// The hash key of an item, or None for dates and times, whose equality depends on
-/// precision and time zones and so has no canonical key.
+/// precision and time zones, and quantities, whose equality converts units: neither has
+/// a canonical key.
 fn key<'x>(item: &'x Item<'_>) -> Option<Key<'x>> {
     Some(match prim(item) {
         Prim::Bool(b) => Key::Bool(b),
@@ -61,7 +62,7 @@ fn key<'x>(item: &'x Item<'_>) -> Option<Key<'x>> {
             value,
         }),
         Prim::Ref(t, id) => Key::Ref(t, id),
-        Prim::Temporal(..) => return None,
+        Prim::Temporal(..) | Prim::Quantity(..) => return None,
     })
 }
 

@@ -3,6 +3,7 @@
 //! precisions differ the answer is unknown (empty), and zoned dateTimes are compared in UTC.
 
 use std::cmp::Ordering;
+use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,10 @@ struct Parsed {
 pub(crate) fn compare(a: &str, b: &str, kind: Kind) -> Option<Ordering> {
     let mut a = parse(a, kind)?;
     let mut b = parse(b, kind)?;
+    // With a time on both sides, a zone on only one leaves the instant unknown.
+    if a.end > 3 && b.end > 3 && a.tz_minutes.is_some() != b.tz_minutes.is_some() {
+        return None;
+    }
     if a.tz_minutes.is_some() && b.tz_minutes.is_some() && a.end > 3 && b.end > 3 {
         a.shift_to_utc();
         b.shift_to_utc();
@@ -155,6 +160,79 @@ fn parse(s: &str, kind: Kind) -> Option<Parsed> {
         end,
         tz_minutes,
     })
+}
+
+/// `value + amount unit` (N1 §6.6.1) for a calendar keyword or its UCUM time unit, at the
+/// precision of `value`; None for other units or a result outside years 1-9999. Years and
+/// months move the calendar fields (clamping the day to the month's length); the other
+/// units are fixed lengths, so they are added as milliseconds.
+pub(crate) fn add(value: &str, kind: Kind, amount: f64, unit: &str) -> Option<String> {
+    let p = parse(value, kind)?;
+    let [mut y, mut mo, mut d, h, mi, ms] = p.fields;
+    let (mo0, d0) = (mo.max(1), d.max(1));
+    let ms_per = match unit {
+        "year" | "years" | "a" => {
+            y += amount.trunc() as i64;
+            (mo, d) = (mo0, d0.min(month_days(y, mo0)));
+            None
+        }
+        "month" | "months" | "mo" => {
+            let months = y * 12 + (mo0 - 1) + amount.trunc() as i64;
+            (y, mo) = (months.div_euclid(12), months.rem_euclid(12) + 1);
+            d = d0.min(month_days(y, mo));
+            None
+        }
+        "week" | "weeks" | "wk" => Some(7 * 86_400_000),
+        "day" | "days" | "d" => Some(86_400_000),
+        "hour" | "hours" | "h" => Some(3_600_000),
+        "minute" | "minutes" | "min" => Some(60_000),
+        "second" | "seconds" | "s" => Some(1000),
+        "millisecond" | "milliseconds" | "ms" => Some(1),
+        _ => return None,
+    };
+    let mut fields = [y, mo, d, h, mi, ms];
+    if let Some(per) = ms_per {
+        let delta = (amount * per as f64).round() as i64;
+        let day_ms = (h * 60 + mi) * 60_000 + ms;
+        if kind == Kind::Time {
+            let t = (day_ms + delta).rem_euclid(86_400_000);
+            fields[3..].copy_from_slice(&[t / 3_600_000, t / 60_000 % 60, t % 60_000]);
+        } else {
+            let total = days_from_civil(y, mo0, d0) * 86_400_000 + day_ms + delta;
+            let (y, mo, d) = civil_from_days(total.div_euclid(86_400_000));
+            let t = total.rem_euclid(86_400_000);
+            fields = [y, mo, d, t / 3_600_000, t / 60_000 % 60, t % 60_000];
+        }
+    }
+    if kind == Kind::Date && !(1..=9999).contains(&fields[0]) {
+        return None;
+    }
+    let mut out = String::new();
+    for (i, f) in fields.iter().enumerate().take(p.end).skip(p.start) {
+        let _ = match i {
+            0 => write!(out, "{f:04}"),
+            1 | 2 => write!(out, "-{f:02}"),
+            3 if kind == Kind::Date => write!(out, "T{f:02}"),
+            3 => write!(out, "{f:02}"),
+            4 => write!(out, ":{f:02}"),
+            _ if value.contains('.') => write!(out, ":{:02}.{:03}", f / 1000, f % 1000),
+            _ => write!(out, ":{:02}", f / 1000),
+        };
+    }
+    if p.tz_minutes.is_some() {
+        let zone_len = if value.ends_with('Z') { 1 } else { 6 };
+        out.push_str(&value[value.len() - zone_len..]);
+    }
+    Some(out)
+}
+
+fn month_days(y: i64, m: i64) -> i64 {
+    match m {
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 impl Parsed {

@@ -5,7 +5,11 @@
 //! "known to be", while `as`/`ofType` also keep an untyped node whose JSON shape fits,
 //! which is what search expressions such as `(Observation.value as Quantity)` need.
 
-use serde_json::Value;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
 
 use crate::Item;
 
@@ -388,6 +392,12 @@ pub(crate) fn is_type(item: &Item<'_>, spec: &TypeSpec) -> bool {
                 }
             }
         }
+        // JSON `true`/`false` can only be a FHIR boolean. It is not known to be a
+        // System.Boolean, though, as no node is (`Patient.active.is(Boolean)` is false).
+        Item::Node {
+            value: Value::Bool(_),
+            fhir_type: None,
+        } => spec.namespace != Namespace::System && fhir_type_is("boolean", name),
         Item::Node {
             fhir_type: None, ..
         } => false,
@@ -459,4 +469,52 @@ pub(crate) fn has_fhir_type(item: &Item<'_>, name: &str) -> bool {
 /// Whether `name` is an R4 resource or complex type name.
 pub(crate) fn is_type_name(name: &str) -> bool {
     is_resource_type(name) || is_complex_type(name)
+}
+
+/// `type()` of one item: a `{namespace, name}` node, or None when the JSON does not tell
+/// the type (a string may be a code, a uri, a date, ...).
+pub(crate) fn type_info<'a>(item: &Item<'a>) -> Option<Item<'a>> {
+    let (namespace, name) = match item {
+        Item::Node {
+            fhir_type: Some(t), ..
+        }
+        | Item::Resolved {
+            resource_type: t, ..
+        } => ("FHIR", &**t),
+        Item::Node {
+            value: Value::Bool(_),
+            fhir_type: None,
+        } => ("FHIR", "boolean"),
+        Item::Node { .. } => return None,
+        other => ("System", other.type_name()?),
+    };
+    // The infos are built once, on first use, so they can be borrowed like resource nodes.
+    type Infos = HashMap<&'static str, Value>;
+    static INFOS: OnceLock<(Infos, Infos)> = OnceLock::new();
+    let (fhir, system) = INFOS.get_or_init(|| {
+        let infos = |ns: &'static str, names: &mut dyn Iterator<Item = &&'static str>| {
+            names
+                .map(|n| (*n, json!({"namespace": ns, "name": n})))
+                .collect()
+        };
+        let mut fhir = RESOURCE_TYPES
+            .iter()
+            .chain(COMPLEX_TYPES)
+            .chain(PRIMITIVE_TYPES);
+        (
+            infos("FHIR", &mut fhir),
+            infos("System", &mut SYSTEM_TYPES.iter()),
+        )
+    });
+    let info = if namespace == "FHIR" { fhir } else { system }.get(name)?;
+    Some(Item::Node {
+        value: info,
+        fhir_type: Some(Cow::Borrowed(
+            if is_primitive_type(name) || namespace == "System" {
+                "SimpleTypeInfo"
+            } else {
+                "ClassInfo"
+            },
+        )),
+    })
 }
