@@ -237,18 +237,19 @@ pub struct SearchPage {
     pub total: Option<i64>,
 }
 
-/// One page of matches in `q`'s sort order (then type and id), starting after `after`.
-pub async fn search<'s>(
-    client: &impl GenericClient,
-    scope: impl Into<Scope<'s>>,
+/// Sort keys as (SQL expression, key type, descending).
+type Keys = Vec<(String, &'static str, bool)>;
+
+/// The SQL of one page: the matches' versions and sort key values, `count + 1` rows to tell
+/// whether another page follows.
+fn page_sql(
+    scope: Scope<'_>,
     q: &Query,
     count: u32,
     after: Option<&Cursor>,
-) -> Result<SearchPage, ExecError> {
-    let scope = scope.into();
-    let q = &*resolve(client, q).await?;
+) -> Result<(Builder, Keys), ExecError> {
     let mut b = Builder::new("");
-    let mut keys: Vec<(String, &'static str, bool)> = q
+    let mut keys: Keys = q
         .result
         .sort
         .iter()
@@ -295,6 +296,50 @@ pub async fn search<'s>(
     let l = b.bind(Box::new(i64::from(count) + 1));
     b.sql
         .push_str(&format!(" ORDER BY {} LIMIT {l}", order.join(", ")));
+    Ok((b, keys))
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS)` of the SQL a first page of `q` runs (and of its count, when
+/// `_total=accurate` asks for one): what docs/ARCHITECTURE.md shows for the benchmark queries.
+pub async fn explain<'s>(
+    client: &impl GenericClient,
+    scope: impl Into<Scope<'s>>,
+    q: &Query,
+    count: u32,
+) -> Result<String, ExecError> {
+    let scope = scope.into();
+    let q = &*resolve(client, q).await?;
+    let (page, _) = page_sql(scope, q, count, None)?;
+    let mut sqls = vec![page];
+    if q.result.total == Some(Total::Accurate) {
+        let mut b = Builder::new("SELECT count(*) FROM resources r");
+        where_clause(&mut b, scope, q);
+        sqls.push(b);
+    }
+    let mut out = String::new();
+    for b in sqls {
+        let sql = format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {}", b.sql);
+        for row in client.query(&sql, &b.refs()).await? {
+            out.push_str(row.get::<_, &str>(0));
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// One page of matches in `q`'s sort order (then type and id), starting after `after`.
+pub async fn search<'s>(
+    client: &impl GenericClient,
+    scope: impl Into<Scope<'s>>,
+    q: &Query,
+    count: u32,
+    after: Option<&Cursor>,
+) -> Result<SearchPage, ExecError> {
+    let scope = scope.into();
+    let q = &*resolve(client, q).await?;
+    let (b, keys) = page_sql(scope, q, count, after)?;
+    let back = after.is_some_and(|c| c.back);
     let rows = client.query(&b.sql, &b.refs()).await?;
     let more = rows.len() > count as usize;
     let cursor_at = |r: &tokio_postgres::Row, back: bool| Cursor {

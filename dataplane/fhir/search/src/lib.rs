@@ -22,7 +22,9 @@ mod sql;
 pub mod ucum;
 
 pub use custom::SearchParams;
-pub use exec::{Cursor, ExecError, Scope, SearchPage, count_matches, find_ids, includes, search};
+pub use exec::{
+    Cursor, ExecError, Scope, SearchPage, count_matches, explain, find_ids, includes, search,
+};
 pub use index::{extract, extract_with};
 pub use query::{
     Clause, DatePrefix, Filter, Prefix, Query, SearchError, TokenValue, parse, parse_system,
