@@ -220,6 +220,10 @@ pub struct AuthenticationSpec {
     /// Expected `aud` claim; defaults to the service URL, as in Azure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
+    /// Dotted path of the roles claim in the authority's tokens: `roles` (Entra ID, the
+    /// default) or `realm_access.roles` (Keycloak).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles_claim: Option<String>,
 }
 
 /// Observed state shared by the service kinds.

@@ -82,6 +82,10 @@ pub struct FhirAuthenticationSpec {
     pub authority: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
+    /// Dotted path of the roles claim: `roles` (Entra ID, the default) or `realm_access.roles`
+    /// (Keycloak).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles_claim: Option<String>,
     #[serde(default)]
     pub smart_proxy_enabled: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -95,6 +99,7 @@ impl FhirAuthenticationSpec {
             mode: self.mode,
             authority: self.authority.clone(),
             audience: self.audience.clone(),
+            roles_claim: self.roles_claim.clone(),
         }
     }
 }

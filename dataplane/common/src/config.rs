@@ -115,6 +115,13 @@ pub struct AuthConfig {
     pub authority: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
+    /// Dotted path of the roles claim: `roles` (Entra ID, the default), `realm_access.roles`
+    /// (Keycloak).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles_claim: Option<String>,
+    /// Clock skew tolerated on exp/nbf/iat, in seconds (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leeway_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

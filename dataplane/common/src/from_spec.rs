@@ -68,6 +68,8 @@ pub fn fhir_service_config(
             },
             authority: auth.authority.clone(),
             audience: auth.audience.clone(),
+            roles_claim: auth.roles_claim.clone(),
+            leeway_seconds: None,
         },
         cors: spec.cors.as_ref().map(cors),
         resource_version_policy: ResourceVersionPolicyConfig {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -32,6 +32,8 @@ use tower_http::trace::TraceLayer;
 use crate::error::FhirError;
 use interactions::{capability, history, instance, reindex, search, type_level};
 
+pub mod access;
+
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
@@ -45,6 +47,8 @@ pub struct AppState {
     pub search: Arc<SearchParams>,
     /// Wakes the `$reindex` worker when a job is queued.
     pub reindex_wake: Arc<Notify>,
+    /// Checks bearer tokens; `None` only with `auth.mode: none`.
+    pub tokens: Option<hds_auth::Validator>,
 }
 
 impl AppState {
@@ -69,9 +73,10 @@ impl AppState {
                 .base_url
                 .as_ref()
                 .map(|b| b.trim_end_matches('/').to_owned()),
+            path_prefix: path_prefix.trim_end_matches('/').to_owned(),
+            tokens: token_validator(&config),
             store,
             config: Arc::new(config),
-            path_prefix: path_prefix.trim_end_matches('/').to_owned(),
             capability,
             search,
             reindex_wake,
@@ -161,32 +166,124 @@ async fn negotiate(req: Request, next: Next) -> Response {
     }
 }
 
-/// Token validation arrives with the identity layer; until then a service that has not turned
-/// auth off by name refuses every data request rather than serve it unauthenticated.
-async fn authenticate(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    if s.config.auth.mode == AuthMode::None {
-        return next.run(req).await;
+/// The authorities a service trusts: its configured one, with the audience it expects (by
+/// default its own URL, as in Azure).
+fn token_validator(config: &FhirServiceConfig) -> Option<hds_auth::Validator> {
+    if config.auth.mode == AuthMode::None {
+        return None;
     }
-    let has_bearer = req
+    let audiences: Vec<String> = config
+        .auth
+        .audience
+        .clone()
+        .or_else(|| config.base_url.clone())
+        .into_iter()
+        .collect();
+    let authorities: Vec<hds_auth::AuthorityConfig> = config
+        .auth
+        .authority
+        .iter()
+        .map(|issuer| hds_auth::AuthorityConfig {
+            issuer: issuer.clone(),
+            audiences: audiences.clone(),
+            roles_claim: config
+                .auth
+                .roles_claim
+                .clone()
+                .unwrap_or_else(|| "roles".into()),
+        })
+        .collect();
+    if authorities.is_empty() {
+        tracing::error!(
+            service = %config.name,
+            "no token authority is configured (auth.authority): every data request will be refused with 401"
+        );
+    } else if audiences.is_empty() {
+        tracing::warn!(service = %config.name, "no audience configured or derivable from the base URL: tokens for any audience of the authority are accepted");
+    }
+    Some(hds_auth::Validator::new(hds_auth::ValidatorConfig {
+        authorities,
+        leeway: std::time::Duration::from_secs(config.auth.leeway_seconds.unwrap_or(60)),
+    }))
+}
+
+/// Every data request carries a valid token whose roles grant the data action its endpoint
+/// declares in [`access::ENDPOINTS`]; the caller then travels with the request as a
+/// [`hds_auth::Principal`].
+async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(tokens) = &s.tokens else {
+        return next.run(req).await;
+    };
+    let header_value = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
-    let (error, description) = if has_bearer {
-        (
-            "invalid_token",
-            "this service cannot validate bearer tokens yet; configure auth.mode: none for local use",
-        )
-    } else {
-        ("invalid_request", "a bearer token is required")
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let principal = match tokens.authorize_header(header_value).await {
+        Ok(p) => p,
+        Err(e) => {
+            let description = e.to_string();
+            let challenge = format!(
+                "Bearer error=\"{}\", error_description=\"{}\"",
+                e.code(),
+                description.replace('"', "'")
+            );
+            return FhirError::new(StatusCode::UNAUTHORIZED, "login", description)
+                .header(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_str(&challenge)
+                        .unwrap_or(HeaderValue::from_static("Bearer error=\"invalid_token\"")),
+                )
+                .into_response();
+        }
     };
-    let challenge = format!("Bearer error=\"{error}\", error_description=\"{description}\"");
-    FhirError::new(StatusCode::UNAUTHORIZED, "login", description)
-        .header(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_str(&challenge).expect("ascii challenge"),
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| {
+            m.as_str()
+                .strip_prefix(s.path_prefix.as_str())
+                .unwrap_or(m.as_str())
+                .to_owned()
+        })
+        .unwrap_or_default();
+    let route = if route.is_empty() {
+        "/".to_owned()
+    } else {
+        route
+    };
+    // Nested under `hds up`, the router may see its path with or without the mount point.
+    let path = req.uri().path();
+    let path = path
+        .strip_prefix(s.path_prefix.as_str())
+        .unwrap_or(path)
+        .to_owned();
+    let Some(action) = access::required_action(req.method(), &route, &path) else {
+        tracing::error!(%route, method = %req.method(), "no data action is declared for this endpoint; refusing it");
+        return FhirError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "no data action is declared for this endpoint, so no one may call it",
         )
-        .into_response()
+        .into_response();
+    };
+    let roles = principal.roles.iter().map(String::as_str);
+    if !hds_auth::actions::allowed(roles, hds_auth::actions::ServiceKind::Fhir, action) {
+        return FhirError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "the caller's roles ({}) do not grant the data action '{action}' this request needs",
+                if principal.roles.is_empty() {
+                    "none".to_owned()
+                } else {
+                    principal.roles.join(", ")
+                }
+            ),
+        )
+        .into_response();
+    }
+    req.extensions_mut().insert(principal);
+    next.run(req).await
 }
 
 async fn record(service: String, req: Request, next: Next) -> Response {
