@@ -20,10 +20,15 @@ struct Cli {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let (client, conn) = tokio_postgres::connect(&cli.db, tokio_postgres::NoTls)
+    let pool = deadpool_postgres::Config {
+        url: Some(cli.db.clone()),
+        ..Default::default()
+    }
+    .create_pool(None, tokio_postgres::NoTls)?;
+    let client = pool
+        .get()
         .await
         .with_context(|| format!("connecting to {}", cli.db))?;
-    tokio::spawn(conn);
     for line in std::io::stdin().lock().lines() {
         let line = line?;
         let line = line.trim();

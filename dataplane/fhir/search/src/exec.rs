@@ -36,6 +36,37 @@ impl<'a> From<&'a str> for Scope<'a> {
 }
 
 fn where_clause(b: &mut Builder, scope: Scope<'_>, q: &Query) {
+    where_clause_skipping(b, scope, q, None)
+}
+
+/// A page in id order whose first filter is one exact token (`system|code`) can be read from
+/// that token's index entries, which are stored in id order: the page then ends after about as
+/// many entries as it has rows. PostgreSQL does not always find this plan by itself (it may
+/// collect every match to sort them), so the query names the entries as its driving table.
+/// Index rows exist only for current, undeleted resources, so they may drive the search alone.
+fn driving_token(q: &Query) -> Option<(usize, &str, &str, &str)> {
+    if !q.result.sort.is_empty() {
+        return None;
+    }
+    q.clauses.iter().enumerate().find_map(|(i, f)| match f {
+        Filter::Token {
+            param,
+            not: false,
+            values,
+        } => match values.as_slice() {
+            [
+                TokenValue {
+                    system: Some(Some(system)),
+                    code: Some(code),
+                },
+            ] => Some((i, param.as_str(), system.as_str(), code.as_str())),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+fn where_clause_skipping(b: &mut Builder, scope: Scope<'_>, q: &Query, skip: Option<usize>) {
     // One type is a bound constant the planner can use; several are the row's own column.
     let (t, type_cond) = match scope {
         Scope::Type(rt) => {
@@ -48,8 +79,10 @@ fn where_clause(b: &mut Builder, scope: Scope<'_>, q: &Query) {
         }
     };
     let mut conds = vec![type_cond, "NOT r.deleted".to_owned()];
-    for clause in &q.clauses {
-        conds.push(filter(b, &t, "r.id", true, clause));
+    for (i, clause) in q.clauses.iter().enumerate() {
+        if Some(i) != skip {
+            conds.push(filter(b, &t, "r.id", true, clause));
+        }
     }
     b.sql.push_str(" WHERE ");
     b.sql.push_str(&conds.join(" AND "));
@@ -262,17 +295,38 @@ fn page_sql(
     if let Scope::Types(_) = scope {
         keys.push(("r.res_type".into(), "id", false));
     }
+    // The page is chosen on `resources` and the index tables alone; only its rows' bodies are
+    // then read, so a query that sorts many candidates never fetches their bodies.
     let key_cols: String = keys
         .iter()
-        .map(|(e, _, _)| format!(", ({e})::text"))
+        .enumerate()
+        .map(|(i, (e, _, _))| format!(", ({e})::text AS k{i}, ({e}) AS o{i}"))
         .collect();
-    b.sql = format!(
-        "SELECT r.id, v.version_id, v.last_updated, v.method, v.body, r.res_type{key_cols}
-           FROM resources r
-           JOIN resource_versions v
-             ON v.res_type = r.res_type AND v.id = r.id AND v.version_id = r.version_id"
-    );
-    where_clause(&mut b, scope, q);
+    let driving = match scope {
+        Scope::Type(rt) => driving_token(q).map(|d| (rt, d)),
+        Scope::Types(_) => None,
+    };
+    match driving {
+        Some((rt, (i, param, system, code))) => {
+            let (t, p, sy, c) = (
+                b.bind(Box::new(rt.to_owned())),
+                b.bind(Box::new(param.to_owned())),
+                b.bind(Box::new(system.to_owned())),
+                b.bind(Box::new(code.to_owned())),
+            );
+            b.sql = format!(
+                "SELECT r.res_type, r.id, r.version_id{key_cols}
+                   FROM (SELECT DISTINCT d.id FROM search_token d
+                          WHERE d.res_type = {t} AND d.param = {p} AND d.code = {c} AND d.system = {sy}) d
+                   JOIN resources r ON r.res_type = {t} AND r.id = d.id"
+            );
+            where_clause_skipping(&mut b, scope, q, Some(i));
+        }
+        None => {
+            b.sql = format!("SELECT r.res_type, r.id, r.version_id{key_cols} FROM resources r");
+            where_clause(&mut b, scope, q);
+        }
+    }
     let back = after.is_some_and(|c| c.back);
     if let Some(c) = after {
         if c.keys.len() != keys.len() {
@@ -288,14 +342,32 @@ fn page_sql(
     }
     // Walking backwards reads the reversed order and turns the page round afterwards.
     let dir = |desc: bool| if desc != back { "DESC" } else { "ASC" };
-    let order: Vec<String> = keys
-        .iter()
-        .map(|(e, _, desc)| format!("{e} {}", dir(*desc)))
-        .chain(std::iter::once(format!("r.id {}", dir(false))))
-        .collect();
+    let order = |inner: bool| -> String {
+        keys.iter()
+            .enumerate()
+            .map(|(i, (e, _, desc))| {
+                let col = if inner { e.clone() } else { format!("p.o{i}") };
+                format!("{col} {}", dir(*desc))
+            })
+            .chain(std::iter::once(format!(
+                "{}.id {}",
+                if inner { "r" } else { "p" },
+                dir(false)
+            )))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let l = b.bind(Box::new(i64::from(count) + 1));
-    b.sql
-        .push_str(&format!(" ORDER BY {} LIMIT {l}", order.join(", ")));
+    let inner = format!("{} ORDER BY {} LIMIT {l}", b.sql, order(true));
+    let outer_keys: String = (0..keys.len()).map(|i| format!(", p.k{i}")).collect();
+    b.sql = format!(
+        "SELECT p.id, v.version_id, v.last_updated, v.method, v.body, p.res_type{outer_keys}
+           FROM ({inner}) p
+           JOIN resource_versions v
+             ON v.res_type = p.res_type AND v.id = p.id AND v.version_id = p.version_id
+          ORDER BY {}",
+        order(false)
+    );
     Ok((b, keys))
 }
 

@@ -57,12 +57,18 @@ fn composite(
     items: &[Item<'_>],
 ) {
     for (grp, item) in items.iter().enumerate() {
+        let mut group: Vec<CompositeEntry> = Vec::new();
         for (comp, (url, expr)) in param.components.iter().enumerate() {
+            // A repetition missing a component can never match the composite: no rows for it
+            // (most Observations have only one of the value[x] that composites pair with code).
+            let before = group.len();
             let Some((_, kind)) = registry.by_url(url) else {
-                continue;
+                group.clear();
+                break;
             };
             let Ok(values) = expr.evaluate_on(resource, item.clone()) else {
-                continue;
+                group.clear();
+                break;
             };
             let mut rows = IndexEntries::default();
             for v in &values {
@@ -85,36 +91,35 @@ fn composite(
                 ..
             } = rows;
             // `:of-type` rows are not component values.
-            out.composites
-                .extend(tokens.into_iter().filter(|t| t.param.is_empty()).map(|t| {
-                    entry(CompositeEntry {
-                        system: t.system,
-                        code: Some(t.code),
-                        display: t.display,
-                        ..Default::default()
-                    })
-                }));
-            out.composites.extend(strings.into_iter().map(|x| {
+            group.extend(tokens.into_iter().filter(|t| t.param.is_empty()).map(|t| {
+                entry(CompositeEntry {
+                    system: t.system,
+                    code: Some(t.code),
+                    display: t.display,
+                    ..Default::default()
+                })
+            }));
+            group.extend(strings.into_iter().map(|x| {
                 entry(CompositeEntry {
                     norm: Some(x.norm),
                     exact: Some(x.exact),
                     ..Default::default()
                 })
             }));
-            out.composites.extend(dates.into_iter().map(|d| {
+            group.extend(dates.into_iter().map(|d| {
                 entry(CompositeEntry {
                     dlo: Some(d.lo),
                     dhi: Some(d.hi),
                     ..Default::default()
                 })
             }));
-            out.composites.extend(numbers.into_iter().map(|n| {
+            group.extend(numbers.into_iter().map(|n| {
                 entry(CompositeEntry {
                     value: Some(n.value),
                     ..Default::default()
                 })
             }));
-            out.composites.extend(quantities.into_iter().map(|q| {
+            group.extend(quantities.into_iter().map(|q| {
                 let (canon_dim, canon_lo, canon_hi) = match q.canonical {
                     Some(c) => (Some(c.dimension), c.lo, c.hi),
                     None => (None, None, None),
@@ -131,7 +136,7 @@ fn composite(
                     ..Default::default()
                 })
             }));
-            out.composites.extend(references.into_iter().map(|r| {
+            group.extend(references.into_iter().map(|r| {
                 entry(CompositeEntry {
                     target_type: r.target_type,
                     target_id: r.target_id,
@@ -140,13 +145,18 @@ fn composite(
                     ..Default::default()
                 })
             }));
-            out.composites.extend(uris.into_iter().map(|u| {
+            group.extend(uris.into_iter().map(|u| {
                 entry(CompositeEntry {
                     uri: Some(u.uri),
                     ..Default::default()
                 })
             }));
+            if group.len() == before {
+                group.clear();
+                break;
+            }
         }
+        out.composites.append(&mut group);
     }
 }
 

@@ -280,14 +280,16 @@ const CASES: &[(&str, &str, &[&str])] = &[
         "Observation",
         &["blood-pressure", "blood-pressure-dar", "example"],
     ),
+    // A repetition with a component missing (blood-pressure-cancel has no values) is no value.
     (
         "Observation?component-code-value-quantity:missing=false&code=85354-9",
         "Observation",
-        &[
-            "blood-pressure",
-            "blood-pressure-cancel",
-            "blood-pressure-dar",
-        ],
+        &["blood-pressure", "blood-pressure-dar"],
+    ),
+    (
+        "Observation?component-code-value-quantity:missing=true&code=85354-9",
+        "Observation",
+        &["blood-pressure-cancel"],
     ),
     // compartments
     (

@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "composites",
         sql: include_str!("../migrations/0006_composites.sql"),
     },
+    Migration {
+        version: 7,
+        name: "covering_indexes",
+        sql: include_str!("../migrations/0007_covering_indexes.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
