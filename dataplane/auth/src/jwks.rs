@@ -96,35 +96,28 @@ impl KeySet {
         find(&self.cache.read().await.keys, kid)
     }
 
-    async fn fetch(&self, jwks_uri: Option<String>) -> Result<(String, Vec<Key>), KeyError> {
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, KeyError> {
         let unavailable = |e: reqwest::Error| KeyError::Unavailable(e.to_string());
-        let uri = match jwks_uri {
-            Some(u) => u,
-            None => {
-                let url = format!("{}/.well-known/openid-configuration", self.issuer);
-                let d: Discovery = self
-                    .http
-                    .get(&url)
-                    .send()
-                    .await
-                    .and_then(|r| r.error_for_status())
-                    .map_err(unavailable)?
-                    .json()
-                    .await
-                    .map_err(unavailable)?;
-                d.jwks_uri
-            }
-        };
-        let set: JwkSet = self
-            .http
-            .get(&uri)
+        self.http
+            .get(url)
             .send()
             .await
             .and_then(|r| r.error_for_status())
             .map_err(unavailable)?
             .json()
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable)
+    }
+
+    async fn fetch(&self, jwks_uri: Option<String>) -> Result<(String, Vec<Key>), KeyError> {
+        let uri = match jwks_uri {
+            Some(u) => u,
+            None => {
+                let url = format!("{}/.well-known/openid-configuration", self.issuer);
+                self.get_json::<Discovery>(&url).await?.jwks_uri
+            }
+        };
+        let set: JwkSet = self.get_json(&uri).await?;
         let keys = set
             .keys
             .iter()

@@ -17,7 +17,7 @@
 //! Left out, and rejected at parse time with a message naming them rather than silently
 //! evaluated to something else: terminology functions (`memberOf`, `subsumes`), and the
 //! FHIR helpers that need StructureDefinitions (`conformsTo`, `elementDefinition`, `slice`,
-//! ...). Quantities convert between the common UCUM units only (see `quantity.rs`), and
+//! ...). Quantities convert by UCUM (`ucum-units`, see `quantity.rs`), and
 //! multiplying or dividing them is not implemented.
 
 mod ast;

@@ -1,6 +1,6 @@
 //! Quantities: literals (`4 'mg'`, `3 days`), FHIR Quantity elements, and how two of them
-//! compare. Units convert through a small table of the common UCUM units rather than a full
-//! UCUM engine; a unit outside it only compares with the very same unit.
+//! compare. Units convert by UCUM (the `ucum-units` crate, as search's unit comparison does);
+//! a unit UCUM does not know only compares with the very same unit.
 //!
 //! Calendar durations follow FHIRPath N1 §5.6: `week` and shorter are fixed lengths equal
 //! to their UCUM units (`7 days = 1 'wk'`), but `year` and `month` vary in length, so they
@@ -33,41 +33,17 @@ pub(crate) fn calendar_unit(word: &str) -> Option<&'static str> {
     CALENDAR_UNITS.iter().find(|u| **u == singular).copied()
 }
 
-/// A dimension and the factor to its base unit.
-fn unit_scale(unit: &str) -> Option<(&'static str, f64)> {
-    const DAY: f64 = 86_400.0;
-    Some(match unit {
-        "1" => ("1", 1.0),
-        "%" => ("1", 0.01),
-        "g" => ("g", 1.0),
-        "mg" => ("g", 1e-3),
-        "ug" => ("g", 1e-6),
-        "ng" => ("g", 1e-9),
-        "kg" => ("g", 1e3),
-        "[lb_av]" => ("g", 453.592_37),
-        "[oz_av]" => ("g", 28.349_523_125),
-        "m" => ("m", 1.0),
-        "km" => ("m", 1e3),
-        "cm" => ("m", 1e-2),
-        "mm" => ("m", 1e-3),
-        "um" => ("m", 1e-6),
-        "[in_i]" => ("m", 0.0254),
-        "[ft_i]" => ("m", 0.3048),
-        "L" | "l" => ("L", 1.0),
-        "dL" | "dl" => ("L", 0.1),
-        "mL" | "ml" => ("L", 1e-3),
-        "uL" | "ul" => ("L", 1e-6),
-        "ms" | "millisecond" => ("s", 1e-3),
-        "s" | "second" => ("s", 1.0),
-        "min" | "minute" => ("s", 60.0),
-        "h" | "hour" => ("s", 3600.0),
-        "d" | "day" => ("s", DAY),
-        "wk" | "week" => ("s", 7.0 * DAY),
-        "mo" => ("s", 30.4375 * DAY),
-        "a" => ("s", 365.25 * DAY),
-        "Cel" => ("Cel", 1.0),
-        _ => return None,
-    })
+/// The UCUM code of a fixed-length calendar keyword (`day` is `d`); other units are UCUM.
+fn ucum_code(unit: &str) -> &str {
+    match unit {
+        "millisecond" => "ms",
+        "second" => "s",
+        "minute" => "min",
+        "hour" => "h",
+        "day" => "d",
+        "week" => "wk",
+        u => u,
+    }
 }
 
 /// The quantity an item stands for: a Quantity value, or a FHIR Quantity element (its UCUM
@@ -102,10 +78,15 @@ fn common(a: (f64, &str), b: (f64, &str)) -> Option<(f64, f64)> {
     if calendar_variable(a.1) || calendar_variable(b.1) {
         return None;
     }
-    let (da, fa) = unit_scale(a.1)?;
-    let (db, fb) = unit_scale(b.1)?;
+    let (ua, ub) = (ucum_code(a.1), ucum_code(b.1));
+    if ua == ub {
+        return Some((a.0, b.0));
+    }
+    if !ucum::is_comparable(ua, ub).ok()? {
+        return None;
+    }
     // Expressed in `a`'s unit, so equivalence can round to `a`'s written precision.
-    (da == db).then(|| (a.0, b.0 * fb / fa))
+    Some((a.0, ucum::convert(b.0, ub, ua).ok()?))
 }
 
 /// `=`: None when the units do not convert (the result is empty).

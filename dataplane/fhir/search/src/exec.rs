@@ -300,7 +300,7 @@ fn page_sql(
     let key_cols: String = keys
         .iter()
         .enumerate()
-        .map(|(i, (e, _, _))| format!(", ({e})::text AS k{i}, ({e}) AS o{i}"))
+        .map(|(i, (e, _, _))| format!(", ({e}) AS o{i}"))
         .collect();
     let driving = match scope {
         Scope::Type(rt) => driving_token(q).map(|d| (rt, d)),
@@ -359,7 +359,7 @@ fn page_sql(
     };
     let l = b.bind(Box::new(i64::from(count) + 1));
     let inner = format!("{} ORDER BY {} LIMIT {l}", b.sql, order(true));
-    let outer_keys: String = (0..keys.len()).map(|i| format!(", p.k{i}")).collect();
+    let outer_keys: String = (0..keys.len()).map(|i| format!(", p.o{i}::text")).collect();
     b.sql = format!(
         "SELECT p.id, v.version_id, v.last_updated, v.method, v.body, p.res_type{outer_keys}
            FROM ({inner}) p
@@ -384,9 +384,7 @@ pub async fn explain<'s>(
     let (page, _) = page_sql(scope, q, count, None)?;
     let mut sqls = vec![page];
     if q.result.total == Some(Total::Accurate) {
-        let mut b = Builder::new("SELECT count(*) FROM resources r");
-        where_clause(&mut b, scope, q);
-        sqls.push(b);
+        sqls.push(count_sql(scope, q));
     }
     let mut out = String::new();
     for b in sqls {
@@ -450,7 +448,7 @@ pub async fn search<'s>(
         .collect();
     let total = match q.result.total {
         Some(Total::None) => None,
-        Some(Total::Accurate) => Some(count_matches(client, scope, q).await?),
+        Some(Total::Accurate) => Some(count_resolved(client, scope, q).await?),
         Some(Total::Estimate) => Some(estimate(client, scope, q).await?),
         // Free when everything fits on the first page; otherwise only when asked, since
         // counting a large result costs more than the page.
@@ -471,9 +469,23 @@ pub async fn count_matches<'s>(
     q: &Query,
 ) -> Result<i64, ExecError> {
     let q = &*resolve(client, q).await?;
-    let mut b = Builder::new("SELECT count(*) FROM resources r");
-    where_clause(&mut b, scope.into(), q);
+    count_resolved(client, scope.into(), q).await
+}
+
+/// The count of a query [`resolve`] has already settled.
+async fn count_resolved(
+    client: &impl GenericClient,
+    scope: Scope<'_>,
+    q: &Query,
+) -> Result<i64, ExecError> {
+    let b = count_sql(scope, q);
     Ok(client.query_one(&b.sql, &b.refs()).await?.get(0))
+}
+
+fn count_sql(scope: Scope<'_>, q: &Query) -> Builder {
+    let mut b = Builder::new("SELECT count(*) FROM resources r");
+    where_clause(&mut b, scope, q);
+    b
 }
 
 /// The planner's row estimate: instant, and as good as the table statistics.

@@ -2,6 +2,9 @@
 //! base units, so `value-quantity=0.1|http://unitsofmeasure.org|g` finds `100 mg`. Units are
 //! parsed and scaled by the `ucum-units` crate; this module decides which ones take part.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use hds_fhir_store::CanonicalQuantity;
 
 pub const UCUM_SYSTEM: &str = "http://unitsofmeasure.org";
@@ -24,6 +27,26 @@ impl Conversion {
 /// (`[IU]`, which compare with nothing), logarithmic ones (`[pH]`, `dB`), and dimensionless
 /// ones (`%`, `{score}`), where a shared dimension would equate unrelated counts and ratios.
 pub fn conversion(code: &str) -> Option<Conversion> {
+    // Every indexed quantity asks, and a service sees few distinct units: parse each once
+    // per thread rather than three times per write.
+    thread_local! {
+        static CACHE: RefCell<HashMap<String, Option<Conversion>>> = RefCell::new(HashMap::new());
+    }
+    if let Some(hit) = CACHE.with(|c| c.borrow().get(code).cloned()) {
+        return hit;
+    }
+    let c = analyse(code);
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        // Codes come from resources; bound the memory a stream of made-up ones could take.
+        if cache.len() < 4096 {
+            cache.insert(code.to_owned(), c.clone());
+        }
+    });
+    c
+}
+
+fn analyse(code: &str) -> Option<Conversion> {
     if !ucum::is_comparable(code, code).ok()? {
         return None;
     }

@@ -53,24 +53,6 @@ async fn load_examples(s: &TestServer) -> usize {
     loaded.iter().filter(|ok| **ok).count()
 }
 
-fn ids_with_mode(bundle: &Value, mode: &str) -> Vec<String> {
-    bundle["entry"]
-        .as_array()
-        .map(|es| {
-            es.iter()
-                .filter(|e| e["search"]["mode"] == mode)
-                .map(|e| {
-                    format!(
-                        "{}/{}",
-                        e["resource"]["resourceType"].as_str().unwrap(),
-                        e["resource"]["id"].as_str().unwrap()
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// All matches of a search, following `next` links, in order.
 async fn all_matches(s: &TestServer, query: &str) -> Vec<String> {
     let mut out = Vec::new();

@@ -16,20 +16,7 @@ const UCUM: &str = "http://unitsofmeasure.org";
 async fn matches(s: &TestServer, query: &str) -> BTreeSet<String> {
     let r = s.get(query).await;
     assert_eq!(r.status(), 200, "{query}");
-    let b = json(r).await;
-    b["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["search"]["mode"] == "match")
-        .map(|e| {
-            format!(
-                "{}/{}",
-                e["resource"]["resourceType"].as_str().unwrap(),
-                e["resource"]["id"].as_str().unwrap()
-            )
-        })
-        .collect()
+    ids_with_mode(&json(r).await, "match").into_iter().collect()
 }
 
 fn set(ids: &[&str]) -> BTreeSet<String> {

@@ -148,3 +148,22 @@ pub fn package_dir() -> std::path::PathBuf {
     );
     dir
 }
+
+/// `Type/id` of a searchset Bundle's entries with `search.mode` = `mode`, in order.
+pub fn ids_with_mode(bundle: &Value, mode: &str) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .map(|es| {
+            es.iter()
+                .filter(|e| e["search"]["mode"] == mode)
+                .map(|e| {
+                    format!(
+                        "{}/{}",
+                        e["resource"]["resourceType"].as_str().unwrap(),
+                        e["resource"]["id"].as_str().unwrap()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
