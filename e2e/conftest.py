@@ -1,4 +1,5 @@
-"""End-to-end fixtures: run the real `hds up -f examples/` once per test session.
+"""End-to-end fixtures: run the real `hds up -f examples/` once per test session (`hds_server`);
+`run_hds` runs it on any directory of manifests, for tests that need their own.
 
 The binary comes from `HDS_BIN`, else `$CARGO_TARGET_DIR/debug/hds`, else
 `$HOME/.cache/hds-target/debug/hds`. A missing binary or a server that does not come up is a
@@ -16,7 +17,9 @@ import subprocess
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 import requests
@@ -66,20 +69,44 @@ def _output(log_path: Path) -> str:
 
 
 class HdsServer:
-    def __init__(self, listen: str, fhir_url: str, endpoints: dict, proc: subprocess.Popen, log: Path):
+    def __init__(self, listen: str, fhir_url: str | None, endpoints: dict, proc: subprocess.Popen, log: Path):
         self.listen = listen
-        self.fhir_url = fhir_url.rstrip("/")
+        # The FHIR service's URL when the manifests hold exactly one, else None (see `endpoints`).
+        self.fhir_url = fhir_url.rstrip("/") if fhir_url else None
         self.endpoints = endpoints
         self.proc = proc
         self.log = log
 
 
-@pytest.fixture(scope="session")
-def hds_server():
+def _stop(proc: subprocess.Popen) -> bool:
+    """SIGTERM, then SIGKILL after SHUTDOWN_TIMEOUT_S. False when it had to be killed."""
+    if proc.poll() is not None:
+        return True
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(SHUTDOWN_TIMEOUT_S)
+        return True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return False
+
+
+@contextmanager
+def run_hds(
+    manifests: Path,
+    *,
+    listen: str | None = None,
+    check: Callable[[dict], str | None] | None = None,
+) -> Iterator[HdsServer]:
+    """Runs `hds up -f <manifests>` (embedded PostgreSQL, fresh data directory) until the block
+    ends. Ready means the endpoints file is written; `check` may then refuse its content by
+    returning why. `listen` (`127.0.0.1:<port>`) lets the caller know the service URLs before the
+    manifests are written; by default a free port is taken. Failing to start or to stop cleanly
+    is a test failure with the server's output, never a skip."""
     binary = find_binary()
-    assert EXAMPLES.is_dir(), f"{EXAMPLES} is missing"
-    port = free_port()
-    listen = f"127.0.0.1:{port}"
+    assert manifests.is_dir(), f"{manifests} is missing"
+    listen = listen or f"127.0.0.1:{free_port()}"
     tmp = Path(tempfile.mkdtemp(prefix="hds-e2e-"))
     # Under root the embedded PostgreSQL runs as an unprivileged user, which must reach the dir.
     os.chmod(tmp, 0o755)
@@ -95,7 +122,7 @@ def hds_server():
         str(binary),
         "up",
         "-f",
-        str(EXAMPLES),
+        str(manifests),
         "--listen",
         listen,
         "--data-dir",
@@ -106,13 +133,7 @@ def hds_server():
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(tmp))
 
     def fail_startup(why: str):
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(SHUTDOWN_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _stop(proc)
         log.close()
         pytest.fail(
             f"`{' '.join(cmd)}` {why}\n----- output -----\n{_output(log_path)}", pytrace=False
@@ -132,28 +153,23 @@ def hds_server():
         time.sleep(0.1)
     if endpoints is None:
         fail_startup(f"did not write {endpoints_file} within {STARTUP_TIMEOUT_S} s")
+    if check is not None:
+        why = check(endpoints)
+        if why:
+            fail_startup(why)
 
     fhir = [s for s in endpoints.get("services", []) if s.get("kind") == "FhirService"]
-    if len(fhir) != 1 or fhir[0].get("name") != "fhir":
-        fail_startup(f"wrote unexpected endpoints: {endpoints!r}")
-
-    server = HdsServer(listen, fhir[0]["url"], endpoints, proc, log_path)
+    server = HdsServer(listen, fhir[0]["url"] if len(fhir) == 1 else None, endpoints, proc, log_path)
     try:
         yield server
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(SHUTDOWN_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                log.close()
-                pytest.fail(
-                    f"hds did not stop within {SHUTDOWN_TIMEOUT_S} s of SIGTERM\n"
-                    f"----- output -----\n{_output(log_path)}",
-                    pytrace=False,
-                )
+        if not _stop(proc):
+            log.close()
+            pytest.fail(
+                f"hds did not stop within {SHUTDOWN_TIMEOUT_S} s of SIGTERM\n"
+                f"----- output -----\n{_output(log_path)}",
+                pytrace=False,
+            )
         log.close()
         if proc.returncode not in (0, -signal.SIGTERM):
             pytest.fail(
@@ -165,16 +181,58 @@ def hds_server():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _examples_endpoints(endpoints: dict) -> str | None:
+    fhir = [s for s in endpoints.get("services", []) if s.get("kind") == "FhirService"]
+    if len(fhir) != 1 or fhir[0].get("name") != "fhir":
+        return f"wrote unexpected endpoints: {endpoints!r}"
+    if not endpoints.get("tokenUrl") or not endpoints.get("clients"):
+        return f"wrote no tokenUrl and clients: {endpoints!r}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def hds_server():
+    """`hds up -f examples/`, once per test session."""
+    assert EXAMPLES.is_dir(), f"{EXAMPLES} is missing"
+    with run_hds(EXAMPLES, check=_examples_endpoints) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def base_url(hds_server) -> str:
     """The FHIR service's base URL, as written to the endpoints file (no trailing slash)."""
     return hds_server.fhir_url
 
 
+def client_token(endpoints: dict, client_id: str = "hds-dev", **form) -> str:
+    """A token from the Workspace issuer for a client listed in the endpoints file."""
+    client = next(c for c in endpoints["clients"] if c["clientId"] == client_id)
+    r = requests.post(
+        endpoints["tokenUrl"],
+        data={"grant_type": "client_credentials", **form},
+        auth=(client["clientId"], client["clientSecret"]),
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    return r.json()["access_token"]
+
+
 @pytest.fixture(scope="session")
-def http() -> requests.Session:
+def token(hds_server) -> str:
+    """An access token of the dev client (FHIR Data Contributor, DICOM Data Owner)."""
+    return client_token(hds_server.endpoints)
+
+
+@pytest.fixture(scope="session")
+def auth_headers(token) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+def http(auth_headers) -> requests.Session:
     s = requests.Session()
     s.headers["Accept"] = FHIR_JSON
+    s.headers.update(auth_headers)
     return s
 
 

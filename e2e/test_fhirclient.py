@@ -11,8 +11,9 @@ from conftest import FHIR_JSON
 
 
 @pytest.fixture(scope="module")
-def smart(base_url):
+def smart(base_url, auth_headers):
     c = client.FHIRClient(settings={"app_id": "hds-e2e", "api_base": base_url})
+    c.server.session.headers.update(auth_headers)
     return c.server
 
 

@@ -8,8 +8,8 @@ from conftest import FHIR_JSON, assert_outcome, create, new_patient
 
 
 @pytest.fixture(scope="module")
-def fp(base_url):
-    return SyncFHIRClient(base_url, extra_headers={"Accept": FHIR_JSON})
+def fp(base_url, auth_headers):
+    return SyncFHIRClient(base_url, authorization=auth_headers["Authorization"], extra_headers={"Accept": FHIR_JSON})
 
 
 def test_save_creates_then_updates(fp, unique):

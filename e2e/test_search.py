@@ -11,8 +11,8 @@ from conftest import FHIR_JSON, assert_outcome, create
 
 
 @pytest.fixture(scope="module")
-def fp(base_url):
-    return SyncFHIRClient(base_url, extra_headers={"Accept": FHIR_JSON})
+def fp(base_url, auth_headers):
+    return SyncFHIRClient(base_url, authorization=auth_headers["Authorization"], extra_headers={"Accept": FHIR_JSON})
 
 
 def seed(http, base_url, unique):
@@ -92,6 +92,7 @@ def test_full_text_units_lists_and_system_search(fp, http, base_url, unique):
 def test_fhirclient_search(base_url, http, unique):
     _, bob, obs = seed(http, base_url, unique)
     smart = fc_client.FHIRClient(settings={"app_id": "hds-e2e", "api_base": base_url})
+    smart.server.session.headers.update(http.headers)
     search = FcObservation.where(struct={"code": f"urn:e2e:code|{unique}", "subject": f"Patient/{bob['id']}"})
     found = list(search.perform_resources_iter(smart.server))
     assert [o.id for o in found] == [obs[2]["id"]]

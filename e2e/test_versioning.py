@@ -176,5 +176,5 @@ def test_no_version_resource_type_keeps_one_version(http, base_url):
 
 def test_etag_if_none_match(http, base_url):
     p = create(http, base_url, new_patient())
-    r = requests.get(f"{base_url}/Patient/{p['id']}", headers={"If-None-Match": 'W/"1"'})
+    r = requests.get(f"{base_url}/Patient/{p['id']}", headers={"If-None-Match": 'W/"1"', **http.headers})
     assert r.status_code == 304

@@ -94,3 +94,15 @@ ensure_venv() {
 ensure_node() {
   command -v npm >/dev/null 2>&1 || ensure_packages nodejs npm
 }
+
+# An npm package's dependencies (e.g. e2e/oidc), exactly as its package-lock.json pins them:
+# `npm ci` only when node_modules is missing or older than the lock file or package.json.
+ensure_npm_deps() {
+  local dir="$1"
+  ensure_node
+  local stamp="$dir/node_modules/.package-lock.json"
+  if [ ! -f "$stamp" ] || [ "$dir/package-lock.json" -nt "$stamp" ] || [ "$dir/package.json" -nt "$stamp" ]; then
+    log "installing npm packages in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-log "setting up: services, R4 package, Python clients"
+log "setting up: services, R4 package, Python clients, the OpenID provider"
 ensure_postgres
 ensure_mosquitto
 ensure_node
@@ -15,6 +15,7 @@ bash scripts/fetch-r4-package.sh >/dev/null
 export HDS_FHIRPATH_TESTS_DIR="${HDS_FHIRPATH_TESTS_DIR:-$HDS_CACHE/fhirpath-tests}"
 bash scripts/fetch-fhirpath-tests.sh >/dev/null
 ensure_venv e2e/requirements.txt
+ensure_npm_deps e2e/oidc
 
 # Databases left by interrupted test runs.
 psql "$HDS_TEST_POSTGRES_URL" -qAt -c "select datname from pg_database where datname like 'hds_test_%'" |

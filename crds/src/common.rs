@@ -226,6 +226,19 @@ pub struct AuthenticationSpec {
     pub roles_claim: Option<String>,
 }
 
+/// Audit records of a service: one per request, as JSON lines (docs/audit.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditSpec {
+    /// `stdout` (the default), `stderr`, `off`, or a file path inside the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+    /// Also keep each record as a FHIR AuditEvent (IHE Basic Audit Log Patterns) in the
+    /// service's store.
+    #[serde(default)]
+    pub audit_events: bool,
+}
+
 /// Observed state shared by the service kinds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]

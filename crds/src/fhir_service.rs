@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    AuthenticationMode, AuthenticationSpec, BlobStorage, CorsSpec, PostgresStorage, ServiceStatus,
-    WorkspaceRef, default_replicas,
+    AuditSpec, AuthenticationMode, AuthenticationSpec, BlobStorage, CorsSpec, PostgresStorage,
+    ServiceStatus, WorkspaceRef, default_replicas,
 };
 
 // Each printcolumn repeats `type_ = "string"`, which clippy mistakes for a duplicated attribute.
@@ -47,6 +47,8 @@ pub struct FhirServiceSpec {
     pub authentication: FhirAuthenticationSpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<ExportSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -48,7 +48,8 @@ pub struct WorkspaceSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IdentitySpec {
-    /// Absent means services trust only their own `authentication.authority`.
+    /// The Workspace's own token issuer. Every Workspace has one and its services always trust
+    /// it; this only changes its URL, key or token lifetime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<IssuerSpec>,
     /// Keyed by clientId so server-side apply merges entries instead of replacing the list; the
@@ -69,7 +70,8 @@ pub struct IssuerSpec {
     /// Externally reachable issuer URL; defaults to one derived from the gateway address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// Secret with the signing key; generated (and rotated by recreating it) when absent.
+    /// Secret whose key `signingKey` holds the signing key (PKCS#8 PEM, P-256, for ES256);
+    /// generated (and rotated by recreating it) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key_secret_ref: Option<LocalObjectRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,8 +89,8 @@ pub struct WorkspaceClient {
     /// Secret key holding the plaintext client secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretKeySelector>,
-    /// Alternatively a PHC-format hash of the client secret (`$argon2id$...` or
-    /// `$sha256$...`), so the plaintext never has to live in the cluster.
+    /// Alternatively a hash of the client secret, so the plaintext never has to live in the
+    /// cluster: an `$argon2id$...` PHC string, or `$sha256$` followed by the hex SHA-256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hash: Option<String>,
     /// Azure data-plane role names, e.g. `FHIR Data Contributor`, `DICOM Data Reader`.

@@ -29,6 +29,7 @@ fn fhir_spec() -> FhirServiceSpec {
         kind: Default::default(),
         authentication: Default::default(),
         cors: None,
+        audit: None,
         export: None,
         import: None,
         resource_version_policy: Default::default(),

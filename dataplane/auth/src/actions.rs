@@ -142,14 +142,58 @@ impl Role {
             (ServiceKind::Fhir, Role::FhirDataExporter) => matches!(action, A::Read | A::Export),
             (ServiceKind::Fhir, Role::FhirDataImporter) => matches!(action, A::Read | A::Import),
             (ServiceKind::Fhir, Role::FhirDataConverter) => action == A::ConvertData,
-            // What a SMART user may read or write is then narrowed by the token's scopes.
-            (ServiceKind::Fhir, Role::FhirSmartUser) => matches!(action, A::Smart),
+            // Only ever through the token's SMART scopes (see [`Role::needs_scopes`]): with
+            // them, a SMART user may read, search, write and delete what they grant.
+            (ServiceKind::Fhir, Role::FhirSmartUser) => {
+                matches!(action, A::Read | A::Write | A::Delete | A::Smart)
+            }
             (ServiceKind::Dicom, Role::DicomDataOwner) => {
                 matches!(action, A::Read | A::Write | A::Delete)
             }
             (ServiceKind::Dicom, Role::DicomDataReader) => action == A::Read,
             _ => false,
         }
+    }
+}
+
+impl Role {
+    /// Whether what the role grants holds only within the token's SMART scopes: a token with
+    /// this role and no SMART resource scope may do nothing with it.
+    pub fn needs_scopes(self) -> bool {
+        self == Role::FhirSmartUser
+    }
+}
+
+/// How a token's roles relate to one action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleGrant {
+    /// No role grants it.
+    Denied,
+    /// A role grants it outright (SMART scopes on the token may still narrow it).
+    Granted,
+    /// Only roles that act through SMART scopes grant it: the token's scopes must allow it.
+    ThroughScopes,
+}
+
+/// Whether `roles` grant `action`, and on what terms.
+pub fn role_grant<'a>(
+    roles: impl IntoIterator<Item = &'a str>,
+    kind: ServiceKind,
+    action: DataAction,
+) -> RoleGrant {
+    let mut through_scopes = false;
+    for role in roles.into_iter().filter_map(Role::parse) {
+        if role.grants(kind, action) {
+            if !role.needs_scopes() {
+                return RoleGrant::Granted;
+            }
+            through_scopes = true;
+        }
+    }
+    if through_scopes {
+        RoleGrant::ThroughScopes
+    } else {
+        RoleGrant::Denied
     }
 }
 
@@ -213,5 +257,47 @@ mod tests {
         assert!(!r("DICOM Data Reader", Dicom, A::Write));
         assert!(!r("DICOM Data Owner", Fhir, A::Read));
         assert!(!allowed([], Fhir, A::Read));
+    }
+
+    #[test]
+    fn smart_users_read_write_and_delete_only_through_scopes() {
+        use DataAction as A;
+        use ServiceKind::*;
+        for a in [A::Read, A::Write, A::Delete, A::Smart] {
+            assert!(allowed(["FHIR SMART User"], Fhir, a), "{a}");
+            assert_eq!(
+                role_grant(["FHIR SMART User"], Fhir, a),
+                RoleGrant::ThroughScopes,
+                "{a}"
+            );
+        }
+        for a in [
+            A::HardDelete,
+            A::Export,
+            A::Import,
+            A::Reindex,
+            A::SearchParameter,
+            A::ConvertData,
+        ] {
+            assert!(!allowed(["FHIR SMART User"], Fhir, a), "{a}");
+            assert_eq!(
+                role_grant(["FHIR SMART User"], Fhir, a),
+                RoleGrant::Denied,
+                "{a}"
+            );
+        }
+        assert!(!allowed(["FHIR SMART User"], Dicom, A::Read));
+        assert!(Role::FhirSmartUser.needs_scopes());
+        assert!(!Role::FhirDataReader.needs_scopes());
+        // A role that grants the action outright wins over the SMART user role.
+        assert_eq!(
+            role_grant(["FHIR SMART User", "FHIR Data Reader"], Fhir, A::Read),
+            RoleGrant::Granted
+        );
+        assert_eq!(
+            role_grant(["FHIR SMART User", "FHIR Data Reader"], Fhir, A::Write),
+            RoleGrant::ThroughScopes
+        );
+        assert_eq!(role_grant(["admin"], Fhir, A::Read), RoleGrant::Denied);
     }
 }

@@ -38,6 +38,8 @@ pub struct FhirServiceConfig {
     pub resource_version_policy: ResourceVersionPolicyConfig,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub audit: AuditConfig,
 }
 
 impl FhirServiceConfig {
@@ -122,6 +124,10 @@ pub struct AuthConfig {
     /// Clock skew tolerated on exp/nbf/iat, in seconds (default 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leeway_seconds: Option<u64>,
+    /// The issuer URL of the service's Workspace, trusted besides `authority`. Its tokens carry
+    /// Azure's role names in `roles`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_issuer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -137,6 +143,31 @@ pub struct CorsConfig {
     pub max_age: Option<u32>,
     #[serde(default)]
     pub allow_credentials: bool,
+}
+
+/// Where each request's audit record goes (schema in docs/audit.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditConfig {
+    /// `stdout` (the default), `stderr`, `off`, or a file path to append JSON lines to.
+    #[serde(default = "default_audit_log")]
+    pub log: String,
+    /// Also keep every record as a FHIR AuditEvent (IHE BALP) in the service's own store.
+    #[serde(default)]
+    pub audit_events: bool,
+}
+
+fn default_audit_log() -> String {
+    "stdout".into()
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            log: default_audit_log(),
+            audit_events: false,
+        }
+    }
 }
 
 /// Azure's resourceVersionPolicyConfiguration values.

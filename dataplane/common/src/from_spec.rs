@@ -6,7 +6,7 @@ use hds_crds::fhir_service::VersioningPolicy;
 use hds_crds::{FhirService, Workspace};
 
 use crate::config::{
-    AuthConfig, AuthMode, CorsConfig, FhirServiceConfig, Limits, PostgresConfig,
+    AuditConfig, AuthConfig, AuthMode, CorsConfig, FhirServiceConfig, Limits, PostgresConfig,
     ResourceVersionPolicyConfig, VersionPolicy,
 };
 
@@ -70,8 +70,18 @@ pub fn fhir_service_config(
             audience: auth.audience.clone(),
             roles_claim: auth.roles_claim.clone(),
             leeway_seconds: None,
+            // Without a configured URL the runner (operator or `hds up`) knows where the
+            // Workspace's issuer is served and fills it in.
+            workspace_issuer: workspace.and_then(workspace_issuer_url),
         },
         cors: spec.cors.as_ref().map(cors),
+        audit: spec
+            .audit
+            .as_ref()
+            .map_or_else(AuditConfig::default, |a| AuditConfig {
+                log: a.log.clone().unwrap_or_else(|| AuditConfig::default().log),
+                audit_events: a.audit_events,
+            }),
         resource_version_policy: ResourceVersionPolicyConfig {
             default: version_policy(spec.resource_version_policy.default),
             resource_type_overrides: spec
@@ -91,6 +101,16 @@ pub fn fhir_service_config(
             ..defaults
         },
     })
+}
+
+/// The issuer URL a Workspace declares, if it declares one.
+pub fn workspace_issuer_url(ws: &Workspace) -> Option<String> {
+    ws.spec
+        .identity
+        .issuer
+        .as_ref()
+        .and_then(|i| i.url.as_ref())
+        .map(|u| u.trim_end_matches('/').to_owned())
 }
 
 fn version_policy(p: VersioningPolicy) -> VersionPolicy {
@@ -141,7 +161,8 @@ mod tests {
             .unwrap();
         assert_eq!(cfg.name, svc.metadata.name.unwrap());
         assert_eq!(cfg.workspace, ws.metadata.name.unwrap());
-        assert_eq!(cfg.auth.mode, AuthMode::None);
+        // The example is secured: tokens from the Workspace issuer.
+        assert_eq!(cfg.auth.mode, AuthMode::Oidc);
         // What the operator writes into a ConfigMap must load back as the same config.
         let yaml = serde_yaml::to_string(&cfg).unwrap();
         assert_eq!(

@@ -7,6 +7,7 @@
 mod embedded_postgres;
 mod serve;
 mod up;
+mod workspace_identity;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -16,6 +16,8 @@ pub async fn fhir_service(
     config: FhirServiceConfig,
     prefix: &str,
 ) -> anyhow::Result<(Router, Store)> {
+    hds_fhir_server::check_config(&config)
+        .map_err(|e| anyhow::anyhow!("FhirService '{}': {e}", config.name))?;
     let url = config.postgres.resolve_url()?;
     let store = Store::open(&url, config.postgres.pool_size)
         .await
@@ -48,10 +50,13 @@ pub async fn listen(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("server failed")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("server failed")?;
     tracing::info!("all requests drained");
     Ok(())
 }

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::embedded_postgres::EmbeddedPostgres;
 use crate::serve;
+use crate::workspace_identity;
 
 #[derive(clap::Args)]
 pub struct UpArgs {
@@ -80,6 +81,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut stores = Vec::new();
     let mut endpoints = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
+    // Each Workspace a service names gets an issuer; its audiences are that Workspace's services.
+    let mut audiences: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for svc in &fhir_services {
         let name = svc
             .metadata
@@ -105,6 +108,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let prefix = format!("/fhir/{name}");
         let service_url = format!("{base}{prefix}");
         config.base_url = Some(service_url.clone());
+        let ws_name = &svc.spec.workspace_ref.name;
+        if config.auth.workspace_issuer.is_none() {
+            config.auth.workspace_issuer = Some(workspace_identity::issuer_url(ws_name, ws, &base));
+        }
+        audiences
+            .entry(ws_name.clone())
+            .or_default()
+            .push(service_url.clone());
         let (routes, store) = serve::fhir_service(config, &prefix).await?;
         app = app.nest(&prefix, routes);
         stores.push(store);
@@ -117,6 +128,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             "url": service_url,
         }));
     }
+    let mut issuers = Vec::new();
+    for (ws_name, auds) in audiences {
+        let issuer = workspace_identity::build(
+            &ws_name,
+            workspaces.get(&ws_name),
+            &base,
+            &args.data_dir,
+            &secrets,
+            auds,
+        )?;
+        app = app.nest(
+            &workspace_identity::mount_path(&ws_name),
+            hds_auth::issuer::router(issuer.issuer.clone()),
+        );
+        issuer.print();
+        issuers.push(issuer);
+    }
     app = app.merge(hds_common::health::router(serve::probe(stores)));
 
     let listener_ready = {
@@ -125,14 +153,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", args.listen))?
     };
     if let Some(file) = &args.endpoints_file {
-        let doc = json!({"services": endpoints});
-        std::fs::write(file, serde_json::to_vec_pretty(&doc)?)
-            .with_context(|| format!("cannot write {}", file.display()))?;
+        // The first Workspace's token URL and clients also sit at the top, for the common case
+        // of one Workspace. The file holds client secrets, so only its owner may read it.
+        let first = issuers.first().map(|i| i.endpoints_entry());
+        let doc = json!({
+            "services": endpoints,
+            "tokenUrl": first.as_ref().map(|f| f["tokenUrl"].clone()),
+            "clients": first.as_ref().map(|f| f["clients"].clone()),
+            "workspaces": issuers.iter().map(|i| i.endpoints_entry()).collect::<Vec<_>>(),
+        });
+        workspace_identity::write_private(file, &serde_json::to_vec_pretty(&doc)?)?;
     }
     tracing::info!(listen = %args.listen, "hds up is ready; Ctrl-C stops it");
-    let served = axum::serve(listener_ready, app)
-        .with_graceful_shutdown(hds_common::shutdown::signal())
-        .await;
+    let served = axum::serve(
+        listener_ready,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(hds_common::shutdown::signal())
+    .await;
     tracing::info!("all requests drained");
     if let Some(e) = embedded {
         e.stop();

@@ -179,6 +179,9 @@ pub enum Filter {
         param: String,
         values: Vec<Vec<Filter>>,
     },
+    /// The resource's type is one of these: lets a search over several types (system search)
+    /// apply a condition to some of them only, as `Or([And([ResourceType([T]), f_T]), …])`.
+    ResourceType(Vec<String>),
     /// All must hold (compartments).
     And(Vec<Filter>),
     /// One of them must hold (compartment membership through several parameters).

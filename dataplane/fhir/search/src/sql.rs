@@ -253,6 +253,10 @@ pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter)
                 .collect();
             any_of(ors)
         }
+        Filter::ResourceType(types) => {
+            let p = b.bind(Box::new(types.clone()));
+            format!("{ty}::text = ANY({p}::text[])")
+        }
         Filter::And(fs) => all_of(fs.iter().map(|f| filter(b, ty, id, top, f)).collect()),
         Filter::Or(fs) => any_of(fs.iter().map(|f| filter(b, ty, id, top, f)).collect()),
     }

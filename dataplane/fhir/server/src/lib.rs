@@ -5,28 +5,32 @@
 //! renders as an OperationOutcome. Storage is [`hds_fhir_store`]; matching is
 //! [`hds_fhir_search`]; validation is [`hds_fhir_model`].
 
+pub mod audit;
+mod authn;
 pub mod bundle;
+mod cors;
 pub mod error;
 pub mod http;
 pub mod interactions;
+pub mod smart;
+mod smart_configuration;
 pub mod subset;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hds_common::config::{AuthMode, CorsConfig, FhirServiceConfig};
+use hds_common::config::{AuthMode, FhirServiceConfig};
 use hds_fhir_search::SearchParams;
 use hds_fhir_store::Store;
 use serde_json::Value;
 use tokio::sync::Notify;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::error::FhirError;
@@ -49,6 +53,7 @@ pub struct AppState {
     pub reindex_wake: Arc<Notify>,
     /// Checks bearer tokens; `None` only with `auth.mode: none`.
     pub tokens: Option<hds_auth::Validator>,
+    pub audit: Arc<audit::AuditSink>,
 }
 
 impl AppState {
@@ -74,7 +79,8 @@ impl AppState {
                 .as_ref()
                 .map(|b| b.trim_end_matches('/').to_owned()),
             path_prefix: path_prefix.trim_end_matches('/').to_owned(),
-            tokens: token_validator(&config),
+            tokens: authn::token_validator(&config),
+            audit: Arc::new(audit::AuditSink::start(&config, &store)),
             store,
             config: Arc::new(config),
             capability,
@@ -87,6 +93,14 @@ impl AppState {
     pub fn registry(&self) -> Arc<hds_fhir_search::Registry> {
         self.search.current()
     }
+}
+
+/// What in a config would make the service misbehave, found before it starts.
+pub fn check_config(config: &FhirServiceConfig) -> Result<(), String> {
+    if let Some(c) = &config.cors {
+        cors::layer(c).map(drop)?;
+    }
+    audit::check(config)
 }
 
 /// The routes of one FHIR service. `/metadata` is public; everything else passes the auth layer.
@@ -135,12 +149,26 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             reindex::reload_after_search_parameter_write,
         ))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            authn::authenticate,
+        ));
     let limit = usize::try_from(state.config.limits.max_request_body_bytes).unwrap_or(usize::MAX);
-    let cors = state.config.cors.as_ref().map(cors_layer);
+    // Runners call `check_config` first; should one not, a bad CORS config means no
+    // cross-origin access, the safe side.
+    let cors = state.config.cors.as_ref().and_then(|c| {
+        cors::layer(c)
+            .inspect_err(|e| tracing::error!(service = %state.config.name, "{e}; CORS is off"))
+            .ok()
+    });
     let service = state.config.name.clone();
+    let audit_state = state.clone();
     let mut router = Router::new()
         .route("/metadata", get(capability::metadata))
+        .route(
+            "/.well-known/smart-configuration",
+            get(smart_configuration::configuration),
+        )
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -155,7 +183,7 @@ pub fn router(state: AppState) -> Router {
     if let Some(cors) = cors {
         router = router.layer(cors);
     }
-    router
+    router.layer(middleware::from_fn_with_state(audit_state, audit::record))
 }
 
 async fn negotiate(req: Request, next: Next) -> Response {
@@ -164,126 +192,6 @@ async fn negotiate(req: Request, next: Next) -> Response {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     }
-}
-
-/// The authorities a service trusts: its configured one, with the audience it expects (by
-/// default its own URL, as in Azure).
-fn token_validator(config: &FhirServiceConfig) -> Option<hds_auth::Validator> {
-    if config.auth.mode == AuthMode::None {
-        return None;
-    }
-    let audiences: Vec<String> = config
-        .auth
-        .audience
-        .clone()
-        .or_else(|| config.base_url.clone())
-        .into_iter()
-        .collect();
-    let authorities: Vec<hds_auth::AuthorityConfig> = config
-        .auth
-        .authority
-        .iter()
-        .map(|issuer| hds_auth::AuthorityConfig {
-            issuer: issuer.clone(),
-            audiences: audiences.clone(),
-            roles_claim: config
-                .auth
-                .roles_claim
-                .clone()
-                .unwrap_or_else(|| "roles".into()),
-        })
-        .collect();
-    if authorities.is_empty() {
-        tracing::error!(
-            service = %config.name,
-            "no token authority is configured (auth.authority): every data request will be refused with 401"
-        );
-    } else if audiences.is_empty() {
-        tracing::warn!(service = %config.name, "no audience configured or derivable from the base URL: tokens for any audience of the authority are accepted");
-    }
-    Some(hds_auth::Validator::new(hds_auth::ValidatorConfig {
-        authorities,
-        leeway: std::time::Duration::from_secs(config.auth.leeway_seconds.unwrap_or(60)),
-    }))
-}
-
-/// Every data request carries a valid token whose roles grant the data action its endpoint
-/// declares in [`access::ENDPOINTS`]; the caller then travels with the request as a
-/// [`hds_auth::Principal`].
-async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(tokens) = &s.tokens else {
-        return next.run(req).await;
-    };
-    let header_value = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or("\u{0}"));
-    let principal = match tokens.authorize_header(header_value).await {
-        Ok(p) => p,
-        Err(e) => {
-            let description = e.to_string();
-            let challenge = format!(
-                "Bearer error=\"{}\", error_description=\"{}\"",
-                e.code(),
-                description.replace('"', "'")
-            );
-            return FhirError::new(StatusCode::UNAUTHORIZED, "login", description)
-                .header(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_str(&challenge)
-                        .unwrap_or(HeaderValue::from_static("Bearer error=\"invalid_token\"")),
-                )
-                .into_response();
-        }
-    };
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| {
-            m.as_str()
-                .strip_prefix(s.path_prefix.as_str())
-                .unwrap_or(m.as_str())
-                .to_owned()
-        })
-        .unwrap_or_default();
-    let route = if route.is_empty() {
-        "/".to_owned()
-    } else {
-        route
-    };
-    // Nested under `hds up`, the router may see its path with or without the mount point.
-    let path = req.uri().path();
-    let path = path
-        .strip_prefix(s.path_prefix.as_str())
-        .unwrap_or(path)
-        .to_owned();
-    let Some(action) = access::required_action(req.method(), &route, &path) else {
-        tracing::error!(%route, method = %req.method(), "no data action is declared for this endpoint; refusing it");
-        return FhirError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "no data action is declared for this endpoint, so no one may call it",
-        )
-        .into_response();
-    };
-    let roles = principal.roles.iter().map(String::as_str);
-    if !hds_auth::actions::allowed(roles, hds_auth::actions::ServiceKind::Fhir, action) {
-        return FhirError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "the caller's roles ({}) do not grant the data action '{action}' this request needs",
-                if principal.roles.is_empty() {
-                    "none".to_owned()
-                } else {
-                    principal.roles.join(", ")
-                }
-            ),
-        )
-        .into_response();
-    }
-    req.extensions_mut().insert(principal);
-    next.run(req).await
 }
 
 async fn record(service: String, req: Request, next: Next) -> Response {
@@ -326,37 +234,4 @@ async fn bundle_unsupported() -> FhirError {
         "not-supported",
         "batch and transaction Bundles are not supported by this server version",
     )
-}
-
-fn cors_layer(c: &CorsConfig) -> CorsLayer {
-    let mut layer = CorsLayer::new();
-    layer = if c.origins.iter().any(|o| o == "*") {
-        layer.allow_origin(AllowOrigin::any())
-    } else {
-        let origins: Vec<HeaderValue> = c.origins.iter().filter_map(|o| o.parse().ok()).collect();
-        layer.allow_origin(origins)
-    };
-    let methods: Vec<Method> = c.methods.iter().filter_map(|m| m.parse().ok()).collect();
-    if !methods.is_empty() {
-        layer = layer.allow_methods(methods);
-    }
-    if c.headers.iter().any(|h| h == "*") {
-        layer = layer.allow_headers(tower_http::cors::Any);
-    } else {
-        let headers: Vec<header::HeaderName> =
-            c.headers.iter().filter_map(|h| h.parse().ok()).collect();
-        layer = layer.allow_headers(headers);
-    }
-    if let Some(age) = c.max_age {
-        layer = layer.max_age(std::time::Duration::from_secs(u64::from(age)));
-    }
-    if c.allow_credentials {
-        layer = layer.allow_credentials(true);
-    }
-    layer.expose_headers([
-        header::ETAG,
-        header::LOCATION,
-        header::CONTENT_LOCATION,
-        header::LAST_MODIFIED,
-    ])
 }

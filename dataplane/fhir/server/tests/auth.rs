@@ -5,29 +5,14 @@
 mod common;
 
 use common::*;
-use hds_auth::testing::{Authority, TestKey, ec_key, now, sign, start_authority};
-use hds_common::config::AuthMode;
+use hds_auth::testing::{ec_key, now, sign};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const AUD: &str = "https://fhir.test";
-
-struct Setup {
-    s: TestServer,
-    a: Authority,
-    key: TestKey,
-}
+type Setup = Secured;
 
 async fn setup() -> Setup {
-    let a = start_authority().await;
-    let key = ec_key("k1");
-    *a.jwks.lock().unwrap() = vec![key.jwk.clone()];
-    let mut cfg = config();
-    cfg.auth.mode = AuthMode::Oidc;
-    cfg.auth.authority = Some(a.issuer.clone());
-    cfg.auth.audience = Some(AUD.into());
-    let s = start_with(cfg).await;
-    Setup { s, a, key }
+    start_secured(|_| {}).await
 }
 
 impl Setup {

@@ -19,6 +19,10 @@ pub async fn metadata(
 ) -> Result<Response, FhirError> {
     let mut cs = (*s.capability).clone();
     cs["implementation"]["url"] = json!(base);
+    // The authority's endpoints, from its discovery document (cached).
+    if let Some(uris) = crate::smart_configuration::oauth_uris(&s).await {
+        cs["rest"][0]["security"]["extension"] = json!([uris]);
+    }
     Ok(json_response(
         StatusCode::OK,
         render_body(&cs.to_string(), &q),
@@ -81,11 +85,15 @@ pub fn capability_statement(config: &FhirServiceConfig) -> Value {
         .collect();
     let mut security = json!({"cors": config.cors.is_some()});
     if config.auth.mode == AuthMode::Oidc {
-        security["service"] = json!([{"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
-            "code": "OAuth"}]}]);
-        security["description"] =
-            json!("Bearer tokens (OAuth 2.0) are required on every interaction but metadata");
+        security["service"] = json!([{"coding": [
+            {"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+             "code": "OAuth"},
+            {"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+             "code": "SMART-on-FHIR"},
+        ], "text": "OAuth 2.0 bearer tokens; SMART on FHIR scopes (v1 and v2) and patient launch context"}]);
+        security["description"] = json!(
+            "Bearer tokens (OAuth 2.0) are required on every interaction but metadata and /.well-known/smart-configuration. A token with SMART scopes (patient/, user/, system/) may do only what they grant; patient/ scopes confine every interaction to the Patient compartment of the token's patient claim."
+        );
     } else {
         security["description"] =
             json!("Authentication is turned off on this service (auth.mode: none)");

@@ -11,13 +11,17 @@ use crate::AppState;
 use crate::bundle::BundleWriter;
 use crate::error::FhirError;
 use crate::http::{BaseUrl, QueryPairs, json_response};
+use crate::smart::{self, Access, Grants};
+use hds_auth::smart::Interaction;
 
 pub async fn system(
     State(s): State<AppState>,
     BaseUrl(base): BaseUrl,
     QueryPairs(q): QueryPairs,
+    access: Access,
 ) -> Result<Response, FhirError> {
-    history(&s, HistoryScope::System, &base, &q).await
+    access.check_system_history(&s.registry())?;
+    history(&s, HistoryScope::System, &base, &q, None).await
 }
 
 pub async fn type_level(
@@ -25,20 +29,46 @@ pub async fn type_level(
     Path(rt): Path<String>,
     BaseUrl(base): BaseUrl,
     QueryPairs(q): QueryPairs,
+    access: Access,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
-    history(&s, HistoryScope::Type(rt), &base, &q).await
+    if !access
+        .grants(&s.registry(), &rt, Interaction::Search)?
+        .is_open()
+    {
+        return Err(smart::history_refusal(&format!("{rt} is")));
+    }
+    history(&s, HistoryScope::Type(rt), &base, &q, None).await
 }
 
+/// Under a compartment or a scope's query, the resource as it is now must be the caller's
+/// (else 404, as for an unknown one), and only the versions whose bodies are in the caller's
+/// compartment are listed (deletions of it too). Versions cannot be checked against a scope's
+/// query, so a token whose grants all carry one gets 403.
 pub async fn instance(
     State(s): State<AppState>,
     Path((rt, id)): Path<(String, String)>,
     BaseUrl(base): BaseUrl,
     QueryPairs(q): QueryPairs,
+    access: Access,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
     check_id(&id)?;
-    history(&s, HistoryScope::Instance(rt, id), &base, &q).await
+    let grants = access.grants(&s.registry(), &rt, Interaction::Read)?;
+    if grants.is_open() {
+        return history(&s, HistoryScope::Instance(rt, id), &base, &q, None).await;
+    }
+    let conn = s.store.connection().await?;
+    if !smart::current_visible(&conn, &rt, &id, &grants).await? {
+        return Err(FhirError::not_found(format!("{rt}/{id} is not known")));
+    }
+    if !grants.has_unconstrained() {
+        return Err(smart::forbidden(format!(
+            "the versions of {rt}/{id} cannot be checked against the query of the token's scopes, so its history is not available to it; read the resource instead"
+        )));
+    }
+    drop(conn);
+    history(&s, HistoryScope::Instance(rt, id), &base, &q, Some(&grants)).await
 }
 
 async fn history(
@@ -46,6 +76,7 @@ async fn history(
     scope: HistoryScope,
     base: &str,
     q: &[(String, String)],
+    confine: Option<&Grants>,
 ) -> Result<Response, FhirError> {
     let limits = &s.config.limits;
     let mut query = HistoryQuery {
@@ -113,7 +144,16 @@ async fn history(
         links.push(("next", link(base, &path, &keep, Some(next.to_string()))));
     }
     let mut w = BundleWriter::new("history", None, &links);
+    let reg = s.registry();
     for v in &page.versions {
+        if let (Some(g), Some(body)) = (confine, &v.body) {
+            let visible = serde_json::from_str(body)
+                .map(|b| g.admits_version(&reg, &b))
+                .unwrap_or(false);
+            if !visible {
+                continue;
+            }
+        }
         let url = match v.method {
             hds_fhir_store::Method::Post => v.res_type.clone(),
             _ => format!("{}/{}", v.res_type, v.id),

@@ -14,6 +14,8 @@ use crate::http::{
     BaseUrl, FhirBody, Prefer, QueryPairs, ReturnPref, content_type, etag, http_date, if_match,
     parse_etag, parse_resource, require_json_body, version_response,
 };
+use crate::smart::{self, Access};
+use hds_auth::smart::Interaction;
 
 pub async fn read(
     State(s): State<AppState>,
@@ -21,13 +23,21 @@ pub async fn read(
     BaseUrl(base): BaseUrl,
     QueryPairs(q): QueryPairs,
     headers: HeaderMap,
+    access: Access,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
     check_id(&id)?;
+    let grants = access.grants(&s.registry(), &rt, Interaction::Read)?;
     let conn = s.store.connection().await?;
-    let v = store::read(&conn, &rt, &id)
-        .await?
-        .ok_or_else(|| FhirError::not_found(format!("{rt}/{id} is not known")))?;
+    let unknown = || FhirError::not_found(format!("{rt}/{id} is not known"));
+    let v = store::read(&conn, &rt, &id).await?.ok_or_else(unknown)?;
+    // Outside the caller's grants, a resource is answered as one that does not exist (a deleted
+    // one too: its compartment cannot be judged without its index rows).
+    if !grants.is_open()
+        && (v.is_deleted() || !smart::current_visible(&conn, &rt, &id, &grants).await?)
+    {
+        return Err(unknown());
+    }
     if v.is_deleted() {
         return Err(deleted(&rt, &id, v.version_id));
     }
@@ -53,16 +63,43 @@ pub async fn vread(
     Path((rt, id, vid)): Path<(String, String, String)>,
     BaseUrl(base): BaseUrl,
     QueryPairs(q): QueryPairs,
+    access: Access,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
     check_id(&id)?;
     let version_id: i64 = vid
         .parse()
         .map_err(|_| FhirError::not_found(format!("'{vid}' is not a version of {rt}/{id}")))?;
+    let reg = s.registry();
+    let grants = access.grants(&reg, &rt, Interaction::Read)?;
     let conn = s.store.connection().await?;
+    let missing = || FhirError::not_found(format!("{rt}/{id} has no version {version_id}"));
+    // An older version is judged on its own body; the current one was judged by SQL.
+    let mut judge_body = false;
+    if !grants.is_open() {
+        // The resource as it is now must be the caller's, and so must the version asked for.
+        if !smart::current_visible(&conn, &rt, &id, &grants).await? {
+            return Err(missing());
+        }
+        let current = store::read(&conn, &rt, &id).await?.ok_or_else(missing)?;
+        if current.version_id != version_id && !grants.has_unconstrained() {
+            return Err(smart::forbidden(format!(
+                "earlier versions of {rt}/{id} cannot be checked against the query of the token's scopes, so only the current one ({}) may be read",
+                current.version_id
+            )));
+        }
+        judge_body = current.version_id != version_id;
+    }
     let v = store::vread(&conn, &rt, &id, version_id)
         .await?
-        .ok_or_else(|| FhirError::not_found(format!("{rt}/{id} has no version {version_id}")))?;
+        .ok_or_else(missing)?;
+    if judge_body && let Some(body) = &v.body {
+        let body: Value = serde_json::from_str(body)
+            .map_err(|e| FhirError::from(store::StoreError::Corrupt(format!("{rt}/{id}"), e)))?;
+        if !grants.admits_version(&reg, &body) {
+            return Err(missing());
+        }
+    }
     if v.is_deleted() {
         return Err(deleted(&rt, &id, version_id));
     }
@@ -76,6 +113,7 @@ pub async fn vread(
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn update(
     State(s): State<AppState>,
     Path((rt, id)): Path<(String, String)>,
@@ -83,6 +121,7 @@ pub async fn update(
     QueryPairs(q): QueryPairs,
     prefer: Prefer,
     headers: HeaderMap,
+    access: Access,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
@@ -104,9 +143,14 @@ pub async fn update(
     }
     validate(&resource, &rt, StatusCode::BAD_REQUEST)?;
     let check = version_check(&s, &rt, &headers)?;
+    let reg = s.registry();
+    let grants = access.grants(&reg, &rt, Interaction::Update)?;
+    let after = grants.admit_body(&reg, &resource, &format!("write {rt}/{id} this way"))?;
     let mut conn = s.store.connection().await?;
     let tx = conn.transaction().await?;
+    smart::admit_existing(&tx, &reg, &grants, &rt, &id, "update").await?;
     let outcome = write_update(&s, &tx, &rt, &id, resource, check, Method::Put).await?;
+    after.check_current(&tx, &rt, &id).await?;
     tx.commit().await?;
     update_response(outcome, &rt, &id, &base, prefer.return_, &q)
 }
@@ -182,13 +226,17 @@ pub async fn delete(
     Path((rt, id)): Path<(String, String)>,
     prefer: Prefer,
     headers: HeaderMap,
+    access: Access,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
     check_id(&id)?;
     let check = if_match(&headers)?.map_or(VersionCheck::Any, VersionCheck::Expect);
     let keep = keeps_history(s.config.resource_version_policy.for_type(&rt));
+    let reg = s.registry();
+    let grants = access.grants(&reg, &rt, Interaction::Delete)?;
     let mut conn = s.store.connection().await?;
     let tx = conn.transaction().await?;
+    smart::admit_existing(&tx, &reg, &grants, &rt, &id, "delete").await?;
     let outcome = store::delete(&tx, &rt, &id, check, keep).await?;
     tx.commit().await?;
     match outcome {
@@ -225,6 +273,7 @@ pub fn delete_response(prefer: Prefer, version: Option<i64>, message: String) ->
     r
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn patch(
     State(s): State<AppState>,
     Path((rt, id)): Path<(String, String)>,
@@ -232,14 +281,19 @@ pub async fn patch(
     QueryPairs(q): QueryPairs,
     prefer: Prefer,
     headers: HeaderMap,
+    access: Access,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
     check_id(&id)?;
     let document = parse_patch(&headers, &body)?;
+    let grants = access.grants(&s.registry(), &rt, Interaction::Update)?;
     let mut conn = s.store.connection().await?;
     let tx = conn.transaction().await?;
-    let response = patch_in(&s, &tx, &rt, &id, &document, &headers, &base, prefer, &q).await?;
+    let response = patch_in(
+        &s, &tx, &rt, &id, &document, &headers, &base, prefer, &q, &grants,
+    )
+    .await?;
     tx.commit().await?;
     Ok(response)
 }
@@ -295,7 +349,10 @@ pub async fn patch_in(
     base: &str,
     prefer: Prefer,
     q: &[(String, String)],
+    grants: &smart::Grants,
 ) -> Result<Response, FhirError> {
+    let reg = s.registry();
+    smart::admit_existing(tx, &reg, grants, rt, id, "patch").await?;
     let current = store::read(tx, rt, id)
         .await?
         .ok_or_else(|| FhirError::not_found(format!("{rt}/{id} is not known")))?;
@@ -325,7 +382,9 @@ pub async fn patch_in(
         ));
     }
     validate(&resource, rt, StatusCode::UNPROCESSABLE_ENTITY)?;
+    let after = grants.admit_body(&reg, &resource, &format!("patch {rt}/{id} this way"))?;
     let outcome = write_update(s, tx, rt, id, resource, check, Method::Patch).await?;
+    after.check_current(tx, rt, id).await?;
     update_response(outcome, rt, id, base, prefer.return_, q)
 }
 

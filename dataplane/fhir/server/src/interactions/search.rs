@@ -13,7 +13,9 @@ use crate::AppState;
 use crate::bundle::BundleWriter;
 use crate::error::FhirError;
 use crate::http::{BaseUrl, FhirBody, Prefer, QueryPairs, content_type, json_response};
+use crate::smart::Access;
 use crate::subset::Subset;
+use hds_auth::smart::Interaction;
 
 pub async fn search_get(
     State(s): State<AppState>,
@@ -21,9 +23,10 @@ pub async fn search_get(
     BaseUrl(base): BaseUrl,
     QueryPairs(q): QueryPairs,
     prefer: Prefer,
+    access: Access,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
-    search(&s, Some(&rt), None, &base, q, prefer).await
+    search(&s, Some(&rt), None, &base, q, prefer, &access).await
 }
 
 /// `GET [base]?_type=...`: every type listed (or every type), with the parameters they share.
@@ -32,8 +35,9 @@ pub async fn system_get(
     BaseUrl(base): BaseUrl,
     QueryPairs(q): QueryPairs,
     prefer: Prefer,
+    access: Access,
 ) -> Result<Response, FhirError> {
-    search(&s, None, None, &base, q, prefer).await
+    search(&s, None, None, &base, q, prefer, &access).await
 }
 
 /// `POST [base]/_search` with a form body.
@@ -43,13 +47,15 @@ pub async fn system_post(
     QueryPairs(q): QueryPairs,
     prefer: Prefer,
     headers: HeaderMap,
+    access: Access,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     let q = with_form_body(q, &headers, &body)?;
-    search(&s, None, None, &base, q, prefer).await
+    search(&s, None, None, &base, q, prefer, &access).await
 }
 
 /// `POST [type]/_search` with an `application/x-www-form-urlencoded` body; URL parameters count too.
+#[allow(clippy::too_many_arguments)]
 pub async fn search_post(
     State(s): State<AppState>,
     Path(rt): Path<String>,
@@ -57,11 +63,12 @@ pub async fn search_post(
     QueryPairs(q): QueryPairs,
     prefer: Prefer,
     headers: HeaderMap,
+    access: Access,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
     let q = with_form_body(q, &headers, &body)?;
-    search(&s, Some(&rt), None, &base, q, prefer).await
+    search(&s, Some(&rt), None, &base, q, prefer, &access).await
 }
 
 /// `GET [compartment type]/[id]/[type]`: the search, limited to the compartment's members.
@@ -71,12 +78,14 @@ pub async fn compartment_get(
     BaseUrl(base): BaseUrl,
     QueryPairs(q): QueryPairs,
     prefer: Prefer,
+    access: Access,
 ) -> Result<Response, FhirError> {
     check_type(&comp)?;
     check_type(&rt)?;
-    search(&s, Some(&rt), Some((&comp, &id)), &base, q, prefer).await
+    search(&s, Some(&rt), Some((&comp, &id)), &base, q, prefer, &access).await
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn compartment_post(
     State(s): State<AppState>,
     Path((comp, id, rt)): Path<(String, String, String)>,
@@ -84,12 +93,13 @@ pub async fn compartment_post(
     QueryPairs(q): QueryPairs,
     prefer: Prefer,
     headers: HeaderMap,
+    access: Access,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     check_type(&comp)?;
     check_type(&rt)?;
     let q = with_form_body(q, &headers, &body)?;
-    search(&s, Some(&rt), Some((&comp, &id)), &base, q, prefer).await
+    search(&s, Some(&rt), Some((&comp, &id)), &base, q, prefer, &access).await
 }
 
 fn with_form_body(
@@ -150,7 +160,8 @@ fn compartment_filter(rt: &str, comp: &str, id: &str) -> Result<Filter, FhirErro
     ))
 }
 
-/// `rt` None is a system-wide search.
+/// `rt` None is a system-wide search. `access` confines it to what the token's SMART scopes
+/// grant (see [`crate::smart`]).
 async fn search(
     s: &AppState,
     rt: Option<&str>,
@@ -158,7 +169,17 @@ async fn search(
     base: &str,
     q: Vec<(String, String)>,
     prefer: Prefer,
+    access: &Access,
 ) -> Result<Response, FhirError> {
+    let reg = s.registry();
+    // Another patient's compartment, to a caller confined to its own patient's: as unknown as
+    // reading that Patient would be.
+    if let (Some(rt), Some(("Patient", id))) = (rt, compartment)
+        && let Some(own) = access.grants(&reg, rt, Interaction::Search)?.only_patient()
+        && own != id
+    {
+        return Err(FhirError::not_found(format!("Patient/{id} is not known")));
+    }
     let cursor = q
         .iter()
         .find(|(k, _)| k == "_cursor")
@@ -167,14 +188,17 @@ async fn search(
     let params: Vec<(String, String)> = q.into_iter().filter(|(k, _)| k != "_cursor").collect();
     let types: Vec<String>;
     let (scope, mut query) = match rt {
-        Some(rt) => (
-            Scope::Type(rt),
-            hds_fhir_search::parse_with(&s.registry(), rt, &params)?,
-        ),
+        Some(rt) => {
+            let mut q = hds_fhir_search::parse_with(&reg, rt, &params)?;
+            access.confine_search(&reg, rt, &mut q)?;
+            (Scope::Type(rt), q)
+        }
         None => {
             let (all, rest) = hds_fhir_search::split_types(&params)?;
             types = all;
-            let mut q = hds_fhir_search::parse_system(&s.registry(), &types, &rest)?;
+            let mut q = hds_fhir_search::parse_system(&reg, &types, &rest)?;
+            let named = params.iter().any(|(k, _)| k == "_type");
+            access.confine_system_search(&reg, &types, named, &mut q)?;
             // The links repeat `_type` as given.
             let given = params.iter().filter(|(k, _)| k == "_type").cloned();
             q.applied.splice(0..0, given);
@@ -215,7 +239,9 @@ async fn search(
     }
 
     let page = hds_fhir_search::search(&conn, scope, &query, count, cursor.as_ref()).await?;
-    let included = hds_fhir_search::includes(&conn, &page.matches, query.includes()).await?;
+    let included = access
+        .includes(&conn, &reg, &page.matches, query.includes())
+        .await?;
 
     let mut links = vec![(
         "self",

@@ -17,10 +17,13 @@ use crate::error::FhirError;
 use crate::http::{
     BaseUrl, FhirBody, Prefer, QueryPairs, parse_resource, require_json_body, version_response,
 };
+use crate::smart::{self, Access};
+use hds_auth::smart::Interaction;
 
 /// The most resources one conditional delete removes when `_count` asks for several.
 const MAX_CONDITIONAL_DELETE: u32 = 1000;
 
+#[allow(clippy::too_many_arguments)]
 pub async fn create(
     State(s): State<AppState>,
     Path(rt): Path<String>,
@@ -28,6 +31,7 @@ pub async fn create(
     QueryPairs(q): QueryPairs,
     prefer: Prefer,
     headers: HeaderMap,
+    access: Access,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
@@ -38,20 +42,37 @@ pub async fn create(
     let id = uuid::Uuid::new_v4().to_string();
     set_id(&mut resource, &id);
     validate(&resource, &rt, StatusCode::BAD_REQUEST)?;
+    let reg = s.registry();
+    let grants = access.grants(&reg, &rt, Interaction::Create)?;
+    let after = grants.admit_body(&reg, &resource, &format!("create this {rt}"))?;
     let if_none_exist = match headers.get("if-none-exist") {
-        Some(v) => Some(criteria(
-            &s.registry(),
-            &rt,
-            v.to_str()
-                .map_err(|_| FhirError::bad_request("If-None-Exist is not valid text"))?,
-        )?),
+        Some(v) => {
+            let (mut query, key) = criteria(
+                &reg,
+                &rt,
+                v.to_str()
+                    .map_err(|_| FhirError::bad_request("If-None-Exist is not valid text"))?,
+            )?;
+            // The match is a search: only among what the caller may search.
+            access.confine_search(&reg, &rt, &mut query)?;
+            Some((query, key))
+        }
         None => None,
     };
-    let index = hds_fhir_search::extract_with(&s.registry(), &resource);
+    let index = hds_fhir_search::extract_with(&reg, &resource);
     let mut conn = s.store.connection().await?;
     let v = match &if_none_exist {
         // A plain create is one statement in autocommit: one round trip, one commit.
-        None => store::create(&conn, &rt, &id, resource, &index).await?,
+        None if after.is_none() => store::create(&conn, &rt, &id, resource, &index).await?,
+        // A scope's query is checked on the index rows of the written resource, in its
+        // transaction.
+        None => {
+            let tx = conn.transaction().await?;
+            let v = store::create(&tx, &rt, &id, resource, &index).await?;
+            after.check_current(&tx, &rt, &id).await?;
+            tx.commit().await?;
+            v
+        }
         Some((query, key)) => {
             let tx = conn.transaction().await?;
             let found = matches(&tx, &rt, query, key, 2).await?;
@@ -78,6 +99,7 @@ pub async fn create(
                 }
             }
             let v = store::create(&tx, &rt, &id, resource, &index).await?;
+            after.check_current(&tx, &rt, &id).await?;
             tx.commit().await?;
             v
         }
@@ -93,6 +115,7 @@ pub async fn create(
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn conditional_update(
     State(s): State<AppState>,
     Path(rt): Path<String>,
@@ -100,11 +123,15 @@ pub async fn conditional_update(
     QueryPairs(q): QueryPairs,
     prefer: Prefer,
     headers: HeaderMap,
+    access: Access,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
     require_json_body(&headers)?;
-    let (query, key) = criteria_from_pairs(&s.registry(), &rt, &q)?;
+    let reg = s.registry();
+    let (mut query, key) = criteria_from_pairs(&reg, &rt, &q)?;
+    access.confine_search(&reg, &rt, &mut query)?;
+    let grants = access.grants(&reg, &rt, Interaction::Update)?;
     let mut resource = parse_resource(&body)?;
     validate(&resource, &rt, StatusCode::BAD_REQUEST)?;
     let check = version_check(&s, &rt, &headers)?;
@@ -145,7 +172,10 @@ pub async fn conditional_update(
         }
     };
     set_id(&mut resource, &id);
+    let after = grants.admit_body(&reg, &resource, &format!("write {rt}/{id} this way"))?;
+    smart::admit_existing(&tx, &reg, &grants, &rt, &id, "update").await?;
     let outcome = write_update(&s, &tx, &rt, &id, resource, check, Method::Put).await?;
+    after.check_current(&tx, &rt, &id).await?;
     tx.commit().await?;
     update_response(outcome, &rt, &id, &base, prefer.return_, &q)
 }
@@ -157,9 +187,13 @@ pub async fn conditional_delete(
     Path(rt): Path<String>,
     QueryPairs(q): QueryPairs,
     prefer: Prefer,
+    access: Access,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
-    let (query, key) = criteria_from_pairs(&s.registry(), &rt, &q)?;
+    let reg = s.registry();
+    let (mut query, key) = criteria_from_pairs(&reg, &rt, &q)?;
+    access.confine_search(&reg, &rt, &mut query)?;
+    let grants = access.grants(&reg, &rt, Interaction::Delete)?;
     let many = query.count.map(|c| c.clamp(1, MAX_CONDITIONAL_DELETE));
     let keep = keeps_history(s.config.resource_version_policy.for_type(&rt));
     let mut conn = s.store.connection().await?;
@@ -173,6 +207,7 @@ pub async fn conditional_delete(
     }
     let mut last = None;
     for id in &found {
+        smart::admit_existing(&tx, &reg, &grants, &rt, id, "delete").await?;
         if let DeleteOutcome::Deleted(v) =
             store::delete(&tx, &rt, id, VersionCheck::Any, keep).await?
         {
@@ -188,6 +223,7 @@ pub async fn conditional_delete(
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn conditional_patch(
     State(s): State<AppState>,
     Path(rt): Path<String>,
@@ -195,10 +231,14 @@ pub async fn conditional_patch(
     QueryPairs(q): QueryPairs,
     prefer: Prefer,
     headers: HeaderMap,
+    access: Access,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
-    let (query, key) = criteria_from_pairs(&s.registry(), &rt, &q)?;
+    let reg = s.registry();
+    let (mut query, key) = criteria_from_pairs(&reg, &rt, &q)?;
+    access.confine_search(&reg, &rt, &mut query)?;
+    let grants = access.grants(&reg, &rt, Interaction::Update)?;
     let document = parse_patch(&headers, &body)?;
     let mut conn = s.store.connection().await?;
     let tx = conn.transaction().await?;
@@ -212,7 +252,10 @@ pub async fn conditional_patch(
             )));
         }
     };
-    let response = patch_in(&s, &tx, &rt, &id, &document, &headers, &base, prefer, &q).await?;
+    let response = patch_in(
+        &s, &tx, &rt, &id, &document, &headers, &base, prefer, &q, &grants,
+    )
+    .await?;
     tx.commit().await?;
     Ok(response)
 }

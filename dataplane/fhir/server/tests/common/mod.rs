@@ -34,6 +34,7 @@ pub fn config() -> FhirServiceConfig {
         cors: None,
         resource_version_policy: Default::default(),
         limits: Limits::default(),
+        audit: Default::default(),
     }
 }
 
@@ -58,7 +59,14 @@ pub async fn start_with(mut cfg: FhirServiceConfig) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(AppState::new(cfg, store, "").await.expect("state loads"));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
     TestServer {
         base: format!("http://{addr}"),
         http: Client::new(),
@@ -166,4 +174,32 @@ pub fn ids_with_mode(bundle: &Value, mode: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The audience secured test services expect.
+pub const AUD: &str = "https://fhir.test";
+
+/// A service that checks tokens: a loopback OpenID authority publishing `key` (kid `k1`), the
+/// service trusting it for [`AUD`].
+pub struct Secured {
+    pub s: TestServer,
+    pub a: hds_auth::testing::Authority,
+    pub key: hds_auth::testing::TestKey,
+}
+
+/// Starts a [`Secured`] service; `tune` adjusts its config first.
+pub async fn start_secured(tune: impl FnOnce(&mut FhirServiceConfig)) -> Secured {
+    let a = hds_auth::testing::start_authority().await;
+    let key = hds_auth::testing::ec_key("k1");
+    *a.jwks.lock().unwrap() = vec![key.jwk.clone()];
+    let mut cfg = config();
+    cfg.auth.mode = AuthMode::Oidc;
+    cfg.auth.authority = Some(a.issuer.clone());
+    cfg.auth.audience = Some(AUD.into());
+    tune(&mut cfg);
+    Secured {
+        s: start_with(cfg).await,
+        a,
+        key,
+    }
 }

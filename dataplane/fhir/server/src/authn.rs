@@ -1,0 +1,182 @@
+//! Who may call: bearer tokens checked against the authorities a service trusts, then the
+//! caller's roles and SMART scopes against the data action the endpoint declares
+//! ([`crate::access`]). The caller and the action are left on the response for the audit layer.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hds_auth::{DataAction, Principal};
+use hds_common::config::{AuthMode, FhirServiceConfig};
+
+use crate::error::FhirError;
+use crate::{AppState, access, audit, smart};
+
+/// The authorities a service trusts: its configured one, with the audience it expects (by
+/// default its own URL, as in Azure).
+pub(crate) fn token_validator(config: &FhirServiceConfig) -> Option<hds_auth::Validator> {
+    if config.auth.mode == AuthMode::None {
+        return None;
+    }
+    let audiences: Vec<String> = config
+        .auth
+        .audience
+        .clone()
+        .or_else(|| config.base_url.clone())
+        .into_iter()
+        .collect();
+    let mut authorities: Vec<hds_auth::AuthorityConfig> = config
+        .auth
+        .authority
+        .iter()
+        .map(|issuer| hds_auth::AuthorityConfig {
+            issuer: issuer.clone(),
+            audiences: audiences.clone(),
+            roles_claim: config
+                .auth
+                .roles_claim
+                .clone()
+                .unwrap_or_else(|| "roles".into()),
+        })
+        .collect();
+    // The Workspace's own issuer names roles as Azure does, whatever the outside authority uses.
+    if let Some(ws) = &config.auth.workspace_issuer
+        && !authorities
+            .iter()
+            .any(|a| a.issuer.trim_end_matches('/') == ws.trim_end_matches('/'))
+    {
+        authorities.push(hds_auth::AuthorityConfig {
+            issuer: ws.clone(),
+            audiences: audiences.clone(),
+            roles_claim: "roles".into(),
+        });
+    }
+    if authorities.is_empty() {
+        tracing::error!(
+            service = %config.name,
+            "no token authority is configured (auth.authority or the Workspace issuer): every data request will be refused with 401"
+        );
+    } else if audiences.is_empty() {
+        tracing::warn!(service = %config.name, "no audience configured or derivable from the base URL: tokens for any audience of the authority are accepted");
+    }
+    Some(hds_auth::Validator::new(hds_auth::ValidatorConfig {
+        authorities,
+        leeway: std::time::Duration::from_secs(config.auth.leeway_seconds.unwrap_or(60)),
+    }))
+}
+
+/// Every data request carries a valid token whose roles grant the data action its endpoint
+/// declares in [`access::ENDPOINTS`]; the caller then travels with the request as a
+/// [`hds_auth::Principal`].
+pub(crate) async fn authenticate(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(tokens) = &s.tokens else {
+        return next.run(req).await;
+    };
+    let header_value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let principal = match tokens.authorize_header(header_value).await {
+        Ok(p) => p,
+        Err(e) => {
+            let description = e.to_string();
+            let challenge = format!(
+                "Bearer error=\"{}\", error_description=\"{}\"",
+                e.code(),
+                description.replace('"', "'")
+            );
+            return FhirError::new(StatusCode::UNAUTHORIZED, "login", description)
+                .header(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_str(&challenge)
+                        .unwrap_or(HeaderValue::from_static("Bearer error=\"invalid_token\"")),
+                )
+                .into_response();
+        }
+    };
+    // The audit layer records who called and what they needed, refused or not.
+    let caller = audit::Caller(principal.clone());
+    let (mut resp, action) = authorize(&s, principal, req, next).await;
+    resp.extensions_mut().insert(caller);
+    if let Some(action) = action {
+        resp.extensions_mut().insert(action);
+    }
+    resp
+}
+
+/// The caller's roles and scopes admit the request, which then runs; or the refusal. Also
+/// returns the data action the endpoint declares, when it declares one.
+async fn authorize(
+    s: &AppState,
+    principal: Principal,
+    mut req: Request,
+    next: Next,
+) -> (Response, Option<DataAction>) {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| {
+            m.as_str()
+                .strip_prefix(s.path_prefix.as_str())
+                .unwrap_or(m.as_str())
+                .to_owned()
+        })
+        .unwrap_or_default();
+    let route = if route.is_empty() {
+        "/".to_owned()
+    } else {
+        route
+    };
+    // Nested under `hds up`, the router may see its path with or without the mount point.
+    let path = req.uri().path();
+    let path = path
+        .strip_prefix(s.path_prefix.as_str())
+        .unwrap_or(path)
+        .to_owned();
+    let Some(action) = access::required_action(req.method(), &route, &path) else {
+        tracing::error!(%route, method = %req.method(), "no data action is declared for this endpoint; refusing it");
+        let refusal = FhirError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "no data action is declared for this endpoint, so no one may call it",
+        );
+        return (refusal.into_response(), None);
+    };
+    let roles = principal.roles.iter().map(String::as_str);
+    let scopes = hds_auth::smart::Scopes::parse(principal.scopes.iter().map(String::as_str));
+    match hds_auth::actions::role_grant(roles, hds_auth::actions::ServiceKind::Fhir, action) {
+        hds_auth::actions::RoleGrant::Denied => {
+            let refusal = FhirError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "the caller's roles ({}) do not grant the data action '{action}' this request needs",
+                    if principal.roles.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        principal.roles.join(", ")
+                    }
+                ),
+            );
+            return (refusal.into_response(), Some(action));
+        }
+        hds_auth::actions::RoleGrant::ThroughScopes if !scopes.is_scoped() => {
+            let refusal = smart::forbidden(format!(
+                "the role FHIR SMART User grants the data action '{action}' only through SMART scopes (patient/, user/ or system/), and the token has none"
+            ));
+            return (refusal.into_response(), Some(action));
+        }
+        _ => {}
+    }
+    // A token with SMART scopes may do only what they grant, whatever its roles.
+    if scopes.is_scoped() {
+        match smart::admit(&principal, scopes, req.method(), &route, &path) {
+            Ok(sm) => {
+                req.extensions_mut().insert(sm);
+            }
+            Err(e) => return (e.into_response(), Some(action)),
+        }
+    }
+    req.extensions_mut().insert(principal);
+    (next.run(req).await, Some(action))
+}
