@@ -57,6 +57,9 @@ struct Args {
     /// Per-request timeout, in seconds.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
+    /// A bearer token sent with every request (for servers that check tokens).
+    #[arg(long, env = "BENCH_TOKEN")]
+    token: Option<String>,
 }
 
 /// What one client saw during the measured window.
@@ -99,7 +102,15 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let base = args.url.trim_end_matches('/').to_string();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = &args.token {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))?,
+        );
+    }
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         // One keep-alive connection per client, as a real connection pool would hold.
         .pool_max_idle_per_host(args.concurrency)
         .timeout(Duration::from_secs_f64(args.timeout))

@@ -37,6 +37,29 @@ impl DataAction {
     }
 }
 
+impl DataAction {
+    /// A data action as Azure writes it in `allowedDataActions` (`Read`) or as ours prints it,
+    /// in any case.
+    pub fn parse(name: &str) -> Option<DataAction> {
+        use DataAction::*;
+        [
+            Read,
+            Write,
+            Delete,
+            HardDelete,
+            Export,
+            Import,
+            ConvertData,
+            ResourceValidate,
+            Reindex,
+            SearchParameter,
+            Smart,
+        ]
+        .into_iter()
+        .find(|a| a.as_str().eq_ignore_ascii_case(name.trim()))
+    }
+}
+
 impl fmt::Display for DataAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -17,6 +17,9 @@ pub mod smart;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod token;
+mod verified;
 
 pub use actions::{DataAction, Role};
-pub use token::{AuthError, AuthorityConfig, Principal, Validator, ValidatorConfig};
+pub use token::{
+    AuthError, AuthorityConfig, Principal, SmartApplication, Validator, ValidatorConfig,
+};

@@ -13,7 +13,9 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
+use crate::DataAction;
 use crate::jwks::{KeyError, KeySet};
+use crate::verified::VerifiedTokens;
 
 /// Asymmetric algorithms only: a symmetric one would let anyone holding the public key (which
 /// is public) sign tokens, and `none` is no signature at all.
@@ -28,6 +30,19 @@ pub struct AuthorityConfig {
     pub audiences: Vec<String>,
     /// Dotted path of the roles claim: `roles` (Entra ID), `realm_access.roles` (Keycloak).
     pub roles_claim: String,
+    /// For a SMART identity provider (Azure's `smartIdentityProviders`): the applications it
+    /// may issue tokens to. Non-empty means a token must come from one of them, for its
+    /// audience, and that application's data actions stand in for roles.
+    pub applications: Vec<SmartApplication>,
+}
+
+/// An application registered with a SMART identity provider.
+#[derive(Debug, Clone)]
+pub struct SmartApplication {
+    pub client_id: String,
+    pub audience: String,
+    /// Azure's `allowedDataActions` (`Read`, …).
+    pub allowed_data_actions: Vec<DataAction>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +65,9 @@ pub struct Principal {
     /// SMART launch context.
     pub patient: Option<String>,
     pub fhir_user: Option<String>,
+    /// Set for tokens of a SMART identity provider: the data actions its application is
+    /// allowed, in place of roles (which such tokens do not carry).
+    pub application_actions: Option<Vec<DataAction>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -83,6 +101,7 @@ struct Authority {
 pub struct Validator {
     by_issuer: Arc<HashMap<String, Authority>>,
     leeway: u64,
+    verified: Arc<VerifiedTokens>,
 }
 
 impl Validator {
@@ -102,6 +121,7 @@ impl Validator {
         Self {
             by_issuer: Arc::new(by_issuer),
             leeway: config.leeway.as_secs(),
+            verified: Arc::default(),
         }
     }
 
@@ -120,6 +140,10 @@ impl Validator {
     }
 
     pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
+        let now = now();
+        if let Some(p) = self.verified.get(token, now) {
+            return Ok(p);
+        }
         let invalid = |m: &str| AuthError::Invalid(m.to_owned());
         // The header names the algorithm and key; `none` and unknown algorithms fail to parse.
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
@@ -178,11 +202,38 @@ impl Validator {
         })?;
         let c = data.claims;
         if let Some(iat) = c.get("iat").and_then(Value::as_u64)
-            && iat > now() + self.leeway
+            && iat > now + self.leeway
         {
             return Err(invalid("the token was issued in the future (iat)"));
         }
-        Ok(principal(&authority.config, &c))
+        let mut p = principal(&authority.config, &c);
+        if !authority.config.applications.is_empty() {
+            let auds = strings(c.get("aud"));
+            let app = authority
+                .config
+                .applications
+                .iter()
+                .find(|a| {
+                    p.client_id.as_deref() == Some(a.client_id.as_str())
+                        && auds
+                            .iter()
+                            .any(|x| x.trim_end_matches('/') == a.audience.trim_end_matches('/'))
+                })
+                .ok_or_else(|| {
+                    AuthError::Invalid(format!(
+                        "the application '{}' is not registered with this service for the token's audience",
+                        p.client_id.as_deref().unwrap_or("(none)")
+                    ))
+                })?;
+            p.application_actions = Some(app.allowed_data_actions.clone());
+        }
+        let secs = |k: &str| c.get(k).and_then(Value::as_u64);
+        if let Some(exp) = secs("exp") {
+            let from = secs("nbf").map_or(0, |nbf| nbf.saturating_sub(self.leeway));
+            self.verified
+                .insert(token, &p, from, exp + self.leeway, now);
+        }
+        Ok(p)
     }
 }
 
@@ -228,6 +279,7 @@ fn principal(cfg: &AuthorityConfig, c: &Value) -> Principal {
         scopes: strings(c.get("scp").or_else(|| c.get("scope"))),
         patient: s("patient"),
         fhir_user: s("fhirUser"),
+        application_actions: None,
     }
 }
 
@@ -242,6 +294,7 @@ mod tests {
             issuer: "https://login.example/t/v2.0".into(),
             audiences: vec![],
             roles_claim: "roles".into(),
+            applications: vec![],
         };
         let p = principal(
             &entra,

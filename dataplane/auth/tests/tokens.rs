@@ -23,6 +23,7 @@ fn validator(a: &Authority, roles_claim: &str) -> Validator {
             issuer: a.issuer.clone(),
             audiences: vec!["https://fhir.example".into()],
             roles_claim: roles_claim.into(),
+            applications: vec![],
         }],
         leeway: Duration::from_secs(30),
     })
@@ -207,6 +208,7 @@ async fn keycloak_roles_and_an_unreachable_authority() {
             issuer: "http://127.0.0.1:9/nobody".into(),
             audiences: vec![],
             roles_claim: "roles".into(),
+            applications: vec![],
         }],
         leeway: Duration::from_secs(30),
     });
@@ -214,4 +216,38 @@ async fn keycloak_roles_and_an_unreachable_authority() {
         .validate(&sign(&key, &claims("http://127.0.0.1:9/nobody")))
         .await;
     assert!(matches!(r, Err(AuthError::Unavailable(_))), "{r:?}");
+}
+
+/// Verified tokens are remembered (the second use costs no signature check), but never past
+/// their `exp`.
+#[tokio::test]
+async fn remembered_tokens_still_expire() {
+    let a = start_authority().await;
+    let key = ec_key("k1");
+    *a.jwks.lock().unwrap() = vec![key.jwk.clone()];
+    let v = Validator::new(ValidatorConfig {
+        authorities: vec![AuthorityConfig {
+            issuer: a.issuer.clone(),
+            audiences: vec!["https://fhir.example".into()],
+            roles_claim: "roles".into(),
+            applications: vec![],
+        }],
+        leeway: Duration::from_secs(0),
+    });
+    let mut c = claims(&a.issuer);
+    c["exp"] = json!(now() + 1);
+    let token = sign(&key, &c);
+    let first = v.validate(&token).await.unwrap();
+    assert_eq!(v.validate(&token).await.unwrap(), first);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    invalid(v.validate(&token).await, "expired");
+    // A tampered copy of a remembered token is not the remembered token.
+    let fresh = sign(&key, &claims(&a.issuer));
+    v.validate(&fresh).await.unwrap();
+    // Flip a character inside the signature (not the last, whose low bits are padding).
+    let mut chars: Vec<char> = fresh.chars().collect();
+    let i = chars.len() - 10;
+    chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+    let tampered: String = chars.into_iter().collect();
+    assert!(v.validate(&tampered).await.is_err());
 }

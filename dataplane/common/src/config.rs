@@ -128,6 +128,29 @@ pub struct AuthConfig {
     /// Azure's role names in `roles`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_issuer: Option<String>,
+    /// Outside authorities trusted for SMART on FHIR apps, as Azure's `smartIdentityProviders`:
+    /// only their registered applications, each for its audience and data actions, and always
+    /// narrowed by the token's SMART scopes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub smart_identity_providers: Vec<SmartIdentityProviderConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SmartIdentityProviderConfig {
+    pub authority: String,
+    #[serde(default)]
+    pub applications: Vec<SmartApplicationConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SmartApplicationConfig {
+    pub client_id: String,
+    pub audience: String,
+    /// Azure's spelling: `Read`.
+    #[serde(default)]
+    pub allowed_data_actions: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

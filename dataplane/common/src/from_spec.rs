@@ -7,7 +7,8 @@ use hds_crds::{FhirService, Workspace};
 
 use crate::config::{
     AuditConfig, AuthConfig, AuthMode, CorsConfig, FhirServiceConfig, Limits, PostgresConfig,
-    ResourceVersionPolicyConfig, VersionPolicy,
+    ResourceVersionPolicyConfig, SmartApplicationConfig, SmartIdentityProviderConfig,
+    VersionPolicy,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -73,6 +74,22 @@ pub fn fhir_service_config(
             // Without a configured URL the runner (operator or `hds up`) knows where the
             // Workspace's issuer is served and fills it in.
             workspace_issuer: workspace.and_then(workspace_issuer_url),
+            smart_identity_providers: auth
+                .smart_identity_providers
+                .iter()
+                .map(|p| SmartIdentityProviderConfig {
+                    authority: p.authority.clone(),
+                    applications: p
+                        .applications
+                        .iter()
+                        .map(|a| SmartApplicationConfig {
+                            client_id: a.client_id.clone(),
+                            audience: a.audience.clone(),
+                            allowed_data_actions: a.allowed_data_actions.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
         },
         cors: spec.cors.as_ref().map(cors),
         audit: spec

@@ -6,10 +6,12 @@
 //! - [`health`]: `/health/check` and `/metrics`.
 //! - [`shutdown`]: the signal that starts a graceful drain.
 //! - [`db`]: the Postgres pool and the versioned migration runner.
+//! - [`service_identity`]: the Workspace clients services act with when they call each other.
 
 pub mod config;
 pub mod db;
 pub mod from_spec;
 pub mod health;
+pub mod service_identity;
 pub mod shutdown;
 pub mod telemetry;

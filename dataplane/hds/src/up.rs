@@ -41,6 +41,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut workspaces: BTreeMap<String, Workspace> = BTreeMap::new();
     let mut secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut fhir_services: Vec<FhirService> = Vec::new();
+    let mut service_identities = Vec::new();
     for m in manifests {
         match m {
             Manifest::Workspace(w) => {
@@ -49,6 +50,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             Manifest::FhirService(f) => fhir_services.push(f),
             Manifest::Secret { name, data, .. } => {
                 secrets.insert(name, data);
+            }
+            // Not run yet, but their identities are registered now, so credentials are stable
+            // from the first run on.
+            Manifest::MedTechService(m) => {
+                service_identities.extend(hds_common::service_identity::medtech(&m));
+                tracing::info!(
+                    kind = "MedTechService",
+                    name = m.metadata.name.as_deref().unwrap_or(""),
+                    "not run by this version of hds up; its client identity is registered"
+                );
+            }
+            Manifest::DicomService(d) => {
+                service_identities.extend(hds_common::service_identity::dicom_fhir_sync(&d));
+                tracing::info!(
+                    kind = "DicomService",
+                    name = d.metadata.name.as_deref().unwrap_or(""),
+                    "not run by this version of hds up; its client identity is registered"
+                );
             }
             other => tracing::info!(
                 kind = other.kind(),
@@ -137,12 +156,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             &args.data_dir,
             &secrets,
             auds,
+            &service_identities,
         )?;
         app = app.nest(
             &workspace_identity::mount_path(&ws_name),
             hds_auth::issuer::router(issuer.issuer.clone()),
         );
         issuer.print();
+        if !issuer.service_credentials.is_empty() {
+            tracing::info!(workspace = %ws_name, clients = ?issuer.service_credentials.keys().collect::<Vec<_>>(), "service identities registered with the Workspace issuer");
+        }
         issuers.push(issuer);
     }
     app = app.merge(hds_common::health::router(serve::probe(stores)));

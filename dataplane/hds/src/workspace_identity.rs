@@ -13,6 +13,7 @@ use base64::Engine as _;
 use hds_auth::issuer::{
     DEFAULT_TOKEN_LIFETIME, IssuerClient, IssuerConfig, SecretHash, WorkspaceIssuer,
 };
+use hds_common::service_identity::ServiceIdentity;
 use hds_crds::Workspace;
 use serde_json::{Value, json};
 
@@ -35,6 +36,9 @@ pub struct LocalIssuer {
     pub workspace: String,
     pub issuer: Arc<WorkspaceIssuer>,
     pub known_clients: Vec<KnownClient>,
+    /// Credentials of the services' own identities (MedTech, DICOM FHIR sync), by client id:
+    /// for those services, not for the endpoints file.
+    pub service_credentials: BTreeMap<String, String>,
 }
 
 /// Where a Workspace's issuer is mounted on the listener.
@@ -56,6 +60,7 @@ pub fn build(
     data_dir: &Path,
     secrets: &Secrets,
     audiences: Vec<String>,
+    services: &[ServiceIdentity],
 ) -> anyhow::Result<LocalIssuer> {
     let dir = data_dir.join("workspaces").join(workspace);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -114,6 +119,31 @@ pub fn build(
             },
         );
     }
+    let mut service_credentials = BTreeMap::new();
+    if !services.is_empty() {
+        std::fs::create_dir_all(dir.join("clients"))
+            .with_context(|| format!("cannot create {}", dir.join("clients").display()))?;
+    }
+    for svc in services.iter().filter(|s| s.workspace == workspace) {
+        if clients.iter().any(|c| c.client_id == svc.client_id) {
+            bail!(
+                "Workspace '{workspace}': client '{}' is reserved for a service's own identity",
+                svc.client_id
+            );
+        }
+        let secret = persisted(
+            &dir.join("clients")
+                .join(format!("{}.secret", svc.client_id)),
+            random_secret,
+        )?;
+        clients.push(IssuerClient {
+            client_id: svc.client_id.clone(),
+            secret: SecretHash::of_plaintext(&secret),
+            roles: svc.roles.clone(),
+            scopes: svc.scopes.clone(),
+        });
+        service_credentials.insert(svc.client_id.clone(), secret);
+    }
     let lifetime = issuer_spec
         .and_then(|i| i.token_lifetime_seconds)
         .map_or(DEFAULT_TOKEN_LIFETIME, |s| {
@@ -131,6 +161,7 @@ pub fn build(
         workspace: workspace.to_owned(),
         issuer: Arc::new(issuer),
         known_clients: known,
+        service_credentials,
     })
 }
 
@@ -219,8 +250,8 @@ mod tests {
     #[test]
     fn the_dev_client_and_key_persist_across_runs() {
         let dir = std::env::temp_dir().join(format!("hds-ws-{}", uuid_like()));
-        let a = build("demo", None, "http://h", &dir, &Secrets::new(), vec![]).unwrap();
-        let b = build("demo", None, "http://h", &dir, &Secrets::new(), vec![]).unwrap();
+        let a = build("demo", None, "http://h", &dir, &Secrets::new(), vec![], &[]).unwrap();
+        let b = build("demo", None, "http://h", &dir, &Secrets::new(), vec![], &[]).unwrap();
         assert_eq!(a.known_clients[0].client_id, DEV_CLIENT_ID);
         assert_eq!(
             a.known_clients[0].client_secret,
@@ -244,21 +275,89 @@ mod tests {
         )
         .unwrap();
         let dir = std::env::temp_dir().join(format!("hds-ws-{}", uuid_like()));
-        let err = build("w", Some(&ws), "http://h", &dir, &Secrets::new(), vec![])
-            .err()
-            .unwrap();
+        let err = build(
+            "w",
+            Some(&ws),
+            "http://h",
+            &dir,
+            &Secrets::new(),
+            vec![],
+            &[],
+        )
+        .err()
+        .unwrap();
         assert!(
             format!("{err:#}").contains("Secret 's' with key 'k'"),
             "{err:#}"
         );
         let secrets = Secrets::from([("s".into(), BTreeMap::from([("k".into(), "pw".into())]))]);
-        let i = build("w", Some(&ws), "http://h", &dir, &secrets, vec![]).unwrap();
+        let i = build("w", Some(&ws), "http://h", &dir, &secrets, vec![], &[]).unwrap();
         let ids: Vec<_> = i
             .known_clients
             .iter()
             .map(|c| c.client_id.as_str())
             .collect();
         assert_eq!(ids, [DEV_CLIENT_ID, "app"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn service_identities_get_tokens_with_only_their_roles_and_scopes() {
+        let dir = std::env::temp_dir().join(format!("hds-ws-{}", uuid_like()));
+        let medtech = ServiceIdentity {
+            workspace: "demo".into(),
+            client_id: "medtech-vitals".into(),
+            roles: vec!["FHIR Data Writer".into()],
+            scopes: vec!["system/Observation.crus".into(), "system/Patient.rs".into()],
+        };
+        let other_ws = ServiceIdentity {
+            workspace: "elsewhere".into(),
+            client_id: "medtech-other".into(),
+            ..medtech.clone()
+        };
+        let i = build(
+            "demo",
+            None,
+            "http://h",
+            &dir,
+            &Secrets::new(),
+            vec!["http://h/fhir/f".into()],
+            &[medtech, other_ws],
+        )
+        .unwrap();
+        assert_eq!(
+            i.service_credentials.keys().collect::<Vec<_>>(),
+            ["medtech-vitals"]
+        );
+        // Not shown to users.
+        assert!(i.known_clients.iter().all(|c| c.client_id == DEV_CLIENT_ID));
+        let secret = &i.service_credentials["medtech-vitals"];
+        let req = hds_auth::issuer::TokenRequest::from_form(
+            format!(
+                "grant_type=client_credentials&client_id=medtech-vitals&client_secret={secret}"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let t = i.issuer.issue(&req).unwrap();
+        assert_eq!(t.scope, "system/Observation.crus system/Patient.rs");
+        // The same secret after a restart.
+        let again = build(
+            "demo",
+            None,
+            "http://h",
+            &dir,
+            &Secrets::new(),
+            vec![],
+            &[ServiceIdentity {
+                workspace: "demo".into(),
+                client_id: "medtech-vitals".into(),
+                roles: vec![],
+                scopes: vec![],
+            }],
+        )
+        .unwrap();
+        assert_eq!(&again.service_credentials["medtech-vitals"], secret);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

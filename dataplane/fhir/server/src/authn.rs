@@ -37,6 +37,7 @@ pub(crate) fn token_validator(config: &FhirServiceConfig) -> Option<hds_auth::Va
                 .roles_claim
                 .clone()
                 .unwrap_or_else(|| "roles".into()),
+            applications: Vec::new(),
         })
         .collect();
     // The Workspace's own issuer names roles as Azure does, whatever the outside authority uses.
@@ -49,6 +50,45 @@ pub(crate) fn token_validator(config: &FhirServiceConfig) -> Option<hds_auth::Va
             issuer: ws.clone(),
             audiences: audiences.clone(),
             roles_claim: "roles".into(),
+            applications: Vec::new(),
+        });
+    }
+    for p in &config.auth.smart_identity_providers {
+        let key = p.authority.trim_end_matches('/');
+        if authorities
+            .iter()
+            .any(|a| a.issuer.trim_end_matches('/') == key)
+        {
+            tracing::warn!(service = %config.name, authority = %p.authority, "a SMART identity provider is also the service's authority; its tokens are judged by roles as the authority's");
+            continue;
+        }
+        let applications: Vec<hds_auth::SmartApplication> = p
+            .applications
+            .iter()
+            .map(|a| hds_auth::SmartApplication {
+                client_id: a.client_id.clone(),
+                audience: a.audience.clone(),
+                allowed_data_actions: a
+                    .allowed_data_actions
+                    .iter()
+                    .filter_map(|name| {
+                        let action = DataAction::parse(name);
+                        if action.is_none() {
+                            tracing::warn!(service = %config.name, action = %name, "unknown data action in allowedDataActions; ignored");
+                        }
+                        action
+                    })
+                    .collect(),
+            })
+            .collect();
+        if applications.is_empty() {
+            tracing::warn!(service = %config.name, authority = %p.authority, "a SMART identity provider without applications admits no one");
+        }
+        authorities.push(hds_auth::AuthorityConfig {
+            issuer: p.authority.clone(),
+            audiences: applications.iter().map(|a| a.audience.clone()).collect(),
+            roles_claim: "roles".into(),
+            applications,
         });
     }
     if authorities.is_empty() {
@@ -144,7 +184,24 @@ async fn authorize(
     };
     let roles = principal.roles.iter().map(String::as_str);
     let scopes = hds_auth::smart::Scopes::parse(principal.scopes.iter().map(String::as_str));
-    match hds_auth::actions::role_grant(roles, hds_auth::actions::ServiceKind::Fhir, action) {
+    // A SMART identity provider's application acts by its allowed data actions, never more
+    // than its scopes grant.
+    let grant = match &principal.application_actions {
+        Some(allowed) if allowed.contains(&action) => hds_auth::actions::RoleGrant::ThroughScopes,
+        Some(_) => {
+            let refusal = FhirError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "the application '{}' is not allowed the data action '{action}' (allowedDataActions)",
+                    principal.client_id.as_deref().unwrap_or_default()
+                ),
+            );
+            return (refusal.into_response(), Some(action));
+        }
+        None => hds_auth::actions::role_grant(roles, hds_auth::actions::ServiceKind::Fhir, action),
+    };
+    match grant {
         hds_auth::actions::RoleGrant::Denied => {
             let refusal = FhirError::new(
                 StatusCode::FORBIDDEN,
@@ -162,7 +219,7 @@ async fn authorize(
         }
         hds_auth::actions::RoleGrant::ThroughScopes if !scopes.is_scoped() => {
             let refusal = smart::forbidden(format!(
-                "the role FHIR SMART User grants the data action '{action}' only through SMART scopes (patient/, user/ or system/), and the token has none"
+                "the data action '{action}' is granted only through SMART scopes (patient/, user/ or system/), and the token has none"
             ));
             return (refusal.into_response(), Some(action));
         }

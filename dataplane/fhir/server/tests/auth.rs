@@ -222,3 +222,94 @@ async fn every_route_declares_its_action() {
         assert_ne!(status, 401, "{method} {route}");
     }
 }
+
+/// Azure's `smartIdentityProviders`: an outside authority admitted only for its registered
+/// applications, each for its audience, acting by its allowed data actions and its scopes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smart_identity_providers_admit_registered_applications_only() {
+    use hds_common::config::{SmartApplicationConfig, SmartIdentityProviderConfig};
+    let provider = hds_auth::testing::start_authority().await;
+    let provider_key = ec_key("p1");
+    *provider.jwks.lock().unwrap() = vec![provider_key.jwk.clone()];
+    let authority = provider.issuer.clone();
+    let t = start_secured(move |cfg| {
+        cfg.auth.smart_identity_providers = vec![SmartIdentityProviderConfig {
+            authority,
+            applications: vec![SmartApplicationConfig {
+                client_id: "smart-app".into(),
+                audience: AUD.into(),
+                allowed_data_actions: vec!["Read".into()],
+            }],
+        }];
+    })
+    .await;
+    let admin = t.token(&["FHIR Data Contributor"]);
+    assert_eq!(
+        t.call(Method::PUT, "Patient/p1", Some(&admin), Some(&patient()))
+            .await,
+        201
+    );
+    let app_token = |azp: &str, aud: &str, scope: Option<&str>| {
+        let mut c = json!({"iss": provider.issuer, "aud": aud, "sub": "user-7", "azp": azp,
+                           "exp": now() + 300, "iat": now()});
+        if let Some(s) = scope {
+            c["scope"] = json!(s);
+        }
+        sign(&provider_key, &c)
+    };
+    let read = app_token("smart-app", AUD, Some("system/Patient.read"));
+    assert_eq!(
+        t.call(Method::GET, "Patient/p1", Some(&read), None).await,
+        200
+    );
+    // Scopes narrow it: no Observations.
+    assert_eq!(
+        t.call(Method::GET, "Observation", Some(&read), None).await,
+        403
+    );
+    // Read is all the application is allowed, whatever its scopes say.
+    let write = app_token("smart-app", AUD, Some("system/Patient.cruds"));
+    assert_eq!(
+        t.call(Method::PUT, "Patient/p1", Some(&write), Some(&patient()))
+            .await,
+        403
+    );
+    // Without SMART scopes it may do nothing.
+    let bare = app_token("smart-app", AUD, None);
+    assert_eq!(
+        t.call(Method::GET, "Patient/p1", Some(&bare), None).await,
+        403
+    );
+    // Another application of the same provider, or another audience, is not admitted at all.
+    let other_app = app_token("other-app", AUD, Some("system/Patient.read"));
+    assert_eq!(
+        t.call(Method::GET, "Patient/p1", Some(&other_app), None)
+            .await,
+        401
+    );
+    let other_aud = app_token(
+        "smart-app",
+        "https://elsewhere",
+        Some("system/Patient.read"),
+    );
+    assert_eq!(
+        t.call(Method::GET, "Patient/p1", Some(&other_aud), None)
+            .await,
+        401
+    );
+    // Roles in a provider's token count for nothing.
+    let mut c = json!({"iss": provider.issuer, "aud": AUD, "azp": "smart-app", "exp": now() + 300,
+                       "roles": ["FHIR Data Contributor"]});
+    c["scope"] = json!("system/Patient.read");
+    let with_roles = sign(&provider_key, &c);
+    assert_eq!(
+        t.call(
+            Method::PUT,
+            "Patient/p1",
+            Some(&with_roles),
+            Some(&patient())
+        )
+        .await,
+        403
+    );
+}
