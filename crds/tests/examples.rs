@@ -70,15 +70,17 @@ fn medtech_example_embeds_the_json_templates() {
 }
 
 #[test]
-fn fhir_example_turns_auth_off_and_uses_embedded_storage() {
+fn fhir_example_is_secured_by_its_workspace_and_uses_embedded_storage() {
     let text = fs::read_to_string(repo_path("examples/fhir-service.yaml")).unwrap();
     let Manifest::FhirService(fhir) = parse_manifests(&text).unwrap().remove(0) else {
         panic!("not a FhirService");
     };
+    // Tokens required; no outside authority, so the Workspace's own issuer is the one trusted.
     assert_eq!(
         fhir.spec.authentication.mode,
-        hds_crds::common::AuthenticationMode::None
+        hds_crds::common::AuthenticationMode::Oidc
     );
+    assert!(fhir.spec.authentication.authority.is_none());
     assert!(fhir.spec.storage.postgres.is_none());
     assert_eq!(fhir.spec.workspace_ref.name, "demo");
 }
