@@ -48,6 +48,12 @@ fn driving_token(q: &Query) -> Option<(usize, &str, &str, &str)> {
     if !q.result.sort.is_empty() {
         return None;
     }
+    exact_token(q)
+}
+
+/// The first filter that is one exact token (`system|code`): its clause index, parameter,
+/// system and code.
+fn exact_token(q: &Query) -> Option<(usize, &str, &str, &str)> {
     q.clauses.iter().enumerate().find_map(|(i, f)| match f {
         Filter::Token {
             param,
@@ -482,7 +488,34 @@ async fn count_resolved(
     Ok(client.query_one(&b.sql, &b.refs()).await?.get(0))
 }
 
+/// A count over one type with an exact token counts that token's index entries (an index-only
+/// scan) instead of probing `resources` once per match: index rows exist only for current,
+/// undeleted resources. Any other filters still apply to each counted id.
 fn count_sql(scope: Scope<'_>, q: &Query) -> Builder {
+    if let Scope::Type(rt) = scope
+        && let Some((i, param, system, code)) = exact_token(q)
+    {
+        let mut b = Builder::new("");
+        let (t, p, sy, c) = (
+            b.bind(Box::new(rt.to_owned())),
+            b.bind(Box::new(param.to_owned())),
+            b.bind(Box::new(system.to_owned())),
+            b.bind(Box::new(code.to_owned())),
+        );
+        let entries = format!(
+            "search_token d WHERE d.res_type = {t} AND d.param = {p} AND d.code = {c} AND d.system = {sy}"
+        );
+        if q.clauses.len() == 1 {
+            b.sql = format!("SELECT count(DISTINCT d.id) FROM {entries}");
+        } else {
+            b.sql = format!(
+                "SELECT count(*) FROM (SELECT DISTINCT d.id FROM {entries}) d
+                   JOIN resources r ON r.res_type = {t} AND r.id = d.id"
+            );
+            where_clause_skipping(&mut b, scope, q, Some(i));
+        }
+        return b;
+    }
     let mut b = Builder::new("SELECT count(*) FROM resources r");
     where_clause(&mut b, scope, q);
     b

@@ -323,3 +323,45 @@ async fn system_search(s: &TestServer) {
     assert!(o.to_string().contains("'family' applies to"), "{o}");
     outcome(s.get("?_type=Nope").await, 400).await;
 }
+
+/// `_total=accurate` over an exact token counts the token's index entries: each resource once
+/// however many of its codings match, deleted resources not at all, other filters still applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accurate_totals_over_a_token() {
+    let s = start().await;
+    let obs = |id: &str, codes: &[&str], status: &str| {
+        json!({"resourceType": "Observation", "id": id, "status": status,
+               "code": {"coding": codes.iter().map(|c| json!({"system": "http://loinc.org", "code": c}))
+                                         .collect::<Vec<_>>()}})
+    };
+    put(&s, obs("t1", &["8867-4", "8867-4"], "final")).await;
+    put(&s, obs("t2", &["8867-4"], "final")).await;
+    put(&s, obs("t3", &["8867-4"], "amended")).await;
+    put(&s, obs("t4", &["8867-4"], "final")).await;
+    put(&s, obs("t5", &["9279-1"], "final")).await;
+    assert_eq!(s.delete("Observation/t4").await.status(), 204);
+    let total = |q: &'static str| {
+        let s = &s;
+        async move {
+            let b = json(s.get(q).await).await;
+            (
+                b["total"].as_i64(),
+                b["entry"].as_array().map_or(0, Vec::len),
+            )
+        }
+    };
+    // _count=1 so the total cannot come from a page that holds everything.
+    assert_eq!(
+        total("Observation?code=http://loinc.org|8867-4&_total=accurate&_count=1").await,
+        (Some(3), 1)
+    );
+    assert_eq!(
+        total("Observation?code=http://loinc.org|8867-4&status=final&_total=accurate&_count=1")
+            .await,
+        (Some(2), 1)
+    );
+    assert_eq!(
+        total("Observation?code=http://loinc.org|0000-0&_total=accurate&_count=1").await,
+        (Some(0), 0)
+    );
+}
