@@ -22,6 +22,9 @@ pub(crate) struct Builder {
     pub sql: String,
     pub params: Vec<Param>,
     aliases: usize,
+    /// Keep each EXISTS a per-row probe (`OFFSET 0` stops PostgreSQL from turning it into a
+    /// semi-join over every row that matches it): for a few candidate rows known in advance.
+    pub per_row: bool,
 }
 
 impl Builder {
@@ -37,7 +40,7 @@ impl Builder {
         format!("${}", self.params.len())
     }
 
-    fn text(&mut self, v: &str) -> String {
+    pub(crate) fn text(&mut self, v: &str) -> String {
         self.bind(Box::new(v.to_owned()))
     }
 
@@ -77,8 +80,9 @@ fn exists(
     let a = b.alias();
     let p = b.text(param);
     let c = cond(b, &a);
+    let probe = if b.per_row { " OFFSET 0" } else { "" };
     format!(
-        "EXISTS (SELECT 1 FROM {table} {a} WHERE {a}.res_type = {ty} AND {a}.id = {id} AND {a}.param = {p} AND ({c}))"
+        "EXISTS (SELECT 1 FROM {table} {a} WHERE {a}.res_type = {ty} AND {a}.id = {id} AND {a}.param = {p} AND ({c}){probe})"
     )
 }
 

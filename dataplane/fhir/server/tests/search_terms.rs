@@ -365,3 +365,73 @@ async fn accurate_totals_over_a_token() {
         (Some(0), 0)
     );
 }
+
+/// A token beside another filter is first tried on a capped number of the token's entries, then
+/// without the cap: with a cap of 8 (`HDS_SEARCH_DRIVING_CAP`), sparse matches need the second
+/// try and dense ones fill their pages in the first; forwards and back, pages give exactly the
+/// matches, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driving_token_with_a_selective_second_filter_pages_exactly() {
+    // nextest runs each test in its own process, so this setting stays with this test.
+    unsafe { std::env::set_var("HDS_SEARCH_DRIVING_CAP", "8") };
+    let s = start().await;
+    for i in 0..30 {
+        // Every fifth is late, the others early: a late window matches sparsely.
+        let year = if i % 5 == 0 { 2024 } else { 2012 };
+        put(
+            &s,
+            json!({"resourceType": "Observation", "id": format!("d{i:02}"), "status": "final",
+                   "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                   "effectiveDateTime": format!("{year}-03-0{}", 1 + i % 9)}),
+        )
+        .await;
+    }
+    let walk = |first: String| {
+        let s = &s;
+        async move {
+            let mut seen = Vec::new();
+            let mut url = Some(first);
+            let mut last = Value::Null;
+            while let Some(u) = url {
+                let b = json(s.http.get(&u).send().await.unwrap()).await;
+                seen.extend(ids_with_mode(&b, "match"));
+                url = link(&b, "next");
+                last = b;
+            }
+            (seen, last)
+        }
+    };
+    let base = s.url("Observation?code=http://loinc.org|8480-6");
+    let (late, _) = walk(format!("{base}&date=ge2020-01-01&_count=2")).await;
+    let want: Vec<String> = (0..30)
+        .filter(|i| i % 5 == 0)
+        .map(|i| format!("Observation/d{i:02}"))
+        .collect();
+    assert_eq!(late, want);
+    let (early, last_page) = walk(format!("{base}&date=lt2020-01-01&_count=4")).await;
+    assert_eq!(early.len(), 24);
+    assert_eq!(early.iter().collect::<BTreeSet<_>>().len(), 24);
+    // Back from the last page to the first.
+    let mut back = Vec::new();
+    let mut url = link(&last_page, "previous");
+    while let Some(u) = url {
+        let b = json(s.http.get(&u).send().await.unwrap()).await;
+        let mut page = ids_with_mode(&b, "match");
+        page.reverse();
+        back.extend(page);
+        url = link(&b, "previous");
+    }
+    let mut expect_back = early.clone();
+    expect_back.reverse();
+    let last_len = ids_with_mode(&last_page, "match").len();
+    assert_eq!(back, expect_back[last_len..].to_vec());
+}
+
+fn link(bundle: &Value, relation: &str) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == relation)
+        .and_then(|l| l["url"].as_str())
+        .map(str::to_owned)
+}

@@ -63,6 +63,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "covering_indexes",
         sql: include_str!("../migrations/0007_covering_indexes.sql"),
     },
+    Migration {
+        version: 8,
+        name: "covering_date_indexes",
+        sql: include_str!("../migrations/0008_covering_date_indexes.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
