@@ -72,6 +72,11 @@ fn exact_token(q: &Query) -> Option<(usize, &str, &str, &str)> {
     })
 }
 
+/// Whether a page is first tried on a capped number of a driving token's entries.
+fn capped(scope: Scope<'_>, q: &Query) -> bool {
+    matches!(scope, Scope::Type(_)) && q.clauses.len() > 1 && driving_token(q).is_some()
+}
+
 /// How many of a driving token's entries a first try looks at: 2,000 index probes cost a few
 /// milliseconds. `HDS_SEARCH_DRIVING_CAP` changes it (the tests use a tiny one).
 fn driving_entry_cap() -> i64 {
@@ -424,7 +429,10 @@ pub async fn explain<'s>(
 ) -> Result<String, ExecError> {
     let scope = scope.into();
     let q = &*resolve(client, q).await?;
-    let (page, _) = page_sql(scope, q, count, None, None)?;
+    // The first try `search` makes (capped when it drives from a token beside other filters;
+    // a page that does not fill there is asked again without the cap).
+    let cap = capped(scope, q).then(driving_entry_cap);
+    let (page, _) = page_sql(scope, q, count, None, cap)?;
     let mut sqls = vec![page];
     if q.result.total == Some(Total::Accurate) {
         sqls.push(count_sql(scope, q));
@@ -456,8 +464,7 @@ pub async fn search<'s>(
     // most `driving_entry_cap()` of the token's entries, each checked by index probes; a page
     // that does not fill there is asked again without the cap, where the planner can drive from
     // the selective filter instead.
-    let capped =
-        matches!(scope, Scope::Type(_)) && q.clauses.len() > 1 && driving_token(q).is_some();
+    let capped = capped(scope, q);
     let mut rows = Vec::new();
     let mut keys = Vec::new();
     if capped {
