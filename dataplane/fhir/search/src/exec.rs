@@ -72,6 +72,21 @@ fn exact_token(q: &Query) -> Option<(usize, &str, &str, &str)> {
     })
 }
 
+/// A page in id order whose filters include a chain is chosen from the chain's reference rows
+/// (see `sql::chain_ids`); index rows exist only for current resources, so they may drive it.
+/// A chain's target types, each with the filter on that type.
+type ChainTargets = [(String, Box<Filter>)];
+
+fn first_chain(q: &Query) -> Option<(usize, &str, &ChainTargets)> {
+    if !q.result.sort.is_empty() {
+        return None;
+    }
+    q.clauses.iter().enumerate().find_map(|(i, f)| match f {
+        Filter::Chain { param, targets } => Some((i, param.as_str(), targets.as_slice())),
+        _ => None,
+    })
+}
+
 /// Whether a page is first tried on a capped number of a driving token's entries.
 fn capped(scope: Scope<'_>, q: &Query) -> bool {
     matches!(scope, Scope::Type(_)) && q.clauses.len() > 1 && driving_token(q).is_some()
@@ -370,10 +385,22 @@ fn page_sql(
             b.per_row = cap.is_some();
             where_clause_skipping(&mut b, scope, q, Some(i));
         }
-        None => {
-            b.sql = format!("SELECT r.res_type, r.id, r.version_id{key_cols} FROM resources r");
-            where_clause(&mut b, scope, q);
-        }
+        None => match (scope, first_chain(q)) {
+            (Scope::Type(rt), Some((i, param, targets))) => {
+                let t = b.bind(Box::new(rt.to_owned()));
+                let ids = crate::sql::chain_ids(&mut b, &t, param, targets);
+                b.sql = format!(
+                    "SELECT r.res_type, r.id, r.version_id{key_cols}
+                       FROM ({ids}) d
+                       JOIN resources r ON r.res_type = {t} AND r.id = d.id"
+                );
+                where_clause_skipping(&mut b, scope, q, Some(i));
+            }
+            _ => {
+                b.sql = format!("SELECT r.res_type, r.id, r.version_id{key_cols} FROM resources r");
+                where_clause(&mut b, scope, q);
+            }
+        },
     }
     let back = after.is_some_and(|c| c.back);
     if let Some(c) = after {

@@ -86,6 +86,30 @@ fn exists(
     )
 }
 
+/// The ids a chain matches, read from the chain's own reference rows: a page in id order can
+/// be chosen from these before `resources` is visited, instead of probing `resources` once per
+/// match (10,000 probes for a common family name at 1M resources).
+pub(crate) fn chain_ids(
+    b: &mut Builder,
+    ty: &str,
+    param: &str,
+    targets: &[(String, Box<Filter>)],
+) -> String {
+    let p = b.text(param);
+    let ors = targets
+        .iter()
+        .map(|(target, inner)| {
+            let t = b.text(target);
+            let inner_cond = filter(b, &t, "d.target_id", false, inner);
+            format!("(d.target_type = {t} AND {inner_cond})")
+        })
+        .collect();
+    format!(
+        "SELECT DISTINCT d.id FROM search_reference d WHERE d.res_type = {ty} AND d.param = {p} AND {}",
+        any_of(ors)
+    )
+}
+
 fn any_of(parts: Vec<String>) -> String {
     if parts.is_empty() {
         "false".into()

@@ -435,3 +435,54 @@ fn link(bundle: &Value, relation: &str) -> Option<String> {
         .and_then(|l| l["url"].as_str())
         .map(str::to_owned)
 }
+
+/// A chain picks its page from its reference rows: pages in id order, forwards and back, hold
+/// each match once, and other filters still apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chained_pages_come_from_the_reference_rows() {
+    let s = start().await;
+    for (id, family) in [("pc1", "Chainer"), ("pc2", "Chainer"), ("pc3", "Other")] {
+        put(&s, patient(id, family, "")).await;
+    }
+    for i in 0..9 {
+        let subject = ["pc1", "pc2", "pc3"][i % 3];
+        put(
+            &s,
+            json!({"resourceType": "Observation", "id": format!("c{i}"),
+                   "status": if i % 2 == 0 { "final" } else { "amended" },
+                   "code": {"text": "x"}, "subject": {"reference": format!("Patient/{subject}")}}),
+        )
+        .await;
+    }
+    let mut seen = Vec::new();
+    let mut pages = Vec::new();
+    let mut url = Some(s.url("Observation?subject:Patient.name=chainer&_count=2"));
+    while let Some(u) = url {
+        let b = json(s.http.get(&u).send().await.unwrap()).await;
+        seen.extend(ids_with_mode(&b, "match"));
+        url = link(&b, "next");
+        pages.push(b);
+    }
+    let want: Vec<String> = (0..9)
+        .filter(|i| i % 3 != 2)
+        .map(|i| format!("Observation/c{i}"))
+        .collect();
+    assert_eq!(seen, want);
+    let mut back = Vec::new();
+    let mut url = link(pages.last().unwrap(), "previous");
+    while let Some(u) = url {
+        let b = json(s.http.get(&u).send().await.unwrap()).await;
+        let mut page = ids_with_mode(&b, "match");
+        page.reverse();
+        back.extend(page);
+        url = link(&b, "previous");
+    }
+    let last_len = ids_with_mode(pages.last().unwrap(), "match").len();
+    let mut expect: Vec<String> = want[..want.len() - last_len].to_vec();
+    expect.reverse();
+    assert_eq!(back, expect);
+    assert_eq!(
+        matches(&s, "Observation?subject:Patient.name=chainer&status=final").await,
+        set(&["Observation/c0", "Observation/c4", "Observation/c6"])
+    );
+}
