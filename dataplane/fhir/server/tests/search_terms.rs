@@ -412,19 +412,25 @@ async fn a_driving_token_with_a_selective_second_filter_pages_exactly() {
     assert_eq!(early.len(), 24);
     assert_eq!(early.iter().collect::<BTreeSet<_>>().len(), 24);
     // Back from the last page to the first.
-    let mut back = Vec::new();
-    let mut url = link(&last_page, "previous");
-    while let Some(u) = url {
-        let b = json(s.http.get(&u).send().await.unwrap()).await;
-        let mut page = ids_with_mode(&b, "match");
-        page.reverse();
-        back.extend(page);
-        url = link(&b, "previous");
-    }
+    let back = walk_back(&s, &last_page).await;
     let mut expect_back = early.clone();
     expect_back.reverse();
     let last_len = ids_with_mode(&last_page, "match").len();
     assert_eq!(back, expect_back[last_len..].to_vec());
+}
+
+/// The matches of the pages before `page`, following `previous` links, nearest first.
+async fn walk_back(s: &TestServer, page: &Value) -> Vec<String> {
+    let mut back = Vec::new();
+    let mut url = link(page, "previous");
+    while let Some(u) = url {
+        let b = json(s.http.get(&u).send().await.unwrap()).await;
+        let mut ids = ids_with_mode(&b, "match");
+        ids.reverse();
+        back.extend(ids);
+        url = link(&b, "previous");
+    }
+    back
 }
 
 fn link(bundle: &Value, relation: &str) -> Option<String> {
@@ -468,15 +474,7 @@ async fn chained_pages_come_from_the_reference_rows() {
         .map(|i| format!("Observation/c{i}"))
         .collect();
     assert_eq!(seen, want);
-    let mut back = Vec::new();
-    let mut url = link(pages.last().unwrap(), "previous");
-    while let Some(u) = url {
-        let b = json(s.http.get(&u).send().await.unwrap()).await;
-        let mut page = ids_with_mode(&b, "match");
-        page.reverse();
-        back.extend(page);
-        url = link(&b, "previous");
-    }
+    let back = walk_back(&s, pages.last().unwrap()).await;
     let last_len = ids_with_mode(pages.last().unwrap(), "match").len();
     let mut expect: Vec<String> = want[..want.len() - last_len].to_vec();
     expect.reverse();
