@@ -20,6 +20,28 @@ pub enum DataAction {
 }
 
 impl DataAction {
+    pub const ALL: [DataAction; 11] = [
+        DataAction::Read,
+        DataAction::Write,
+        DataAction::Delete,
+        DataAction::HardDelete,
+        DataAction::Export,
+        DataAction::Import,
+        DataAction::ConvertData,
+        DataAction::ResourceValidate,
+        DataAction::Reindex,
+        DataAction::SearchParameter,
+        DataAction::Smart,
+    ];
+
+    /// A data action as Azure writes it in `allowedDataActions` (`Read`) or as ours prints it,
+    /// in any case.
+    pub fn parse(name: &str) -> Option<DataAction> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(name.trim()))
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DataAction::Read => "read",
@@ -34,29 +56,6 @@ impl DataAction {
             DataAction::SearchParameter => "searchParameter",
             DataAction::Smart => "smart",
         }
-    }
-}
-
-impl DataAction {
-    /// A data action as Azure writes it in `allowedDataActions` (`Read`) or as ours prints it,
-    /// in any case.
-    pub fn parse(name: &str) -> Option<DataAction> {
-        use DataAction::*;
-        [
-            Read,
-            Write,
-            Delete,
-            HardDelete,
-            Export,
-            Import,
-            ConvertData,
-            ResourceValidate,
-            Reindex,
-            SearchParameter,
-            Smart,
-        ]
-        .into_iter()
-        .find(|a| a.as_str().eq_ignore_ascii_case(name.trim()))
     }
 }
 

@@ -72,6 +72,26 @@ fn exact_token(q: &Query) -> Option<(usize, &str, &str, &str)> {
     })
 }
 
+/// `search_token d WHERE …` for one exact token's index entries, and the bound type parameter.
+fn token_entries(
+    b: &mut Builder,
+    rt: &str,
+    param: &str,
+    system: &str,
+    code: &str,
+) -> (String, String) {
+    let (t, p, sy, c) = (
+        b.bind(Box::new(rt.to_owned())),
+        b.bind(Box::new(param.to_owned())),
+        b.bind(Box::new(system.to_owned())),
+        b.bind(Box::new(code.to_owned())),
+    );
+    let entries = format!(
+        "search_token d WHERE d.res_type = {t} AND d.param = {p} AND d.code = {c} AND d.system = {sy}"
+    );
+    (t, entries)
+}
+
 /// A page in id order whose filters include a chain is chosen from the chain's reference rows
 /// (see `sql::chain_ids`); index rows exist only for current resources, so they may drive it.
 /// A chain's target types, each with the filter on that type.
@@ -350,30 +370,25 @@ fn page_sql(
     };
     match driving {
         Some((rt, (i, param, system, code))) => {
-            let (t, p, sy, c) = (
-                b.bind(Box::new(rt.to_owned())),
-                b.bind(Box::new(param.to_owned())),
-                b.bind(Box::new(system.to_owned())),
-                b.bind(Box::new(code.to_owned())),
-            );
+            let (t, where_entries) = token_entries(&mut b, rt, param, system, code);
             let entries = match cap {
                 Some(n) => {
                     let back = after.is_some_and(|c| c.back);
                     let from = after.map_or(String::new(), |c| {
-                        format!(" AND d.id {} {}", if back { "<" } else { ">" }, b.text(&c.id))
+                        format!(
+                            " AND d.id {} {}",
+                            if back { "<" } else { ">" },
+                            b.text(&c.id)
+                        )
                     });
                     let n = b.bind(Box::new(n));
                     format!(
-                        "(SELECT DISTINCT d.id FROM search_token d
-                           WHERE d.res_type = {t} AND d.param = {p} AND d.code = {c} AND d.system = {sy}{from}
+                        "(SELECT DISTINCT d.id FROM {where_entries}{from}
                            ORDER BY d.id {} LIMIT {n})",
                         if back { "DESC" } else { "ASC" }
                     )
                 }
-                None => format!(
-                    "(SELECT DISTINCT d.id FROM search_token d
-                       WHERE d.res_type = {t} AND d.param = {p} AND d.code = {c} AND d.system = {sy})"
-                ),
+                None => format!("(SELECT DISTINCT d.id FROM {where_entries})"),
             };
             b.sql = format!(
                 "SELECT r.res_type, r.id, r.version_id{key_cols}
@@ -584,15 +599,7 @@ fn count_sql(scope: Scope<'_>, q: &Query) -> Builder {
         && let Some((i, param, system, code)) = exact_token(q)
     {
         let mut b = Builder::new("");
-        let (t, p, sy, c) = (
-            b.bind(Box::new(rt.to_owned())),
-            b.bind(Box::new(param.to_owned())),
-            b.bind(Box::new(system.to_owned())),
-            b.bind(Box::new(code.to_owned())),
-        );
-        let entries = format!(
-            "search_token d WHERE d.res_type = {t} AND d.param = {p} AND d.code = {c} AND d.system = {sy}"
-        );
+        let (t, entries) = token_entries(&mut b, rt, param, system, code);
         if q.clauses.len() == 1 {
             b.sql = format!("SELECT count(DISTINCT d.id) FROM {entries}");
         } else {

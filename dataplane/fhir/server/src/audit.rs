@@ -50,6 +50,11 @@ impl AuditSink {
         Self { log, events }
     }
 
+    /// Whether anything reads records: a log other than `off`, or AuditEvents.
+    fn records(&self) -> bool {
+        !matches!(self.log, AuditLog::Off) || self.events.is_some()
+    }
+
     fn submit(&self, record: AuditRecord) {
         self.log.write(&record);
         if let Some(tx) = &self.events
@@ -68,6 +73,15 @@ pub fn check(config: &FhirServiceConfig) -> Result<(), String> {
 }
 
 pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    // With the log off and no AuditEvents nothing reads a record: only the request id is due.
+    if !s.audit.records() {
+        let id = request_id(&req);
+        let mut resp = next.run(req).await;
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        return resp;
+    }
     let start = Instant::now();
     let mut record = describe(&s, &req);
     let mut resp = next.run(req).await;
@@ -88,25 +102,26 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
     resp
 }
 
-/// What the request says of itself: the record before the outcome is known.
-fn describe(s: &AppState, req: &Request) -> AuditRecord {
-    let request_id = req
-        .headers()
+/// The client's `X-Request-Id` (up to 200 characters), else a new UUID.
+fn request_id(req: &Request) -> String {
+    req.headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 200)
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+/// What the request says of itself: the record before the outcome is known.
+fn describe(s: &AppState, req: &Request) -> AuditRecord {
     let mut record = AuditRecord::new(
         ServiceRef {
             kind: "fhir",
             name: s.config.name.clone(),
             workspace: s.config.workspace.clone(),
         },
-        request_id,
+        request_id(req),
     );
-    let path = req.uri().path();
-    let path = path.strip_prefix(s.path_prefix.as_str()).unwrap_or(path);
-    let path = if path.is_empty() { "/" } else { path };
+    let path = s.local_path(req.uri().path());
     record.what.method = req.method().as_str().to_owned();
     record.what.path = path.to_owned();
     record.what.query = req.uri().query().map(str::to_owned);

@@ -155,24 +155,9 @@ async fn authorize(
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|m| {
-            m.as_str()
-                .strip_prefix(s.path_prefix.as_str())
-                .unwrap_or(m.as_str())
-                .to_owned()
-        })
-        .unwrap_or_default();
-    let route = if route.is_empty() {
-        "/".to_owned()
-    } else {
-        route
-    };
-    // Nested under `hds up`, the router may see its path with or without the mount point.
-    let path = req.uri().path();
-    let path = path
-        .strip_prefix(s.path_prefix.as_str())
-        .unwrap_or(path)
+        .map_or("/", |m| s.local_path(m.as_str()))
         .to_owned();
+    let path = s.local_path(req.uri().path()).to_owned();
     let Some(action) = access::required_action(req.method(), &route, &path) else {
         tracing::error!(%route, method = %req.method(), "no data action is declared for this endpoint; refusing it");
         let refusal = FhirError::new(

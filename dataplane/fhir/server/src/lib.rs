@@ -89,6 +89,15 @@ impl AppState {
         })
     }
 
+    /// A request path (or matched route) below the service's mount point: nested under
+    /// `hds up`, the router may see it with or without `/fhir/<name>`. Never empty.
+    pub fn local_path<'p>(&self, path: &'p str) -> &'p str {
+        match path.strip_prefix(self.path_prefix.as_str()).unwrap_or(path) {
+            "" => "/",
+            p => p,
+        }
+    }
+
     /// The search parameters in force now.
     pub fn registry(&self) -> Arc<hds_fhir_search::Registry> {
         self.search.current()
