@@ -10,9 +10,10 @@ use deadpool_postgres::GenericClient;
 use hds_fhir_store::{Method, StoredVersion};
 use serde::{Deserialize, Serialize};
 
+use crate::page::{capped, driving_entry_cap, page_sql};
 use crate::query::{Filter, Query, SearchError, TokenValue};
 use crate::result::{Include, Total};
-use crate::sql::{Builder, filter, keyset, sort_expr};
+use crate::sql::{Builder, filter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -35,25 +36,13 @@ impl<'a> From<&'a str> for Scope<'a> {
     }
 }
 
-fn where_clause(b: &mut Builder, scope: Scope<'_>, q: &Query) {
+pub(crate) fn where_clause(b: &mut Builder, scope: Scope<'_>, q: &Query) {
     where_clause_skipping(b, scope, q, None)
-}
-
-/// A page in id order whose first filter is one exact token (`system|code`) can be read from
-/// that token's index entries, which are stored in id order: the page then ends after about as
-/// many entries as it has rows. PostgreSQL does not always find this plan by itself (it may
-/// collect every match to sort them), so the query names the entries as its driving table.
-/// Index rows exist only for current, undeleted resources, so they may drive the search alone.
-fn driving_token(q: &Query) -> Option<(usize, &str, &str, &str)> {
-    if !q.result.sort.is_empty() {
-        return None;
-    }
-    exact_token(q)
 }
 
 /// The first filter that is one exact token (`system|code`): its clause index, parameter,
 /// system and code.
-fn exact_token(q: &Query) -> Option<(usize, &str, &str, &str)> {
+pub(crate) fn exact_token(q: &Query) -> Option<(usize, &str, &str, &str)> {
     q.clauses.iter().enumerate().find_map(|(i, f)| match f {
         Filter::Token {
             param,
@@ -73,7 +62,7 @@ fn exact_token(q: &Query) -> Option<(usize, &str, &str, &str)> {
 }
 
 /// `search_token d WHERE …` for one exact token's index entries, and the bound type parameter.
-fn token_entries(
+pub(crate) fn token_entries(
     b: &mut Builder,
     rt: &str,
     param: &str,
@@ -92,40 +81,12 @@ fn token_entries(
     (t, entries)
 }
 
-/// A page in id order whose filters include a chain is chosen from the chain's reference rows
-/// (see `sql::chain_ids`); index rows exist only for current resources, so they may drive it.
-/// A chain's target types, each with the filter on that type.
-type ChainTargets = [(String, Box<Filter>)];
-
-fn first_chain(q: &Query) -> Option<(usize, &str, &ChainTargets)> {
-    if !q.result.sort.is_empty() {
-        return None;
-    }
-    q.clauses.iter().enumerate().find_map(|(i, f)| match f {
-        Filter::Chain { param, targets } => Some((i, param.as_str(), targets.as_slice())),
-        _ => None,
-    })
-}
-
-/// Whether a page is first tried on a capped number of a driving token's entries.
-fn capped(scope: Scope<'_>, q: &Query) -> bool {
-    matches!(scope, Scope::Type(_)) && q.clauses.len() > 1 && driving_token(q).is_some()
-}
-
-/// How many of a driving token's entries a first try looks at: 2,000 index probes cost a few
-/// milliseconds. `HDS_SEARCH_DRIVING_CAP` changes it (the tests use a tiny one).
-fn driving_entry_cap() -> i64 {
-    static CAP: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *CAP.get_or_init(|| {
-        std::env::var("HDS_SEARCH_DRIVING_CAP")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(2000)
-    })
-}
-
-fn where_clause_skipping(b: &mut Builder, scope: Scope<'_>, q: &Query, skip: Option<usize>) {
+pub(crate) fn where_clause_skipping(
+    b: &mut Builder,
+    scope: Scope<'_>,
+    q: &Query,
+    skip: Option<usize>,
+) {
     // One type is a bound constant the planner can use; several are the row's own column.
     let (t, type_cond) = match scope {
         Scope::Type(rt) => {
@@ -327,138 +288,6 @@ pub struct SearchPage {
     pub next: Option<Cursor>,
     pub previous: Option<Cursor>,
     pub total: Option<i64>,
-}
-
-/// Sort keys as (SQL expression, key type, descending).
-type Keys = Vec<(String, &'static str, bool)>;
-
-/// The SQL of one page: the matches' versions and sort key values, `count + 1` rows to tell
-/// whether another page follows.
-/// `cap`: with a driving token and other filters, look at no more than this many of the
-/// token's entries (from the cursor on); see [`search`].
-fn page_sql(
-    scope: Scope<'_>,
-    q: &Query,
-    count: u32,
-    after: Option<&Cursor>,
-    cap: Option<i64>,
-) -> Result<(Builder, Keys), ExecError> {
-    let mut b = Builder::new("");
-    let mut keys: Keys = q
-        .result
-        .sort
-        .iter()
-        .map(|k| {
-            let (e, ty) = sort_expr(&mut b, k);
-            (e, ty, k.descending)
-        })
-        .collect();
-    // Across types an id is unique only with its type, which orders before it.
-    if let Scope::Types(_) = scope {
-        keys.push(("r.res_type".into(), "id", false));
-    }
-    // The page is chosen on `resources` and the index tables alone; only its rows' bodies are
-    // then read, so a query that sorts many candidates never fetches their bodies.
-    let key_cols: String = keys
-        .iter()
-        .enumerate()
-        .map(|(i, (e, _, _))| format!(", ({e}) AS o{i}"))
-        .collect();
-    let driving = match scope {
-        Scope::Type(rt) => driving_token(q).map(|d| (rt, d)),
-        Scope::Types(_) => None,
-    };
-    match driving {
-        Some((rt, (i, param, system, code))) => {
-            let (t, where_entries) = token_entries(&mut b, rt, param, system, code);
-            let entries = match cap {
-                Some(n) => {
-                    let back = after.is_some_and(|c| c.back);
-                    let from = after.map_or(String::new(), |c| {
-                        format!(
-                            " AND d.id {} {}",
-                            if back { "<" } else { ">" },
-                            b.text(&c.id)
-                        )
-                    });
-                    let n = b.bind(Box::new(n));
-                    format!(
-                        "(SELECT DISTINCT d.id FROM {where_entries}{from}
-                           ORDER BY d.id {} LIMIT {n})",
-                        if back { "DESC" } else { "ASC" }
-                    )
-                }
-                None => format!("(SELECT DISTINCT d.id FROM {where_entries})"),
-            };
-            b.sql = format!(
-                "SELECT r.res_type, r.id, r.version_id{key_cols}
-                   FROM {entries} d
-                   JOIN resources r ON r.res_type = {t} AND r.id = d.id"
-            );
-            // The capped candidates are few: probe each rather than join every match of the
-            // other filters (a common date range can hold 100,000 rows).
-            b.per_row = cap.is_some();
-            where_clause_skipping(&mut b, scope, q, Some(i));
-        }
-        None => match (scope, first_chain(q)) {
-            (Scope::Type(rt), Some((i, param, targets))) => {
-                let t = b.bind(Box::new(rt.to_owned()));
-                let ids = crate::sql::chain_ids(&mut b, &t, param, targets);
-                b.sql = format!(
-                    "SELECT r.res_type, r.id, r.version_id{key_cols}
-                       FROM ({ids}) d
-                       JOIN resources r ON r.res_type = {t} AND r.id = d.id"
-                );
-                where_clause_skipping(&mut b, scope, q, Some(i));
-            }
-            _ => {
-                b.sql = format!("SELECT r.res_type, r.id, r.version_id{key_cols} FROM resources r");
-                where_clause(&mut b, scope, q);
-            }
-        },
-    }
-    let back = after.is_some_and(|c| c.back);
-    if let Some(c) = after {
-        if c.keys.len() != keys.len() {
-            return Err(SearchError::Invalid(
-                "the paging cursor does not belong to this search's _sort; start the search again"
-                    .into(),
-            )
-            .into());
-        }
-        let cond = keyset(&mut b, &keys, &c.keys, &c.id, back);
-        b.sql.push_str(" AND ");
-        b.sql.push_str(&cond);
-    }
-    // Walking backwards reads the reversed order and turns the page round afterwards.
-    let dir = |desc: bool| if desc != back { "DESC" } else { "ASC" };
-    let order = |inner: bool| -> String {
-        keys.iter()
-            .enumerate()
-            .map(|(i, (e, _, desc))| {
-                let col = if inner { e.clone() } else { format!("p.o{i}") };
-                format!("{col} {}", dir(*desc))
-            })
-            .chain(std::iter::once(format!(
-                "{}.id {}",
-                if inner { "r" } else { "p" },
-                dir(false)
-            )))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let l = b.bind(Box::new(i64::from(count) + 1));
-    let inner = format!("{} ORDER BY {} LIMIT {l}", b.sql, order(true));
-    let outer_keys: String = (0..keys.len()).map(|i| format!(", p.o{i}::text")).collect();
-    b.sql = format!(
-        "SELECT p.id, v.version_id, v.last_updated, v.method, v.body, p.res_type{outer_keys}
-           FROM ({inner}) p
-           JOIN resource_versions v
-             ON v.res_type = p.res_type AND v.id = p.id AND v.version_id = p.version_id
-          ORDER BY {}",
-        order(false)
-    );
-    Ok((b, keys))
 }
 
 /// `EXPLAIN (ANALYZE, BUFFERS)` of the SQL a first page of `q` runs (and of its count, when

@@ -5,6 +5,7 @@
 //!   `hds-fhirpath`);
 //! - [`query`] and [`result`]: the query string in, a typed [`Query`];
 //! - [`sql`]: a [`Filter`] in, a condition on the store's tables;
+//! - `page`: the SQL of one page, from the rows that drive it;
 //! - [`exec`]: pages of matches, totals and includes out of the store.
 
 pub mod custom;
@@ -14,6 +15,7 @@ pub mod fulltext;
 pub mod hierarchy;
 pub mod index;
 pub mod normalize;
+mod page;
 pub mod query;
 pub mod registry;
 pub mod reindex;

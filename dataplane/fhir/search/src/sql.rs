@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 
+use crate::fulltext::TextField;
 use crate::query::{
     DateValue, Filter, NumberValue, Prefix, QuantityValue, ReferenceValue, StringMatch, TokenValue,
     UriMatch,
@@ -44,7 +45,7 @@ impl Builder {
         self.bind(Box::new(v.to_owned()))
     }
 
-    fn alias(&mut self) -> String {
+    pub(crate) fn alias(&mut self) -> String {
         self.aliases += 1;
         format!("a{}", self.aliases)
     }
@@ -86,31 +87,58 @@ fn exists(
     )
 }
 
-/// The ids a chain matches, read from the chain's own reference rows: a page in id order can
-/// be chosen from these before `resources` is visited, instead of probing `resources` once per
-/// match (10,000 probes for a common family name at 1M resources).
-pub(crate) fn chain_ids(
-    b: &mut Builder,
-    ty: &str,
-    param: &str,
-    targets: &[(String, Box<Filter>)],
-) -> String {
-    let p = b.text(param);
-    let ors = targets
+/// One date row (alias `a`) inside every group of ANDed date clauses (each group ORed), with a
+/// range-overlap hint the GiST index on the rows' spans can answer.
+pub(crate) fn date_all_cond(b: &mut Builder, a: &str, groups: &[Vec<DateValue>]) -> String {
+    let window = groups
         .iter()
-        .map(|(target, inner)| {
-            let t = b.text(target);
-            let inner_cond = filter(b, &t, "d.target_id", false, inner);
-            format!("(d.target_type = {t} AND {inner_cond})")
-        })
-        .collect();
-    format!(
-        "SELECT DISTINCT d.id FROM search_reference d WHERE d.res_type = {ty} AND d.param = {p} AND {}",
-        any_of(ors)
-    )
+        .map(|g| hull(g))
+        .try_fold((None, None), |(lo, hi): Window, g| {
+            let (glo, ghi) = g?;
+            Some((later(lo, glo), earlier(hi, ghi)))
+        });
+    let overlap = match window {
+        // An inverted window (ge 2021 & le 2019) still matches long ranges: no hint.
+        Some((Some(lo), Some(hi))) if lo > hi => String::new(),
+        Some((lo, hi)) => {
+            let l = lo.map_or("NULL".into(), |t| b.bind(Box::new(t)));
+            let h = hi.map_or("NULL".into(), |t| b.bind(Box::new(t)));
+            format!(
+                "tstzrange({a}.lo, greatest({a}.lo, {a}.hi), '[]') && tstzrange({l}::timestamptz, {h}::timestamptz, '[]') AND "
+            )
+        }
+        None => String::new(),
+    };
+    overlap
+        + &all_of(
+            groups
+                .iter()
+                .map(|values| {
+                    any_of(
+                        values
+                            .iter()
+                            .map(|v| range_cond(b, &format!("{a}.lo"), &format!("{a}.hi"), v))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        )
 }
 
-fn any_of(parts: Vec<String>) -> String {
+/// A `search_text` row (alias `a`) matches one of the websearch queries in `values`.
+pub(crate) fn text_cond(b: &mut Builder, a: &str, field: TextField, values: &[String]) -> String {
+    let col = field.column();
+    let ors = values
+        .iter()
+        .map(|v| {
+            let p = b.text(v);
+            format!("{a}.{col} @@ websearch_to_tsquery('simple', {p})")
+        })
+        .collect();
+    any_of(ors)
+}
+
+pub(crate) fn any_of(parts: Vec<String>) -> String {
     if parts.is_empty() {
         "false".into()
     } else {
@@ -169,42 +197,7 @@ pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter)
             row_cond(b, a, f, ("lo", "hi"))
         }),
         Filter::DateAll { param, groups } => exists(b, "search_date", ty, id, param, |b, a| {
-            let window =
-                groups
-                    .iter()
-                    .map(|g| hull(g))
-                    .try_fold((None, None), |(lo, hi): Window, g| {
-                        let (glo, ghi) = g?;
-                        Some((later(lo, glo), earlier(hi, ghi)))
-                    });
-            let overlap = match window {
-                // An inverted window (ge 2021 & le 2019) still matches long ranges: no hint.
-                Some((Some(lo), Some(hi))) if lo > hi => String::new(),
-                Some((lo, hi)) => {
-                    let l = lo.map_or("NULL".into(), |t| b.bind(Box::new(t)));
-                    let h = hi.map_or("NULL".into(), |t| b.bind(Box::new(t)));
-                    format!(
-                        "tstzrange({a}.lo, greatest({a}.lo, {a}.hi), '[]') && tstzrange({l}::timestamptz, {h}::timestamptz, '[]') AND "
-                    )
-                }
-                None => String::new(),
-            };
-            overlap
-                + &all_of(
-                    groups
-                        .iter()
-                        .map(|values| {
-                            any_of(
-                                values
-                                    .iter()
-                                    .map(|v| {
-                                        range_cond(b, &format!("{a}.lo"), &format!("{a}.hi"), v)
-                                    })
-                                    .collect(),
-                            )
-                        })
-                        .collect(),
-                )
+            date_all_cond(b, a, groups)
         }),
         Filter::Number { param, .. } => exists(b, "search_number", ty, id, param, |b, a| {
             row_cond(b, a, f, ("lo", "hi"))
@@ -254,17 +247,10 @@ pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter)
         }
         Filter::Text { field, values } => {
             let a = b.alias();
-            let col = field.column();
-            let ors = values
-                .iter()
-                .map(|v| {
-                    let p = b.text(v);
-                    format!("{a}.{col} @@ websearch_to_tsquery('simple', {p})")
-                })
-                .collect();
+            let matched = text_cond(b, &a, *field, values);
             format!(
                 "EXISTS (SELECT 1 FROM search_text {a} WHERE {a}.res_type = {ty} AND {a}.id = {id} AND {})",
-                any_of(ors)
+                matched
             )
         }
         Filter::List(lists) => {
@@ -293,7 +279,7 @@ pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter)
 /// The condition one index row (alias `a`) must meet for a value filter, on the typed tables'
 /// columns (which `search_composite` shares; its dates are `dlo`/`dhi`, passed as `dates`).
 /// A filter that is not about one row's value (`:missing`, chains, ...) is `false`.
-fn row_cond(b: &mut Builder, a: &str, f: &Filter, dates: (&str, &str)) -> String {
+pub(crate) fn row_cond(b: &mut Builder, a: &str, f: &Filter, dates: (&str, &str)) -> String {
     let (dlo, dhi) = (format!("{a}.{}", dates.0), format!("{a}.{}", dates.1));
     match f {
         Filter::Token { values, .. } => {

@@ -442,8 +442,9 @@ fn link(bundle: &Value, relation: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A chain picks its page from its reference rows: pages in id order, forwards and back, hold
-/// each match once, and other filters still apply.
+/// A chain alone pages in (target, id) order from its reference rows; pages, forwards and
+/// back, hold each match once, even one that refers to several matching targets; beside
+/// other filters it pages in id order, and those filters still apply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chained_pages_come_from_the_reference_rows() {
     let s = start().await;
@@ -469,8 +470,9 @@ async fn chained_pages_come_from_the_reference_rows() {
         url = link(&b, "next");
         pages.push(b);
     }
-    let want: Vec<String> = (0..9)
-        .filter(|i| i % 3 != 2)
+    // pc1's observations (c0, c3, c6), then pc2's (c1, c4, c7).
+    let want: Vec<String> = [0, 3, 6, 1, 4, 7]
+        .iter()
         .map(|i| format!("Observation/c{i}"))
         .collect();
     assert_eq!(seen, want);
@@ -483,4 +485,100 @@ async fn chained_pages_come_from_the_reference_rows() {
         matches(&s, "Observation?subject:Patient.name=chainer&status=final").await,
         set(&["Observation/c0", "Observation/c4", "Observation/c6"])
     );
+
+    // Reports with several results: each listed once, at its first final result.
+    for (id, results) in [("r1", &[0, 2, 4][..]), ("r2", &[1]), ("r3", &[6, 1, 8])] {
+        let result: Vec<Value> = results
+            .iter()
+            .map(|i| json!({"reference": format!("Observation/c{i}")}))
+            .collect();
+        put(
+            &s,
+            json!({"resourceType": "DiagnosticReport", "id": id, "status": "final",
+                   "code": {"text": "panel"}, "result": result}),
+        )
+        .await;
+    }
+    let mut reports = Vec::new();
+    let mut url = Some(s.url("DiagnosticReport?result:Observation.status=final&_count=1"));
+    while let Some(u) = url {
+        let b = json(s.http.get(&u).send().await.unwrap()).await;
+        reports.extend(ids_with_mode(&b, "match"));
+        url = link(&b, "next");
+    }
+    assert_eq!(reports, ["DiagnosticReport/r1", "DiagnosticReport/r3"]);
+}
+
+/// A single filter picks its page from its own index rows: pages in id order, forwards and
+/// back, hold each match once, for a string prefix, a date range, `_has` and a reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_filter_pages_come_from_the_index_rows() {
+    let s = start().await;
+    for i in 0..7 {
+        // Two names each, both matching: the index holds two rows per patient.
+        put(
+            &s,
+            json!({"resourceType": "Patient", "id": format!("sp{i}"),
+                   "name": [{"family": "Indexer", "given": ["Ann"]}, {"family": "Indexova"}],
+                   "birthDate": format!("19{}0-01-01", 5 + i % 3)}),
+        )
+        .await;
+    }
+    put(&s, patient("sq9", "Elsewhere", "")).await;
+    for i in 0..5 {
+        put(
+            &s,
+            json!({"resourceType": "Observation", "id": format!("so{i}"), "status": "final",
+                   "code": {"text": "x"}, "subject": {"reference": format!("Patient/sp{}", i % 2)},
+                   "effectiveDateTime": format!("2021-0{}-15", i + 1)}),
+        )
+        .await;
+    }
+    for (query, want) in [
+        (
+            "Patient?name=index&_count=3",
+            (0..7).map(|i| format!("Patient/sp{i}")).collect::<Vec<_>>(),
+        ),
+        (
+            "Patient?birthdate=ge1960-01-01&_count=2",
+            vec![
+                "Patient/sp1".into(),
+                "Patient/sp2".into(),
+                "Patient/sp4".into(),
+                "Patient/sp5".into(),
+            ],
+        ),
+        (
+            "Patient?_has:Observation:subject:status=final&_count=1",
+            vec!["Patient/sp0".into(), "Patient/sp1".into()],
+        ),
+        (
+            "Observation?date=ge2021-02-01&date=lt2021-05-01&_count=2",
+            (1..4).map(|i| format!("Observation/so{i}")).collect(),
+        ),
+        (
+            "Observation?subject=Patient/sp0&_count=1",
+            vec![
+                "Observation/so0".into(),
+                "Observation/so2".into(),
+                "Observation/so4".into(),
+            ],
+        ),
+    ] {
+        let mut seen = Vec::new();
+        let mut pages = Vec::new();
+        let mut url = Some(s.url(query));
+        while let Some(u) = url {
+            let b = json(s.http.get(&u).send().await.unwrap()).await;
+            seen.extend(ids_with_mode(&b, "match"));
+            url = link(&b, "next");
+            pages.push(b);
+        }
+        assert_eq!(seen, want, "{query}");
+        let back = walk_back(&s, pages.last().unwrap()).await;
+        let last_len = ids_with_mode(pages.last().unwrap(), "match").len();
+        let mut expect: Vec<String> = want[..want.len() - last_len].to_vec();
+        expect.reverse();
+        assert_eq!(back, expect, "{query} backwards");
+    }
 }

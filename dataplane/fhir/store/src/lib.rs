@@ -68,6 +68,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "covering_date_indexes",
         sql: include_str!("../migrations/0008_covering_date_indexes.sql"),
     },
+    Migration {
+        version: 9,
+        name: "date_span_gist",
+        sql: include_str!("../migrations/0009_date_span_gist.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,420 @@
+//! The SQL of one page of a search: which rows drive it (a token's entries, a single filter's
+//! index rows, a chain's reference rows, or `resources` itself), the keyset after a cursor, and
+//! the sort. [`crate::exec`] runs it.
+
+use crate::exec::{
+    Cursor, ExecError, Scope, exact_token, token_entries, where_clause, where_clause_skipping,
+};
+use crate::query::{Filter, Query, SearchError};
+use crate::sql::{Builder, any_of, date_all_cond, filter, keyset, row_cond, sort_expr, text_cond};
+
+/// A page in id order whose first filter is one exact token (`system|code`) can be read from
+/// that token's index entries, which are stored in id order: the page then ends after about as
+/// many entries as it has rows. PostgreSQL does not always find this plan by itself (it may
+/// collect every match to sort them), so the query names the entries as its driving table.
+/// Index rows exist only for current, undeleted resources, so they may drive the search alone.
+fn driving_token(q: &Query) -> Option<(usize, &str, &str, &str)> {
+    if !q.result.sort.is_empty() {
+        return None;
+    }
+    exact_token(q)
+}
+
+/// A page in id order whose filters include a chain is chosen from the chain's reference rows
+/// (see `chain_ids`); index rows exist only for current resources, so they may drive it.
+/// A chain's target types, each with the filter on that type.
+type ChainTargets = [(String, Box<Filter>)];
+
+fn first_chain(q: &Query) -> Option<(usize, &str, &ChainTargets)> {
+    if !q.result.sort.is_empty() {
+        return None;
+    }
+    q.clauses.iter().enumerate().find_map(|(i, f)| match f {
+        Filter::Chain { param, targets } => Some((i, param.as_str(), targets.as_slice())),
+        _ => None,
+    })
+}
+
+/// Whether a page is first tried on a capped number of a driving token's entries.
+pub(crate) fn capped(scope: Scope<'_>, q: &Query) -> bool {
+    matches!(scope, Scope::Type(_)) && q.clauses.len() > 1 && driving_token(q).is_some()
+}
+
+/// How many of a driving token's entries a first try looks at: 2,000 index probes cost a few
+/// milliseconds. `HDS_SEARCH_DRIVING_CAP` changes it (the tests use a tiny one).
+pub(crate) fn driving_entry_cap() -> i64 {
+    static CAP: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| {
+        std::env::var("HDS_SEARCH_DRIVING_CAP")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(2000)
+    })
+}
+
+/// Sort keys as (SQL expression, key type, descending).
+pub(crate) type Keys = Vec<(String, &'static str, bool)>;
+
+/// The SQL of one page: the matches' versions and sort key values, `count + 1` rows to tell
+/// whether another page follows.
+/// `cap`: with a driving token and other filters, look at no more than this many of the
+/// token's entries (from the cursor on); see [`search`].
+pub(crate) fn page_sql(
+    scope: Scope<'_>,
+    q: &Query,
+    count: u32,
+    after: Option<&Cursor>,
+    cap: Option<i64>,
+) -> Result<(Builder, Keys), ExecError> {
+    let mut b = Builder::new("");
+    let mut keys: Keys = q
+        .result
+        .sort
+        .iter()
+        .map(|k| {
+            let (e, ty) = sort_expr(&mut b, k);
+            (e, ty, k.descending)
+        })
+        .collect();
+    // Across types an id is unique only with its type, which orders before it.
+    if let Scope::Types(_) = scope {
+        keys.push(("r.res_type".into(), "id", false));
+    }
+    let chain_page = match scope {
+        Scope::Type(_) => single_chain(q),
+        Scope::Types(_) => None,
+    };
+    if chain_page.is_some() {
+        keys.push(("d.target_id".into(), "id", false));
+    }
+    // The page is chosen on `resources` and the index tables alone; only its rows' bodies are
+    // then read, so a query that sorts many candidates never fetches their bodies.
+    let key_cols: String = keys
+        .iter()
+        .enumerate()
+        .map(|(i, (e, _, _))| format!(", ({e}) AS o{i}"))
+        .collect();
+    let driving = match scope {
+        Scope::Type(rt) => driving_token(q).map(|d| (rt, d)),
+        Scope::Types(_) => None,
+    };
+    match driving {
+        Some((rt, (i, param, system, code))) => {
+            let (t, where_entries) = token_entries(&mut b, rt, param, system, code);
+            let entries = match cap {
+                Some(n) => {
+                    let back = after.is_some_and(|c| c.back);
+                    let from = after.map_or(String::new(), |c| {
+                        format!(
+                            " AND d.id {} {}",
+                            if back { "<" } else { ">" },
+                            b.text(&c.id)
+                        )
+                    });
+                    let n = b.bind(Box::new(n));
+                    format!(
+                        "(SELECT DISTINCT d.id FROM {where_entries}{from}
+                           ORDER BY d.id {} LIMIT {n})",
+                        if back { "DESC" } else { "ASC" }
+                    )
+                }
+                None => format!("(SELECT DISTINCT d.id FROM {where_entries})"),
+            };
+            b.sql = format!(
+                "SELECT r.res_type, r.id, r.version_id{key_cols}
+                   FROM {entries} d
+                   JOIN resources r ON r.res_type = {t} AND r.id = d.id"
+            );
+            // The capped candidates are few: probe each rather than join every match of the
+            // other filters (a common date range can hold 100,000 rows).
+            b.per_row = cap.is_some();
+            where_clause_skipping(&mut b, scope, q, Some(i));
+        }
+        None if let (Scope::Type(rt), Some(chain)) = (scope, chain_page) => {
+            let t = b.bind(Box::new(rt.to_owned()));
+            let rows = chain_rows(&mut b, &t, chain, after, count);
+            b.sql = format!(
+                "SELECT r.res_type, r.id, r.version_id{key_cols}
+                   FROM ({rows}) d
+                   JOIN resources r ON r.res_type = {t} AND r.id = d.id"
+            );
+            where_clause_skipping(&mut b, scope, q, Some(0));
+        }
+        None if let Scope::Type(rt) = scope
+            && let Some(ids) = single_filter_ids(&mut b, rt, q, after, count) =>
+        {
+            let t = b.bind(Box::new(rt.to_owned()));
+            b.sql = format!(
+                "SELECT r.res_type, r.id, r.version_id{key_cols}
+                   FROM ({ids}) d
+                   JOIN resources r ON r.res_type = {t} AND r.id = d.id"
+            );
+            where_clause_skipping(&mut b, scope, q, Some(0));
+        }
+        None => match (scope, first_chain(q)) {
+            (Scope::Type(rt), Some((i, param, targets))) => {
+                let t = b.bind(Box::new(rt.to_owned()));
+                let ids = chain_ids(&mut b, &t, param, targets);
+                b.sql = format!(
+                    "SELECT r.res_type, r.id, r.version_id{key_cols}
+                       FROM ({ids}) d
+                       JOIN resources r ON r.res_type = {t} AND r.id = d.id"
+                );
+                where_clause_skipping(&mut b, scope, q, Some(i));
+            }
+            _ => {
+                b.sql = format!("SELECT r.res_type, r.id, r.version_id{key_cols} FROM resources r");
+                where_clause(&mut b, scope, q);
+            }
+        },
+    }
+    let back = after.is_some_and(|c| c.back);
+    if let Some(c) = after {
+        if c.keys.len() != keys.len() {
+            return Err(SearchError::Invalid(
+                "the paging cursor does not belong to this search's _sort; start the search again"
+                    .into(),
+            )
+            .into());
+        }
+        let cond = keyset(&mut b, &keys, &c.keys, &c.id, back);
+        b.sql.push_str(" AND ");
+        b.sql.push_str(&cond);
+    }
+    // Walking backwards reads the reversed order and turns the page round afterwards.
+    let dir = |desc: bool| if desc != back { "DESC" } else { "ASC" };
+    let order = |inner: bool| -> String {
+        keys.iter()
+            .enumerate()
+            .map(|(i, (e, _, desc))| {
+                let col = if inner { e.clone() } else { format!("p.o{i}") };
+                format!("{col} {}", dir(*desc))
+            })
+            .chain(std::iter::once(format!(
+                "{}.id {}",
+                if inner { "r" } else { "p" },
+                dir(false)
+            )))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let l = b.bind(Box::new(i64::from(count) + 1));
+    let inner = format!("{} ORDER BY {} LIMIT {l}", b.sql, order(true));
+    let outer_keys: String = (0..keys.len()).map(|i| format!(", p.o{i}::text")).collect();
+    b.sql = format!(
+        "SELECT p.id, v.version_id, v.last_updated, v.method, v.body, p.res_type{outer_keys}
+           FROM ({inner}) p
+           JOIN resource_versions v
+             ON v.res_type = p.res_type AND v.id = p.id AND v.version_id = p.version_id
+          ORDER BY {}",
+        order(false)
+    );
+    Ok((b, keys))
+}
+
+/// A search of one type with a single filter and no `_sort` has its page picked from that
+/// filter's index rows alone (`index_ids`): the matching ids are sorted and cut to the
+/// page before `resources` is probed, which it then is once per row of the page rather than
+/// once per match (2,600 probes for `Patient?name=Smi` at 1M resources). With more filters the
+/// planner chooses which to drive from, since cutting one filter's ids to a page is no longer
+/// safe. Index rows exist only for current, undeleted resources, so they may drive alone.
+fn single_filter_ids(
+    b: &mut Builder,
+    rt: &str,
+    q: &Query,
+    after: Option<&Cursor>,
+    count: u32,
+) -> Option<String> {
+    let [only] = q.clauses.as_slice() else {
+        return None;
+    };
+    if !q.result.sort.is_empty() {
+        return None;
+    }
+    let ids = index_ids(b, rt, only)?;
+    let back = after.is_some_and(|c| c.back);
+    let from = after.map_or(String::new(), |c| {
+        format!(
+            " WHERE x.id {} {}",
+            if back { "<" } else { ">" },
+            b.text(&c.id)
+        )
+    });
+    let n = b.bind(Box::new(i64::from(count) + 1));
+    Some(format!(
+        "SELECT DISTINCT x.id FROM ({ids}) x{from} ORDER BY x.id {} LIMIT {n}",
+        if back { "DESC" } else { "ASC" }
+    ))
+}
+
+/// A search whose only filter is a chain through one target type: its parameter, the target
+/// type and the filter on the target.
+type SingleChain<'q> = (&'q str, &'q str, &'q Filter);
+
+fn single_chain(q: &Query) -> Option<SingleChain<'_>> {
+    if !q.result.sort.is_empty() {
+        return None;
+    }
+    match q.clauses.as_slice() {
+        [Filter::Chain { param, targets }] => match targets.as_slice() {
+            [(target, inner)] if drives(inner) => Some((param.as_str(), target.as_str(), &**inner)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The page of a single chain, in (target id, id) order rather than id order: the targets
+/// that match (677 patients named Harris at 1M resources) are read from their index rows and
+/// walked in id order, and each one's referrers are read from the reference index in id order,
+/// so the page ends after its first few targets instead of collecting and sorting every
+/// referrer of every target (9,571 Observations: 3 s cold, against 1 ms). A resource that
+/// refers to several matching targets is listed once, at the first of them. The cursor carries
+/// the target id.
+fn chain_rows(
+    b: &mut Builder,
+    t: &str,
+    (param, target, inner): SingleChain<'_>,
+    after: Option<&Cursor>,
+    count: u32,
+) -> String {
+    let p = b.text(param);
+    let tt = b.text(target);
+    let targets =
+        index_ids(b, target, inner).unwrap_or_else(|| "SELECT NULL::text AS id WHERE false".into());
+    let earlier = filter(b, &tt, "e.target_id", false, inner);
+    let back = after.is_some_and(|c| c.back);
+    let (op, dir) = if back { ("<", "DESC") } else { (">", "ASC") };
+    let (from_target, from) = match after.and_then(|c| Some((c.keys.first()?, &c.id))) {
+        Some((k, id)) => {
+            let (k, id) = (b.text(k), b.text(id));
+            (
+                format!(" WHERE x.id {op}= {k}"),
+                format!(" AND (t.id, d.id) {op} ({k}, {id})"),
+            )
+        }
+        None => (String::new(), String::new()),
+    };
+    let n = b.bind(Box::new(i64::from(count) + 1));
+    // The targets sorted, each one's referrers in index order: PostgreSQL then needs only an
+    // incremental sort (presorted by target) and stops at the limit.
+    format!(
+        "SELECT t.id AS target_id, d.id
+           FROM (SELECT DISTINCT x.id FROM ({targets}) x{from_target} ORDER BY x.id {dir}) t
+           CROSS JOIN LATERAL (
+                SELECT DISTINCT d.id FROM search_reference d
+                 WHERE d.target_type = {tt} AND d.target_id = t.id AND d.res_type = {t} AND d.param = {p}
+                 ORDER BY d.id {dir}) d
+          WHERE NOT EXISTS (SELECT 1 FROM search_reference e
+                             WHERE e.res_type = {t} AND e.id = d.id AND e.param = {p}
+                               AND e.target_type = {tt} AND e.target_id < t.id
+                               AND {earlier} OFFSET 0){from}
+          ORDER BY t.id {dir}, d.id {dir} LIMIT {n}"
+    )
+}
+
+/// Whether [`index_ids`] can read `f`'s matches from its index rows.
+fn drives(f: &Filter) -> bool {
+    matches!(
+        f,
+        Filter::Token { not: false, .. }
+            | Filter::TokenIn { not: false, .. }
+            | Filter::TokenText { .. }
+            | Filter::String { .. }
+            | Filter::Number { .. }
+            | Filter::Quantity { .. }
+            | Filter::Reference { .. }
+            | Filter::Uri { .. }
+            | Filter::Date { .. }
+            | Filter::DateAll { .. }
+            | Filter::Chain { .. }
+            | Filter::Has { .. }
+            | Filter::Text { .. }
+    )
+}
+
+/// The ids (as column `id`, possibly repeated) of resources of type `ty` that match `f`, read
+/// from `f`'s own index rows without visiting `resources`: a page in id order can be picked
+/// from them first, so a filter matching thousands of rows costs one probe per row of the page
+/// rather than one per match. `None` for filters that are not a positive match on index rows
+/// (`:not`, `:missing`, `_id`, `_lastUpdated`, combinations), which the planner handles better.
+fn index_ids(b: &mut Builder, rt: &str, f: &Filter) -> Option<String> {
+    if !drives(f) {
+        return None;
+    }
+    let ty = &b.text(rt);
+    let on_rows = |b: &mut Builder, table: &str, param: &str| {
+        let a = b.alias();
+        let p = b.text(param);
+        let c = row_cond(b, &a, f, ("lo", "hi"));
+        format!(
+            "SELECT {a}.id FROM {table} {a} WHERE {a}.res_type = {ty} AND {a}.param = {p} AND ({c})"
+        )
+    };
+    Some(match f {
+        Filter::Token {
+            param, not: false, ..
+        }
+        | Filter::TokenIn {
+            param, not: false, ..
+        }
+        | Filter::TokenText { param, .. } => on_rows(b, "search_token", param),
+        Filter::String { param, .. } => on_rows(b, "search_string", param),
+        Filter::Number { param, .. } => on_rows(b, "search_number", param),
+        Filter::Quantity { param, .. } => on_rows(b, "search_quantity", param),
+        Filter::Reference { param, .. } => on_rows(b, "search_reference", param),
+        Filter::Uri { param, .. } => on_rows(b, "search_uri", param),
+        Filter::Date { param, .. } => on_rows(b, "search_date", param),
+        Filter::DateAll { param, groups } => {
+            let a = b.alias();
+            let p = b.text(param);
+            let c = date_all_cond(b, &a, groups);
+            format!(
+                "SELECT {a}.id FROM search_date {a} WHERE {a}.res_type = {ty} AND {a}.param = {p} AND {c}"
+            )
+        }
+        Filter::Chain { param, targets } => chain_ids(b, ty, param, targets),
+        Filter::Has {
+            res_type,
+            param,
+            inner,
+        } => {
+            let a = b.alias();
+            let h = b.text(res_type);
+            let p = b.text(param);
+            let inner_cond = filter(b, &h, &format!("{a}.id"), false, inner);
+            format!(
+                "SELECT {a}.target_id AS id FROM search_reference {a} WHERE {a}.res_type = {h} AND {a}.param = {p} AND {a}.target_type = {ty} AND {inner_cond}"
+            )
+        }
+        Filter::Text { field, values } => {
+            let a = b.alias();
+            let matched = text_cond(b, &a, *field, values);
+            format!(
+                "SELECT {a}.id FROM search_text {a} WHERE {a}.res_type = {ty} AND {}",
+                matched
+            )
+        }
+        _ => return None,
+    })
+}
+
+/// The ids a chain matches, read from the chain's own reference rows: a page in id order can
+/// be chosen from these before `resources` is visited, instead of probing `resources` once per
+/// match (10,000 probes for a common family name at 1M resources).
+fn chain_ids(b: &mut Builder, ty: &str, param: &str, targets: &[(String, Box<Filter>)]) -> String {
+    let p = b.text(param);
+    let ors = targets
+        .iter()
+        .map(|(target, inner)| {
+            let t = b.text(target);
+            let inner_cond = filter(b, &t, "d.target_id", false, inner);
+            format!("(d.target_type = {t} AND {inner_cond})")
+        })
+        .collect();
+    format!(
+        "SELECT DISTINCT d.id FROM search_reference d WHERE d.res_type = {ty} AND d.param = {p} AND {}",
+        any_of(ors)
+    )
+}
