@@ -6,7 +6,9 @@ use crate::exec::{
     Cursor, ExecError, Scope, exact_token, token_entries, where_clause, where_clause_skipping,
 };
 use crate::query::{Filter, Query, SearchError};
-use crate::sql::{Builder, any_of, date_all_cond, filter, keyset, row_cond, sort_expr, text_cond};
+use crate::sql::{
+    Builder, any_of, date_all_cond, filter, has_rows, keyset, row_cond, sort_expr, text_cond,
+};
 
 /// A page in id order whose first filter is one exact token (`system|code`) can be read from
 /// that token's index entries, which are stored in id order: the page then ends after about as
@@ -380,13 +382,8 @@ fn index_ids(b: &mut Builder, rt: &str, f: &Filter) -> Option<String> {
             param,
             inner,
         } => {
-            let a = b.alias();
-            let h = b.text(res_type);
-            let p = b.text(param);
-            let inner_cond = filter(b, &h, &format!("{a}.id"), false, inner);
-            format!(
-                "SELECT {a}.target_id AS id FROM search_reference {a} WHERE {a}.res_type = {h} AND {a}.param = {p} AND {a}.target_type = {ty} AND {inner_cond}"
-            )
+            let (a, rows) = has_rows(b, ty, res_type, param, inner);
+            format!("SELECT {a}.target_id AS id {rows}")
         }
         Filter::Text { field, values } => {
             let a = b.alias();

@@ -237,13 +237,8 @@ pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter)
             param,
             inner,
         } => {
-            let a = b.alias();
-            let h = b.text(res_type);
-            let p = b.text(param);
-            let inner_cond = filter(b, &h, &format!("{a}.id"), false, inner);
-            format!(
-                "EXISTS (SELECT 1 FROM search_reference {a} WHERE {a}.res_type = {h} AND {a}.param = {p} AND {a}.target_type = {ty} AND {a}.target_id = {id} AND {inner_cond})"
-            )
+            let (a, rows) = has_rows(b, ty, res_type, param, inner);
+            format!("EXISTS (SELECT 1 {rows} AND {a}.target_id = {id})")
         }
         Filter::Text { field, values } => {
             let a = b.alias();
@@ -274,6 +269,26 @@ pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter)
         Filter::And(fs) => all_of(fs.iter().map(|f| filter(b, ty, id, top, f)).collect()),
         Filter::Or(fs) => any_of(fs.iter().map(|f| filter(b, ty, id, top, f)).collect()),
     }
+}
+
+/// The reference rows of `_has:{res_type}:{param}:...` that point at resources of type `ty`
+/// from a referrer matching `inner`: `FROM ... WHERE ...`, and the alias whose `target_id` is
+/// the matched resource. Shared by the EXISTS of a filter and the id list of a page.
+pub(crate) fn has_rows(
+    b: &mut Builder,
+    ty: &str,
+    res_type: &str,
+    param: &str,
+    inner: &Filter,
+) -> (String, String) {
+    let a = b.alias();
+    let h = b.text(res_type);
+    let p = b.text(param);
+    let inner_cond = filter(b, &h, &format!("{a}.id"), false, inner);
+    let rows = format!(
+        "FROM search_reference {a} WHERE {a}.res_type = {h} AND {a}.param = {p} AND {a}.target_type = {ty} AND {inner_cond}"
+    );
+    (a, rows)
 }
 
 /// The condition one index row (alias `a`) must meet for a value filter, on the typed tables'

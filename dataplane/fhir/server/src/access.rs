@@ -10,7 +10,8 @@ use DataAction::*;
 /// (method, route as written in the router, action). HEAD is answered as GET.
 pub const ENDPOINTS: &[(&str, &str, DataAction)] = &[
     ("GET", "/", Read),
-    ("POST", "/", Write),
+    // A batch or transaction: each entry is then judged as the request it stands for.
+    ("POST", "/", Read),
     ("POST", "/_search", Read),
     ("GET", "/_history", Read),
     ("GET", "/{type}", Read),

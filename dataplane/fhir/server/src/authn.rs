@@ -158,14 +158,36 @@ async fn authorize(
         .map_or("/", |m| s.local_path(m.as_str()))
         .to_owned();
     let path = s.local_path(req.uri().path()).to_owned();
-    let Some(action) = access::required_action(req.method(), &route, &path) else {
-        tracing::error!(%route, method = %req.method(), "no data action is declared for this endpoint; refusing it");
+    match admit(&principal, req.method(), &route, &path) {
+        Ok((action, smart)) => {
+            if let Some(sm) = smart {
+                req.extensions_mut().insert(sm);
+            }
+            req.extensions_mut().insert(principal);
+            (next.run(req).await, Some(action))
+        }
+        Err((refusal, action)) => (refusal.into_response(), action),
+    }
+}
+
+/// Whether the caller's roles (and SMART scopes, when the token has them) admit `method` on
+/// `route`: the data action and what the scopes grant, or the refusal with the action when the
+/// endpoint declares one. Each entry of a batch or transaction Bundle is judged here too, as
+/// the request it stands for.
+pub(crate) fn admit(
+    principal: &Principal,
+    method: &axum::http::Method,
+    route: &str,
+    path: &str,
+) -> Result<(DataAction, Option<smart::Smart>), (FhirError, Option<DataAction>)> {
+    let Some(action) = access::required_action(method, route, path) else {
+        tracing::error!(%route, %method, "no data action is declared for this endpoint; refusing it");
         let refusal = FhirError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             "no data action is declared for this endpoint, so no one may call it",
         );
-        return (refusal.into_response(), None);
+        return Err((refusal, None));
     };
     let roles = principal.roles.iter().map(String::as_str);
     let scopes = hds_auth::smart::Scopes::parse(principal.scopes.iter().map(String::as_str));
@@ -182,7 +204,7 @@ async fn authorize(
                     principal.client_id.as_deref().unwrap_or_default()
                 ),
             );
-            return (refusal.into_response(), Some(action));
+            return Err((refusal, Some(action)));
         }
         None => hds_auth::actions::role_grant(roles, hds_auth::actions::ServiceKind::Fhir, action),
     };
@@ -200,25 +222,22 @@ async fn authorize(
                     }
                 ),
             );
-            return (refusal.into_response(), Some(action));
+            return Err((refusal, Some(action)));
         }
         hds_auth::actions::RoleGrant::ThroughScopes if !scopes.is_scoped() => {
             let refusal = smart::forbidden(format!(
                 "the data action '{action}' is granted only through SMART scopes (patient/, user/ or system/), and the token has none"
             ));
-            return (refusal.into_response(), Some(action));
+            return Err((refusal, Some(action)));
         }
         _ => {}
     }
     // A token with SMART scopes may do only what they grant, whatever its roles.
     if scopes.is_scoped() {
-        match smart::admit(&principal, scopes, req.method(), &route, &path) {
-            Ok(sm) => {
-                req.extensions_mut().insert(sm);
-            }
-            Err(e) => return (e.into_response(), Some(action)),
-        }
+        return match smart::admit(principal, scopes, method, route, path) {
+            Ok(sm) => Ok((action, Some(sm))),
+            Err(e) => Err((e, Some(action))),
+        };
     }
-    req.extensions_mut().insert(principal);
-    (next.run(req).await, Some(action))
+    Ok((action, None))
 }

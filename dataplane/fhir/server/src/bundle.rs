@@ -53,6 +53,25 @@ impl BundleWriter {
         self.out.push_str(&entry.to_string());
     }
 
+    /// An entry given as JSON, with `resource` (a resource's JSON text) spliced in.
+    pub fn entry_text(&mut self, entry: Value, resource: Option<&str>) {
+        if self.entries > 0 {
+            self.out.push(',');
+        }
+        self.entries += 1;
+        let mut text = entry.to_string();
+        if let Some(body) = resource {
+            text.pop();
+            if text.len() > 1 {
+                text.push(',');
+            }
+            text.push_str("\"resource\":");
+            text.push_str(body);
+            text.push('}');
+        }
+        self.out.push_str(&text);
+    }
+
     fn entry_inner(&mut self, v: &StoredVersion, base: &str, extra: Value, body: Option<&str>) {
         if self.entries > 0 {
             self.out.push(',');

@@ -270,6 +270,11 @@ pub fn json_response(status: StatusCode, body: String) -> Response {
     r
 }
 
+/// The `meta.lastUpdated` of the version a response carries, to the full precision that the
+/// Last-Modified header cannot hold (a Bundle entry's `response.lastModified` shows it).
+#[derive(Debug, Clone, Copy)]
+pub struct LastUpdated(pub DateTime<Utc>);
+
 /// The response to a read or a write of one resource version: ETag, Last-Modified, Location
 /// (on create), and the body `Prefer: return=` asks for.
 pub fn version_response(
@@ -298,6 +303,7 @@ pub fn version_response(
         }
         _ => status.into_response(),
     };
+    resp.extensions_mut().insert(LastUpdated(v.last_updated));
     let h = resp.headers_mut();
     h.insert(header::ETAG, etag(v.version_id));
     h.insert(header::LAST_MODIFIED, http_date(&v.last_updated));

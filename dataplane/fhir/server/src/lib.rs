@@ -34,7 +34,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::FhirError;
-use interactions::{capability, history, instance, reindex, search, type_level};
+use interactions::{batch, capability, history, instance, reindex, search, type_level};
 
 pub mod access;
 
@@ -121,7 +121,7 @@ pub fn router(state: AppState) -> Router {
         );
     }
     let protected = Router::new()
-        .route("/", get(search::system_get).post(bundle_unsupported))
+        .route("/", get(search::system_get).post(batch::process))
         .route("/_search", post(search::system_post))
         .route("/_history", get(history::system))
         .route(
@@ -234,13 +234,5 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> FhirError {
         StatusCode::METHOD_NOT_ALLOWED,
         "not-supported",
         format!("{method} is not supported on '{}'", uri.path()),
-    )
-}
-
-async fn bundle_unsupported() -> FhirError {
-    FhirError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not-supported",
-        "batch and transaction Bundles are not supported by this server version",
     )
 }

@@ -139,7 +139,7 @@ pub fn admit(
     match (m, route) {
         // The types of a system search or history are known to the handler only.
         ("GET", "/") | ("POST", "/_search") | ("GET", "/_history") => {}
-        // Batches and transactions are refused (501) to everyone for now.
+        // A batch or transaction: each entry is judged as the request it stands for.
         ("POST", "/") => {}
         ("GET", "/{type}") | ("POST", "/{type}/_search") | ("GET", "/{type}/_history") => {
             need(seg.first(), Search)?

@@ -358,3 +358,54 @@ async fn every_token_fault_on_every_endpoint_is_401() {
         200
     );
 }
+
+/// A batch needs only `read` to be posted; each entry then needs the data action of the request
+/// it stands for, whatever the others need.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundle_entries_need_their_own_data_actions() {
+    let t = setup().await;
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": "Patient/p1"}},
+        {"resource": patient(), "request": {"method": "PUT", "url": "Patient/p1"}},
+        {"request": {"method": "DELETE", "url": "Patient/nobody"}},
+    ]});
+    for (role, grants) in ROLES {
+        let r =
+            t.s.http
+                .post(t.s.url(""))
+                .bearer_auth(t.token(&[role], None))
+                .header("content-type", FHIR_JSON)
+                .body(batch.to_string())
+                .send()
+                .await
+                .unwrap();
+        if !grants.contains(&"read") {
+            assert_eq!(r.status(), 403, "{role}");
+            continue;
+        }
+        assert_eq!(r.status(), 200, "{role}");
+        let b: Value = r.json().await.unwrap();
+        let got: Vec<&str> = b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["response"]["status"].as_str().unwrap())
+            .collect();
+        let want = |action: &str, ok: &'static str| {
+            if grants.contains(&action) {
+                ok
+            } else {
+                "403 Forbidden"
+            }
+        };
+        assert_eq!(
+            got,
+            [
+                want("read", "200 OK"),
+                want("write", "200 OK"),
+                want("delete", "204 No Content")
+            ],
+            "{role}: {b}"
+        );
+    }
+}

@@ -113,7 +113,7 @@ async fn request_errors_are_operation_outcomes() {
             .send()
             .await
             .unwrap(),
-        501,
+        400,
     )
     .await;
 }

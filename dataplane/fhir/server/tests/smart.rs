@@ -656,15 +656,66 @@ async fn patient_scope_writes_stay_in_the_compartment() {
             .unwrap();
     assert_eq!(r.status(), 201, "B's match is not seen");
     assert_ne!(json(r).await["id"], "obs-b-vital");
-    // Batches stay refused.
-    let (status, _) = f
+    // In a batch, each entry is judged as the request it stands for.
+    let entry = |method: &str, url: &str, resource: Option<Value>| {
+        let mut e = json!({"request": {"method": method, "url": url}});
+        if let Some(r) = resource {
+            e["resource"] = r;
+        }
+        e
+    };
+    let (status, b) = f
         .post(
             "",
             &t,
-            &json!({"resourceType": "Bundle", "type": "batch", "entry": []}),
+            &json!({"resourceType": "Bundle", "type": "batch", "entry": [
+                entry("POST", "Observation", Some(new_observation("pa", "laboratory"))),
+                entry("POST", "Observation", Some(new_observation("pb", "laboratory"))),
+                entry("GET", "Observation/obs-b-lab", None),
+                entry("GET", "Observation/obs-a-lab", None),
+                entry("DELETE", "Observation/obs-b-lab", None),
+            ]}),
         )
         .await;
-    assert_eq!(status, 501);
+    assert_eq!(status, 200, "{b}");
+    let st: Vec<&str> = b["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        st,
+        // The delete is refused as the same DELETE on its own is.
+        [
+            "201 Created",
+            "403 Forbidden",
+            "404 Not Found",
+            "200 OK",
+            "403 Forbidden"
+        ],
+        "{b}"
+    );
+    // In a transaction, one entry outside the grants refuses the whole of it.
+    let (status, oo) = f
+        .post(
+            "",
+            &t,
+            &json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+                entry("POST", "Observation", Some(new_observation("pa", "vital-signs"))),
+                entry("POST", "Practitioner", Some(json!({"resourceType": "Practitioner"}))),
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 403, "{oo}");
+    assert!(
+        oo.to_string().contains("entry 1 (POST Practitioner)"),
+        "{oo}"
+    );
+    assert_eq!(
+        f.admin_read("Observation/obs-b-lab").await["status"],
+        "final"
+    );
 }
 
 /// References between the two patients' records: A's panel has B's result as a member, and

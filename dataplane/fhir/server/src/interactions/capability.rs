@@ -113,7 +113,10 @@ pub fn capability_statement(config: &FhirServiceConfig) -> Value {
             "mode": "server",
             "security": security,
             "resource": resources,
-            "interaction": [{"code": "history-system"}, {"code": "search-system"}],
+            "interaction": [
+                {"code": "transaction"}, {"code": "batch"},
+                {"code": "history-system"}, {"code": "search-system"},
+            ],
             // Answered for every type from the server's own tables, not from a parameter's
             // index rows, so listed once here rather than per resource.
             "searchParam": [

@@ -3,6 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use deadpool_postgres::GenericClient;
 use hds_common::config::VersionPolicy;
 use hds_fhir_store::{self as store, DeleteOutcome, Method, VersionCheck, WriteOutcome};
 use serde_json::Value;
@@ -27,21 +28,36 @@ pub async fn read(
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
     check_id(&id)?;
-    let grants = access.grants(&s.registry(), &rt, Interaction::Read)?;
     let conn = s.store.connection().await?;
+    read_in(&s, &conn, &access, &rt, &id, &headers, &base, &q).await
+}
+
+/// A read on `client` (a pooled connection, or a transaction Bundle's transaction).
+#[allow(clippy::too_many_arguments)]
+pub async fn read_in(
+    s: &AppState,
+    client: &impl GenericClient,
+    access: &Access,
+    rt: &str,
+    id: &str,
+    headers: &HeaderMap,
+    base: &str,
+    q: &[(String, String)],
+) -> Result<Response, FhirError> {
+    let grants = access.grants(&s.registry(), rt, Interaction::Read)?;
     let unknown = || FhirError::not_found(format!("{rt}/{id} is not known"));
-    let v = store::read(&conn, &rt, &id).await?.ok_or_else(unknown)?;
+    let v = store::read(client, rt, id).await?.ok_or_else(unknown)?;
     // Outside the caller's grants, a resource is answered as one that does not exist (a deleted
     // one too: its compartment cannot be judged without its index rows).
     if !grants.is_open()
-        && (v.is_deleted() || !smart::current_visible(&conn, &rt, &id, &grants).await?)
+        && (v.is_deleted() || !smart::current_visible(client, rt, id, &grants).await?)
     {
         return Err(unknown());
     }
     if v.is_deleted() {
-        return Err(deleted(&rt, &id, v.version_id));
+        return Err(deleted(rt, id, v.version_id));
     }
-    if not_modified(&headers, v.version_id, &v.last_updated) {
+    if not_modified(headers, v.version_id, &v.last_updated) {
         let mut r = StatusCode::NOT_MODIFIED.into_response();
         r.headers_mut().insert(header::ETAG, etag(v.version_id));
         r.headers_mut()
@@ -51,10 +67,10 @@ pub async fn read(
     Ok(version_response(
         StatusCode::OK,
         &v,
-        &base,
+        base,
         ReturnPref::Representation,
         false,
-        &q,
+        q,
     ))
 }
 
@@ -67,21 +83,36 @@ pub async fn vread(
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
     check_id(&id)?;
+    let conn = s.store.connection().await?;
+    vread_in(&s, &conn, &access, &rt, &id, &vid, &base, &q).await
+}
+
+/// A vread on `client` (a pooled connection, or a transaction Bundle's transaction).
+#[allow(clippy::too_many_arguments)]
+pub async fn vread_in(
+    s: &AppState,
+    conn: &impl GenericClient,
+    access: &Access,
+    rt: &str,
+    id: &str,
+    vid: &str,
+    base: &str,
+    q: &[(String, String)],
+) -> Result<Response, FhirError> {
     let version_id: i64 = vid
         .parse()
         .map_err(|_| FhirError::not_found(format!("'{vid}' is not a version of {rt}/{id}")))?;
     let reg = s.registry();
-    let grants = access.grants(&reg, &rt, Interaction::Read)?;
-    let conn = s.store.connection().await?;
+    let grants = access.grants(&reg, rt, Interaction::Read)?;
     let missing = || FhirError::not_found(format!("{rt}/{id} has no version {version_id}"));
     // An older version is judged on its own body; the current one was judged by SQL.
     let mut judge_body = false;
     if !grants.is_open() {
         // The resource as it is now must be the caller's, and so must the version asked for.
-        if !smart::current_visible(&conn, &rt, &id, &grants).await? {
+        if !smart::current_visible(conn, rt, id, &grants).await? {
             return Err(missing());
         }
-        let current = store::read(&conn, &rt, &id).await?.ok_or_else(missing)?;
+        let current = store::read(conn, rt, id).await?.ok_or_else(missing)?;
         if current.version_id != version_id && !grants.has_unconstrained() {
             return Err(smart::forbidden(format!(
                 "earlier versions of {rt}/{id} cannot be checked against the query of the token's scopes, so only the current one ({}) may be read",
@@ -90,7 +121,7 @@ pub async fn vread(
         }
         judge_body = current.version_id != version_id;
     }
-    let v = store::vread(&conn, &rt, &id, version_id)
+    let v = store::vread(conn, rt, id, version_id)
         .await?
         .ok_or_else(missing)?;
     if judge_body && let Some(body) = &v.body {
@@ -101,15 +132,15 @@ pub async fn vread(
         }
     }
     if v.is_deleted() {
-        return Err(deleted(&rt, &id, version_id));
+        return Err(deleted(rt, id, version_id));
     }
     Ok(version_response(
         StatusCode::OK,
         &v,
-        &base,
+        base,
         ReturnPref::Representation,
         false,
-        &q,
+        q,
     ))
 }
 
@@ -128,6 +159,30 @@ pub async fn update(
     check_id(&id)?;
     require_json_body(&headers)?;
     let resource = parse_resource(&body)?;
+    let mut conn = s.store.connection().await?;
+    let tx = conn.transaction().await?;
+    let response = update_in(
+        &s, &tx, &access, &rt, &id, resource, &headers, &base, prefer, &q,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(response)
+}
+
+/// An update inside `tx`.
+#[allow(clippy::too_many_arguments)]
+pub async fn update_in(
+    s: &AppState,
+    tx: &store::Transaction<'_>,
+    access: &Access,
+    rt: &str,
+    id: &str,
+    resource: Value,
+    headers: &HeaderMap,
+    base: &str,
+    prefer: Prefer,
+    q: &[(String, String)],
+) -> Result<Response, FhirError> {
     match resource.get("id").and_then(Value::as_str) {
         Some(body_id) if body_id == id => {}
         Some(body_id) => {
@@ -141,18 +196,15 @@ pub async fn update(
             ));
         }
     }
-    validate(&resource, &rt, StatusCode::BAD_REQUEST)?;
-    let check = version_check(&s, &rt, &headers)?;
+    validate(&resource, rt, StatusCode::BAD_REQUEST)?;
+    let check = version_check(s, rt, headers)?;
     let reg = s.registry();
-    let grants = access.grants(&reg, &rt, Interaction::Update)?;
+    let grants = access.grants(&reg, rt, Interaction::Update)?;
     let after = grants.admit_body(&reg, &resource, &format!("write {rt}/{id} this way"))?;
-    let mut conn = s.store.connection().await?;
-    let tx = conn.transaction().await?;
-    smart::admit_existing(&tx, &reg, &grants, &rt, &id, "update").await?;
-    let outcome = write_update(&s, &tx, &rt, &id, resource, check, Method::Put).await?;
-    after.check_current(&tx, &rt, &id).await?;
-    tx.commit().await?;
-    update_response(outcome, &rt, &id, &base, prefer.return_, &q)
+    smart::admit_existing(tx, &reg, &grants, rt, id, "update").await?;
+    let outcome = write_update(s, tx, rt, id, resource, check, Method::Put).await?;
+    after.check_current(tx, rt, id).await?;
+    update_response(outcome, rt, id, base, prefer.return_, q)
 }
 
 /// The version check an update asks for: If-Match, or the versioned-update policy's demand for it.
@@ -230,17 +282,31 @@ pub async fn delete(
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
     check_id(&id)?;
-    let check = if_match(&headers)?.map_or(VersionCheck::Any, VersionCheck::Expect);
-    let keep = keeps_history(s.config.resource_version_policy.for_type(&rt));
-    let reg = s.registry();
-    let grants = access.grants(&reg, &rt, Interaction::Delete)?;
     let mut conn = s.store.connection().await?;
     let tx = conn.transaction().await?;
-    smart::admit_existing(&tx, &reg, &grants, &rt, &id, "delete").await?;
-    let outcome = store::delete(&tx, &rt, &id, check, keep).await?;
+    let response = delete_in(&s, &tx, &access, &rt, &id, &headers, prefer).await?;
     tx.commit().await?;
+    Ok(response)
+}
+
+/// A delete inside `tx`.
+pub async fn delete_in(
+    s: &AppState,
+    tx: &store::Transaction<'_>,
+    access: &Access,
+    rt: &str,
+    id: &str,
+    headers: &HeaderMap,
+    prefer: Prefer,
+) -> Result<Response, FhirError> {
+    let check = if_match(headers)?.map_or(VersionCheck::Any, VersionCheck::Expect);
+    let keep = keeps_history(s.config.resource_version_policy.for_type(rt));
+    let reg = s.registry();
+    let grants = access.grants(&reg, rt, Interaction::Delete)?;
+    smart::admit_existing(tx, &reg, &grants, rt, id, "delete").await?;
+    let outcome = store::delete(tx, rt, id, check, keep).await?;
     match outcome {
-        DeleteOutcome::VersionConflict { current } => Err(version_conflict(&rt, &id, current)),
+        DeleteOutcome::VersionConflict { current } => Err(version_conflict(rt, id, current)),
         DeleteOutcome::Deleted(v) => Ok(delete_response(
             prefer,
             Some(v.version_id),

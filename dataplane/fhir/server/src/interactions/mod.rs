@@ -1,6 +1,7 @@
 //! One module per group of FHIR interactions. Handlers are small: they check the request, call
 //! the store inside a transaction, and shape the response.
 
+pub mod batch;
 pub mod capability;
 pub mod conditional;
 pub mod history;

@@ -106,12 +106,9 @@ pub async fn reload_after_search_parameter_write(
         };
         if let Ok(sp) = serde_json::from_slice::<Value>(&bytes)
             && sp.get("resourceType").and_then(Value::as_str) == Some("SearchParameter")
-            && let Err(why) = hds_fhir_search::custom_param(hds_fhir_search::r4(), &sp)
+            && let Err(e) = check_search_parameter(&sp)
         {
-            return FhirError::bad_request(format!(
-                "this SearchParameter cannot be used for search on this server: {why}"
-            ))
-            .into_response();
+            return e.into_response();
         }
         Request::from_parts(parts, Body::from(bytes))
     } else {
@@ -119,14 +116,30 @@ pub async fn reload_after_search_parameter_write(
     };
     let resp = next.run(req).await;
     if resp.status().is_success() {
-        match s.store.connection().await {
-            Ok(c) => {
-                if let Err(e) = s.search.reload(&c).await {
-                    tracing::error!(error = %e, "cannot reload search parameters after a SearchParameter write");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot reload search parameters"),
-        }
+        reload_search_parameters(&s).await;
     }
     resp
+}
+
+/// A SearchParameter the server could not index is refused before it is written.
+pub fn check_search_parameter(sp: &Value) -> Result<(), FhirError> {
+    hds_fhir_search::custom_param(hds_fhir_search::r4(), sp).map_err(|why| {
+        FhirError::bad_request(format!(
+            "this SearchParameter cannot be used for search on this server: {why}"
+        ))
+    })?;
+    Ok(())
+}
+
+/// Rebuilds the registry after SearchParameter writes, so that later writes index them and
+/// searches know they are pending.
+pub async fn reload_search_parameters(s: &AppState) {
+    match s.store.connection().await {
+        Ok(c) => {
+            if let Err(e) = s.search.reload(&c).await {
+                tracing::error!(error = %e, "cannot reload search parameters after a SearchParameter write");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot reload search parameters"),
+    }
 }

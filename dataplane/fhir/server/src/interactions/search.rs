@@ -4,6 +4,7 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use deadpool_postgres::GenericClient;
 use hds_fhir_search::{Cursor, Filter, Scope, Summary, query::ReferenceValue};
 use serde_json::json;
 
@@ -160,10 +161,26 @@ fn compartment_filter(rt: &str, comp: &str, id: &str) -> Result<Filter, FhirErro
     ))
 }
 
-/// `rt` None is a system-wide search. `access` confines it to what the token's SMART scopes
-/// grant (see [`crate::smart`]).
 async fn search(
     s: &AppState,
+    rt: Option<&str>,
+    compartment: Option<(&str, &str)>,
+    base: &str,
+    q: Vec<(String, String)>,
+    prefer: Prefer,
+    access: &Access,
+) -> Result<Response, FhirError> {
+    let conn = s.store.connection().await?;
+    search_in(s, &conn, rt, compartment, base, q, prefer, access).await
+}
+
+/// A search on `conn` (a pooled connection, or a transaction Bundle's transaction). `rt` None
+/// is a system-wide search. `access` confines it to what the token's SMART scopes grant (see
+/// [`crate::smart`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn search_in(
+    s: &AppState,
+    conn: &impl GenericClient,
     rt: Option<&str>,
     compartment: Option<(&str, &str)>,
     base: &str,
@@ -226,11 +243,10 @@ async fn search(
         .min(limits.max_page_size);
     let mut applied = query.applied.clone();
     applied.push(("_count".into(), count.to_string()));
-    let conn = s.store.connection().await?;
 
     // `_count=0` asks for no entries, which is only useful for the total (fhirpy's count()).
     if query.result.summary == Some(Summary::Count) || query.count == Some(0) {
-        let total = hds_fhir_search::count_matches(&conn, scope, &query).await?;
+        let total = hds_fhir_search::count_matches(conn, scope, &query).await?;
         let links = vec![("self", page_link(base, &path, &applied, None))];
         return Ok(json_response(
             StatusCode::OK,
@@ -238,9 +254,9 @@ async fn search(
         ));
     }
 
-    let page = hds_fhir_search::search(&conn, scope, &query, count, cursor.as_ref()).await?;
+    let page = hds_fhir_search::search(conn, scope, &query, count, cursor.as_ref()).await?;
     let included = access
-        .includes(&conn, &reg, &page.matches, query.includes())
+        .includes(conn, &reg, &page.matches, query.includes())
         .await?;
 
     let mut links = vec![(

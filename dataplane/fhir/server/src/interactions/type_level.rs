@@ -4,12 +4,14 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use hds_fhir_store::{self as store, DeleteOutcome, Method, VersionCheck};
+use hds_fhir_search::Query;
+use hds_fhir_store::{self as store, DeleteOutcome, IndexEntries, Method, VersionCheck};
 use serde_json::Value;
 
 use super::conditional::{criteria, criteria_from_pairs, matches};
 use super::instance::{
-    delete_response, parse_patch, patch_in, update_response, version_check, write_update,
+    PatchDocument, delete_response, parse_patch, patch_in, update_response, version_check,
+    write_update,
 };
 use super::{check_type, keeps_history, set_id, valid_id, validate};
 use crate::AppState;
@@ -17,7 +19,7 @@ use crate::error::FhirError;
 use crate::http::{
     BaseUrl, FhirBody, Prefer, QueryPairs, parse_resource, require_json_body, version_response,
 };
-use crate::smart::{self, Access};
+use crate::smart::{self, Access, Pending};
 use hds_auth::smart::Interaction;
 
 /// The most resources one conditional delete removes when `_count` asks for several.
@@ -36,83 +38,138 @@ pub async fn create(
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
     require_json_body(&headers)?;
-    let mut resource = parse_resource(&body)?;
-    // The server assigns the id of a created resource; one sent by the client is ignored, so it
-    // is replaced before validation judges it.
-    let id = uuid::Uuid::new_v4().to_string();
-    set_id(&mut resource, &id);
-    validate(&resource, &rt, StatusCode::BAD_REQUEST)?;
-    let reg = s.registry();
-    let grants = access.grants(&reg, &rt, Interaction::Create)?;
-    let after = grants.admit_body(&reg, &resource, &format!("create this {rt}"))?;
+    let resource = parse_resource(&body)?;
     let if_none_exist = match headers.get("if-none-exist") {
-        Some(v) => {
-            let (mut query, key) = criteria(
-                &reg,
-                &rt,
-                v.to_str()
-                    .map_err(|_| FhirError::bad_request("If-None-Exist is not valid text"))?,
-            )?;
-            // The match is a search: only among what the caller may search.
-            access.confine_search(&reg, &rt, &mut query)?;
-            Some((query, key))
-        }
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| FhirError::bad_request("If-None-Exist is not valid text"))?,
+        ),
         None => None,
     };
-    let index = hds_fhir_search::extract_with(&reg, &resource);
+    // The server assigns the id of a created resource; one sent by the client is ignored.
+    let id = uuid::Uuid::new_v4().to_string();
+    let new = NewResource::prepare(&s, &access, &rt, &id, resource, if_none_exist)?;
     let mut conn = s.store.connection().await?;
-    let v = match &if_none_exist {
+    if new.if_none_exist.is_none() && new.after.is_none() {
         // A plain create is one statement in autocommit: one round trip, one commit.
-        None if after.is_none() => store::create(&conn, &rt, &id, resource, &index).await?,
-        // A scope's query is checked on the index rows of the written resource, in its
-        // transaction.
-        None => {
-            let tx = conn.transaction().await?;
-            let v = store::create(&tx, &rt, &id, resource, &index).await?;
-            after.check_current(&tx, &rt, &id).await?;
-            tx.commit().await?;
-            v
-        }
-        Some((query, key)) => {
-            let tx = conn.transaction().await?;
-            let found = matches(&tx, &rt, query, key, 2).await?;
-            match found.as_slice() {
-                [] => {}
-                [existing_id] => {
-                    let existing = store::read(&tx, &rt, existing_id)
-                        .await?
-                        .ok_or_else(|| FhirError::not_found(existing_id.clone()))?;
-                    tx.commit().await?;
-                    return Ok(version_response(
-                        StatusCode::OK,
-                        &existing,
-                        &base,
-                        prefer.return_,
-                        true,
-                        &q,
-                    ));
-                }
-                _ => {
-                    return Err(FhirError::precondition_failed(format!(
-                        "If-None-Exist '{key}' matches more than one {rt}"
-                    )));
-                }
+        let v = store::create(&conn, &rt, &id, new.resource, &new.index).await?;
+        metrics::counter!("hds_fhir_resources_created_total", "type" => rt).increment(1);
+        return Ok(version_response(
+            StatusCode::CREATED,
+            &v,
+            &base,
+            prefer.return_,
+            true,
+            &q,
+        ));
+    }
+    let tx = conn.transaction().await?;
+    let response = new.create_in(&tx, &base, prefer, &q).await?;
+    tx.commit().await?;
+    Ok(response)
+}
+
+/// A resource about to be created: checked, validated, indexed, under the id it will have.
+pub struct NewResource {
+    pub rt: String,
+    pub id: String,
+    pub resource: Value,
+    pub index: IndexEntries,
+    /// What the caller's scopes still demand of the written resource.
+    pub after: Pending,
+    /// If-None-Exist (or a Bundle entry's ifNoneExist), parsed, with its lock key.
+    pub if_none_exist: Option<(Query, String)>,
+}
+
+impl NewResource {
+    pub fn prepare(
+        s: &AppState,
+        access: &Access,
+        rt: &str,
+        id: &str,
+        mut resource: Value,
+        if_none_exist: Option<&str>,
+    ) -> Result<Self, FhirError> {
+        // Replaced before validation judges it: the id is the server's.
+        set_id(&mut resource, id);
+        validate(&resource, rt, StatusCode::BAD_REQUEST)?;
+        let reg = s.registry();
+        let grants = access.grants(&reg, rt, Interaction::Create)?;
+        let after = grants.admit_body(&reg, &resource, &format!("create this {rt}"))?;
+        let if_none_exist = match if_none_exist {
+            Some(raw) => {
+                let (mut query, key) = criteria(&reg, rt, raw)?;
+                // The match is a search: only among what the caller may search.
+                access.confine_search(&reg, rt, &mut query)?;
+                Some((query, key))
             }
-            let v = store::create(&tx, &rt, &id, resource, &index).await?;
-            after.check_current(&tx, &rt, &id).await?;
-            tx.commit().await?;
-            v
+            None => None,
+        };
+        let index = hds_fhir_search::extract_with(&reg, &resource);
+        Ok(Self {
+            rt: rt.to_owned(),
+            id: id.to_owned(),
+            resource,
+            index,
+            after,
+            if_none_exist,
+        })
+    }
+
+    /// The create inside `tx`: 201, or 200 with the one resource If-None-Exist matches.
+    pub async fn create_in(
+        self,
+        tx: &store::Transaction<'_>,
+        base: &str,
+        prefer: Prefer,
+        q: &[(String, String)],
+    ) -> Result<Response, FhirError> {
+        let rt = &self.rt;
+        if let Some((query, key)) = &self.if_none_exist
+            && let Some(existing) = existing_match(tx, rt, query, key).await?
+        {
+            return Ok(version_response(
+                StatusCode::OK,
+                &existing,
+                base,
+                prefer.return_,
+                true,
+                q,
+            ));
         }
-    };
-    metrics::counter!("hds_fhir_resources_created_total", "type" => rt).increment(1);
-    Ok(version_response(
-        StatusCode::CREATED,
-        &v,
-        &base,
-        prefer.return_,
-        true,
-        &q,
-    ))
+        let v = store::create(tx, rt, &self.id, self.resource, &self.index).await?;
+        self.after.check_current(tx, rt, &self.id).await?;
+        metrics::counter!("hds_fhir_resources_created_total", "type" => rt.clone()).increment(1);
+        Ok(version_response(
+            StatusCode::CREATED,
+            &v,
+            base,
+            prefer.return_,
+            true,
+            q,
+        ))
+    }
+}
+
+/// The one current resource If-None-Exist matches, or none; several is a 412.
+pub async fn existing_match(
+    tx: &store::Transaction<'_>,
+    rt: &str,
+    query: &Query,
+    key: &str,
+) -> Result<Option<store::StoredVersion>, FhirError> {
+    let found = matches(tx, rt, query, key, 2).await?;
+    match found.as_slice() {
+        [] => Ok(None),
+        [existing_id] => {
+            Ok(Some(store::read(tx, rt, existing_id).await?.ok_or_else(
+                || FhirError::not_found(existing_id.clone()),
+            )?))
+        }
+        _ => Err(FhirError::precondition_failed(format!(
+            "If-None-Exist '{key}' matches more than one {rt}"
+        ))),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -128,21 +185,61 @@ pub async fn conditional_update(
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
     require_json_body(&headers)?;
+    let resource = parse_resource(&body)?;
+    let mut conn = s.store.connection().await?;
+    let tx = conn.transaction().await?;
+    let response =
+        conditional_update_in(&s, &tx, &access, &rt, &q, resource, &headers, &base, prefer).await?;
+    tx.commit().await?;
+    Ok(response)
+}
+
+/// A conditional update inside `tx`; `q` holds the criteria.
+#[allow(clippy::too_many_arguments)]
+pub async fn conditional_update_in(
+    s: &AppState,
+    tx: &store::Transaction<'_>,
+    access: &Access,
+    rt: &str,
+    q: &[(String, String)],
+    mut resource: Value,
+    headers: &HeaderMap,
+    base: &str,
+    prefer: Prefer,
+) -> Result<Response, FhirError> {
+    validate(&resource, rt, StatusCode::BAD_REQUEST)?;
+    let id = conditional_update_target(s, tx, access, rt, q, &resource).await?;
     let reg = s.registry();
-    let (mut query, key) = criteria_from_pairs(&reg, &rt, &q)?;
-    access.confine_search(&reg, &rt, &mut query)?;
-    let grants = access.grants(&reg, &rt, Interaction::Update)?;
-    let mut resource = parse_resource(&body)?;
-    validate(&resource, &rt, StatusCode::BAD_REQUEST)?;
-    let check = version_check(&s, &rt, &headers)?;
+    let grants = access.grants(&reg, rt, Interaction::Update)?;
+    let check = version_check(s, rt, headers)?;
+    set_id(&mut resource, &id);
+    let after = grants.admit_body(&reg, &resource, &format!("write {rt}/{id} this way"))?;
+    smart::admit_existing(tx, &reg, &grants, rt, &id, "update").await?;
+    let outcome = write_update(s, tx, rt, &id, resource, check, Method::Put).await?;
+    after.check_current(tx, rt, &id).await?;
+    update_response(outcome, rt, &id, base, prefer.return_, q)
+}
+
+/// The id a conditional update writes: the one match, the body's id when nothing matches and
+/// that id is free, or a new one.
+pub async fn conditional_update_target(
+    s: &AppState,
+    tx: &store::Transaction<'_>,
+    access: &Access,
+    rt: &str,
+    q: &[(String, String)],
+    resource: &Value,
+) -> Result<String, FhirError> {
+    let reg = s.registry();
+    let (mut query, key) = criteria_from_pairs(&reg, rt, q)?;
+    access.confine_search(&reg, rt, &mut query)?;
+    access.grants(&reg, rt, Interaction::Update)?;
     let body_id = resource
         .get("id")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let mut conn = s.store.connection().await?;
-    let tx = conn.transaction().await?;
-    let found = matches(&tx, &rt, &query, &key, 2).await?;
-    let id = match (found.as_slice(), body_id) {
+    let found = matches(tx, rt, &query, &key, 2).await?;
+    Ok(match (found.as_slice(), body_id) {
         ([], None) => uuid::Uuid::new_v4().to_string(),
         ([], Some(id)) => {
             if !valid_id(&id) {
@@ -150,7 +247,7 @@ pub async fn conditional_update(
                     "'{id}' is not a valid FHIR id"
                 )));
             }
-            let existing = store::read(&tx, &rt, &id).await?;
+            let existing = store::read(tx, rt, &id).await?;
             if existing.is_some_and(|v| !v.is_deleted()) {
                 return Err(FhirError::bad_request(format!(
                     "{rt}/{id} exists but does not match '{key}'; refusing to overwrite it"
@@ -170,14 +267,7 @@ pub async fn conditional_update(
                 "the criteria '{key}' match more than one {rt}"
             )));
         }
-    };
-    set_id(&mut resource, &id);
-    let after = grants.admit_body(&reg, &resource, &format!("write {rt}/{id} this way"))?;
-    smart::admit_existing(&tx, &reg, &grants, &rt, &id, "update").await?;
-    let outcome = write_update(&s, &tx, &rt, &id, resource, check, Method::Put).await?;
-    after.check_current(&tx, &rt, &id).await?;
-    tx.commit().await?;
-    update_response(outcome, &rt, &id, &base, prefer.return_, &q)
+    })
 }
 
 /// Deletes the one match (Azure's default). With `_count=N` it deletes up to N matches, as
@@ -190,16 +280,30 @@ pub async fn conditional_delete(
     access: Access,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
-    let reg = s.registry();
-    let (mut query, key) = criteria_from_pairs(&reg, &rt, &q)?;
-    access.confine_search(&reg, &rt, &mut query)?;
-    let grants = access.grants(&reg, &rt, Interaction::Delete)?;
-    let many = query.count.map(|c| c.clamp(1, MAX_CONDITIONAL_DELETE));
-    let keep = keeps_history(s.config.resource_version_policy.for_type(&rt));
     let mut conn = s.store.connection().await?;
     let tx = conn.transaction().await?;
+    let response = conditional_delete_in(&s, &tx, &access, &rt, &q, prefer).await?;
+    tx.commit().await?;
+    Ok(response)
+}
+
+/// A conditional delete inside `tx`; `q` holds the criteria.
+pub async fn conditional_delete_in(
+    s: &AppState,
+    tx: &store::Transaction<'_>,
+    access: &Access,
+    rt: &str,
+    q: &[(String, String)],
+    prefer: Prefer,
+) -> Result<Response, FhirError> {
+    let reg = s.registry();
+    let (mut query, key) = criteria_from_pairs(&reg, rt, q)?;
+    access.confine_search(&reg, rt, &mut query)?;
+    let grants = access.grants(&reg, rt, Interaction::Delete)?;
+    let many = query.count.map(|c| c.clamp(1, MAX_CONDITIONAL_DELETE));
+    let keep = keeps_history(s.config.resource_version_policy.for_type(rt));
     let limit = many.map_or(2, i64::from);
-    let found = matches(&tx, &rt, &query, &key, limit).await?;
+    let found = matches(tx, rt, &query, &key, limit).await?;
     if many.is_none() && found.len() > 1 {
         return Err(FhirError::precondition_failed(format!(
             "the criteria '{key}' match more than one {rt}; add _count=N to delete several"
@@ -207,14 +311,13 @@ pub async fn conditional_delete(
     }
     let mut last = None;
     for id in &found {
-        smart::admit_existing(&tx, &reg, &grants, &rt, id, "delete").await?;
+        smart::admit_existing(tx, &reg, &grants, rt, id, "delete").await?;
         if let DeleteOutcome::Deleted(v) =
-            store::delete(&tx, &rt, id, VersionCheck::Any, keep).await?
+            store::delete(tx, rt, id, VersionCheck::Any, keep).await?
         {
             last = Some(v.version_id);
         }
     }
-    tx.commit().await?;
     let version = if found.len() == 1 { last } else { None };
     Ok(delete_response(
         prefer,
@@ -235,14 +338,35 @@ pub async fn conditional_patch(
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     check_type(&rt)?;
-    let reg = s.registry();
-    let (mut query, key) = criteria_from_pairs(&reg, &rt, &q)?;
-    access.confine_search(&reg, &rt, &mut query)?;
-    let grants = access.grants(&reg, &rt, Interaction::Update)?;
     let document = parse_patch(&headers, &body)?;
     let mut conn = s.store.connection().await?;
     let tx = conn.transaction().await?;
-    let found = matches(&tx, &rt, &query, &key, 2).await?;
+    let response = conditional_patch_in(
+        &s, &tx, &access, &rt, &q, &document, &headers, &base, prefer,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(response)
+}
+
+/// A conditional patch inside `tx`; `q` holds the criteria.
+#[allow(clippy::too_many_arguments)]
+pub async fn conditional_patch_in(
+    s: &AppState,
+    tx: &store::Transaction<'_>,
+    access: &Access,
+    rt: &str,
+    q: &[(String, String)],
+    document: &PatchDocument,
+    headers: &HeaderMap,
+    base: &str,
+    prefer: Prefer,
+) -> Result<Response, FhirError> {
+    let reg = s.registry();
+    let (mut query, key) = criteria_from_pairs(&reg, rt, q)?;
+    access.confine_search(&reg, rt, &mut query)?;
+    let grants = access.grants(&reg, rt, Interaction::Update)?;
+    let found = matches(tx, rt, &query, &key, 2).await?;
     let id = match found.as_slice() {
         [] => return Err(FhirError::not_found(format!("no {rt} matches '{key}'"))),
         [id] => id.clone(),
@@ -252,10 +376,5 @@ pub async fn conditional_patch(
             )));
         }
     };
-    let response = patch_in(
-        &s, &tx, &rt, &id, &document, &headers, &base, prefer, &q, &grants,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(response)
+    patch_in(s, tx, rt, &id, document, headers, base, prefer, q, &grants).await
 }

@@ -1,0 +1,523 @@
+//! Batch and transaction Bundles: `POST [base]` (FHIR R4 3.1.0.11).
+//!
+//! Each entry runs through the same interaction code as the request it stands for
+//! (`*_in` functions that take a database transaction), after the data action and SMART scopes
+//! of that request are checked for the caller. A transaction runs in one database transaction:
+//! fullUrls get their ids first (a conditional create or update resolved then), references to
+//! them are rewritten, and the entries run in the order DELETE, POST, PUT/PATCH, GET. The first
+//! failure rolls everything back and is the answer. A batch runs each entry in a transaction of
+//! its own and answers every entry with its own status.
+
+pub mod entry;
+mod references;
+
+use std::collections::{HashMap, HashSet};
+
+use axum::Extension;
+use axum::body::to_bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use hds_auth::Principal;
+use hds_fhir_store::{self as store, Transaction};
+use serde_json::{Value, json};
+
+use self::entry::{BundleKind, EntryRequest, Target};
+use self::references::{Identities, conditional_reference, for_each_reference};
+use super::conditional::criteria;
+use super::instance::{
+    PatchDocument, delete_in, parse_patch, patch_in, read_in, update_in, vread_in,
+};
+use super::search::search_in;
+use super::type_level::{
+    NewResource, conditional_delete_in, conditional_patch_in, conditional_update_in,
+    conditional_update_target, existing_match,
+};
+use super::{reindex, set_id};
+use crate::bundle::BundleWriter;
+use crate::error::{FhirError, OutcomeIssue};
+use crate::http::{
+    BaseUrl, FhirBody, LastUpdated, Prefer, ReturnPref, json_response, parse_resource,
+    require_json_body, version_response,
+};
+use crate::smart::Access;
+use crate::{AppState, authn};
+use hds_auth::smart::Interaction;
+
+/// Batch entries run this many at a time, each on a connection of its own.
+const BATCH_CONCURRENCY: usize = 4;
+
+pub async fn process(
+    State(s): State<AppState>,
+    BaseUrl(base): BaseUrl,
+    prefer: Prefer,
+    headers: HeaderMap,
+    principal: Option<Extension<Principal>>,
+    FhirBody(body): FhirBody,
+) -> Result<Response, FhirError> {
+    require_json_body(&headers)?;
+    let bundle = parse_resource(&body)?;
+    drop(body);
+    let request = entry::parse_bundle(bundle, &base, s.config.limits.transaction_entry_limit)?;
+    let writes_search_parameters = request.entries.iter().flatten().any(|e| {
+        !matches!(e.method, Method::GET | Method::HEAD)
+            && e.target.resource_type() == Some("SearchParameter")
+    });
+    let cx = Context {
+        s: &s,
+        base: &base,
+        prefer,
+        principal: principal.map(|Extension(p)| p),
+    };
+    let (kind, responses) = match request.kind {
+        BundleKind::Batch => ("batch-response", cx.batch(request.entries).await),
+        BundleKind::Transaction => (
+            "transaction-response",
+            cx.transaction(request.entries).await?,
+        ),
+    };
+    if writes_search_parameters {
+        reindex::reload_search_parameters(&s).await;
+    }
+    let mut w = BundleWriter::new(kind, None, &[]);
+    for r in responses {
+        let (entry, resource) = entry_of(r, prefer.return_).await;
+        w.entry_text(entry, resource.as_deref());
+    }
+    Ok(json_response(StatusCode::OK, w.finish()))
+}
+
+struct Context<'a> {
+    s: &'a AppState,
+    base: &'a str,
+    prefer: Prefer,
+    /// The caller, when authentication is on.
+    principal: Option<Principal>,
+}
+
+impl Context<'_> {
+    /// What the caller may do with this entry: judged as the request it stands for would be.
+    fn access(&self, e: &EntryRequest) -> Result<Access, FhirError> {
+        let Some(p) = &self.principal else {
+            return Ok(Access::Open);
+        };
+        let (route, path) = e.target.route_and_path();
+        authn::admit(p, &e.method, route, &path)
+            .map(|(_, smart)| smart.map_or(Access::Open, Access::Scoped))
+            .map_err(|(refusal, _)| refusal)
+    }
+
+    async fn batch(&self, entries: Vec<Result<EntryRequest, FhirError>>) -> Vec<Response> {
+        futures_util::stream::iter(entries)
+            .map(|e| async move {
+                let result = match e {
+                    Ok(e) => self.batch_entry(e).await,
+                    Err(err) => Err(err),
+                };
+                result.unwrap_or_else(IntoResponse::into_response)
+            })
+            .buffered(BATCH_CONCURRENCY)
+            .collect()
+            .await
+    }
+
+    async fn batch_entry(&self, mut e: EntryRequest) -> Result<Response, FhirError> {
+        let access = self.access(&e)?;
+        let mut conn = self.s.store.connection().await?;
+        let tx = conn.transaction().await?;
+        // Batch entries are independent (R4 3.1.0.11.1): one cannot name another's fullUrl.
+        self.rewrite_references(
+            &tx,
+            std::slice::from_mut(&mut e),
+            &Identities::default(),
+            &access,
+        )
+        .await
+        .map_err(|err| at_entry(&e, err))?;
+        let response = self.run(&tx, e, &access, None).await?;
+        tx.commit().await?;
+        Ok(response)
+    }
+
+    async fn transaction(
+        &self,
+        entries: Vec<Result<EntryRequest, FhirError>>,
+    ) -> Result<Vec<Response>, FhirError> {
+        let mut entries: Vec<EntryRequest> = entries.into_iter().collect::<Result<_, _>>()?;
+        let access: Vec<Access> = entries
+            .iter()
+            .map(|e| self.access(e).map_err(|err| failed(e, err)))
+            .collect::<Result<_, _>>()?;
+        let mut conn = self.s.store.connection().await?;
+        let tx = conn.transaction().await?;
+
+        // 1. Every written resource gets its identity, before any reference is rewritten.
+        let mut ids = Identities::default();
+        let mut assigned: HashMap<usize, String> = HashMap::new();
+        let mut matched: HashMap<usize, Response> = HashMap::new();
+        let mut written: HashSet<(String, String)> = HashSet::new();
+        for (e, access) in entries.iter_mut().zip(&access) {
+            let identity = self
+                .identify(&tx, e, access, &mut matched)
+                .await
+                .map_err(|err| failed(e, err))?;
+            if let Some((rt, id)) = identity {
+                if let Some(full_url) = &e.full_url {
+                    ids.insert(full_url, &rt, &id)
+                        .map_err(|why| failed(e, FhirError::bad_request(why)))?;
+                }
+                let rewrites = e.method != Method::POST || !matched.contains_key(&e.index);
+                if rewrites && !written.insert((rt.clone(), id.clone())) {
+                    return Err(failed(
+                        e,
+                        FhirError::bad_request(format!(
+                            "{rt}/{id} is written by more than one entry of the transaction"
+                        )),
+                    ));
+                }
+                if e.method == Method::POST {
+                    assigned.insert(e.index, id);
+                }
+            }
+        }
+
+        // 2. References to fullUrls, and conditional references, now name stored resources.
+        for (e, access) in entries.iter_mut().zip(&access) {
+            self.rewrite_references(&tx, std::slice::from_mut(e), &ids, access)
+                .await
+                .map_err(|err| failed(e, err))?;
+        }
+
+        // 3. The entries, in the order R4 sets, each with the same checks as on its own.
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_by_key(|&i| (entries[i].phase(), i));
+        let mut slots: Vec<Option<EntryRequest>> = entries.into_iter().map(Some).collect();
+        let mut responses: Vec<Option<Response>> = (0..slots.len()).map(|_| None).collect();
+        for i in order {
+            let e = slots[i].take().expect("each entry runs once");
+            if let Some(r) = matched.remove(&i) {
+                responses[i] = Some(r);
+                continue;
+            }
+            let label = e.clone();
+            let response = self
+                .run(&tx, e, &access[i], assigned.remove(&i))
+                .await
+                .map_err(|err| failed(&label, err))?;
+            responses[i] = Some(response);
+        }
+        tx.commit().await?;
+        Ok(responses.into_iter().flatten().collect())
+    }
+
+    /// The resource an entry will write, as (type, id): a create's new id (or the one resource
+    /// its ifNoneExist matches, whose response is then settled), a conditional update's match.
+    async fn identify(
+        &self,
+        tx: &Transaction<'_>,
+        e: &mut EntryRequest,
+        access: &Access,
+        matched: &mut HashMap<usize, Response>,
+    ) -> Result<Option<(String, String)>, FhirError> {
+        let reg = self.s.registry();
+        Ok(match (&e.method, &mut e.target) {
+            (&Method::POST, Target::Type { rt, .. }) => {
+                let rt = rt.clone();
+                let mut id = uuid::Uuid::new_v4().to_string();
+                if let Some(raw) = e.if_none_exist.take() {
+                    access.grants(&reg, &rt, Interaction::Create)?;
+                    let (mut query, key) = criteria(&reg, &rt, &raw)?;
+                    access.confine_search(&reg, &rt, &mut query)?;
+                    // The criteria's lock is held to the end of the transaction, so nothing
+                    // matching can appear before this create commits.
+                    if let Some(v) = existing_match(tx, &rt, &query, &key).await? {
+                        id = v.id.clone();
+                        let r = version_response(
+                            StatusCode::OK,
+                            &v,
+                            self.base,
+                            self.prefer.return_,
+                            true,
+                            &[],
+                        );
+                        matched.insert(e.index, r);
+                    }
+                }
+                Some((rt, id))
+            }
+            (&Method::PUT, Target::Type { rt, query }) => {
+                let resource = e.resource.as_mut().expect("checked when parsed");
+                let id = conditional_update_target(self.s, tx, access, rt, query, resource).await?;
+                set_id(resource, &id);
+                let rt = rt.clone();
+                e.target = Target::Instance {
+                    rt: rt.clone(),
+                    id: id.clone(),
+                    query: Vec::new(),
+                };
+                Some((rt, id))
+            }
+            (&Method::PUT | &Method::PATCH | &Method::DELETE, Target::Instance { rt, id, .. }) => {
+                Some((rt.clone(), id.clone()))
+            }
+            _ => None,
+        })
+    }
+
+    /// Rewrites the references of `entries` that name a fullUrl in `ids`, and resolves
+    /// conditional references to their one match. A `urn:uuid:` that names no entry, or a
+    /// conditional reference with no match or several, is an error.
+    async fn rewrite_references(
+        &self,
+        tx: &Transaction<'_>,
+        entries: &mut [EntryRequest],
+        ids: &Identities,
+        access: &Access,
+    ) -> Result<(), FhirError> {
+        let reg = self.s.registry();
+        let mut conditional: Vec<String> = Vec::new();
+        for e in entries.iter_mut() {
+            let Some(r) = e.resource.as_mut() else {
+                continue;
+            };
+            for_each_reference(r, &mut |s| {
+                if let Some(local) = ids.get(s) {
+                    *s = local.to_owned();
+                } else if s.starts_with("urn:uuid:") {
+                    return Err(FhirError::bad_request(format!(
+                        "the reference '{s}' names no entry's fullUrl in this Bundle{}",
+                        if ids.is_empty() {
+                            " (batch entries are independent: use a transaction to refer from one entry to another)"
+                        } else {
+                            ""
+                        }
+                    )));
+                } else if conditional_reference(s).is_some() && !conditional.contains(s) {
+                    conditional.push(s.clone());
+                }
+                Ok(())
+            })?;
+        }
+        if conditional.is_empty() {
+            return Ok(());
+        }
+        let mut resolved: HashMap<String, String> = HashMap::new();
+        for reference in conditional {
+            let (rt, raw) = conditional_reference(&reference).expect("collected as one");
+            let (rt, raw) = (rt.to_owned(), raw.to_owned());
+            let rt = rt.as_str();
+            super::check_type(rt)?;
+            access.grants(&reg, rt, Interaction::Search)?;
+            let (mut query, _) = criteria(&reg, rt, &raw)?;
+            access.confine_search(&reg, rt, &mut query)?;
+            let found = hds_fhir_search::find_ids(tx, rt, &query, 2).await?;
+            match found.as_slice() {
+                [id] => {
+                    let local = format!("{rt}/{id}");
+                    resolved.insert(reference, local);
+                }
+                [] => {
+                    return Err(FhirError::precondition_failed(format!(
+                        "the conditional reference '{reference}' matches no {rt}"
+                    )));
+                }
+                _ => {
+                    return Err(FhirError::precondition_failed(format!(
+                        "the conditional reference '{reference}' matches more than one {rt}"
+                    )));
+                }
+            }
+        }
+        for e in entries.iter_mut() {
+            if let Some(r) = e.resource.as_mut() {
+                for_each_reference(r, &mut |s| {
+                    if let Some(local) = resolved.get(s.as_str()) {
+                        *s = local.clone();
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One entry, as the interaction it stands for, inside `tx`.
+    async fn run(
+        &self,
+        tx: &Transaction<'_>,
+        e: EntryRequest,
+        access: &Access,
+        assigned_id: Option<String>,
+    ) -> Result<Response, FhirError> {
+        let (s, base, prefer, h) = (self.s, self.base, self.prefer, &e.headers);
+        if let (Some(r), false) = (&e.resource, matches!(e.method, Method::GET | Method::HEAD))
+            && r.get("resourceType").and_then(Value::as_str) == Some("SearchParameter")
+        {
+            reindex::check_search_parameter(r)?;
+        }
+        let head = e.method == Method::HEAD;
+        let response = match (e.method, e.target) {
+            (Method::POST, Target::Type { rt, .. }) => {
+                let id = assigned_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                let resource = e.resource.expect("checked when parsed");
+                NewResource::prepare(s, access, &rt, &id, resource, e.if_none_exist.as_deref())?
+                    .create_in(tx, base, prefer, &[])
+                    .await?
+            }
+            (Method::PUT, Target::Instance { rt, id, .. }) => {
+                let resource = e.resource.expect("checked when parsed");
+                update_in(s, tx, access, &rt, &id, resource, h, base, prefer, &[]).await?
+            }
+            (Method::PUT, Target::Type { rt, query }) => {
+                let resource = e.resource.expect("checked when parsed");
+                conditional_update_in(s, tx, access, &rt, &query, resource, h, base, prefer).await?
+            }
+            (Method::PATCH, target) => {
+                let document = patch_document(&e.resource.expect("checked when parsed"), h)?;
+                match target {
+                    Target::Instance { rt, id, .. } => {
+                        let grants = access.grants(&s.registry(), &rt, Interaction::Update)?;
+                        patch_in(s, tx, &rt, &id, &document, h, base, prefer, &[], &grants).await?
+                    }
+                    Target::Type { rt, query } => {
+                        conditional_patch_in(s, tx, access, &rt, &query, &document, h, base, prefer)
+                            .await?
+                    }
+                    _ => unreachable!("checked when parsed"),
+                }
+            }
+            (Method::DELETE, Target::Instance { rt, id, .. }) => {
+                delete_in(s, tx, access, &rt, &id, h, prefer).await?
+            }
+            (Method::DELETE, Target::Type { rt, query }) => {
+                conditional_delete_in(s, tx, access, &rt, &query, prefer).await?
+            }
+            (_, Target::Instance { rt, id, query }) => {
+                read_in(s, tx, access, &rt, &id, h, base, &query).await?
+            }
+            (_, Target::Version { rt, id, vid }) => {
+                vread_in(s, tx, access, &rt, &id, &vid, base, &[]).await?
+            }
+            (_, Target::Type { rt, query }) => {
+                search_in(s, tx, Some(&rt), None, base, query, prefer, access).await?
+            }
+            (
+                _,
+                Target::Compartment {
+                    comp,
+                    id,
+                    rt,
+                    query,
+                },
+            ) => {
+                search_in(
+                    s,
+                    tx,
+                    Some(&rt),
+                    Some((&comp, &id)),
+                    base,
+                    query,
+                    prefer,
+                    access,
+                )
+                .await?
+            }
+            (_, Target::System { query }) => {
+                search_in(s, tx, None, None, base, query, prefer, access).await?
+            }
+        };
+        Ok(if head {
+            let (parts, _) = response.into_parts();
+            Response::from_parts(parts, axum::body::Body::empty())
+        } else {
+            response
+        })
+    }
+}
+
+/// A patch entry's resource as the patch document the PATCH interaction takes.
+fn patch_document(resource: &Value, headers: &HeaderMap) -> Result<PatchDocument, FhirError> {
+    if resource.get("resourceType").and_then(Value::as_str) == Some("Binary") {
+        use base64::Engine;
+        let data = resource.get("data").and_then(Value::as_str).unwrap_or("");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| {
+                FhirError::bad_request(format!("the patch Binary's data is not base64: {e}"))
+            })?;
+        return parse_patch(headers, &bytes);
+    }
+    parse_patch(headers, resource.to_string().as_bytes())
+}
+
+/// An entry's error, said to be that entry's.
+fn at_entry(e: &EntryRequest, mut err: FhirError) -> FhirError {
+    for issue in &mut err.issues {
+        issue
+            .expression
+            .get_or_insert_with(|| format!("Bundle.entry[{}]", e.index));
+    }
+    err
+}
+
+/// A transaction's failure: the failing entry's status and issues, after one that says which
+/// entry it was and that nothing was written.
+fn failed(e: &EntryRequest, err: FhirError) -> FhirError {
+    let err = at_entry(e, err);
+    let code = err.issues.first().map_or("processing", |i| i.code);
+    let mut issues = vec![
+        OutcomeIssue::error(
+            code,
+            format!(
+                "the transaction failed at {}; nothing was written",
+                e.label()
+            ),
+        )
+        .at(format!("Bundle.entry[{}]", e.index)),
+    ];
+    issues.extend(err.issues);
+    FhirError::with_issues(err.status, issues)
+}
+
+/// An entry of the response Bundle, from the response its request got: the resource (as
+/// text, spliced in unparsed) and `response` with status, location, etag, lastModified and
+/// outcome.
+async fn entry_of(r: Response, prefer: ReturnPref) -> (Value, Option<String>) {
+    let status = r.status();
+    let last_updated = r.extensions().get::<LastUpdated>().map(|l| l.0);
+    let (parts, body) = r.into_parts();
+    let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let text = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let mut response = json!({
+        "status": format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or_default()),
+    });
+    let mut entry = json!({});
+    if let Some(location) = text(header::LOCATION) {
+        response["location"] = json!(location);
+        let resource_url = location.split("/_history/").next().unwrap_or(location);
+        entry["fullUrl"] = json!(resource_url);
+    }
+    if let Some(etag) = text(header::ETAG) {
+        response["etag"] = json!(etag);
+    }
+    if let Some(t) = last_updated {
+        response["lastModified"] = json!(store::instant(&t));
+    }
+    let mut resource = None;
+    if !body.is_empty() {
+        let body = String::from_utf8_lossy(&body).into_owned();
+        // Failures, and successes answered as `Prefer: return=OperationOutcome` asks, carry an
+        // OperationOutcome: it goes in response.outcome. Anything else is the entry's resource.
+        let outcome = (!status.is_success() || prefer == ReturnPref::OperationOutcome)
+            .then(|| serde_json::from_str::<Value>(&body).ok())
+            .flatten()
+            .filter(|v| v["resourceType"] == "OperationOutcome");
+        match outcome {
+            Some(oo) => response["outcome"] = oo,
+            None => resource = Some(body),
+        }
+    }
+    entry["response"] = response;
+    (entry, resource)
+}
