@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# FHIR create/read benchmark: hds against helios-hfs 0.2.7, same machine, same PostgreSQL, same
-# load generator, in one run. Prints a Markdown table; raw JSON lines and server logs go to
+# FHIR create/read/ingest benchmark: hds against helios-hfs 0.2.7, same machine, same
+# PostgreSQL, same load generator, in one run. Ingest is Synthea-like transaction Bundles (one
+# patient's record each), also set against the limit: a PostgreSQL COPY of the same resources'
+# JSON into a bare table. Prints Markdown tables; raw JSON lines and server logs go to
 # $HDS_CACHE/bench-results/ (outside the repo). Idempotent: rebuilds only what is missing and
-# recreates both databases every run.
+# recreates the databases every run.
 #
-# Knobs (environment): BENCH_DURATION (s per cell, 10), BENCH_WARMUP (s, 2), BENCH_CLIENTS
-# ("1 8 32"), BENCH_SEED (patients created before a read cell, 1000), BENCH_POOL (PostgreSQL
-# connections per server, 32), BENCH_PG (server URL without database), BENCH_HDS_PORT,
-# BENCH_HFS_PORT, HDS_CACHE. BENCH_PEER=none measures hds alone (no hfs build or server).
+# Knobs (environment): BENCH_MODES ("create read transaction"), BENCH_DURATION (s per cell, 10),
+# BENCH_WARMUP (s, 2), BENCH_CLIENTS ("1 8 32"), BENCH_SEED (patients created before a read
+# cell, 1000), BENCH_COPY_PATIENTS (patients in the COPY baseline, 4000), BENCH_POOL
+# (PostgreSQL connections per server, 32), BENCH_PG (server URL without database),
+# BENCH_HDS_PORT, BENCH_HFS_PORT, HDS_CACHE. BENCH_PEER=none measures hds alone (no hfs build
+# or server).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +21,8 @@ pg="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 duration="${BENCH_DURATION:-10}"
 warmup="${BENCH_WARMUP:-2}"
 clients="${BENCH_CLIENTS:-1 8 32}"
+modes="${BENCH_MODES:-create read transaction}"
+copy_patients="${BENCH_COPY_PATIENTS:-4000}"
 seed="${BENCH_SEED:-1000}"
 pool="${BENCH_POOL:-32}"
 hds_port="${BENCH_HDS_PORT:-18180}"
@@ -51,6 +57,7 @@ log "building hds and the load generator (release)"
 (cd "$root" && cargo build --release -q -p hds -p hds-bench)
 hds_bin="$CARGO_TARGET_DIR/release/hds"
 load_bin="$CARGO_TARGET_DIR/release/fhir-load"
+synth_bin="$CARGO_TARGET_DIR/release/fhir-synth"
 
 # helios-hfs is built outside the repo, once. A lock makes concurrent runs build it only once;
 # an install someone started by hand is waited for rather than duplicated.
@@ -85,7 +92,7 @@ if [[ $peer != none && ! -s "$hfs_data/search-parameters-r4.json" ]]; then
 fi
 
 # --- fresh databases ------------------------------------------------------------------------
-for db in hds_bench hfs_bench; do
+for db in hds_bench hfs_bench copy_bench; do
     psql -q "$pg/postgres" -c "drop database if exists $db with (force)" -c "create database $db"
 done
 
@@ -133,7 +140,7 @@ wait_ready hds "http://127.0.0.1:$hds_port/health/check" "${pids[0]}"
 
 # --- measurements ---------------------------------------------------------------------------
 # Cells alternate hds/hfs so slow drifts of the shared machine hit both servers alike.
-for mode in create read; do
+for mode in $modes; do
     for c in $clients; do
         for server in $servers; do
             port=$hds_port
@@ -146,6 +153,25 @@ for mode in create read; do
     done
 done
 
+# --- the limit: COPY of the same JSON into a bare table -------------------------------------
+# The generator's NDJSON is the resources of the transaction cells (same generator, same sizes),
+# written to a file first so only the COPY is timed. CSV with quote and delimiter bytes that
+# never occur in JSON text loads each line verbatim.
+copy_rate=""
+if [[ " $modes " == *" transaction "* ]]; then
+    ndjson="$out/$stamp-copy.ndjson"
+    "$synth_bin" --patients "$copy_patients" --seed 42 --out "$ndjson" 2>/dev/null
+    lines=$(wc -l <"$ndjson")
+    psql -q "$pg/copy_bench" -c "create table raw_resources (body jsonb not null)"
+    t0=$(date +%s.%N)
+    psql -q "$pg/copy_bench" -c "\\copy raw_resources (body) from '$ndjson' with (format csv, quote e'\\x01', delimiter e'\\x02')"
+    t1=$(date +%s.%N)
+    copy_rate=$(awk -v n="$lines" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
+    log "COPY: $lines resources in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s ($copy_rate/s)"
+    echo "{\"label\":\"copy\",\"mode\":\"copy\",\"resources\":$lines,\"resources_per_s\":$copy_rate}" >>"$results"
+    rm -f "$ndjson"
+fi
+
 # --- report ---------------------------------------------------------------------------------
 {
     echo "| operation | clients | hds req/s | hds p50 ms | hds p99 ms | hfs req/s | hfs p50 ms | hfs p99 ms | hds/hfs req/s | errors hds/hfs |"
@@ -156,6 +182,17 @@ done
         | ($b // {rps: "—", p50_ms: "—", p99_ms: "—", errors: "—"}) as $b
         | "| \($a.mode) | \($a.concurrency) | \($a.rps) | \($a.p50_ms) | \($a.p99_ms) | \($b.rps) | \($b.p50_ms) | \($b.p99_ms) | "
           + (if ($b.rps | type) == "number" and $b.rps > 0 then "\(($a.rps / $b.rps * 100 | round) / 100)×" else "n/a" end)
-          + " | \($a.errors)/\($b.errors) |"' "$results"
+          + " | \($a.errors)/\($b.errors) |"' <(jq -c 'select(.mode != "copy")' "$results")
+    if [[ -n $copy_rate ]]; then
+        echo
+        echo "| ingest (transaction Bundles) | clients | hds resources/s | hfs resources/s | hds/hfs | COPY resources/s | hds/COPY |"
+        echo "|---|---:|---:|---:|---:|---:|---:|"
+        jq -rs --argjson copy "$copy_rate" '
+            map(select(.mode == "transaction")) | group_by(.concurrency) | .[]
+            | (map(select(.label == "hds"))[0]) as $a | (map(select(.label == "hfs"))[0]) as $b
+            | "| one patient per Bundle | \($a.concurrency) | \($a.resources_per_s) | \($b.resources_per_s // "—") | "
+              + (if $b and $b.resources_per_s > 0 then "\(($a.resources_per_s / $b.resources_per_s * 100 | round) / 100)×" else "n/a" end)
+              + " | \($copy) | \(($a.resources_per_s / $copy * 100 | round))% |"' "$results"
+    fi
 } | tee "$out/$stamp.md"
 log "raw results: $results; server logs: $out/$stamp-{hds,hfs}.log"

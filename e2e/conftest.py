@@ -264,3 +264,71 @@ def assert_outcome(r: requests.Response, status: int) -> dict:
     assert body["resourceType"] == "OperationOutcome", body
     assert body.get("issue"), body
     return body
+
+
+ADMIN_URL = os.environ.get("HDS_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+class SoloFhir:
+    """`hds fhir --config FILE`: one FHIR service (auth off) on a fresh database of the shared
+    PostgreSQL, which can be killed and started again on the same data."""
+
+    def __init__(self, tmp_path: Path):
+        self.db = f"hds_test_{uuid.uuid4().hex}"
+        subprocess.run(["psql", ADMIN_URL, "-qc", f'create database "{self.db}"'], check=True)
+        server, _ = ADMIN_URL.rsplit("/", 1)
+        self.db_url = f"{server}/{self.db}"
+        port = free_port()
+        self.config = tmp_path / "fhir.yaml"
+        self.config.write_text(
+            "name: solo\n"
+            "workspace: demo\n"
+            f"listen: 127.0.0.1:{port}\n"
+            f"postgres: {{url: '{self.db_url}', poolSize: 4}}\n"
+            "auth: {mode: none}\n"
+        )
+        self.base = f"http://127.0.0.1:{port}"
+        self.log_path = tmp_path / "hds.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("a")
+        self.proc = subprocess.Popen(
+            [str(find_binary()), "fhir", "--config", str(self.config)], stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                if requests.get(f"{self.base}/health/check", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            assert self.proc.poll() is None, self.log_path.read_text()
+            time.sleep(0.2)
+        self.proc.kill()
+        pytest.fail("hds fhir did not become healthy:\n" + self.log_path.read_text())
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown of any kind, as when a node dies."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        subprocess.run(["psql", ADMIN_URL, "-qc", f'drop database if exists "{self.db}" with (force)'], check=False)
+
+
+@pytest.fixture()
+def solo_fhir(tmp_path):
+    svc = SoloFhir(tmp_path)
+    svc.start()
+    yield svc
+    svc.close()
+
+
+@pytest.fixture()
+def fhir_service(solo_fhir):
+    yield solo_fhir.base, solo_fhir.proc, solo_fhir.log_path

@@ -1,4 +1,5 @@
-//! `fhir-load`: a closed-loop HTTP load generator for FHIR `create` and `read`.
+//! `fhir-load`: a closed-loop HTTP load generator for FHIR `create`, `read` and `transaction`
+//! (one Synthea-like patient record per transaction Bundle).
 //!
 //! Each of `--concurrency` clients sends one request, waits for the whole response, and sends
 //! the next, so the offered load adapts to the server (closed loop): throughput and latency are
@@ -25,6 +26,9 @@ enum Mode {
     Create,
     /// `GET {url}/Patient/{id}` round-robin over patients created beforehand.
     Read,
+    /// `POST {url}` with a transaction Bundle holding one patient's whole record (≈25
+    /// resources, `urn:uuid:` references), as Synthea writes them.
+    Transaction,
 }
 
 #[derive(Parser, Debug)]
@@ -67,6 +71,8 @@ struct ClientStats {
     hist: Histogram<u64>,
     ok: u64,
     errors: u64,
+    /// Resources written by the successful requests (one per create, a Bundle's entries).
+    resources: u64,
 }
 
 /// The first failure, kept so a run that "works" but returns 4xx/5xx says why.
@@ -124,7 +130,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .as_millis();
 
     let ids: Arc<Vec<String>> = Arc::new(match args.mode {
-        Mode::Create => Vec::new(),
+        Mode::Create | Mode::Transaction => Vec::new(),
         Mode::Read => seed(&client, &base, args.seed, args.concurrency, run_tag).await?,
     });
 
@@ -150,12 +156,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
                 ok: 0,
                 errors: 0,
+                resources: 0,
             };
             loop {
                 let sent = Instant::now();
                 if sent >= stop_at {
                     break;
                 }
+                let mut resources = 1;
                 let req = match mode {
                     Mode::Create => {
                         let n = counter.fetch_add(1, Ordering::Relaxed);
@@ -164,6 +172,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
                             .header("content-type", "application/fhir+json")
                             .header("accept", "application/fhir+json")
                             .body(patient_body(run_tag, n))
+                    }
+                    Mode::Transaction => {
+                        let n = counter.fetch_add(1, Ordering::Relaxed);
+                        let (bundle, entries) =
+                            hds_bench::transaction_bundle(42, n as usize, run_tag as u64);
+                        resources = entries as u64;
+                        client
+                            .post(base.clone())
+                            .header("content-type", "application/fhir+json")
+                            .header("accept", "application/fhir+json")
+                            .body(bundle)
                     }
                     Mode::Read => {
                         let i = cursor.fetch_add(1, Ordering::Relaxed) % ids.len();
@@ -195,6 +214,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 match outcome {
                     Ok(()) => {
                         stats.ok += 1;
+                        stats.resources += resources;
                         stats.hist.saturating_record(elapsed.as_micros() as u64);
                     }
                     Err((status, body)) => {
@@ -208,12 +228,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let (mut ok, mut errors) = (0u64, 0u64);
+    let (mut ok, mut errors, mut resources) = (0u64, 0u64, 0u64);
     for t in tasks {
         let s = t.await?;
         hist.add(&s.hist)?;
         ok += s.ok;
         errors += s.errors;
+        resources += s.resources;
     }
     // Closed loop: the last requests started just before `stop_at` finish a little later, so
     // divide by the nominal window (the requests it admitted), not by the wall time.
@@ -230,6 +251,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "requests": ok,
         "errors": errors,
         "rps": round2(ok as f64 / window),
+        "resources": resources,
+        "resources_per_s": round2(resources as f64 / window),
         "p50_ms": round3(ms(0.50)),
         "p90_ms": round3(ms(0.90)),
         "p99_ms": round3(ms(0.99)),

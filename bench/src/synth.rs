@@ -924,6 +924,62 @@ pub fn write_ndjson(
     Ok(counts)
 }
 
+/// One patient's record as Synthea writes it for loading: a transaction Bundle whose entries
+/// are all POSTs with `urn:uuid:` fullUrls, and whose references point at those fullUrls (the
+/// server assigns the ids). `salt` varies the uuids, so bundles of several runs never share
+/// one. Returns the Bundle's JSON and its number of entries.
+pub fn transaction_bundle(seed: u64, index: usize, salt: u64) -> (String, usize) {
+    let plan = plan(seed, index);
+    let urn = |local: &str| {
+        let h = local.bytes().fold(0xcbf2_9ce4_8422_2325u64 ^ salt, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let (a, b) = (mix(h), mix(h ^ 0x5555_5555_5555_5555));
+        format!(
+            "urn:uuid:{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            b >> 52,
+            b & 0xffff_ffff_ffff
+        )
+    };
+    let mut entries = Vec::new();
+    for (ti, rt) in TYPES.iter().enumerate() {
+        for line in plan.render(ti) {
+            let mut r: Value = serde_json::from_str(&line).expect("rendered as JSON");
+            let id = match r.as_object_mut().and_then(|o| o.remove("id")) {
+                Some(Value::String(id)) => id,
+                _ => unreachable!("every rendered resource has an id"),
+            };
+            point_at_full_urls(&mut r, &urn);
+            entries.push(json!({
+                "fullUrl": urn(&format!("{rt}/{id}")),
+                "resource": r,
+                "request": {"method": "POST", "url": rt},
+            }));
+        }
+    }
+    let n = entries.len();
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    (bundle.to_string(), n)
+}
+
+fn point_at_full_urls(v: &mut Value, urn: &impl Fn(&str) -> String) {
+    match v {
+        Value::Object(o) => {
+            for (k, child) in o.iter_mut() {
+                match child {
+                    Value::String(s) if k == "reference" => *s = urn(s),
+                    _ => point_at_full_urls(child, urn),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|c| point_at_full_urls(c, urn)),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -942,6 +998,28 @@ mod tests {
         let mut c = Vec::new();
         write_ndjson(8, 300, &mut c).unwrap();
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn transaction_bundles_refer_by_full_url() {
+        let (text, n) = transaction_bundle(7, 3, 1);
+        let b: Value = serde_json::from_str(&text).unwrap();
+        let entries = b["entry"].as_array().unwrap();
+        assert_eq!(entries.len(), n);
+        assert_eq!(n, plan(7, 3).counts().iter().sum::<usize>());
+        let full: Vec<&str> = entries
+            .iter()
+            .map(|e| e["fullUrl"].as_str().unwrap())
+            .collect();
+        let text_refs = text.matches("\"reference\":\"urn:uuid:").count();
+        assert!(text_refs > 0);
+        for e in entries {
+            assert!(e["resource"].get("id").is_none());
+            if let Some(r) = e["resource"]["subject"]["reference"].as_str() {
+                assert!(full.contains(&r), "{r} names an entry");
+            }
+        }
+        assert_ne!(transaction_bundle(7, 3, 2).0, text);
     }
 
     #[test]

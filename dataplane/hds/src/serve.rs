@@ -42,6 +42,23 @@ pub fn probe(stores: Vec<Store>) -> health::Probe {
     })
 }
 
+/// The app as the listener serves it. A trailing slash is dropped before routing: FHIR clients
+/// (fhirclient among them) post batches to `[base]/`, and `Patient/` is `Patient` to any of them.
+pub fn make_service(
+    app: Router,
+) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<
+    tower_http::normalize_path::NormalizePath<Router>,
+    SocketAddr,
+> {
+    let app = tower::Layer::layer(
+        &tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash(),
+        app,
+    );
+    axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(
+        app,
+    )
+}
+
 pub async fn listen(
     addr: SocketAddr,
     app: Router,
@@ -50,13 +67,10 @@ pub async fn listen(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("server failed")?;
+    axum::serve(listener, make_service(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server failed")?;
     tracing::info!("all requests drained");
     Ok(())
 }

@@ -188,12 +188,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         workspace_identity::write_private(file, &serde_json::to_vec_pretty(&doc)?)?;
     }
     tracing::info!(listen = %args.listen, "hds up is ready; Ctrl-C stops it");
-    let served = axum::serve(
-        listener_ready,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(hds_common::shutdown::signal())
-    .await;
+    let served = axum::serve(listener_ready, serve::make_service(app))
+        .with_graceful_shutdown(hds_common::shutdown::signal())
+        .await;
     tracing::info!("all requests drained");
     if let Some(e) = embedded {
         e.stop();

@@ -134,7 +134,7 @@ impl Context<'_> {
             &access,
         )
         .await
-        .map_err(|err| at_entry(&e, err))?;
+        .map_err(|err| at_entry(e.index, err))?;
         let response = self.run(&tx, e, &access, None).await?;
         tx.commit().await?;
         Ok(response)
@@ -147,7 +147,7 @@ impl Context<'_> {
         let mut entries: Vec<EntryRequest> = entries.into_iter().collect::<Result<_, _>>()?;
         let access: Vec<Access> = entries
             .iter()
-            .map(|e| self.access(e).map_err(|err| failed(e, err)))
+            .map(|e| self.access(e).map_err(|err| failed(&Label::of(e), err)))
             .collect::<Result<_, _>>()?;
         let mut conn = self.s.store.connection().await?;
         let tx = conn.transaction().await?;
@@ -161,16 +161,16 @@ impl Context<'_> {
             let identity = self
                 .identify(&tx, e, access, &mut matched)
                 .await
-                .map_err(|err| failed(e, err))?;
+                .map_err(|err| failed(&Label::of(e), err))?;
             if let Some((rt, id)) = identity {
                 if let Some(full_url) = &e.full_url {
                     ids.insert(full_url, &rt, &id)
-                        .map_err(|why| failed(e, FhirError::bad_request(why)))?;
+                        .map_err(|why| failed(&Label::of(e), FhirError::bad_request(why)))?;
                 }
                 let rewrites = e.method != Method::POST || !matched.contains_key(&e.index);
                 if rewrites && !written.insert((rt.clone(), id.clone())) {
                     return Err(failed(
-                        e,
+                        &Label::of(e),
                         FhirError::bad_request(format!(
                             "{rt}/{id} is written by more than one entry of the transaction"
                         )),
@@ -186,7 +186,7 @@ impl Context<'_> {
         for (e, access) in entries.iter_mut().zip(&access) {
             self.rewrite_references(&tx, std::slice::from_mut(e), &ids, access)
                 .await
-                .map_err(|err| failed(e, err))?;
+                .map_err(|err| failed(&Label::of(e), err))?;
         }
 
         // 3. The entries, in the order R4 sets, each with the same checks as on its own.
@@ -194,13 +194,23 @@ impl Context<'_> {
         order.sort_by_key(|&i| (entries[i].phase(), i));
         let mut slots: Vec<Option<EntryRequest>> = entries.into_iter().map(Some).collect();
         let mut responses: Vec<Option<Response>> = (0..slots.len()).map(|_| None).collect();
+        for (i, r) in matched {
+            slots[i] = None;
+            responses[i] = Some(r);
+        }
+        let mut creates_done = false;
         for i in order {
-            let e = slots[i].take().expect("each entry runs once");
-            if let Some(r) = matched.remove(&i) {
-                responses[i] = Some(r);
+            let Some(e) = slots[i].take() else {
+                continue;
+            };
+            if e.method == Method::POST && !creates_done {
+                slots[i] = Some(e);
+                self.create_all(&tx, &mut slots, &access, &mut assigned, &mut responses)
+                    .await?;
+                creates_done = true;
                 continue;
             }
-            let label = e.clone();
+            let label = Label::of(&e);
             let response = self
                 .run(&tx, e, &access[i], assigned.remove(&i))
                 .await
@@ -209,6 +219,66 @@ impl Context<'_> {
         }
         tx.commit().await?;
         Ok(responses.into_iter().flatten().collect())
+    }
+
+    /// The creates of a transaction, sent to the database together: tokio-postgres pipelines
+    /// statements issued at once on one connection, so a Bundle of N creates waits for one
+    /// round trip rather than N. Each is checked and indexed first, in entry order.
+    async fn create_all(
+        &self,
+        tx: &Transaction<'_>,
+        slots: &mut [Option<EntryRequest>],
+        access: &[Access],
+        assigned: &mut HashMap<usize, String>,
+        responses: &mut [Option<Response>],
+    ) -> Result<(), FhirError> {
+        let mut prepared = Vec::new();
+        for (i, slot) in slots.iter_mut().enumerate() {
+            if slot.as_ref().is_none_or(|e| e.method != Method::POST) {
+                continue;
+            }
+            let e = slot.take().expect("checked above");
+            let label = Label::of(&e);
+            let id = assigned.remove(&i);
+            let new = self
+                .prepare_create(e, &access[i], id)
+                .map_err(|err| failed(&label, err))?;
+            prepared.push((i, label, new));
+        }
+        let (base, prefer) = (self.base, self.prefer);
+        let results = futures_util::future::join_all(prepared.into_iter().map(
+            |(i, label, new)| async move { (i, label, new.create_in(tx, base, prefer, &[]).await) },
+        ))
+        .await;
+        for (i, label, result) in results {
+            responses[i] = Some(result.map_err(|err| failed(&label, err))?);
+        }
+        Ok(())
+    }
+
+    /// A create entry, checked and indexed under its assigned id (a new one in a batch).
+    fn prepare_create(
+        &self,
+        e: EntryRequest,
+        access: &Access,
+        assigned_id: Option<String>,
+    ) -> Result<NewResource, FhirError> {
+        let Target::Type { rt, .. } = &e.target else {
+            unreachable!("a create's target is its type, checked when parsed")
+        };
+        let resource = e.resource.expect("checked when parsed");
+        if rt == "SearchParameter" {
+            reindex::check_search_parameter(&resource)?;
+        }
+        let id = assigned_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        NewResource::prepare(
+            self.s,
+            access,
+            rt,
+            &id,
+            resource,
+            e.if_none_exist.as_deref(),
+        )
     }
 
     /// The resource an entry will write, as (type, id): a create's new id (or the one resource
@@ -357,14 +427,13 @@ impl Context<'_> {
             reindex::check_search_parameter(r)?;
         }
         let head = e.method == Method::HEAD;
+        if e.method == Method::POST {
+            return self
+                .prepare_create(e, access, assigned_id)?
+                .create_in(tx, base, prefer, &[])
+                .await;
+        }
         let response = match (e.method, e.target) {
-            (Method::POST, Target::Type { rt, .. }) => {
-                let id = assigned_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                let resource = e.resource.expect("checked when parsed");
-                NewResource::prepare(s, access, &rt, &id, resource, e.if_none_exist.as_deref())?
-                    .create_in(tx, base, prefer, &[])
-                    .await?
-            }
             (Method::PUT, Target::Instance { rt, id, .. }) => {
                 let resource = e.resource.expect("checked when parsed");
                 update_in(s, tx, access, &rt, &id, resource, h, base, prefer, &[]).await?
@@ -393,6 +462,7 @@ impl Context<'_> {
             (Method::DELETE, Target::Type { rt, query }) => {
                 conditional_delete_in(s, tx, access, &rt, &query, prefer).await?
             }
+            (Method::POST, _) => unreachable!("creates return above"),
             (_, Target::Instance { rt, id, query }) => {
                 read_in(s, tx, access, &rt, &id, h, base, &query).await?
             }
@@ -451,28 +521,40 @@ fn patch_document(resource: &Value, headers: &HeaderMap) -> Result<PatchDocument
     parse_patch(headers, resource.to_string().as_bytes())
 }
 
+/// Which entry a message is about, kept when the entry itself has moved on.
+struct Label {
+    index: usize,
+    text: String,
+}
+
+impl Label {
+    fn of(e: &EntryRequest) -> Self {
+        Self {
+            index: e.index,
+            text: e.label(),
+        }
+    }
+}
+
 /// An entry's error, said to be that entry's.
-fn at_entry(e: &EntryRequest, mut err: FhirError) -> FhirError {
+fn at_entry(index: usize, mut err: FhirError) -> FhirError {
     for issue in &mut err.issues {
         issue
             .expression
-            .get_or_insert_with(|| format!("Bundle.entry[{}]", e.index));
+            .get_or_insert_with(|| format!("Bundle.entry[{index}]"));
     }
     err
 }
 
 /// A transaction's failure: the failing entry's status and issues, after one that says which
 /// entry it was and that nothing was written.
-fn failed(e: &EntryRequest, err: FhirError) -> FhirError {
-    let err = at_entry(e, err);
+fn failed(e: &Label, err: FhirError) -> FhirError {
+    let err = at_entry(e.index, err);
     let code = err.issues.first().map_or("processing", |i| i.code);
     let mut issues = vec![
         OutcomeIssue::error(
             code,
-            format!(
-                "the transaction failed at {}; nothing was written",
-                e.label()
-            ),
+            format!("the transaction failed at {}; nothing was written", e.text),
         )
         .at(format!("Bundle.entry[{}]", e.index)),
     ];
