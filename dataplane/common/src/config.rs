@@ -40,6 +40,8 @@ pub struct FhirServiceConfig {
     pub limits: Limits,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub export: ExportConfig,
 }
 
 impl FhirServiceConfig {
@@ -261,6 +263,36 @@ impl Default for Limits {
             transaction_entry_limit: default_entries(),
             default_page_size: default_page(),
             max_page_size: default_max_page(),
+        }
+    }
+}
+
+/// Where `$export` writes its files, and how big one may grow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExportConfig {
+    /// An object store URL: `file:///var/lib/hds/exports` (the default is a directory under the
+    /// system's temporary directory, named after the workspace and service; `hds up` uses its
+    /// data directory) or `s3://bucket/prefix` for S3-compatible storage, configured by the
+    /// usual `AWS_*` variables (`AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_url: Option<String>,
+    /// An export file is closed, and the next begun, once it holds this many bytes.
+    #[serde(default = "default_export_file_bytes")]
+    pub max_file_bytes: u64,
+}
+
+pub const DEFAULT_EXPORT_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+fn default_export_file_bytes() -> u64 {
+    DEFAULT_EXPORT_FILE_BYTES
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        Self {
+            storage_url: None,
+            max_file_bytes: DEFAULT_EXPORT_FILE_BYTES,
         }
     }
 }

@@ -6,9 +6,9 @@ use hds_crds::fhir_service::VersioningPolicy;
 use hds_crds::{FhirService, Workspace};
 
 use crate::config::{
-    AuditConfig, AuthConfig, AuthMode, CorsConfig, FhirServiceConfig, Limits, PostgresConfig,
-    ResourceVersionPolicyConfig, SmartApplicationConfig, SmartIdentityProviderConfig,
-    VersionPolicy,
+    AuditConfig, AuthConfig, AuthMode, CorsConfig, ExportConfig, FhirServiceConfig, Limits,
+    PostgresConfig, ResourceVersionPolicyConfig, SmartApplicationConfig,
+    SmartIdentityProviderConfig, VersionPolicy,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -108,6 +108,7 @@ pub fn fhir_service_config(
                 .map(|(t, p)| (t.clone(), version_policy(*p)))
                 .collect(),
         },
+        export: export_config(spec.export.as_ref()),
         limits: Limits {
             max_request_body_bytes: limits
                 .max_request_body_bytes
@@ -119,6 +120,34 @@ pub fn fhir_service_config(
         },
     })
 }
+
+/// Export storage from the spec: S3 by its bucket and prefix (endpoint and credentials reach the
+/// pod as `AWS_*` variables), a filesystem claim where the operator mounts it.
+fn export_config(spec: Option<&hds_crds::fhir_service::ExportSpec>) -> ExportConfig {
+    let storage_url = spec
+        .and_then(|e| e.storage.as_ref())
+        .map(|s| match (&s.s3, &s.filesystem) {
+            (Some(s3), _) => format!(
+                "s3://{}/{}",
+                s3.bucket,
+                s3.prefix.as_deref().unwrap_or("").trim_matches('/')
+            ),
+            (None, fs) => format!(
+                "file://{EXPORT_MOUNT}/{}",
+                fs.as_ref()
+                    .and_then(|f| f.path.as_deref())
+                    .unwrap_or("")
+                    .trim_matches('/')
+            ),
+        });
+    ExportConfig {
+        storage_url,
+        ..ExportConfig::default()
+    }
+}
+
+/// Where the operator mounts an export filesystem claim in the FHIR service's pod.
+pub const EXPORT_MOUNT: &str = "/var/lib/hds/export";
 
 /// The issuer URL a Workspace declares, if it declares one.
 pub fn workspace_issuer_url(ws: &Workspace) -> Option<String> {

@@ -127,6 +127,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let prefix = format!("/fhir/{name}");
         let service_url = format!("{base}{prefix}");
         config.base_url = Some(service_url.clone());
+        if config.export.storage_url.is_none() {
+            let dir = std::path::absolute(args.data_dir.join("exports").join(&name))
+                .with_context(|| format!("FhirService '{name}': export directory"))?;
+            config.export.storage_url = Some(format!("file://{}", dir.display()));
+        }
         let ws_name = &svc.spec.workspace_ref.name;
         if config.auth.workspace_issuer.is_none() {
             config.auth.workspace_issuer = Some(workspace_identity::issuer_url(ws_name, ws, &base));

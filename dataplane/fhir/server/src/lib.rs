@@ -34,7 +34,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::FhirError;
-use interactions::{batch, capability, history, instance, reindex, search, type_level};
+use interactions::{batch, capability, export, history, instance, reindex, search, type_level};
 
 pub mod access;
 
@@ -54,6 +54,8 @@ pub struct AppState {
     /// Checks bearer tokens; `None` only with `auth.mode: none`.
     pub tokens: Option<hds_auth::Validator>,
     pub audit: Arc<audit::AuditSink>,
+    /// Runs `$export` jobs; `None` when the export storage could not be opened (logged).
+    pub exporter: Option<Arc<hds_fhir_bulk::Exporter>>,
 }
 
 impl AppState {
@@ -73,7 +75,25 @@ impl AppState {
             search.clone(),
             reindex_wake.clone(),
         ));
+        let exporter = match export_files(&config) {
+            Ok(files) => {
+                let exporter = Arc::new(hds_fhir_bulk::Exporter {
+                    pool: store.pool().clone(),
+                    files,
+                    max_file_bytes: usize::try_from(config.export.max_file_bytes)
+                        .unwrap_or(usize::MAX),
+                    wake: Arc::new(Notify::new()),
+                });
+                tokio::spawn(exporter.clone().worker());
+                Some(exporter)
+            }
+            Err(e) => {
+                tracing::error!(service = %config.name, "{e}; $export is unavailable");
+                None
+            }
+        };
         Ok(Self {
+            exporter,
             base_url: config
                 .base_url
                 .as_ref()
@@ -98,10 +118,37 @@ impl AppState {
         }
     }
 
+    /// The `$export` runner, or why there is none.
+    pub fn exporter(&self) -> Result<&Arc<hds_fhir_bulk::Exporter>, FhirError> {
+        self.exporter.as_ref().ok_or_else(|| {
+            FhirError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transient",
+                "the export storage of this service could not be opened (see its log)",
+            )
+        })
+    }
+
     /// The search parameters in force now.
     pub fn registry(&self) -> Arc<hds_fhir_search::Registry> {
         self.search.current()
     }
+}
+
+/// Where `$export` files go: the configured store, or a directory for this service under the
+/// system's temporary directory.
+fn export_files(config: &FhirServiceConfig) -> Result<hds_fhir_bulk::storage::FileStore, String> {
+    let url = match &config.export.storage_url {
+        Some(u) => u.clone(),
+        None => {
+            let dir = std::env::temp_dir()
+                .join("hds-exports")
+                .join(&config.workspace)
+                .join(&config.name);
+            format!("file://{}", dir.display())
+        }
+    };
+    hds_fhir_bulk::storage::FileStore::open(&url)
 }
 
 /// What in a config would make the service misbehave, found before it starts.
@@ -109,6 +156,7 @@ pub fn check_config(config: &FhirServiceConfig) -> Result<(), String> {
     if let Some(c) = &config.cors {
         cors::layer(c).map(drop)?;
     }
+    export_files(config).map(drop)?;
     audit::check(config)
 }
 
@@ -143,6 +191,20 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/{type}/{id}/_history", get(history::instance))
         .route("/{type}/{id}/_history/{vid}", get(instance::vread))
+        .route("/$export", get(export::system).post(export::system))
+        .route(
+            "/{type}/$export",
+            get(export::patient).post(export::patient),
+        )
+        .route(
+            "/{type}/{id}/$export",
+            get(export::group).post(export::group),
+        )
+        .route(
+            "/_operations/export/{id}",
+            get(export::status).delete(export::cancel),
+        )
+        .route("/_operations/export/{id}/{file}", get(export::file))
         .route("/$reindex", post(reindex::start_all))
         .route("/{type}/$reindex", post(reindex::start_type))
         .route(

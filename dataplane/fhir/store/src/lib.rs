@@ -73,6 +73,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "date_span_gist",
         sql: include_str!("../migrations/0009_date_span_gist.sql"),
     },
+    Migration {
+        version: 10,
+        name: "export_jobs",
+        sql: include_str!("../migrations/0010_export_jobs.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod capability;
 pub mod conditional;
+pub mod export;
 pub mod history;
 pub mod instance;
 pub mod patch_shape;

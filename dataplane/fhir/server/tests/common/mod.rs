@@ -35,6 +35,7 @@ pub fn config() -> FhirServiceConfig {
         resource_version_policy: Default::default(),
         limits: Limits::default(),
         audit: Default::default(),
+        export: Default::default(),
     }
 }
 

@@ -1,0 +1,520 @@
+//! `$export` jobs: the job table, and the worker that turns a job into NDJSON files.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Pool};
+use futures_util::StreamExt;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, Semaphore};
+use uuid::Uuid;
+
+use crate::storage::FileStore;
+
+/// Rows read per query: enough to keep PostgreSQL streaming, few enough to bound memory.
+const BATCH: i64 = 5000;
+/// Jobs one service runs at once; more wait queued.
+const CONCURRENT_JOBS: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("database error: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("no database connection available: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("export storage: {0}")]
+    Storage(#[from] object_store::Error),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    System,
+    Patient,
+    Group,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::System => "system",
+            Level::Patient => "patient",
+            Level::Group => "group",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "patient" => Level::Patient,
+            "group" => Level::Group,
+            _ => Level::System,
+        }
+    }
+}
+
+/// What a kick-off asked for, checked.
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    /// The kick-off URL, repeated in the manifest.
+    pub request: String,
+    pub level: Level,
+    /// A Group export's members (Patient ids), read when it was kicked off.
+    pub patients: Option<Vec<String>>,
+    /// `_type`; None: every type there is (in the Patient compartment, below system level).
+    pub types: Option<Vec<String>>,
+    /// `_since`: only resources last changed at or after it.
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// One finished file of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputFile {
+    #[serde(rename = "type")]
+    pub res_type: String,
+    pub file: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: Uuid,
+    pub status: String,
+    pub request: String,
+    pub level: Level,
+    pub patients: Option<Vec<String>>,
+    pub types: Option<Vec<String>>,
+    pub since: Option<DateTime<Utc>>,
+    pub transaction_time: DateTime<Utc>,
+    pub type_index: i32,
+    pub after_id: Option<String>,
+    pub file_index: i32,
+    pub output: Vec<OutputFile>,
+    pub exported: i64,
+    pub message: Option<String>,
+}
+
+impl Job {
+    fn from_row(r: &tokio_postgres::Row) -> Self {
+        let output: serde_json::Value = r.get("output");
+        Self {
+            id: r.get("id"),
+            status: r.get("status"),
+            request: r.get("request"),
+            level: Level::parse(r.get("level")),
+            patients: r.get("patients"),
+            types: r.get("types"),
+            since: r.get("since"),
+            transaction_time: r.get("transaction_time"),
+            type_index: r.get("type_index"),
+            after_id: r.get("after_id"),
+            file_index: r.get("file_index"),
+            output: serde_json::from_value(output).unwrap_or_default(),
+            exported: r.get("exported"),
+            message: r.get("message"),
+        }
+    }
+
+    /// Still to be finished (queued or running).
+    pub fn is_active(&self) -> bool {
+        matches!(self.status.as_str(), "queued" | "running")
+    }
+}
+
+/// Records a queued job, as of now, and wakes the worker.
+pub async fn start(
+    client: &impl GenericClient,
+    req: &ExportRequest,
+    wake: &Notify,
+) -> Result<Job, ExportError> {
+    let now = hds_fhir_store::now();
+    let row = client
+        .query_one(
+            "INSERT INTO export_jobs (id, status, request, level, patients, types, since,
+                                      transaction_time, created, updated)
+             VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $7, $7) RETURNING *",
+            &[
+                &Uuid::new_v4(),
+                &req.request,
+                &req.level.as_str(),
+                &req.patients,
+                &req.types,
+                &req.since,
+                &now,
+            ],
+        )
+        .await?;
+    wake.notify_one();
+    Ok(Job::from_row(&row))
+}
+
+pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, ExportError> {
+    let row = client
+        .query_opt("SELECT * FROM export_jobs WHERE id = $1", &[&id])
+        .await?;
+    Ok(row.as_ref().map(Job::from_row))
+}
+
+/// Cancels an active job; the worker stops at its next batch and removes the job's files.
+/// Returns the job as it now is, or None if there is no such job.
+pub async fn cancel(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, ExportError> {
+    client
+        .execute(
+            "UPDATE export_jobs SET status = 'cancelled', updated = now()
+              WHERE id = $1 AND status IN ('queued', 'running')",
+            &[&id],
+        )
+        .await?;
+    get(client, id).await
+}
+
+/// Runs export jobs for one service.
+pub struct Exporter {
+    pub pool: Pool,
+    pub files: FileStore,
+    pub max_file_bytes: usize,
+    pub wake: Arc<Notify>,
+}
+
+impl Exporter {
+    /// Claims and runs jobs for as long as the service lives: a new job wakes it, and it looks
+    /// now and then for jobs that another replica queued or left behind when it died.
+    pub async fn worker(self: Arc<Self>) {
+        let running = Arc::new(Semaphore::new(CONCURRENT_JOBS));
+        loop {
+            while let Ok(permit) = running.clone().try_acquire_owned() {
+                match self.claim().await {
+                    Ok(Some((conn, id))) => {
+                        let this = self.clone();
+                        tokio::spawn(async move {
+                            this.run_claimed(conn, id).await;
+                            drop(permit);
+                            this.wake.notify_one();
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "export worker: cannot look for jobs; retrying");
+                        break;
+                    }
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.wake.notified()).await;
+        }
+    }
+
+    /// An active job no worker holds, with the connection that now holds its lock.
+    async fn claim(&self) -> Result<Option<(deadpool_postgres::Object, Uuid)>, ExportError> {
+        let conn = self.pool.get().await?;
+        let ids: Vec<Uuid> = conn
+            .query(
+                "SELECT id FROM export_jobs WHERE status IN ('queued', 'running') ORDER BY created",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for id in ids {
+            let locked: bool = conn
+                .query_one(
+                    "SELECT pg_try_advisory_lock(hashtextextended($1::uuid::text, 7))",
+                    &[&id],
+                )
+                .await?
+                .get(0);
+            if locked {
+                return Ok(Some((conn, id)));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn run_claimed(&self, conn: deadpool_postgres::Object, id: Uuid) {
+        if let Err(e) = self.run(&conn, id).await {
+            tracing::error!(job = %id, error = %e, "export job failed");
+            let _ = conn
+                .execute(
+                    "UPDATE export_jobs SET status = 'failed', message = $2, updated = now()
+                      WHERE id = $1 AND status = 'running'",
+                    &[&id, &e.to_string()],
+                )
+                .await;
+        }
+        let unlocked = conn
+            .query_one(
+                "SELECT pg_advisory_unlock(hashtextextended($1::uuid::text, 7))",
+                &[&id],
+            )
+            .await;
+        if unlocked.is_err() {
+            // A connection that may still hold the lock must not go back to the pool.
+            drop(deadpool_postgres::Object::take(conn));
+        }
+    }
+
+    async fn run(&self, conn: &deadpool_postgres::Object, id: Uuid) -> Result<(), ExportError> {
+        let Some(mut job) = get(conn, id).await? else {
+            return Ok(());
+        };
+        if !job.is_active() {
+            return Ok(());
+        }
+        if job.status == "queued" {
+            conn.execute(
+                "UPDATE export_jobs SET status = 'running', updated = now() WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        }
+        let types = match job.types.clone() {
+            Some(t) => t,
+            None => {
+                let t = self.types_of(conn, job.level).await?;
+                conn.execute(
+                    "UPDATE export_jobs SET types = $2 WHERE id = $1",
+                    &[&id, &t],
+                )
+                .await?;
+                t
+            }
+        };
+        tracing::info!(job = %id, types = types.len(), resumed_at = job.type_index, "export job running");
+        let dir = id.to_string();
+        for (ti, rt) in types
+            .iter()
+            .enumerate()
+            .skip(job.type_index.max(0) as usize)
+        {
+            let mut after = if ti as i32 == job.type_index {
+                job.after_id.take().unwrap_or_default()
+            } else {
+                String::new()
+            };
+            let mut file = FileBuffer::default();
+            loop {
+                let rows = self.batch(conn, &job, rt, &after).await?;
+                let done = (rows.len() as i64) < BATCH;
+                for row in &rows {
+                    after = row.get::<_, String>(0);
+                    if let Some(body) = row.get::<_, Option<&str>>(1) {
+                        file.push(body);
+                    }
+                    if file.bytes.len() >= self.max_file_bytes
+                        && !self
+                            .write(conn, &mut job, ti, rt, &after, &mut file)
+                            .await?
+                    {
+                        return self.discard(&dir).await;
+                    }
+                }
+                let finished = done && file.count > 0;
+                if finished
+                    && !self
+                        .write(conn, &mut job, ti, rt, &after, &mut file)
+                        .await?
+                {
+                    return self.discard(&dir).await;
+                }
+                if !finished && !self.still_running(conn, id).await? {
+                    return self.discard(&dir).await;
+                }
+                if done {
+                    break;
+                }
+            }
+            conn.execute(
+                "UPDATE export_jobs SET type_index = $2, after_id = NULL, updated = now()
+                  WHERE id = $1 AND status = 'running'",
+                &[&id, &(ti as i32 + 1)],
+            )
+            .await?;
+        }
+        conn.execute(
+            "UPDATE export_jobs SET status = 'completed', updated = now()
+              WHERE id = $1 AND status = 'running'",
+            &[&id],
+        )
+        .await?;
+        tracing::info!(job = %id, "export job completed");
+        Ok(())
+    }
+
+    /// Puts the filled file into the store and records it; false if the job was cancelled.
+    async fn write(
+        &self,
+        client: &impl GenericClient,
+        job: &mut Job,
+        type_index: usize,
+        rt: &str,
+        after: &str,
+        file: &mut FileBuffer,
+    ) -> Result<bool, ExportError> {
+        let name = format!("{rt}-{:04}.ndjson", job.file_index + 1);
+        let record = OutputFile {
+            res_type: rt.to_owned(),
+            file: name,
+            count: file.count,
+        };
+        let path = self.files.path(&job.id.to_string(), &record.file);
+        self.files.store.put(&path, file.take()).await?;
+        let kept = self
+            .checkpoint(client, job, type_index, after, &record)
+            .await?;
+        job.file_index += 1;
+        Ok(kept)
+    }
+
+    /// The types a job without `_type` covers: those with resources, and at patient or group
+    /// level only those in the Patient compartment.
+    async fn types_of(
+        &self,
+        client: &impl GenericClient,
+        level: Level,
+    ) -> Result<Vec<String>, ExportError> {
+        let reg = hds_fhir_search::r4();
+        Ok(client
+            .query("SELECT DISTINCT res_type FROM resources ORDER BY 1", &[])
+            .await?
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .filter(|t| level == Level::System || in_patient_compartment(reg, t))
+            .collect())
+    }
+
+    /// The next rows of `rt` after `after` in id order: each with its body as it was at the
+    /// job's transaction time, or NULL when it is not to be exported (created later, deleted
+    /// then, changed before `_since`, outside the job's patients).
+    async fn batch(
+        &self,
+        client: &impl GenericClient,
+        job: &Job,
+        rt: &str,
+        after: &str,
+    ) -> Result<Vec<tokio_postgres::Row>, ExportError> {
+        let reg = hds_fhir_search::r4();
+        let params: Vec<String> = reg
+            .compartment_params("Patient", rt)
+            .iter()
+            .filter(|p| *p != "{def}")
+            .cloned()
+            .collect();
+        let patients = job.patients.clone().unwrap_or_default();
+        let mut args: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            vec![&rt, &after, &job.transaction_time, &job.since];
+        let members = match (job.level, rt == "Patient") {
+            (Level::System, _) | (Level::Patient, true) => "",
+            (Level::Group, true) => {
+                args.push(&patients);
+                "AND r.id = ANY($5)"
+            }
+            (Level::Patient, false) => {
+                args.push(&params);
+                "AND EXISTS (SELECT 1 FROM search_reference s WHERE s.res_type = r.res_type
+                     AND s.id = r.id AND s.param = ANY($5) AND s.target_type = 'Patient')"
+            }
+            (Level::Group, false) => {
+                args.push(&params);
+                args.push(&patients);
+                "AND EXISTS (SELECT 1 FROM search_reference s WHERE s.res_type = r.res_type
+                     AND s.id = r.id AND s.param = ANY($5) AND s.target_type = 'Patient'
+                     AND s.target_id = ANY($6))"
+            }
+        };
+        let sql = format!(
+            "SELECT r.id,
+                    CASE WHEN r.last_updated <= $3
+                         THEN CASE WHEN NOT r.deleted AND ($4::timestamptz IS NULL OR r.last_updated >= $4)
+                                   THEN v.body END
+                         ELSE (SELECT CASE WHEN ($4::timestamptz IS NULL OR o.last_updated >= $4) THEN o.body END
+                                 FROM resource_versions o
+                                WHERE o.res_type = r.res_type AND o.id = r.id AND o.last_updated <= $3
+                                ORDER BY o.version_id DESC LIMIT 1)
+                    END
+               FROM resources r
+               JOIN resource_versions v
+                 ON v.res_type = r.res_type AND v.id = r.id AND v.version_id = r.version_id
+              WHERE r.res_type = $1 AND r.id > $2 {members}
+              ORDER BY r.id LIMIT {BATCH}"
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        let rows = client.query(&stmt, &args).await?;
+        Ok(rows)
+    }
+
+    /// Records a finished file and the cursor after it; false if the job was cancelled.
+    async fn checkpoint(
+        &self,
+        client: &impl GenericClient,
+        job: &Job,
+        type_index: usize,
+        after: &str,
+        file: &OutputFile,
+    ) -> Result<bool, ExportError> {
+        let entry = serde_json::json!([file]);
+        let n = client
+            .execute(
+                "UPDATE export_jobs
+                    SET type_index = $2, after_id = $3, file_index = $4,
+                        output = output || $5::jsonb, exported = exported + $6, updated = now()
+                  WHERE id = $1 AND status = 'running'",
+                &[
+                    &job.id,
+                    &(type_index as i32),
+                    &after,
+                    &(job.file_index + 1),
+                    &entry,
+                    &file.count,
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn still_running(
+        &self,
+        client: &impl GenericClient,
+        id: Uuid,
+    ) -> Result<bool, ExportError> {
+        let row = client
+            .query_opt("SELECT status FROM export_jobs WHERE id = $1", &[&id])
+            .await?;
+        Ok(row.is_some_and(|r| r.get::<_, &str>(0) == "running"))
+    }
+
+    /// A cancelled job's files go.
+    pub async fn discard(&self, dir: &str) -> Result<(), ExportError> {
+        let mut listing = self.files.store.list(Some(&self.files.job_dir(dir)));
+        while let Some(meta) = listing.next().await {
+            let meta = meta?;
+            self.files.store.delete(&meta.location).await?;
+        }
+        tracing::info!(job = dir, "export job cancelled; its files are removed");
+        Ok(())
+    }
+}
+
+fn in_patient_compartment(reg: &hds_fhir_search::Registry, rt: &str) -> bool {
+    !reg.compartment_params("Patient", rt).is_empty()
+}
+
+/// The text of the file being filled.
+#[derive(Default)]
+struct FileBuffer {
+    bytes: Vec<u8>,
+    count: i64,
+}
+
+impl FileBuffer {
+    fn push(&mut self, body: &str) {
+        self.bytes.extend_from_slice(body.as_bytes());
+        self.bytes.push(b'\n');
+        self.count += 1;
+    }
+
+    fn take(&mut self) -> PutPayload {
+        self.count = 0;
+        PutPayload::from(Bytes::from(std::mem::take(&mut self.bytes)))
+    }
+}

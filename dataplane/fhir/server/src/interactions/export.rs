@@ -1,0 +1,404 @@
+//! `$export` (Bulk Data Access IG 2.0): kick-off at system, Patient and Group level with
+//! `Prefer: respond-async`, status polling at `[base]/_operations/export/[id]` (202 with
+//! X-Progress, then the manifest), DELETE to cancel, and the files themselves below the
+//! status URL. The jobs run in `hds_fhir_bulk`.
+
+use axum::body::Body;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use hds_fhir_bulk::{ExportRequest, Job, Level, export};
+use object_store::ObjectStoreExt;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::check_type;
+use crate::AppState;
+use crate::error::{FhirError, OutcomeIssue, operation_outcome};
+use crate::http::{BaseUrl, FhirBody, Prefer, QueryPairs, json_response};
+
+const NDJSON_FORMATS: &[&str] = &["application/fhir+ndjson", "application/ndjson", "ndjson"];
+
+pub async fn system(
+    State(s): State<AppState>,
+    BaseUrl(base): BaseUrl,
+    OriginalUri(uri): OriginalUri,
+    QueryPairs(q): QueryPairs,
+    prefer: Prefer,
+    headers: HeaderMap,
+    FhirBody(body): FhirBody,
+) -> Result<Response, FhirError> {
+    let q = with_parameters_body(q, &body)?;
+    kick_off(&s, &base, &uri, &q, prefer, &headers, Level::System, None).await
+}
+
+/// `[base]/Patient/$export`.
+#[allow(clippy::too_many_arguments)]
+pub async fn patient(
+    State(s): State<AppState>,
+    Path(rt): Path<String>,
+    BaseUrl(base): BaseUrl,
+    OriginalUri(uri): OriginalUri,
+    QueryPairs(q): QueryPairs,
+    prefer: Prefer,
+    headers: HeaderMap,
+    FhirBody(body): FhirBody,
+) -> Result<Response, FhirError> {
+    if rt != "Patient" {
+        return Err(FhirError::not_found(format!(
+            "$export is defined on the system, Patient and Group/[id], not on {rt}"
+        )));
+    }
+    let q = with_parameters_body(q, &body)?;
+    kick_off(&s, &base, &uri, &q, prefer, &headers, Level::Patient, None).await
+}
+
+/// `[base]/Group/[id]/$export`: the Group's Patient members, as listed when it is kicked off.
+#[allow(clippy::too_many_arguments)]
+pub async fn group(
+    State(s): State<AppState>,
+    Path((rt, id)): Path<(String, String)>,
+    BaseUrl(base): BaseUrl,
+    OriginalUri(uri): OriginalUri,
+    QueryPairs(q): QueryPairs,
+    prefer: Prefer,
+    headers: HeaderMap,
+    FhirBody(body): FhirBody,
+) -> Result<Response, FhirError> {
+    if rt != "Group" {
+        return Err(FhirError::not_found(format!(
+            "$export on an instance is defined for Group/[id], not for {rt}"
+        )));
+    }
+    super::check_id(&id)?;
+    let q = with_parameters_body(q, &body)?;
+    let conn = s.store.connection().await?;
+    let group = hds_fhir_store::read(&conn, "Group", &id)
+        .await?
+        .and_then(|v| v.body)
+        .ok_or_else(|| FhirError::not_found(format!("Group/{id} is not known")))?;
+    let group: Value = serde_json::from_str(&group).map_err(|e| {
+        FhirError::from(hds_fhir_store::StoreError::Corrupt(
+            format!("Group/{id}"),
+            e,
+        ))
+    })?;
+    let members = group["member"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["entity"]["reference"].as_str())
+        .filter_map(|r| r.strip_prefix("Patient/"))
+        .map(str::to_owned)
+        .collect();
+    kick_off(
+        &s,
+        &base,
+        &uri,
+        &q,
+        prefer,
+        &headers,
+        Level::Group,
+        Some(members),
+    )
+    .await
+}
+
+/// A POST kick-off may carry its parameters as a Parameters resource instead of a query.
+fn with_parameters_body(
+    mut q: Vec<(String, String)>,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, FhirError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(q);
+    }
+    let p = crate::http::parse_resource(body)?;
+    if p["resourceType"] != "Parameters" {
+        return Err(FhirError::bad_request(
+            "a POST $export takes a Parameters resource (or no body)",
+        ));
+    }
+    for param in p["parameter"].as_array().into_iter().flatten() {
+        let Some(name) = param["name"].as_str() else {
+            continue;
+        };
+        let value = param
+            .as_object()
+            .into_iter()
+            .flatten()
+            .find(|(k, _)| k.starts_with("value"))
+            .and_then(|(_, v)| v.as_str());
+        if let Some(v) = value {
+            q.push((name.to_owned(), v.to_owned()));
+        }
+    }
+    Ok(q)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn kick_off(
+    s: &AppState,
+    base: &str,
+    uri: &axum::http::Uri,
+    q: &[(String, String)],
+    prefer: Prefer,
+    headers: &HeaderMap,
+    level: Level,
+    patients: Option<Vec<String>>,
+) -> Result<Response, FhirError> {
+    let exporter = s.exporter()?;
+    let respond_async = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
+    if !respond_async {
+        return Err(FhirError::bad_request(
+            "$export runs asynchronously: send Prefer: respond-async",
+        ));
+    }
+    let mut types: Option<Vec<String>> = None;
+    let mut since = None;
+    for (k, v) in q {
+        match k.as_str() {
+            "_outputFormat" => {
+                if !NDJSON_FORMATS.contains(&v.as_str()) {
+                    return Err(FhirError::bad_request(format!(
+                        "_outputFormat '{v}' is not supported: this server writes application/fhir+ndjson"
+                    )));
+                }
+            }
+            "_type" => {
+                let list = types.get_or_insert_with(Vec::new);
+                for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                    check_type(t).map_err(|_| {
+                        FhirError::bad_request(format!(
+                            "_type names '{t}', which is not an R4 resource type"
+                        ))
+                    })?;
+                    if !list.iter().any(|x| x == t) {
+                        list.push(t.to_owned());
+                    }
+                }
+            }
+            "_since" => since = Some(parse_instant(v)?),
+            "_format" | "_pretty" => {}
+            other if !prefer.strict && other.starts_with('_') && other != "_typeFilter" => {}
+            other => {
+                return Err(FhirError::new(
+                    StatusCode::BAD_REQUEST,
+                    "not-supported",
+                    format!("the $export parameter '{other}' is not supported by this server"),
+                ));
+            }
+        }
+    }
+    if let (Some(t), Level::Patient | Level::Group) = (&types, level) {
+        let reg = hds_fhir_search::r4();
+        if let Some(outside) = t
+            .iter()
+            .find(|t| reg.compartment_params("Patient", t).is_empty())
+        {
+            return Err(FhirError::bad_request(format!(
+                "{outside} is not in the Patient compartment, so a Patient or Group export cannot contain it"
+            )));
+        }
+    }
+    let local = s.local_path(uri.path());
+    let request = match uri.query() {
+        Some(query) => format!("{base}{local}?{query}"),
+        None => format!("{base}{local}"),
+    };
+    let req = ExportRequest {
+        request,
+        level,
+        patients,
+        types,
+        since,
+    };
+    let conn = s.store.connection().await?;
+    let job = export::start(&conn, &req, &exporter.wake)
+        .await
+        .map_err(export_error)?;
+    let oo = operation_outcome(&[OutcomeIssue {
+        severity: "information",
+        code: "informational",
+        diagnostics: format!("export job {} queued", job.id),
+        expression: None,
+    }]);
+    let mut r = json_response(StatusCode::ACCEPTED, oo.to_string());
+    if let Ok(v) = HeaderValue::from_str(&status_url(base, job.id)) {
+        r.headers_mut().insert(header::CONTENT_LOCATION, v);
+    }
+    Ok(r)
+}
+
+/// A FHIR instant (or date) for `_since`.
+fn parse_instant(v: &str) -> Result<DateTime<Utc>, FhirError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    Err(FhirError::bad_request(format!(
+        "_since '{v}' is not a FHIR instant (such as 2024-01-31T12:00:00Z)"
+    )))
+}
+
+fn status_url(base: &str, id: Uuid) -> String {
+    format!("{base}/_operations/export/{id}")
+}
+
+fn job_id(id: &str) -> Result<Uuid, FhirError> {
+    Uuid::parse_str(id).map_err(|_| FhirError::not_found(format!("no export job '{id}'")))
+}
+
+fn export_error(e: hds_fhir_bulk::ExportError) -> FhirError {
+    FhirError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "exception",
+        format!("export: {e}"),
+    )
+}
+
+/// 202 with X-Progress while the job runs; the manifest once it is done.
+pub async fn status(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    BaseUrl(base): BaseUrl,
+) -> Result<Response, FhirError> {
+    let id = job_id(&id)?;
+    let conn = s.store.connection().await?;
+    let job = export::get(&conn, id)
+        .await
+        .map_err(export_error)?
+        .ok_or_else(|| FhirError::not_found(format!("no export job '{id}'")))?;
+    match job.status.as_str() {
+        "queued" | "running" => {
+            let mut r = StatusCode::ACCEPTED.into_response();
+            let progress = format!(
+                "{} resources in {} files ({})",
+                job.exported,
+                job.output.len(),
+                job.status
+            );
+            let h = r.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&progress) {
+                h.insert("x-progress", v);
+            }
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            Ok(r)
+        }
+        "completed" => Ok(manifest(&s, &base, &job)),
+        "cancelled" => Err(FhirError::not_found(format!(
+            "export job {id} was cancelled"
+        ))),
+        _ => Err(FhirError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            format!(
+                "export job {id} failed: {}",
+                job.message.as_deref().unwrap_or("no reason was recorded")
+            ),
+        )),
+    }
+}
+
+fn manifest(s: &AppState, base: &str, job: &Job) -> Response {
+    let output: Vec<Value> = job
+        .output
+        .iter()
+        .map(|f| {
+            json!({
+                "type": f.res_type,
+                "url": format!("{}/{}", status_url(base, job.id), f.file),
+                "count": f.count,
+            })
+        })
+        .collect();
+    let body = json!({
+        "transactionTime": hds_fhir_store::instant(&job.transaction_time),
+        "request": job.request,
+        "requiresAccessToken": s.tokens.is_some(),
+        "output": output,
+        "error": [],
+    });
+    let mut r = (StatusCode::OK, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Cancels a running job, or deletes a finished one's files.
+pub async fn cancel(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, FhirError> {
+    let id = job_id(&id)?;
+    let conn = s.store.connection().await?;
+    let before = export::get(&conn, id)
+        .await
+        .map_err(export_error)?
+        .ok_or_else(|| FhirError::not_found(format!("no export job '{id}'")))?;
+    if before.status == "cancelled" {
+        return Err(FhirError::not_found(format!(
+            "export job {id} was cancelled already"
+        )));
+    }
+    conn.execute(
+        "UPDATE export_jobs SET status = 'cancelled', updated = now() WHERE id = $1",
+        &[&id],
+    )
+    .await?;
+    // A running job removes its files when it sees the cancellation; a finished one has no
+    // worker left, so its files go now.
+    if !before.is_active() {
+        let exporter = s.exporter()?;
+        exporter
+            .discard(&id.to_string())
+            .await
+            .map_err(export_error)?;
+    }
+    let oo = operation_outcome(&[OutcomeIssue {
+        severity: "information",
+        code: "informational",
+        diagnostics: format!("export job {id} cancelled"),
+        expression: None,
+    }]);
+    Ok(json_response(StatusCode::ACCEPTED, oo.to_string()))
+}
+
+/// One output file, streamed from the store.
+pub async fn file(
+    State(s): State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<Response, FhirError> {
+    let id = job_id(&id)?;
+    let missing = || FhirError::not_found(format!("export job {id} has no file '{name}'"));
+    let conn = s.store.connection().await?;
+    let job = export::get(&conn, id)
+        .await
+        .map_err(export_error)?
+        .ok_or_else(missing)?;
+    if job.status == "cancelled" || !job.output.iter().any(|f| f.file == name) {
+        return Err(missing());
+    }
+    let exporter = s.exporter()?;
+    let got = exporter
+        .files
+        .store
+        .get(&exporter.files.path(&id.to_string(), &name))
+        .await
+        .map_err(|e| export_error(e.into()))?;
+    let mut r = Body::from_stream(got.into_stream()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/fhir+ndjson"),
+    );
+    Ok(r)
+}

@@ -1,0 +1,270 @@
+//! `$export`: the async kick-off, polling and manifest of the Bulk Data IG, files as of the
+//! transaction time, system, Patient and Group levels, `_type` and `_since`, file splitting,
+//! cancellation, concurrent jobs, and bad requests.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn kick_off(s: &TestServer, path: &str) -> reqwest::Response {
+    s.http
+        .get(s.url(path))
+        .header("prefer", "respond-async")
+        .header("accept", FHIR_JSON)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Kicks off, polls to completion, and returns the manifest.
+async fn export(s: &TestServer, path: &str) -> Value {
+    let r = kick_off(s, path).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let status = header(&r, "content-location");
+    assert!(status.contains("/_operations/export/"), "{status}");
+    poll(s, &status).await
+}
+
+async fn poll(s: &TestServer, status: &str) -> Value {
+    for _ in 0..300 {
+        let r = s.http.get(status).send().await.unwrap();
+        match r.status().as_u16() {
+            202 => {
+                assert!(r.headers().contains_key("x-progress"));
+                assert!(r.headers().contains_key("retry-after"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            200 => return r.json().await.unwrap(),
+            other => panic!("status {other}: {}", r.text().await.unwrap()),
+        }
+    }
+    panic!("the export did not finish in 30 s");
+}
+
+/// `Type/id` of every resource in the manifest's files, checking each file's count.
+async fn exported(s: &TestServer, manifest: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for f in manifest["output"].as_array().unwrap() {
+        let r = s.http.get(f["url"].as_str().unwrap()).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "content-type"), "application/fhir+ndjson");
+        let text = r.text().await.unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len() as u64, f["count"].as_u64().unwrap());
+        for line in lines {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["resourceType"], f["type"]);
+            out.push((
+                format!(
+                    "{}/{}",
+                    v["resourceType"].as_str().unwrap(),
+                    v["id"].as_str().unwrap()
+                ),
+                v,
+            ));
+        }
+    }
+    out
+}
+
+fn ids(resources: &[(String, Value)]) -> BTreeSet<String> {
+    resources.iter().map(|(id, _)| id.clone()).collect()
+}
+
+struct Data {
+    patients: Vec<String>,
+    observations: Vec<String>,
+    practitioner: String,
+    group: String,
+}
+
+async fn seed(s: &TestServer) -> Data {
+    let mut patients = Vec::new();
+    let mut observations = Vec::new();
+    for i in 0..3 {
+        let p = s
+            .create(&json!({"resourceType": "Patient", "name": [{"family": format!("Export{i}")}]}))
+            .await;
+        let pid = p["id"].as_str().unwrap().to_owned();
+        for _ in 0..2 {
+            let o = s
+                .create(&json!({"resourceType": "Observation", "status": "final",
+                    "code": {"text": "x"}, "subject": {"reference": format!("Patient/{pid}")}}))
+                .await;
+            observations.push(format!("Observation/{}", o["id"].as_str().unwrap()));
+        }
+        patients.push(format!("Patient/{pid}"));
+    }
+    let d = s.create(&json!({"resourceType": "Practitioner"})).await;
+    let g = s
+        .create(
+            &json!({"resourceType": "Group", "type": "person", "actual": true,
+            "member": [{"entity": {"reference": patients[0]}}]}),
+        )
+        .await;
+    Data {
+        patients,
+        observations,
+        practitioner: format!("Practitioner/{}", d["id"].as_str().unwrap()),
+        group: format!("Group/{}", g["id"].as_str().unwrap()),
+    }
+}
+
+#[tokio::test]
+async fn system_export_holds_everything_as_of_its_transaction_time() {
+    let s = start().await;
+    let d = seed(&s).await;
+    let r = kick_off(&s, "$export").await;
+    assert_eq!(r.status(), 202);
+    let status = header(&r, "content-location");
+    // Changes after the kick-off are not in the export, whenever the worker reads.
+    let p0 = d.patients[0].clone();
+    let mut changed = json(s.get(&p0).await).await;
+    changed["active"] = json!(false);
+    assert_eq!(s.put(&p0, &changed).await.status(), 200);
+    s.create(&json!({"resourceType": "Patient", "name": [{"family": "Later"}]}))
+        .await;
+    assert_eq!(s.delete(&d.observations[0]).await.status(), 204);
+
+    let manifest = poll(&s, &status).await;
+    assert_eq!(manifest["requiresAccessToken"], false);
+    assert!(manifest["transactionTime"].as_str().unwrap().ends_with('Z'));
+    assert!(manifest["request"].as_str().unwrap().ends_with("/$export"));
+    assert_eq!(manifest["error"], json!([]));
+    let got = exported(&s, &manifest).await;
+    let mut want: BTreeSet<String> = d.patients.iter().cloned().collect();
+    want.extend(d.observations.iter().cloned());
+    want.insert(d.practitioner.clone());
+    want.insert(d.group.clone());
+    assert_eq!(ids(&got), want);
+    let first = &got.iter().find(|(id, _)| *id == p0).unwrap().1;
+    assert!(
+        first.get("active").is_none(),
+        "the version before the update"
+    );
+    assert_eq!(first["meta"]["versionId"], "1");
+}
+
+#[tokio::test]
+async fn patient_and_group_exports_hold_their_compartments() {
+    let s = start().await;
+    let d = seed(&s).await;
+    // The Group is in the compartment of the Patient it lists (R4's Group.member), the
+    // Practitioner in none.
+    let m = export(&s, "Patient/$export").await;
+    let mut want: BTreeSet<String> = d.patients.iter().cloned().collect();
+    want.extend(d.observations.iter().cloned());
+    want.insert(d.group.clone());
+    assert_eq!(ids(&exported(&s, &m).await), want);
+
+    let m = export(&s, &format!("{}/$export", d.group)).await;
+    let pid = d.patients[0].strip_prefix("Patient/").unwrap();
+    let got = exported(&s, &m).await;
+    assert_eq!(got.len(), 4, "the member, its two Observations, the Group");
+    for (id, r) in &got {
+        assert!(
+            *id == d.patients[0]
+                || *id == d.group
+                || r["subject"]["reference"] == format!("Patient/{pid}"),
+            "{id}"
+        );
+    }
+
+    let m = export(&s, "Patient/$export?_type=Observation").await;
+    assert_eq!(exported(&s, &m).await.len(), 6);
+    let m = export(
+        &s,
+        "$export?_type=Practitioner,Group&_since=2000-01-01T00:00:00Z",
+    )
+    .await;
+    let want: BTreeSet<String> = [d.practitioner.clone(), d.group.clone()].into();
+    assert_eq!(ids(&exported(&s, &m).await), want);
+    let m = export(&s, "$export?_since=2999-01-01T00:00:00Z").await;
+    assert_eq!(m["output"], json!([]));
+}
+
+#[tokio::test]
+async fn files_split_at_the_configured_size_and_jobs_run_side_by_side() {
+    let mut cfg = config();
+    cfg.export.max_file_bytes = 600;
+    let s = start_with(cfg).await;
+    let d = seed(&s).await;
+    let (a, b) = (
+        kick_off(&s, "$export").await,
+        kick_off(&s, "$export?_type=Observation").await,
+    );
+    let (a, b) = (
+        header(&a, "content-location"),
+        header(&b, "content-location"),
+    );
+    let (ma, mb) = (poll(&s, &a).await, poll(&s, &b).await);
+    let files = ma["output"].as_array().unwrap();
+    let observation_files = files.iter().filter(|f| f["type"] == "Observation").count();
+    assert!(observation_files >= 2, "{ma}");
+    assert_eq!(exported(&s, &ma).await.len(), 11);
+    let obs = ids(&exported(&s, &mb).await);
+    assert_eq!(obs, d.observations.iter().cloned().collect());
+}
+
+#[tokio::test]
+async fn cancelled_jobs_are_gone() {
+    let s = start().await;
+    seed(&s).await;
+    let r = kick_off(&s, "$export").await;
+    let status = header(&r, "content-location");
+    let manifest = poll(&s, &status).await;
+    let file = manifest["output"][0]["url"].as_str().unwrap().to_owned();
+    let r = s.http.delete(&status).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    outcome(s.http.get(&status).send().await.unwrap(), 404).await;
+    outcome(s.http.get(&file).send().await.unwrap(), 404).await;
+    outcome(s.http.delete(&status).send().await.unwrap(), 404).await;
+}
+
+#[tokio::test]
+async fn bad_kick_offs_get_clear_outcomes() {
+    let s = start().await;
+    let d = seed(&s).await;
+    let r = s.get("$export").await;
+    let oo = outcome(r, 400).await;
+    assert!(oo.to_string().contains("respond-async"), "{oo}");
+    for (path, status) in [
+        ("$export?_outputFormat=text/csv", 400),
+        ("$export?_type=Nonsense", 400),
+        ("$export?_since=yesterday", 400),
+        ("$export?_typeFilter=Patient%3Factive%3Dtrue", 400),
+        ("Patient/$export?_type=Practitioner", 400),
+        ("Practitioner/$export", 404),
+        ("Group/nope/$export", 404),
+    ] {
+        outcome(kick_off(&s, path).await, status).await;
+    }
+    outcome(s.get("_operations/export/not-a-job").await, 404).await;
+    outcome(
+        s.get("_operations/export/6c1b3c1e-7c0e-4a36-9d55-5d8c47b1b1a1")
+            .await,
+        404,
+    )
+    .await;
+    // A POST kick-off takes its parameters as a Parameters resource.
+    let r = s
+        .http
+        .post(s.url("$export"))
+        .header("prefer", "respond-async")
+        .header("content-type", FHIR_JSON)
+        .body(
+            json!({"resourceType": "Parameters", "parameter": [
+                {"name": "_type", "valueString": "Practitioner"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let m = poll(&s, &header(&r, "content-location")).await;
+    assert_eq!(ids(&exported(&s, &m).await), [d.practitioner].into());
+}
