@@ -273,7 +273,7 @@ class SoloFhir:
     """`hds fhir --config FILE`: one FHIR service (auth off) on a fresh database of the shared
     PostgreSQL, which can be killed and started again on the same data."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, export_options: str = ""):
         self.db = f"hds_test_{uuid.uuid4().hex}"
         subprocess.run(["psql", ADMIN_URL, "-qc", f'create database "{self.db}"'], check=True)
         server, _ = ADMIN_URL.rsplit("/", 1)
@@ -286,6 +286,7 @@ class SoloFhir:
             f"listen: 127.0.0.1:{port}\n"
             f"postgres: {{url: '{self.db_url}', poolSize: 4}}\n"
             "auth: {mode: none}\n"
+            f"export: {{{export_options}storageUrl: 'file://{tmp_path / 'exports'}'}}\n"
         )
         self.base = f"http://127.0.0.1:{port}"
         self.log_path = tmp_path / "hds.log"

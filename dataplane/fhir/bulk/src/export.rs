@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::storage::FileStore;
 
 /// Rows read per query: enough to keep PostgreSQL streaming, few enough to bound memory.
-const BATCH: i64 = 5000;
+const BATCH: i64 = 20_000;
 /// Jobs one service runs at once; more wait queued.
 const CONCURRENT_JOBS: usize = 2;
 
@@ -383,15 +383,18 @@ impl Exporter {
             .collect())
     }
 
-    /// The next rows of `rt` after `after` in id order: each with its body as it was at the
-    /// job's transaction time, or NULL when it is not to be exported (created later, deleted
-    /// then, changed before `_since`, outside the job's patients).
+    /// The next rows of `rt` below `before` in descending id order (all of them when `before`
+    /// is empty): each with its body as it was at the job's transaction time, or NULL when it
+    /// is not to be exported (deleted then, or changed before `_since`). Only
+    /// `resource_versions` is read: the newest version of each id at or before the transaction
+    /// time is the first of its id in a backward scan of the primary key, so one index scan
+    /// gives the page, however the resource changed since.
     async fn batch(
         &self,
         client: &impl GenericClient,
         job: &Job,
         rt: &str,
-        after: &str,
+        before: &str,
     ) -> Result<Vec<tokio_postgres::Row>, ExportError> {
         let reg = hds_fhir_search::r4();
         let params: Vec<String> = reg
@@ -402,45 +405,44 @@ impl Exporter {
             .collect();
         let patients = job.patients.clone().unwrap_or_default();
         let mut args: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            vec![&rt, &after, &job.transaction_time, &job.since];
-        let members = match (job.level, rt == "Patient") {
-            (Level::System, _) | (Level::Patient, true) => "",
+            vec![&rt, &job.transaction_time, &job.since];
+        let mut conds = Vec::new();
+        if !before.is_empty() {
+            args.push(&before);
+            conds.push(format!("v.id < ${}", args.len()));
+        }
+        match (job.level, rt == "Patient") {
+            (Level::System, _) | (Level::Patient, true) => {}
             (Level::Group, true) => {
                 args.push(&patients);
-                "AND r.id = ANY($5)"
+                conds.push(format!("v.id = ANY(${})", args.len()));
             }
-            (Level::Patient, false) => {
+            (level, false) => {
                 args.push(&params);
-                "AND EXISTS (SELECT 1 FROM search_reference s WHERE s.res_type = r.res_type
-                     AND s.id = r.id AND s.param = ANY($5) AND s.target_type = 'Patient')"
+                let mut c = format!(
+                    "EXISTS (SELECT 1 FROM search_reference s WHERE s.res_type = v.res_type
+                        AND s.id = v.id AND s.param = ANY(${}) AND s.target_type = 'Patient'",
+                    args.len()
+                );
+                if level == Level::Group {
+                    args.push(&patients);
+                    c.push_str(&format!(" AND s.target_id = ANY(${})", args.len()));
+                }
+                c.push(')');
+                conds.push(c);
             }
-            (Level::Group, false) => {
-                args.push(&params);
-                args.push(&patients);
-                "AND EXISTS (SELECT 1 FROM search_reference s WHERE s.res_type = r.res_type
-                     AND s.id = r.id AND s.param = ANY($5) AND s.target_type = 'Patient'
-                     AND s.target_id = ANY($6))"
-            }
-        };
+        }
+        let extra: String = conds.iter().map(|c| format!(" AND {c}")).collect();
         let sql = format!(
-            "SELECT r.id,
-                    CASE WHEN r.last_updated <= $3
-                         THEN CASE WHEN NOT r.deleted AND ($4::timestamptz IS NULL OR r.last_updated >= $4)
-                                   THEN v.body END
-                         ELSE (SELECT CASE WHEN ($4::timestamptz IS NULL OR o.last_updated >= $4) THEN o.body END
-                                 FROM resource_versions o
-                                WHERE o.res_type = r.res_type AND o.id = r.id AND o.last_updated <= $3
-                                ORDER BY o.version_id DESC LIMIT 1)
-                    END
-               FROM resources r
-               JOIN resource_versions v
-                 ON v.res_type = r.res_type AND v.id = r.id AND v.version_id = r.version_id
-              WHERE r.res_type = $1 AND r.id > $2 {members}
-              ORDER BY r.id LIMIT {BATCH}"
+            "SELECT DISTINCT ON (v.id) v.id,
+                    CASE WHEN $3::timestamptz IS NULL OR v.last_updated >= $3 THEN v.body END
+               FROM resource_versions v
+              WHERE v.res_type = $1 AND v.last_updated <= $2{extra}
+              ORDER BY v.id DESC, v.version_id DESC
+              LIMIT {BATCH}"
         );
         let stmt = client.prepare_cached(&sql).await?;
-        let rows = client.query(&stmt, &args).await?;
-        Ok(rows)
+        Ok(client.query(&stmt, &args).await?)
     }
 
     /// Records a finished file and the cursor after it; false if the job was cancelled.

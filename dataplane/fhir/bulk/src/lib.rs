@@ -2,7 +2,7 @@
 //!
 //! A kick-off records a job ([`export::start`]) with its transaction time; the worker
 //! ([`export::Exporter::worker`]) claims jobs with a session advisory lock, reads each type's
-//! resources as they were at that instant in id order, and writes them as NDJSON files of at
+//! resources as they were at that instant, id by id, and writes them as NDJSON files of at
 //! most `maxFileBytes` into an object store ([`storage`]). Each finished file is recorded with
 //! the cursor after it, so a job resumes after a restart where its last file ended, and memory
 //! holds one file's worth of text whatever the size of the export.

@@ -14,7 +14,8 @@ CREATE TABLE export_jobs (
     since            timestamptz,
     -- Resources are exported as they were at this instant, whatever happens after.
     transaction_time timestamptz NOT NULL,
-    -- Where the next file starts: the type (index into types) and the last id written.
+    -- Where the next file starts: the type (index into types) and the last id written (each
+    -- type is walked in descending id order).
     type_index       integer     NOT NULL DEFAULT 0,
     after_id         text,
     file_index       integer     NOT NULL DEFAULT 0,
