@@ -78,6 +78,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "export_jobs",
         sql: include_str!("../migrations/0010_export_jobs.sql"),
     },
+    Migration {
+        version: 11,
+        name: "reference_owner_covering",
+        sql: include_str!("../migrations/0011_reference_owner_covering.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
