@@ -33,6 +33,7 @@ pub const ENDPOINTS: &[(&str, &str, DataAction)] = &[
     ("POST", "/{type}/$export", Export),
     ("GET", "/{type}/{id}/$export", Export),
     ("POST", "/{type}/{id}/$export", Export),
+    ("DELETE", "/{type}/{id}/$purge-history", HardDelete),
     ("GET", "/_operations/export/{id}", Export),
     ("DELETE", "/_operations/export/{id}", Export),
     ("GET", "/_operations/export/{id}/{file}", Export),

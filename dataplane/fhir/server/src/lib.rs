@@ -201,6 +201,10 @@ pub fn router(state: AppState) -> Router {
             get(export::group).post(export::group),
         )
         .route(
+            "/{type}/{id}/$purge-history",
+            axum::routing::delete(instance::purge_history),
+        )
+        .route(
             "/_operations/export/{id}",
             get(export::status).delete(export::cancel),
         )

@@ -205,3 +205,42 @@ async fn search_pages_stay_stable_while_others_write() {
     .await;
     assert_eq!(ids(&second), ["b2", "b3"]);
 }
+
+async fn history(s: &TestServer, id: String) -> usize {
+    json(s.get(&format!("Patient/{id}/_history")).await).await["entry"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+#[tokio::test]
+async fn purge_history_keeps_only_the_current_version() {
+    let s = start().await;
+    let mut p = s
+        .create(&json!({"resourceType": "Patient", "active": true}))
+        .await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    for active in [false, true] {
+        p["active"] = json!(active);
+        assert_eq!(s.put(&format!("Patient/{id}"), &p).await.status(), 200);
+    }
+    assert_eq!(history(&s, id.clone()).await, 3);
+    let purge = |id: String| {
+        s.http
+            .delete(s.url(&format!("Patient/{id}/$purge-history")))
+            .send()
+    };
+    assert_eq!(purge(id.clone()).await.unwrap().status(), 204);
+    assert_eq!(history(&s, id.clone()).await, 1);
+    assert_eq!(
+        s.get(&format!("Patient/{id}/_history/1")).await.status(),
+        404
+    );
+    let current = json(s.get(&format!("Patient/{id}")).await).await;
+    assert_eq!(current["meta"]["versionId"], "3");
+    // A deleted resource keeps its deletion marker: it still reads as gone.
+    assert_eq!(s.delete(&format!("Patient/{id}")).await.status(), 204);
+    assert_eq!(purge(id.clone()).await.unwrap().status(), 204);
+    assert_eq!(s.get(&format!("Patient/{id}")).await.status(), 410);
+    assert_eq!(history(&s, id.clone()).await, 1);
+    outcome(purge("never-was".into()).await.unwrap(), 404).await;
+}

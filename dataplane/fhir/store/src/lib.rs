@@ -24,7 +24,8 @@ pub use index::{
     ReferenceEntry, StringEntry, TextEntry, TokenEntry, UriEntry,
 };
 pub use write::{
-    DeleteOutcome, VersionCheck, WriteOutcome, create, delete, replace_index, stamp, update,
+    DeleteOutcome, VersionCheck, WriteOutcome, create, delete, purge_history, replace_index, stamp,
+    update,
 };
 
 pub const MIGRATIONS: &[Migration] = &[

@@ -309,3 +309,12 @@ async fn prune_history(
         .await?;
     tx.execute(&stmt, &[&res_type, &id, &version_id]).await
 }
+
+/// Drops every version of `res_type/id` older than its current one (Azure's `$purge-history`).
+/// The number dropped, or `None` if the resource never existed.
+pub async fn purge_history(tx: &Transaction<'_>, res_type: &str, id: &str) -> Result<Option<u64>> {
+    let Some((current, _)) = lock_head(tx, res_type, id).await? else {
+        return Ok(None);
+    };
+    Ok(Some(prune_history(tx, res_type, id, current, false).await?))
+}

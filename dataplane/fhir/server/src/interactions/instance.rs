@@ -484,3 +484,21 @@ fn not_modified(
     }
     false
 }
+
+/// Azure's `$purge-history`: every earlier version of one resource goes; the current one (a
+/// deletion marker too) stays. 204, or 404 for a resource that never existed.
+pub async fn purge_history(
+    State(s): State<AppState>,
+    Path((rt, id)): Path<(String, String)>,
+) -> Result<Response, FhirError> {
+    check_type(&rt)?;
+    check_id(&id)?;
+    let mut conn = s.store.connection().await?;
+    let tx = conn.transaction().await?;
+    let purged = store::purge_history(&tx, &rt, &id)
+        .await?
+        .ok_or_else(|| FhirError::not_found(format!("{rt}/{id} is not known")))?;
+    tx.commit().await?;
+    tracing::info!(resource = %format!("{rt}/{id}"), purged, "history purged");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
