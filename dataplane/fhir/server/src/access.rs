@@ -34,6 +34,7 @@ pub const ENDPOINTS: &[(&str, &str, DataAction)] = &[
     ("GET", "/{type}/{id}/$export", Export),
     ("POST", "/{type}/{id}/$export", Export),
     ("DELETE", "/{type}/{id}/$purge-history", HardDelete),
+    ("GET", "/{type}/{id}/$everything", Read),
     ("GET", "/_operations/export/{id}", Export),
     ("DELETE", "/_operations/export/{id}", Export),
     ("GET", "/_operations/export/{id}/{file}", Export),

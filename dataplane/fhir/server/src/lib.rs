@@ -201,6 +201,10 @@ pub fn router(state: AppState) -> Router {
             get(export::group).post(export::group),
         )
         .route(
+            "/{type}/{id}/$everything",
+            get(interactions::everything::everything),
+        )
+        .route(
             "/{type}/{id}/$purge-history",
             axum::routing::delete(instance::purge_history),
         )

@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod capability;
 pub mod conditional;
+pub mod everything;
 pub mod export;
 pub mod history;
 pub mod instance;

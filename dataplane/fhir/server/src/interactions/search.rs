@@ -124,7 +124,7 @@ fn with_form_body(
 
 /// Membership of `rt` resources in the `comp/id` compartment: any of the compartment
 /// definition's parameters points at it.
-fn compartment_filter(rt: &str, comp: &str, id: &str) -> Result<Filter, FhirError> {
+pub(crate) fn compartment_filter(rt: &str, comp: &str, id: &str) -> Result<Filter, FhirError> {
     let reg = hds_fhir_search::r4();
     if !reg.is_compartment(comp) {
         return Err(FhirError::not_found(format!(
