@@ -156,17 +156,20 @@ pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, E
     Ok(row.as_ref().map(Job::from_row))
 }
 
-/// Cancels an active job; the worker stops at its next batch and removes the job's files.
-/// Returns the job as it now is, or None if there is no such job.
+/// Marks a job cancelled: a running one's worker stops at its next page and removes the job's
+/// files; a finished one's files are the caller's to remove. Returns the job as it was before,
+/// or None if there is no such job or it was cancelled already.
 pub async fn cancel(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, ExportError> {
-    client
-        .execute(
-            "UPDATE export_jobs SET status = 'cancelled', updated = now()
-              WHERE id = $1 AND status IN ('queued', 'running')",
+    let row = client
+        .query_opt(
+            "UPDATE export_jobs new SET status = 'cancelled', updated = now()
+               FROM export_jobs old
+              WHERE new.id = $1 AND old.id = new.id AND old.status <> 'cancelled'
+             RETURNING old.*",
             &[&id],
         )
         .await?;
-    get(client, id).await
+    Ok(row.as_ref().map(Job::from_row))
 }
 
 /// Runs export jobs for one service.
@@ -403,7 +406,7 @@ impl Exporter {
             .filter(|p| *p != "{def}")
             .cloned()
             .collect();
-        let patients = job.patients.clone().unwrap_or_default();
+        let patients: &[String] = job.patients.as_deref().unwrap_or_default();
         let mut args: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
             vec![&rt, &job.transaction_time, &job.since];
         let mut conds = Vec::new();

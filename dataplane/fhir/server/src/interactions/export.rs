@@ -341,20 +341,10 @@ pub async fn cancel(
 ) -> Result<Response, FhirError> {
     let id = job_id(&id)?;
     let conn = s.store.connection().await?;
-    let before = export::get(&conn, id)
+    let before = export::cancel(&conn, id)
         .await
         .map_err(export_error)?
-        .ok_or_else(|| FhirError::not_found(format!("no export job '{id}'")))?;
-    if before.status == "cancelled" {
-        return Err(FhirError::not_found(format!(
-            "export job {id} was cancelled already"
-        )));
-    }
-    conn.execute(
-        "UPDATE export_jobs SET status = 'cancelled', updated = now() WHERE id = $1",
-        &[&id],
-    )
-    .await?;
+        .ok_or_else(|| FhirError::not_found(format!("no export job '{id}' to cancel")))?;
     // A running job removes its files when it sees the cancellation; a finished one has no
     // worker left, so its files go now.
     if !before.is_active() {

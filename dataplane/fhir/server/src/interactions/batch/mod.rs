@@ -421,18 +421,19 @@ impl Context<'_> {
         assigned_id: Option<String>,
     ) -> Result<Response, FhirError> {
         let (s, base, prefer, h) = (self.s, self.base, self.prefer, &e.headers);
+        if e.method == Method::POST {
+            // `prepare_create` checks a SearchParameter itself.
+            return self
+                .prepare_create(e, access, assigned_id)?
+                .create_in(tx, base, prefer, &[])
+                .await;
+        }
         if let (Some(r), false) = (&e.resource, matches!(e.method, Method::GET | Method::HEAD))
             && r.get("resourceType").and_then(Value::as_str) == Some("SearchParameter")
         {
             reindex::check_search_parameter(r)?;
         }
         let head = e.method == Method::HEAD;
-        if e.method == Method::POST {
-            return self
-                .prepare_create(e, access, assigned_id)?
-                .create_in(tx, base, prefer, &[])
-                .await;
-        }
         let response = match (e.method, e.target) {
             (Method::PUT, Target::Instance { rt, id, .. }) => {
                 let resource = e.resource.expect("checked when parsed");
