@@ -274,6 +274,7 @@ class SoloFhir:
     PostgreSQL, which can be killed and started again on the same data."""
 
     def __init__(self, tmp_path: Path, export_options: str = ""):
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.db = f"hds_test_{uuid.uuid4().hex}"
         subprocess.run(["psql", ADMIN_URL, "-qc", f'create database "{self.db}"'], check=True)
         server, _ = ADMIN_URL.rsplit("/", 1)
@@ -287,7 +288,9 @@ class SoloFhir:
             f"postgres: {{url: '{self.db_url}', poolSize: 4}}\n"
             "auth: {mode: none}\n"
             f"export: {{{export_options}storageUrl: 'file://{tmp_path / 'exports'}'}}\n"
+            f"import: {{enabled: true, storageUrl: 'file://{tmp_path / 'imports'}'}}\n"
         )
+        self.imports = tmp_path / "imports"
         self.base = f"http://127.0.0.1:{port}"
         self.log_path = tmp_path / "hds.log"
         self.proc: subprocess.Popen | None = None

@@ -42,6 +42,8 @@ pub struct FhirServiceConfig {
     pub audit: AuditConfig,
     #[serde(default)]
     pub export: ExportConfig,
+    #[serde(default)]
+    pub import: ImportConfig,
 }
 
 impl FhirServiceConfig {
@@ -286,6 +288,24 @@ pub const DEFAULT_EXPORT_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 fn default_export_file_bytes() -> u64 {
     DEFAULT_EXPORT_FILE_BYTES
+}
+
+/// Whether `$import` is on, and where it reads from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImportConfig {
+    /// Off unless turned on, as in Azure: an import writes with the server's own authority.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Azure's initial import mode: `InitialLoad` imports are accepted (creates only), and
+    /// writes through the API are refused meanwhile.
+    #[serde(default)]
+    pub initial_import_mode: bool,
+    /// The object store URL inputs must lie in (`file:///...` or `s3://bucket/prefix`); the
+    /// default is a directory under the system's temporary directory, named after the
+    /// workspace and service (`hds up` uses its data directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_url: Option<String>,
 }
 
 impl Default for ExportConfig {

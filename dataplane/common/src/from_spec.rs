@@ -6,8 +6,8 @@ use hds_crds::fhir_service::VersioningPolicy;
 use hds_crds::{FhirService, Workspace};
 
 use crate::config::{
-    AuditConfig, AuthConfig, AuthMode, CorsConfig, ExportConfig, FhirServiceConfig, Limits,
-    PostgresConfig, ResourceVersionPolicyConfig, SmartApplicationConfig,
+    AuditConfig, AuthConfig, AuthMode, CorsConfig, ExportConfig, FhirServiceConfig, ImportConfig,
+    Limits, PostgresConfig, ResourceVersionPolicyConfig, SmartApplicationConfig,
     SmartIdentityProviderConfig, VersionPolicy,
 };
 
@@ -109,6 +109,7 @@ pub fn fhir_service_config(
                 .collect(),
         },
         export: export_config(spec.export.as_ref()),
+        import: import_config(spec.import.as_ref()),
         limits: Limits {
             max_request_body_bytes: limits
                 .max_request_body_bytes
@@ -121,33 +122,50 @@ pub fn fhir_service_config(
     })
 }
 
-/// Export storage from the spec: S3 by its bucket and prefix (endpoint and credentials reach the
-/// pod as `AWS_*` variables), a filesystem claim where the operator mounts it.
+/// Export storage from the spec (see [`storage_url`]).
 fn export_config(spec: Option<&hds_crds::fhir_service::ExportSpec>) -> ExportConfig {
-    let storage_url = spec
-        .and_then(|e| e.storage.as_ref())
-        .map(|s| match (&s.s3, &s.filesystem) {
-            (Some(s3), _) => format!(
-                "s3://{}/{}",
-                s3.bucket,
-                s3.prefix.as_deref().unwrap_or("").trim_matches('/')
-            ),
-            (None, fs) => format!(
-                "file://{EXPORT_MOUNT}/{}",
-                fs.as_ref()
-                    .and_then(|f| f.path.as_deref())
-                    .unwrap_or("")
-                    .trim_matches('/')
-            ),
-        });
     ExportConfig {
-        storage_url,
+        storage_url: spec
+            .and_then(|e| e.storage.as_ref())
+            .map(|s| storage_url(s, EXPORT_MOUNT)),
         ..ExportConfig::default()
+    }
+}
+
+fn import_config(spec: Option<&hds_crds::fhir_service::ImportSpec>) -> ImportConfig {
+    ImportConfig {
+        enabled: spec.is_some_and(|i| i.enabled),
+        initial_import_mode: spec.is_some_and(|i| i.initial_import_mode),
+        storage_url: spec
+            .and_then(|i| i.storage.as_ref())
+            .map(|s| storage_url(s, IMPORT_MOUNT)),
+    }
+}
+
+/// A blob storage as an object store URL: S3 by its bucket and prefix (endpoint and
+/// credentials reach the pod as `AWS_*` variables), a filesystem claim where the operator
+/// mounts it.
+fn storage_url(s: &hds_crds::common::BlobStorage, mount: &str) -> String {
+    match (&s.s3, &s.filesystem) {
+        (Some(s3), _) => format!(
+            "s3://{}/{}",
+            s3.bucket,
+            s3.prefix.as_deref().unwrap_or("").trim_matches('/')
+        ),
+        (None, fs) => format!(
+            "file://{mount}/{}",
+            fs.as_ref()
+                .and_then(|f| f.path.as_deref())
+                .unwrap_or("")
+                .trim_matches('/')
+        ),
     }
 }
 
 /// Where the operator mounts an export filesystem claim in the FHIR service's pod.
 pub const EXPORT_MOUNT: &str = "/var/lib/hds/export";
+/// Where the operator mounts an import filesystem claim in the FHIR service's pod.
+pub const IMPORT_MOUNT: &str = "/var/lib/hds/import";
 
 /// The issuer URL a Workspace declares, if it declares one.
 pub fn workspace_issuer_url(ws: &Workspace) -> Option<String> {

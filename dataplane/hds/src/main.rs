@@ -3,8 +3,10 @@
 //! - `hds up -f <file|dir>`: reads custom-resource YAML and runs every service it finds in this
 //!   process, on an embedded PostgreSQL unless one is given.
 //! - `hds fhir --config FILE`: runs one FHIR service from the config the operator renders.
+//! - `hds import <files|dirs> --server URL`: loads NDJSON and Bundle files into a FHIR service.
 
 mod embedded_postgres;
+mod import;
 mod serve;
 mod up;
 mod workspace_identity;
@@ -37,6 +39,10 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Load NDJSON files and Bundles into a FHIR service through its API, resumably.
+    /// Exit status: 0 all imported, 1 stopped by an error (run again to resume), 2 done but
+    /// some lines were refused (each is reported with its file and line).
+    Import(import::ImportArgs),
 }
 
 #[tokio::main]
@@ -48,6 +54,11 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Fhir { config, listen } => serve::fhir(config, listen).await,
+        Command::Import(args) => match import::run(args).await {
+            Ok(true) => Ok(()),
+            Ok(false) => return std::process::ExitCode::from(2),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -127,10 +127,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let prefix = format!("/fhir/{name}");
         let service_url = format!("{base}{prefix}");
         config.base_url = Some(service_url.clone());
-        if config.export.storage_url.is_none() {
-            let dir = std::path::absolute(args.data_dir.join("exports").join(&name))
-                .with_context(|| format!("FhirService '{name}': export directory"))?;
-            config.export.storage_url = Some(format!("file://{}", dir.display()));
+        for (kind, url) in [
+            ("exports", &mut config.export.storage_url),
+            ("imports", &mut config.import.storage_url),
+        ] {
+            if url.is_none() {
+                let dir = std::path::absolute(args.data_dir.join(kind).join(&name))
+                    .with_context(|| format!("FhirService '{name}': {kind} directory"))?;
+                *url = Some(format!("file://{}", dir.display()));
+            }
         }
         let ws_name = &svc.spec.workspace_ref.name;
         if config.auth.workspace_issuer.is_none() {

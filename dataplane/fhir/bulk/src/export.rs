@@ -1,7 +1,6 @@
 //! `$export` jobs: the job table, and the worker that turns a job into NDJSON files.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -9,15 +8,14 @@ use deadpool_postgres::{GenericClient, Pool};
 use futures_util::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::jobs::{self, JobKind};
 use crate::storage::FileStore;
 
 /// Rows read per query: enough to keep PostgreSQL streaming, few enough to bound memory.
 const BATCH: i64 = 20_000;
-/// Jobs one service runs at once; more wait queued.
-const CONCURRENT_JOBS: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -180,81 +178,25 @@ pub struct Exporter {
     pub wake: Arc<Notify>,
 }
 
+const KIND: JobKind = JobKind {
+    table: "export_jobs",
+    lock_space: 7,
+};
+
 impl Exporter {
-    /// Claims and runs jobs for as long as the service lives: a new job wakes it, and it looks
-    /// now and then for jobs that another replica queued or left behind when it died.
+    /// Claims and runs export jobs for as long as the service lives (see [`crate::jobs`]).
     pub async fn worker(self: Arc<Self>) {
-        let running = Arc::new(Semaphore::new(CONCURRENT_JOBS));
-        loop {
-            while let Ok(permit) = running.clone().try_acquire_owned() {
-                match self.claim().await {
-                    Ok(Some((conn, id))) => {
-                        let this = self.clone();
-                        tokio::spawn(async move {
-                            this.run_claimed(conn, id).await;
-                            drop(permit);
-                            this.wake.notify_one();
-                        });
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::error!(error = %e, "export worker: cannot look for jobs; retrying");
-                        break;
-                    }
+        let (pool, wake) = (self.pool.clone(), self.wake.clone());
+        jobs::worker(pool, KIND, wake, move |conn, id| {
+            let this = self.clone();
+            async move {
+                if let Err(e) = this.run(&conn, id).await {
+                    jobs::fail(&conn, KIND, id, &e.to_string()).await;
                 }
+                conn
             }
-            let _ = tokio::time::timeout(Duration::from_secs(5), self.wake.notified()).await;
-        }
-    }
-
-    /// An active job no worker holds, with the connection that now holds its lock.
-    async fn claim(&self) -> Result<Option<(deadpool_postgres::Object, Uuid)>, ExportError> {
-        let conn = self.pool.get().await?;
-        let ids: Vec<Uuid> = conn
-            .query(
-                "SELECT id FROM export_jobs WHERE status IN ('queued', 'running') ORDER BY created",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        for id in ids {
-            let locked: bool = conn
-                .query_one(
-                    "SELECT pg_try_advisory_lock(hashtextextended($1::uuid::text, 7))",
-                    &[&id],
-                )
-                .await?
-                .get(0);
-            if locked {
-                return Ok(Some((conn, id)));
-            }
-        }
-        Ok(None)
-    }
-
-    async fn run_claimed(&self, conn: deadpool_postgres::Object, id: Uuid) {
-        if let Err(e) = self.run(&conn, id).await {
-            tracing::error!(job = %id, error = %e, "export job failed");
-            let _ = conn
-                .execute(
-                    "UPDATE export_jobs SET status = 'failed', message = $2, updated = now()
-                      WHERE id = $1 AND status = 'running'",
-                    &[&id, &e.to_string()],
-                )
-                .await;
-        }
-        let unlocked = conn
-            .query_one(
-                "SELECT pg_advisory_unlock(hashtextextended($1::uuid::text, 7))",
-                &[&id],
-            )
-            .await;
-        if unlocked.is_err() {
-            // A connection that may still hold the lock must not go back to the pool.
-            drop(deadpool_postgres::Object::take(conn));
-        }
+        })
+        .await;
     }
 
     async fn run(&self, conn: &deadpool_postgres::Object, id: Uuid) -> Result<(), ExportError> {

@@ -1,17 +1,19 @@
-//! Where export files go: any store the `object_store` crate reaches from a URL. `file://` is
-//! a local directory (created if missing); `s3://bucket/prefix` is S3 or an S3-compatible
-//! service, configured by the usual `AWS_*` variables.
+//! Where export files go and import files come from: any store the `object_store` crate
+//! reaches from a URL. `file://` is a local directory (created if missing); `s3://bucket/prefix`
+//! is S3 or an S3-compatible service, configured by the usual `AWS_*` variables.
 
 use std::sync::Arc;
 
 use object_store::ObjectStore;
 use object_store::path::Path;
 
-/// An object store and the prefix inside it that export files go under.
+/// An object store and the prefix inside it that a service's files live under.
 #[derive(Clone, Debug)]
 pub struct FileStore {
     pub store: Arc<dyn ObjectStore>,
     pub prefix: Path,
+    /// The URL it was opened from, without a trailing slash.
+    pub url: String,
 }
 
 impl FileStore {
@@ -35,7 +37,35 @@ impl FileStore {
         Ok(Self {
             store: Arc::from(store),
             prefix,
+            url: url.trim_end_matches('/').to_owned(),
         })
+    }
+
+    /// The object an import input names: a path relative to this store, or a URL inside it.
+    /// Anything else is refused, so `$import` cannot be pointed at other files or hosts.
+    pub fn resolve(&self, input: &str) -> Result<Path, String> {
+        let relative = match input.strip_prefix(self.url.as_str()) {
+            Some(rest) if rest.starts_with('/') => rest,
+            Some(_) | None if input.contains("://") => {
+                return Err(format!(
+                    "'{input}' is not inside this service's import storage ({}/...); give a URL there or a path relative to it",
+                    self.url
+                ));
+            }
+            _ => input,
+        };
+        let relative = relative.trim_start_matches('/');
+        let mut path = self.prefix.clone();
+        for part in relative.split('/') {
+            if part.is_empty() || part == "." || part == ".." {
+                return Err(format!(
+                    "'{input}' is not a plain file path (empty, '.' or '..' segments)"
+                ));
+            }
+            let decoded = percent_encoding::percent_decode_str(part).decode_utf8_lossy();
+            path = path.join(decoded.as_ref());
+        }
+        Ok(path)
     }
 
     /// The path of one export file.
@@ -46,5 +76,42 @@ impl FileStore {
     /// The directory of one job's files.
     pub fn job_dir(&self, job: &str) -> Path {
         self.prefix.clone().join(job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_resolve_only_inside_the_store() {
+        let dir = std::env::temp_dir().join("hds-resolve-test");
+        let store = FileStore::open(&format!("file://{}", dir.display())).unwrap();
+        let base = store.prefix.clone();
+        assert_eq!(
+            store.resolve("a/Patient.ndjson").unwrap(),
+            base.clone().join("a").join("Patient.ndjson")
+        );
+        assert_eq!(
+            store
+                .resolve(&format!("file://{}/Patient%201.ndjson", dir.display()))
+                .unwrap(),
+            base.clone().join("Patient 1.ndjson")
+        );
+        for bad in [
+            "../etc/passwd",
+            "a//b",
+            "file:///etc/passwd",
+            "https://example.org/x.ndjson",
+            "s3://bucket/x.ndjson",
+        ] {
+            assert!(store.resolve(bad).is_err(), "{bad} must be refused");
+        }
+        // A sibling directory whose name merely starts like the store's is not inside it.
+        assert!(
+            store
+                .resolve(&format!("file://{}-other/x.ndjson", dir.display()))
+                .is_err()
+        );
     }
 }

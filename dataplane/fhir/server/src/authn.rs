@@ -2,7 +2,7 @@
 //! caller's roles and SMART scopes against the data action the endpoint declares
 //! ([`crate::access`]). The caller and the action are left on the response for the audit layer.
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -152,12 +152,7 @@ async fn authorize(
     mut req: Request,
     next: Next,
 ) -> (Response, Option<DataAction>) {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("/", |m| s.local_path(m.as_str()))
-        .to_owned();
-    let path = s.local_path(req.uri().path()).to_owned();
+    let (route, path) = s.route_and_path(&req);
     match admit(&principal, req.method(), &route, &path) {
         Ok((action, smart)) => {
             if let Some(sm) = smart {

@@ -76,6 +76,15 @@ impl FhirError {
         self
     }
 
+    /// Points every issue without a location at `expression`.
+    pub fn at_expression(mut self, expression: impl Into<String>) -> Self {
+        let expression = expression.into();
+        for i in &mut self.issues {
+            i.expression.get_or_insert_with(|| expression.clone());
+        }
+        self
+    }
+
     pub fn bad_request(diagnostics: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid", diagnostics)
     }

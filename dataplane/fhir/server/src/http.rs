@@ -263,6 +263,16 @@ pub fn render_body(body: &str, query: &[(String, String)]) -> String {
     body.to_owned()
 }
 
+/// `Prefer: respond-async`, which the asynchronous operations require.
+pub fn respond_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+}
+
 pub fn json_response(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
     r.headers_mut()

@@ -34,7 +34,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::FhirError;
-use interactions::{batch, capability, export, history, instance, reindex, search, type_level};
+use interactions::{
+    batch, capability, export, history, import, instance, reindex, search, type_level,
+};
 
 pub mod access;
 
@@ -56,6 +58,8 @@ pub struct AppState {
     pub audit: Arc<audit::AuditSink>,
     /// Runs `$export` jobs; `None` when the export storage could not be opened (logged).
     pub exporter: Option<Arc<hds_fhir_bulk::Exporter>>,
+    /// Runs `$import` jobs; `None` when import is off or its storage could not be opened.
+    pub importer: Option<Arc<hds_fhir_bulk::Importer>>,
 }
 
 impl AppState {
@@ -66,6 +70,7 @@ impl AppState {
         store: Store,
         path_prefix: &str,
     ) -> Result<Self, hds_fhir_store::StoreError> {
+        let config = Arc::new(config);
         let capability = Arc::new(capability::capability_statement(&config));
         let search = Arc::new(SearchParams::default());
         search.reload(&store.connection().await?).await?;
@@ -75,7 +80,7 @@ impl AppState {
             search.clone(),
             reindex_wake.clone(),
         ));
-        let exporter = match export_files(&config) {
+        let exporter = match files_of(&config, "exports") {
             Ok(files) => {
                 let exporter = Arc::new(hds_fhir_bulk::Exporter {
                     pool: store.pool().clone(),
@@ -92,8 +97,10 @@ impl AppState {
                 None
             }
         };
+        let importer = importer(&config, &store, &search);
         Ok(Self {
             exporter,
+            importer,
             base_url: config
                 .base_url
                 .as_ref()
@@ -102,7 +109,7 @@ impl AppState {
             tokens: authn::token_validator(&config),
             audit: Arc::new(audit::AuditSink::start(&config, &store)),
             store,
-            config: Arc::new(config),
+            config,
             capability,
             search,
             reindex_wake,
@@ -118,6 +125,16 @@ impl AppState {
         }
     }
 
+    /// The matched route and the path of a request, below the service's mount point.
+    pub fn route_and_path(&self, req: &Request) -> (String, String) {
+        let route = req
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map_or("/", |m| self.local_path(m.as_str()))
+            .to_owned();
+        (route, self.local_path(req.uri().path()).to_owned())
+    }
+
     /// The `$export` runner, or why there is none.
     pub fn exporter(&self) -> Result<&Arc<hds_fhir_bulk::Exporter>, FhirError> {
         self.exporter.as_ref().ok_or_else(|| {
@@ -129,20 +146,45 @@ impl AppState {
         })
     }
 
+    /// The `$import` runner, or why there is none.
+    pub fn importer(&self) -> Result<&Arc<hds_fhir_bulk::Importer>, FhirError> {
+        if !self.config.import.enabled {
+            return Err(FhirError::new(
+                StatusCode::FORBIDDEN,
+                "not-supported",
+                "$import is not enabled on this service (spec.import.enabled)",
+            ));
+        }
+        self.importer.as_ref().ok_or_else(|| {
+            FhirError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transient",
+                "the import storage of this service could not be opened (see its log)",
+            )
+        })
+    }
+
     /// The search parameters in force now.
     pub fn registry(&self) -> Arc<hds_fhir_search::Registry> {
         self.search.current()
     }
 }
 
-/// Where `$export` files go: the configured store, or a directory for this service under the
-/// system's temporary directory.
-fn export_files(config: &FhirServiceConfig) -> Result<hds_fhir_bulk::storage::FileStore, String> {
-    let url = match &config.export.storage_url {
+/// Where `$export` files go, or `$import` inputs come from (`kind`): the configured store, or
+/// a directory for this service under the system's temporary directory.
+fn files_of(
+    config: &FhirServiceConfig,
+    kind: &str,
+) -> Result<hds_fhir_bulk::storage::FileStore, String> {
+    let configured = match kind {
+        "exports" => &config.export.storage_url,
+        _ => &config.import.storage_url,
+    };
+    let url = match configured {
         Some(u) => u.clone(),
         None => {
             let dir = std::env::temp_dir()
-                .join("hds-exports")
+                .join(format!("hds-{kind}"))
                 .join(&config.workspace)
                 .join(&config.name);
             format!("file://{}", dir.display())
@@ -151,12 +193,60 @@ fn export_files(config: &FhirServiceConfig) -> Result<hds_fhir_bulk::storage::Fi
     hds_fhir_bulk::storage::FileStore::open(&url)
 }
 
+/// The `$import` runner of an import-enabled service, with its worker started. Every line
+/// passes the checks of an ordinary write; SearchParameters it writes reload the registry.
+fn importer(
+    config: &Arc<FhirServiceConfig>,
+    store: &Store,
+    search: &Arc<SearchParams>,
+) -> Option<Arc<hds_fhir_bulk::Importer>> {
+    if !config.import.enabled {
+        return None;
+    }
+    let files = files_of(config, "imports")
+        .inspect_err(|e| tracing::error!(service = %config.name, "{e}; $import is unavailable"))
+        .ok()?;
+    let (cfg, reg) = (config.clone(), search.clone());
+    let importer = Arc::new(hds_fhir_bulk::Importer {
+        pool: store.pool().clone(),
+        files,
+        prepare: Arc::new(move |expected, resource| {
+            interactions::import::prepare(&reg.current(), &cfg, expected, resource)
+        }),
+        wake: Arc::new(Notify::new()),
+        search_parameters_written: Arc::new(Notify::new()),
+    });
+    let (written, search, pool) = (
+        importer.search_parameters_written.clone(),
+        search.clone(),
+        store.pool().clone(),
+    );
+    tokio::spawn(async move {
+        loop {
+            written.notified().await;
+            match pool.get().await {
+                Ok(c) => {
+                    if let Err(e) = search.reload(&c).await {
+                        tracing::error!(error = %e, "cannot reload search parameters after an import");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot reload search parameters"),
+            }
+        }
+    });
+    tokio::spawn(importer.clone().worker());
+    Some(importer)
+}
+
 /// What in a config would make the service misbehave, found before it starts.
 pub fn check_config(config: &FhirServiceConfig) -> Result<(), String> {
     if let Some(c) = &config.cors {
         cors::layer(c).map(drop)?;
     }
-    export_files(config).map(drop)?;
+    files_of(config, "exports").map(drop)?;
+    if config.import.enabled {
+        files_of(config, "imports").map(drop)?;
+    }
     audit::check(config)
 }
 
@@ -213,6 +303,12 @@ pub fn router(state: AppState) -> Router {
             get(export::status).delete(export::cancel),
         )
         .route("/_operations/export/{id}/{file}", get(export::file))
+        .route("/$import", post(import::kick_off))
+        .route(
+            "/_operations/import/{id}",
+            get(import::status).delete(import::cancel),
+        )
+        .route("/_operations/import/{id}/errors/{n}", get(import::errors))
         .route("/$reindex", post(reindex::start_all))
         .route("/{type}/$reindex", post(reindex::start_type))
         .route(
@@ -227,6 +323,10 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             reindex::reload_after_search_parameter_write,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            import::initial_mode_guard,
         ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

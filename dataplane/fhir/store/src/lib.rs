@@ -84,6 +84,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "reference_owner_covering",
         sql: include_str!("../migrations/0011_reference_owner_covering.sql"),
     },
+    Migration {
+        version: 12,
+        name: "import_jobs",
+        sql: include_str!("../migrations/0012_import_jobs.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -13,10 +13,10 @@ use object_store::ObjectStoreExt;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::check_type;
+use super::{async_job, check_type};
 use crate::AppState;
-use crate::error::{FhirError, OutcomeIssue, operation_outcome};
-use crate::http::{BaseUrl, FhirBody, Prefer, QueryPairs, json_response};
+use crate::error::FhirError;
+use crate::http::{BaseUrl, FhirBody, Prefer, QueryPairs, respond_async};
 
 const NDJSON_FORMATS: &[&str] = &["application/fhir+ndjson", "application/ndjson", "ndjson"];
 
@@ -148,13 +148,7 @@ async fn kick_off(
     patients: Option<Vec<String>>,
 ) -> Result<Response, FhirError> {
     let exporter = s.exporter()?;
-    let respond_async = headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
-    if !respond_async {
+    if !respond_async(headers) {
         return Err(FhirError::bad_request(
             "$export runs asynchronously: send Prefer: respond-async",
         ));
@@ -222,17 +216,10 @@ async fn kick_off(
     let job = export::start(&conn, &req, &exporter.wake)
         .await
         .map_err(export_error)?;
-    let oo = operation_outcome(&[OutcomeIssue {
-        severity: "information",
-        code: "informational",
-        diagnostics: format!("export job {} queued", job.id),
-        expression: None,
-    }]);
-    let mut r = json_response(StatusCode::ACCEPTED, oo.to_string());
-    if let Ok(v) = HeaderValue::from_str(&status_url(base, job.id)) {
-        r.headers_mut().insert(header::CONTENT_LOCATION, v);
-    }
-    Ok(r)
+    Ok(async_job::accepted(
+        format!("export job {} queued", job.id),
+        Some(&status_url(base, job.id)),
+    ))
 }
 
 /// A FHIR instant (or date) for `_since`.
@@ -277,32 +264,18 @@ pub async fn status(
         .map_err(export_error)?
         .ok_or_else(|| FhirError::not_found(format!("no export job '{id}'")))?;
     match job.status.as_str() {
-        "queued" | "running" => {
-            let mut r = StatusCode::ACCEPTED.into_response();
-            let progress = format!(
-                "{} resources in {} files ({})",
-                job.exported,
-                job.output.len(),
-                job.status
-            );
-            let h = r.headers_mut();
-            if let Ok(v) = HeaderValue::from_str(&progress) {
-                h.insert("x-progress", v);
-            }
-            h.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-            Ok(r)
-        }
-        "completed" => Ok(manifest(&s, &base, &job)),
-        "cancelled" => Err(FhirError::not_found(format!(
-            "export job {id} was cancelled"
+        "queued" | "running" => Ok(async_job::in_progress(&format!(
+            "{} resources in {} files ({})",
+            job.exported,
+            job.output.len(),
+            job.status
         ))),
-        _ => Err(FhirError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "exception",
-            format!(
-                "export job {id} failed: {}",
-                job.message.as_deref().unwrap_or("no reason was recorded")
-            ),
+        "completed" => Ok(manifest(&s, &base, &job)),
+        other => Err(async_job::ended(
+            "export",
+            id,
+            other,
+            job.message.as_deref(),
         )),
     }
 }
@@ -354,13 +327,10 @@ pub async fn cancel(
             .await
             .map_err(export_error)?;
     }
-    let oo = operation_outcome(&[OutcomeIssue {
-        severity: "information",
-        code: "informational",
-        diagnostics: format!("export job {id} cancelled"),
-        expression: None,
-    }]);
-    Ok(json_response(StatusCode::ACCEPTED, oo.to_string()))
+    Ok(async_job::accepted(
+        format!("export job {id} cancelled"),
+        None,
+    ))
 }
 
 /// One output file, streamed from the store.

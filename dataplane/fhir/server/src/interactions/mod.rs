@@ -1,12 +1,14 @@
 //! One module per group of FHIR interactions. Handlers are small: they check the request, call
 //! the store inside a transaction, and shape the response.
 
+pub mod async_job;
 pub mod batch;
 pub mod capability;
 pub mod conditional;
 pub mod everything;
 pub mod export;
 pub mod history;
+pub mod import;
 pub mod instance;
 pub mod patch_shape;
 pub mod reindex;

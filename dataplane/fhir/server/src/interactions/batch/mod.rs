@@ -99,10 +99,11 @@ struct Context<'a> {
 impl Context<'_> {
     /// What the caller may do with this entry: judged as the request it stands for would be.
     fn access(&self, e: &EntryRequest) -> Result<Access, FhirError> {
+        let (route, path) = e.target.route_and_path();
+        super::import::refuse_in_initial_mode(self.s, &e.method, route, &path)?;
         let Some(p) = &self.principal else {
             return Ok(Access::Open);
         };
-        let (route, path) = e.target.route_and_path();
         authn::admit(p, &e.method, route, &path)
             .map(|(_, smart)| smart.map_or(Access::Open, Access::Scoped))
             .map_err(|(refusal, _)| refusal)

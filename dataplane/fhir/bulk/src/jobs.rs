@@ -1,0 +1,109 @@
+//! What `$export` and `$import` jobs share: a worker loop that claims jobs with session advisory
+//! locks, so a job whose process died is free again the moment its connection closes, and no
+//! two replicas ever run one job.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Object, Pool};
+use tokio::sync::{Notify, Semaphore};
+use uuid::Uuid;
+
+/// Jobs of one kind one service runs at once; more wait queued.
+const CONCURRENT_JOBS: usize = 2;
+
+/// One kind of job: its table and the advisory-lock space its ids are locked in.
+#[derive(Clone, Copy)]
+pub(crate) struct JobKind {
+    pub table: &'static str,
+    pub lock_space: i64,
+}
+
+/// Claims and runs jobs for as long as the service lives: a new job wakes it, and it looks
+/// now and then for jobs another replica queued or left behind when it died. `run` gets the
+/// connection that holds the job's lock and must leave the job in a final state or fail.
+pub(crate) async fn worker<F, Fut>(pool: Pool, kind: JobKind, wake: Arc<Notify>, run: F)
+where
+    F: Fn(Object, Uuid) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Object> + Send + 'static,
+{
+    let running = Arc::new(Semaphore::new(CONCURRENT_JOBS));
+    let run = Arc::new(run);
+    loop {
+        while let Ok(permit) = running.clone().try_acquire_owned() {
+            match claim(&pool, kind).await {
+                Ok(Some((conn, id))) => {
+                    let run = run.clone();
+                    let wake = wake.clone();
+                    tokio::spawn(async move {
+                        let conn = run(conn, id).await;
+                        release(conn, kind, id).await;
+                        drop(permit);
+                        wake.notify_one();
+                    });
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(table = kind.table, error = %e, "cannot look for jobs; retrying");
+                    break;
+                }
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), wake.notified()).await;
+    }
+}
+
+/// An active job no worker holds, with the connection that now holds its lock.
+async fn claim(pool: &Pool, kind: JobKind) -> Result<Option<(Object, Uuid)>, String> {
+    let conn = pool.get().await.map_err(|e| e.to_string())?;
+    let sql = format!(
+        "SELECT id FROM {} WHERE status IN ('queued', 'running') ORDER BY created",
+        kind.table
+    );
+    let ids: Vec<Uuid> = conn
+        .query(&sql, &[])
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for id in ids {
+        let locked: bool = conn
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtextextended($1::uuid::text, $2))",
+                &[&id, &kind.lock_space],
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .get(0);
+        if locked {
+            return Ok(Some((conn, id)));
+        }
+    }
+    Ok(None)
+}
+
+async fn release(conn: Object, kind: JobKind, id: Uuid) {
+    let unlocked = conn
+        .query_one(
+            "SELECT pg_advisory_unlock(hashtextextended($1::uuid::text, $2))",
+            &[&id, &kind.lock_space],
+        )
+        .await;
+    if unlocked.is_err() {
+        // A connection that may still hold the lock must not go back to the pool.
+        drop(Object::take(conn));
+    }
+}
+
+/// Records why a job failed, unless it finished or was cancelled meanwhile.
+pub(crate) async fn fail(conn: &Object, kind: JobKind, id: Uuid, message: &str) {
+    tracing::error!(table = kind.table, job = %id, error = message, "job failed");
+    let sql = format!(
+        "UPDATE {} SET status = 'failed', message = $2, updated = now()
+          WHERE id = $1 AND status = 'running'",
+        kind.table
+    );
+    let _ = conn.execute(&sql, &[&id, &message]).await;
+}
