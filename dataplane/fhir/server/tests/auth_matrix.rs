@@ -45,7 +45,12 @@ const ROLES: &[(&str, &[&str])] = &[
 type Setup = Secured;
 
 async fn setup() -> Setup {
-    let setup = start_secured(|cfg| cfg.audit.log = "off".into()).await;
+    let setup = start_secured(|cfg| {
+        cfg.audit.log = "off".into();
+        // Off by default, and then refused to everyone: here the roles are what is judged.
+        cfg.import.enabled = true;
+    })
+    .await;
     // Something to read, so that admitted reads are not told apart from refusals by a 404 alone.
     let admin = setup.token(&["FHIR Data Contributor"], None);
     let r = setup
