@@ -53,6 +53,8 @@ pub struct FhirServiceSpec {
     pub export: Option<ExportSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import: Option<ImportSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationSpec>,
     #[serde(default)]
     pub resource_version_policy: ResourceVersionPolicy,
     #[serde(default)]
@@ -134,6 +136,16 @@ pub struct ExportSpec {
     /// Defaults to the Workspace blob storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<BlobStorage>,
+}
+
+/// Profile validation beyond `$validate`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidationSpec {
+    /// Refuse (422) creates and updates of resources that do not conform to the profiles their
+    /// `meta.profile` names, among the StructureDefinitions stored in the service.
+    #[serde(default)]
+    pub enforce_profiles: bool,
 }
 
 /// Bulk `$import` settings.

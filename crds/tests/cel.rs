@@ -32,6 +32,7 @@ fn fhir_spec() -> FhirServiceSpec {
         audit: None,
         export: None,
         import: None,
+        validation: None,
         resource_version_policy: Default::default(),
         storage: Default::default(),
         limits: None,

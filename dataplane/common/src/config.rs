@@ -44,6 +44,8 @@ pub struct FhirServiceConfig {
     pub export: ExportConfig,
     #[serde(default)]
     pub import: ImportConfig,
+    #[serde(default)]
+    pub validation: ValidationConfig,
 }
 
 impl FhirServiceConfig {
@@ -288,6 +290,17 @@ pub const DEFAULT_EXPORT_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 fn default_export_file_bytes() -> u64 {
     DEFAULT_EXPORT_FILE_BYTES
+}
+
+/// Profile validation on writes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ValidationConfig {
+    /// Refuse (422) a create or update of a resource that does not conform to a profile its
+    /// `meta.profile` names, or names a profile not stored in the service. Off by default,
+    /// as in Azure, where only `$validate` judges profiles.
+    #[serde(default)]
+    pub enforce_profiles: bool,
 }
 
 /// Whether `$import` is on, and where it reads from.

@@ -8,7 +8,7 @@ use hds_crds::{FhirService, Workspace};
 use crate::config::{
     AuditConfig, AuthConfig, AuthMode, CorsConfig, ExportConfig, FhirServiceConfig, ImportConfig,
     Limits, PostgresConfig, ResourceVersionPolicyConfig, SmartApplicationConfig,
-    SmartIdentityProviderConfig, VersionPolicy,
+    SmartIdentityProviderConfig, ValidationConfig, VersionPolicy,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -110,6 +110,9 @@ pub fn fhir_service_config(
         },
         export: export_config(spec.export.as_ref()),
         import: import_config(spec.import.as_ref()),
+        validation: ValidationConfig {
+            enforce_profiles: spec.validation.as_ref().is_some_and(|v| v.enforce_profiles),
+        },
         limits: Limits {
             max_request_body_bytes: limits
                 .max_request_body_bytes
@@ -247,6 +250,12 @@ spec:
   resourceVersionPolicy: {default: no-version, resourceTypeOverrides: {Patient: versioned-update}}
   cors: {origins: ["https://app.example"], maxAge: 600}
   limits: {maxRequestBodyBytes: 1000}
+  import:
+    enabled: true
+    initialImportMode: true
+    storage: {s3: {bucket: loads, prefix: /ndjson/}}
+  export: {enabled: true, storage: {filesystem: {claimName: exports, path: jobs}}}
+  validation: {enforceProfiles: true}
 "#,
         )
         .unwrap();
@@ -267,6 +276,13 @@ spec:
         assert_eq!(cfg.cors.unwrap().max_age, Some(600));
         assert_eq!(cfg.limits.max_request_body_bytes, 1000);
         assert_eq!(cfg.limits.transaction_entry_limit, 500);
+        assert!(cfg.import.enabled && cfg.import.initial_import_mode);
+        assert_eq!(cfg.import.storage_url.as_deref(), Some("s3://loads/ndjson"));
+        assert_eq!(
+            cfg.export.storage_url.as_deref(),
+            Some("file:///var/lib/hds/export/jobs")
+        );
+        assert!(cfg.validation.enforce_profiles);
 
         let ws: Workspace = serde_yaml::from_str(
             "apiVersion: hds.dev/v1alpha1\nkind: Workspace\nmetadata: {name: other}\nspec: {}\n",

@@ -170,6 +170,23 @@ pub async fn cancel(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>
     Ok(row.as_ref().map(Job::from_row))
 }
 
+impl jobs::JobRunner for Exporter {
+    const KIND: JobKind = KIND;
+    type Error = ExportError;
+
+    fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn wake(&self) -> &Arc<Notify> {
+        &self.wake
+    }
+
+    async fn run(&self, conn: &mut deadpool_postgres::Object, id: Uuid) -> Result<(), ExportError> {
+        self.run_job(conn, id).await
+    }
+}
+
 /// Runs export jobs for one service.
 pub struct Exporter {
     pub pool: Pool,
@@ -186,33 +203,17 @@ const KIND: JobKind = JobKind {
 impl Exporter {
     /// Claims and runs export jobs for as long as the service lives (see [`crate::jobs`]).
     pub async fn worker(self: Arc<Self>) {
-        let (pool, wake) = (self.pool.clone(), self.wake.clone());
-        jobs::worker(pool, KIND, wake, move |conn, id| {
-            let this = self.clone();
-            async move {
-                if let Err(e) = this.run(&conn, id).await {
-                    jobs::fail(&conn, KIND, id, &e.to_string()).await;
-                }
-                conn
-            }
-        })
-        .await;
+        jobs::serve(self).await;
     }
 
-    async fn run(&self, conn: &deadpool_postgres::Object, id: Uuid) -> Result<(), ExportError> {
+    async fn run_job(&self, conn: &deadpool_postgres::Object, id: Uuid) -> Result<(), ExportError> {
         let Some(mut job) = get(conn, id).await? else {
             return Ok(());
         };
         if !job.is_active() {
             return Ok(());
         }
-        if job.status == "queued" {
-            conn.execute(
-                "UPDATE export_jobs SET status = 'running', updated = now() WHERE id = $1",
-                &[&id],
-            )
-            .await?;
-        }
+        jobs::mark_running(conn, KIND, id).await?;
         let types = match job.types.clone() {
             Some(t) => t,
             None => {
@@ -269,20 +270,9 @@ impl Exporter {
                     break;
                 }
             }
-            conn.execute(
-                "UPDATE export_jobs SET type_index = $2, after_id = NULL, updated = now()
-                  WHERE id = $1 AND status = 'running'",
-                &[&id, &(ti as i32 + 1)],
-            )
-            .await?;
+            jobs::next_type(conn, KIND, id, ti as i32 + 1).await?;
         }
-        conn.execute(
-            "UPDATE export_jobs SET status = 'completed', updated = now()
-              WHERE id = $1 AND status = 'running'",
-            &[&id],
-        )
-        .await?;
-        tracing::info!(job = %id, "export job completed");
+        jobs::complete(conn, KIND, id).await?;
         Ok(())
     }
 

@@ -227,6 +227,23 @@ pub struct LineIssue {
 pub type Prepare =
     Arc<dyn Fn(Option<&str>, Value) -> Result<Prepared, Vec<LineIssue>> + Send + Sync>;
 
+impl jobs::JobRunner for Importer {
+    const KIND: JobKind = KIND;
+    type Error = ImportError;
+
+    fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn wake(&self) -> &Arc<Notify> {
+        &self.wake
+    }
+
+    async fn run(&self, conn: &mut Object, id: Uuid) -> Result<(), ImportError> {
+        self.run_job(conn, id).await
+    }
+}
+
 /// Runs import jobs for one service.
 pub struct Importer {
     pub pool: Pool,
@@ -246,33 +263,17 @@ struct Line {
 impl Importer {
     /// Claims and runs import jobs for as long as the service lives (see [`crate::jobs`]).
     pub async fn worker(self: Arc<Self>) {
-        let (pool, wake) = (self.pool.clone(), self.wake.clone());
-        jobs::worker(pool, KIND, wake, move |conn, id| {
-            let this = self.clone();
-            async move {
-                let mut conn = conn;
-                if let Err(e) = this.run(&mut conn, id).await {
-                    jobs::fail(&conn, KIND, id, &e.to_string()).await;
-                }
-                conn
-            }
-        })
-        .await;
+        jobs::serve(self).await;
     }
 
-    async fn run(&self, conn: &mut Object, id: Uuid) -> Result<(), ImportError> {
+    async fn run_job(&self, conn: &mut Object, id: Uuid) -> Result<(), ImportError> {
         let Some(job) = get(&*conn, id).await? else {
             return Ok(());
         };
         if !job.is_active() {
             return Ok(());
         }
-        conn.execute(
-            "UPDATE import_jobs SET status = 'running', updated = now()
-              WHERE id = $1 AND status = 'queued'",
-            &[&id],
-        )
-        .await?;
+        jobs::mark_running(conn, KIND, id).await?;
         tracing::info!(job = %id, inputs = job.inputs.len(), resumed_at = job.input_index, "import job running");
         for (i, input) in job
             .inputs
@@ -294,13 +295,7 @@ impl Importer {
                 return Ok(());
             }
         }
-        conn.execute(
-            "UPDATE import_jobs SET status = 'completed', updated = now()
-              WHERE id = $1 AND status = 'running'",
-            &[&id],
-        )
-        .await?;
-        tracing::info!(job = %id, "import job completed");
+        jobs::complete(conn, KIND, id).await?;
         Ok(())
     }
 

@@ -97,6 +97,78 @@ async fn release(conn: Object, kind: JobKind, id: Uuid) {
     }
 }
 
+/// A kind of job and how one is run.
+pub(crate) trait JobRunner: Send + Sync + 'static {
+    const KIND: JobKind;
+    type Error: std::fmt::Display + Send;
+    fn pool(&self) -> &Pool;
+    fn wake(&self) -> &Arc<Notify>;
+    /// Runs (or resumes) the job whose lock `conn` holds, to a final state.
+    fn run(
+        &self,
+        conn: &mut Object,
+        id: Uuid,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// [`worker`] for a [`JobRunner`]: a job whose run fails is marked failed with the reason.
+pub(crate) async fn serve<R: JobRunner>(runner: Arc<R>) {
+    let (pool, wake) = (runner.pool().clone(), runner.wake().clone());
+    worker(pool, R::KIND, wake, move |mut conn, id| {
+        let runner = runner.clone();
+        async move {
+            if let Err(e) = runner.run(&mut conn, id).await {
+                fail(&conn, R::KIND, id, &e.to_string()).await;
+            }
+            conn
+        }
+    })
+    .await;
+}
+
+/// Marks a queued job running; one already running (resumed) stays so.
+pub(crate) async fn mark_running(
+    conn: &Object,
+    kind: JobKind,
+    id: Uuid,
+) -> Result<(), tokio_postgres::Error> {
+    let sql = format!(
+        "UPDATE {} SET status = 'running', updated = now() WHERE id = $1 AND status = 'queued'",
+        kind.table
+    );
+    conn.execute(&sql, &[&id]).await.map(drop)
+}
+
+/// Moves a job walking types on to type `next`, from its start.
+pub(crate) async fn next_type(
+    conn: &Object,
+    kind: JobKind,
+    id: Uuid,
+    next: i32,
+) -> Result<(), tokio_postgres::Error> {
+    let sql = format!(
+        "UPDATE {} SET type_index = $2, after_id = NULL, updated = now()
+          WHERE id = $1 AND status = 'running'",
+        kind.table
+    );
+    conn.execute(&sql, &[&id, &next]).await.map(drop)
+}
+
+/// Marks a running job completed.
+pub(crate) async fn complete(
+    conn: &Object,
+    kind: JobKind,
+    id: Uuid,
+) -> Result<(), tokio_postgres::Error> {
+    let sql = format!(
+        "UPDATE {} SET status = 'completed', updated = now() WHERE id = $1 AND status = 'running'",
+        kind.table
+    );
+    conn.execute(&sql, &[&id]).await?;
+    tracing::info!(table = kind.table, job = %id, "job completed");
+    Ok(())
+}
+
 /// Records why a job failed, unless it finished or was cancelled meanwhile.
 pub(crate) async fn fail(conn: &Object, kind: JobKind, id: Uuid, message: &str) {
     tracing::error!(table = kind.table, job = %id, error = message, "job failed");

@@ -11,12 +11,16 @@
 //! An import ([`import::start`]) lists NDJSON inputs inside the service's import store; the
 //! worker ([`import::Importer::worker`]) streams each from the byte offset the job recorded and
 //! commits every chunk's resources together with the offset after it (see [`import`]). Both
-//! kinds of job share the claiming worker loop of [`jobs`].
+//! kinds of job share the claiming worker loop of [`jobs`], as do Azure's `$bulk-delete` jobs
+//! ([`bulk_delete`]), which delete what a search matches in batches that commit with their
+//! cursor.
 
+pub mod bulk_delete;
 pub mod export;
 pub mod import;
 mod jobs;
 pub mod storage;
 
+pub use bulk_delete::{BulkDeleteError, BulkDeleteJob, BulkDeleteRequest, BulkDeleter};
 pub use export::{ExportError, ExportRequest, Exporter, Job, Level, OutputFile};
 pub use import::{ImportError, ImportJob, ImportRequest, Importer};

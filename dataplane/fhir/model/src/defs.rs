@@ -21,6 +21,12 @@ struct RawFile {
 #[derive(Deserialize)]
 struct RawValueSet {
     url: String,
+    include: Vec<RawInclude>,
+}
+
+#[derive(Deserialize)]
+struct RawInclude {
+    system: String,
     codes: Vec<String>,
 }
 
@@ -83,13 +89,54 @@ pub(crate) struct Form {
     pub value_set: Option<usize>,
 }
 
-/// The codes a required binding allows.
+/// The expansion of one R4 ValueSet: what a binding to it allows.
 #[derive(Debug)]
-pub(crate) struct ValueSet {
-    pub url: Box<str>,
-    pub codes: HashSet<Box<str>>,
+pub struct ValueSet {
+    pub(crate) url: Box<str>,
+    /// Every code, whatever its system: a `code` element carries no system.
+    pub(crate) codes: HashSet<Box<str>>,
     /// Definition order, for diagnostics.
-    pub listed: Vec<Box<str>>,
+    pub(crate) listed: Vec<Box<str>>,
+    /// (system, codes of that system), for Codings, which must match both.
+    systems: Vec<(Box<str>, HashSet<Box<str>>)>,
+}
+
+impl ValueSet {
+    /// The canonical URL, without version.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether the ValueSet holds `code`: of `system` when one is given, of any system
+    /// otherwise (a `code` element's binding).
+    pub fn contains(&self, system: Option<&str>, code: &str) -> bool {
+        match system {
+            None => self.codes.contains(code),
+            Some(system) => self
+                .systems
+                .iter()
+                .any(|(s, codes)| &**s == system && codes.contains(code)),
+        }
+    }
+
+    /// The code systems the ValueSet draws from, in definition order.
+    pub fn systems(&self) -> impl Iterator<Item = &str> {
+        self.systems.iter().map(|(s, _)| &**s)
+    }
+
+    /// Up to `n` codes in definition order, for messages.
+    pub fn first_codes(&self, n: usize) -> impl Iterator<Item = &str> {
+        self.listed.iter().take(n).map(|c| &**c)
+    }
+
+    /// How many distinct codes it holds.
+    pub fn len(&self) -> usize {
+        self.listed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.listed.is_empty()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +180,10 @@ pub struct Definitions {
     pub(crate) primitives: Vec<Primitive>,
     pub(crate) complexes: Vec<Complex>,
     pub(crate) value_sets: Vec<ValueSet>,
+    /// Resource and complex datatype names -> their complex.
+    named_complexes: HashMap<Box<str>, usize>,
+    /// ValueSet canonical URL -> index in `value_sets`.
+    value_set_urls: HashMap<Box<str>, usize>,
     /// Every resource type, including the abstract Resource and DomainResource.
     pub(crate) resources: HashMap<Box<str>, ResourceDef>,
     concrete_resources: Vec<Box<str>>,
@@ -155,6 +206,13 @@ impl Definitions {
     /// Concrete resource types, sorted.
     pub fn resource_types(&self) -> impl Iterator<Item = &str> {
         self.concrete_resources.iter().map(|s| &**s)
+    }
+
+    /// The expansion of the R4 ValueSet at `canonical` (a `|version` suffix is ignored), when
+    /// the R4 package enumerates it completely (no filters, no external code systems).
+    pub fn value_set(&self, canonical: &str) -> Option<&ValueSet> {
+        let url = canonical.split_once('|').map_or(canonical, |(url, _)| url);
+        self.value_set_urls.get(url).map(|&i| &self.value_sets[i])
     }
 
     /// Whether `resource_type` has a top-level element `element`, given either by its spec
@@ -194,12 +252,12 @@ impl Definitions {
     }
 
     /// Shape of the child `name` under a dotted JSON path such as `Patient.contact.name`
-    /// (a resource type, then JSON keys; indexes left out): whether it repeats, and whether it
-    /// is a choice element (`value[x]`). `name` may be a spec name or a JSON key. `None` when
-    /// the path does not resolve, e.g. below a resource-typed element.
+    /// (a resource or complex datatype, then JSON keys; indexes left out): whether it repeats,
+    /// and whether it is a choice element (`value[x]`). `name` may be a spec name or a JSON
+    /// key. `None` when the path does not resolve, e.g. below a resource-typed element.
     pub fn element_shape(&self, parent_path: &str, name: &str) -> Option<ElementShape> {
         let mut segments = parent_path.split('.');
-        let mut complex = &self.complexes[self.resources.get(segments.next()?)?.complex];
+        let mut complex = &self.complexes[*self.named_complexes.get(segments.next()?)?];
         for key in segments {
             let &(e, f) = complex.keys.get(key)?;
             match complex.elements[e].forms[f].ty {
@@ -259,22 +317,47 @@ impl Definitions {
             .collect();
         concrete_resources.sort();
         let element_complex = *b.type_ids.get("Element").ok_or("no Element type")?;
+        let value_sets: Vec<ValueSet> = raw.value_sets.into_iter().map(value_set).collect();
+        let value_set_urls = value_sets
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.url.clone(), i))
+            .collect();
         Ok(Definitions {
             primitives: b.primitives,
             complexes: b.complexes,
-            value_sets: raw
-                .value_sets
-                .into_iter()
-                .map(|v| ValueSet {
-                    url: v.url.into(),
-                    codes: v.codes.iter().map(|c| c.as_str().into()).collect(),
-                    listed: v.codes.into_iter().map(Into::into).collect(),
-                })
+            value_sets,
+            value_set_urls,
+            named_complexes: b
+                .type_ids
+                .iter()
+                .map(|(n, &i)| (n.as_str().into(), i))
                 .collect(),
             resources,
             concrete_resources,
             element_complex,
         })
+    }
+}
+
+fn value_set(raw: RawValueSet) -> ValueSet {
+    let mut codes = HashSet::new();
+    let mut listed = Vec::new();
+    let mut systems = Vec::with_capacity(raw.include.len());
+    for inc in raw.include {
+        for code in &inc.codes {
+            if codes.insert(Box::<str>::from(code.as_str())) {
+                listed.push(code.as_str().into());
+            }
+        }
+        let of_system = inc.codes.into_iter().map(Into::into).collect();
+        systems.push((inc.system.into(), of_system));
+    }
+    ValueSet {
+        url: raw.url.into(),
+        codes,
+        listed,
+        systems,
     }
 }
 

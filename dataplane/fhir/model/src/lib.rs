@@ -10,7 +10,7 @@ mod validate;
 
 use std::sync::LazyLock;
 
-pub use defs::{Definitions, ElementShape};
+pub use defs::{Definitions, ElementShape, ValueSet};
 
 static R4: LazyLock<Definitions> = LazyLock::new(|| {
     Definitions::from_json(include_str!("../data/r4-defs.json"))
@@ -69,6 +69,12 @@ pub enum IssueCode {
     TooLong,
     /// A `code` is not in the ValueSet its element is bound to with strength `required`.
     CodeInvalid,
+    /// A FHIRPath invariant (`constraint`) of a profile does not hold (`hds-fhir-profile`).
+    Invariant,
+    /// Something a check needs is not known here, e.g. a profile's ValueSet.
+    NotFound,
+    /// A check could not be carried out, e.g. an invariant this FHIRPath engine cannot run.
+    NotSupported,
 }
 
 impl IssueCode {
@@ -81,6 +87,9 @@ impl IssueCode {
             IssueCode::Value => "value",
             IssueCode::TooLong => "too-long",
             IssueCode::CodeInvalid => "code-invalid",
+            IssueCode::Invariant => "invariant",
+            IssueCode::NotFound => "not-found",
+            IssueCode::NotSupported => "not-supported",
         }
     }
 }

@@ -245,9 +245,24 @@ pub async fn find_ids(
     q: &Query,
     limit: i64,
 ) -> Result<Vec<String>, ExecError> {
+    find_ids_after(client, res_type, q, None, limit).await
+}
+
+/// [`find_ids`] after `after` in id order: the pages a bulk job walks.
+pub async fn find_ids_after(
+    client: &impl GenericClient,
+    res_type: &str,
+    q: &Query,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<String>, ExecError> {
     let q = &*resolve(client, q).await?;
     let mut b = Builder::new("SELECT r.id FROM resources r");
     where_clause(&mut b, Scope::Type(res_type), q);
+    if let Some(after) = after {
+        let a = b.bind(Box::new(after.to_owned()));
+        b.sql.push_str(&format!(" AND r.id > {a}"));
+    }
     let l = b.bind(Box::new(limit));
     b.sql.push_str(&format!(" ORDER BY r.id LIMIT {l}"));
     let rows = client.query(&b.sql, &b.refs()).await?;

@@ -25,7 +25,8 @@ pub mod ucum;
 
 pub use custom::SearchParams;
 pub use exec::{
-    Cursor, ExecError, Scope, SearchPage, count_matches, explain, find_ids, includes, search,
+    Cursor, ExecError, Scope, SearchPage, count_matches, explain, find_ids, find_ids_after,
+    includes, search,
 };
 pub use index::{extract, extract_with};
 pub use query::{

@@ -165,6 +165,21 @@ async fn authorize(
     }
 }
 
+/// Whether the caller holds `action` at all (by roles, or a SMART provider application's
+/// allowed actions): for what a request's parameters add to its route's action.
+pub(crate) fn grants(principal: &Principal, action: DataAction) -> bool {
+    match &principal.application_actions {
+        Some(allowed) => allowed.contains(&action),
+        None => {
+            hds_auth::actions::role_grant(
+                principal.roles.iter().map(String::as_str),
+                hds_auth::actions::ServiceKind::Fhir,
+                action,
+            ) != hds_auth::actions::RoleGrant::Denied
+        }
+    }
+}
+
 /// Whether the caller's roles (and SMART scopes, when the token has them) admit `method` on
 /// `route`: the data action and what the scopes grant, or the refusal with the action when the
 /// endpoint declares one. Each entry of a batch or transaction Bundle is judged here too, as

@@ -12,6 +12,7 @@ mod cors;
 pub mod error;
 pub mod http;
 pub mod interactions;
+pub mod profiles;
 pub mod smart;
 mod smart_configuration;
 pub mod subset;
@@ -60,6 +61,10 @@ pub struct AppState {
     pub exporter: Option<Arc<hds_fhir_bulk::Exporter>>,
     /// Runs `$import` jobs; `None` when import is off or its storage could not be opened.
     pub importer: Option<Arc<hds_fhir_bulk::Importer>>,
+    /// Runs `$bulk-delete` jobs.
+    pub bulk_deleter: Arc<hds_fhir_bulk::BulkDeleter>,
+    /// Compiled StructureDefinitions of this service, for `$validate` and enforcement.
+    pub profiles: Arc<profiles::ProfileCache>,
 }
 
 impl AppState {
@@ -98,9 +103,20 @@ impl AppState {
             }
         };
         let importer = importer(&config, &store, &search);
+        let policy = config.clone();
+        let bulk_deleter = Arc::new(hds_fhir_bulk::BulkDeleter {
+            pool: store.pool().clone(),
+            search: search.clone(),
+            keeps_history: Arc::new(move |rt| {
+                interactions::keeps_history(policy.resource_version_policy.for_type(rt))
+            }),
+            wake: Arc::new(Notify::new()),
+        });
+        tokio::spawn(bulk_deleter.clone().worker());
         Ok(Self {
             exporter,
             importer,
+            bulk_deleter,
             base_url: config
                 .base_url
                 .as_ref()
@@ -113,6 +129,7 @@ impl AppState {
             capability,
             search,
             reindex_wake,
+            profiles: Arc::default(),
         })
     }
 
@@ -125,6 +142,16 @@ impl AppState {
         }
     }
 
+    /// A request's URL as the client would write it: the base, the path below the mount point,
+    /// and the query (the `request` of an asynchronous job's result).
+    pub fn request_url(&self, base: &str, uri: &axum::http::Uri) -> String {
+        let local = self.local_path(uri.path());
+        match uri.query() {
+            Some(query) => format!("{base}{local}?{query}"),
+            None => format!("{base}{local}"),
+        }
+    }
+
     /// The matched route and the path of a request, below the service's mount point.
     pub fn route_and_path(&self, req: &Request) -> (String, String) {
         let route = req
@@ -133,6 +160,11 @@ impl AppState {
             .map_or("/", |m| self.local_path(m.as_str()))
             .to_owned();
         (route, self.local_path(req.uri().path()).to_owned())
+    }
+
+    /// The `$bulk-delete` runner.
+    pub fn bulk_deleter(&self) -> &Arc<hds_fhir_bulk::BulkDeleter> {
+        &self.bulk_deleter
     }
 
     /// The `$export` runner, or why there is none.
@@ -149,8 +181,9 @@ impl AppState {
     /// The `$import` runner, or why there is none.
     pub fn importer(&self) -> Result<&Arc<hds_fhir_bulk::Importer>, FhirError> {
         if !self.config.import.enabled {
+            // Not 403: the caller's rights are not in question, the service's settings are.
             return Err(FhirError::new(
-                StatusCode::FORBIDDEN,
+                StatusCode::BAD_REQUEST,
                 "not-supported",
                 "$import is not enabled on this service (spec.import.enabled)",
             ));
@@ -291,6 +324,14 @@ pub fn router(state: AppState) -> Router {
             get(export::group).post(export::group),
         )
         .route(
+            "/{type}/$validate",
+            post(interactions::validate::type_level),
+        )
+        .route(
+            "/{type}/{id}/$validate",
+            get(interactions::validate::instance_get).post(interactions::validate::instance_post),
+        )
+        .route(
             "/{type}/{id}/$everything",
             get(interactions::everything::everything),
         )
@@ -304,6 +345,18 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/_operations/export/{id}/{file}", get(export::file))
         .route("/$import", post(import::kick_off))
+        .route(
+            "/$bulk-delete",
+            axum::routing::delete(interactions::bulk_delete::system),
+        )
+        .route(
+            "/{type}/$bulk-delete",
+            axum::routing::delete(interactions::bulk_delete::type_level),
+        )
+        .route(
+            "/_operations/bulk-delete/{id}",
+            get(interactions::bulk_delete::status).delete(interactions::bulk_delete::cancel),
+        )
         .route(
             "/_operations/import/{id}",
             get(import::status).delete(import::cancel),

@@ -47,7 +47,7 @@ type Setup = Secured;
 async fn setup() -> Setup {
     let setup = start_secured(|cfg| {
         cfg.audit.log = "off".into();
-        // Off by default, and then refused to everyone: here the roles are what is judged.
+        // Off by default (then a 400 for everyone): here the roles are what is judged.
         cfg.import.enabled = true;
     })
     .await;
@@ -413,4 +413,29 @@ async fn bundle_entries_need_their_own_data_actions() {
             "{role}: {b}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_delete_for_good_needs_hard_delete() {
+    let t = setup().await;
+    let writer = format!("Bearer {}", t.token(&["FHIR Data Writer"], None));
+    let contributor = format!("Bearer {}", t.token(&["FHIR Data Contributor"], None));
+    for flag in ["_hardDelete=true", "_purgeHistory=true"] {
+        let path = format!("Patient/$bulk-delete?{flag}");
+        assert_eq!(t.status("DELETE", &path, Some(writer.clone())).await, 403);
+        // Past authorization, it asks for Prefer: respond-async.
+        assert_eq!(
+            t.status("DELETE", &path, Some(contributor.clone())).await,
+            400
+        );
+    }
+    assert_eq!(
+        t.status(
+            "DELETE",
+            "Patient/$bulk-delete?_hardDelete=false",
+            Some(writer)
+        )
+        .await,
+        400
+    );
 }

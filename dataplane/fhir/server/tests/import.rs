@@ -267,7 +267,7 @@ async fn bad_kick_offs_are_refused_with_reasons() {
 
     // Off unless enabled.
     let off = start().await;
-    let oo = outcome(kick_off(&off, &ok).await, 403).await;
+    let oo = outcome(kick_off(&off, &ok).await, 400).await;
     assert!(
         oo["issue"][0]["diagnostics"]
             .as_str()

@@ -24,8 +24,8 @@ pub use index::{
     ReferenceEntry, StringEntry, TextEntry, TokenEntry, UriEntry,
 };
 pub use write::{
-    DeleteOutcome, VersionCheck, WriteOutcome, create, delete, purge_history, replace_index, stamp,
-    update,
+    DeleteOutcome, VersionCheck, WriteOutcome, create, delete, hard_delete, purge_history,
+    replace_index, stamp, update,
 };
 
 pub const MIGRATIONS: &[Migration] = &[
@@ -88,6 +88,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 12,
         name: "import_jobs",
         sql: include_str!("../migrations/0012_import_jobs.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "bulk_delete_jobs",
+        sql: include_str!("../migrations/0013_bulk_delete_jobs.sql"),
     },
 ];
 

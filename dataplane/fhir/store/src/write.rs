@@ -318,3 +318,24 @@ pub async fn purge_history(tx: &Transaction<'_>, res_type: &str, id: &str) -> Re
     };
     Ok(Some(prune_history(tx, res_type, id, current, false).await?))
 }
+
+/// Removes `res_type/id` entirely: every version, its head and its index rows (Azure's hard
+/// delete). False if it never existed.
+pub async fn hard_delete(tx: &Transaction<'_>, res_type: &str, id: &str) -> Result<bool> {
+    if lock_head(tx, res_type, id).await?.is_none() {
+        return Ok(false);
+    }
+    let versions = tx
+        .prepare_cached("DELETE FROM resource_versions WHERE res_type = $1 AND id = $2")
+        .await?;
+    let head = tx
+        .prepare_cached("DELETE FROM resources WHERE res_type = $1 AND id = $2")
+        .await?;
+    let key: [&(dyn ToSql + Sync); 2] = [&res_type, &id];
+    try_join!(
+        crate::index::delete(tx, res_type, id),
+        tx.execute(&versions, &key),
+        tx.execute(&head, &key),
+    )?;
+    Ok(true)
+}

@@ -200,13 +200,8 @@ async fn kick_off(
             )));
         }
     }
-    let local = s.local_path(uri.path());
-    let request = match uri.query() {
-        Some(query) => format!("{base}{local}?{query}"),
-        None => format!("{base}{local}"),
-    };
     let req = ExportRequest {
-        request,
+        request: s.request_url(base, uri),
         level,
         patients,
         types,

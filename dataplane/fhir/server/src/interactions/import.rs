@@ -61,7 +61,7 @@ pub async fn kick_off(
         })
         .collect::<Result<Vec<_>, FhirError>>()?;
     let req = ImportRequest {
-        request: format!("{base}{}", s.local_path(uri.path())),
+        request: s.request_url(&base, &uri),
         mode,
         inputs,
     };

@@ -231,6 +231,7 @@ pub async fn write_update(
     check: VersionCheck,
     method: Method,
 ) -> Result<WriteOutcome, FhirError> {
+    crate::profiles::enforce(s, tx, &resource).await?;
     let index = hds_fhir_search::extract_with(&s.registry(), &resource);
     let keep = keeps_history(s.config.resource_version_policy.for_type(rt));
     Ok(store::update(tx, rt, id, resource, &index, check, keep, method).await?)

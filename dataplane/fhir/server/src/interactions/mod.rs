@@ -3,6 +3,7 @@
 
 pub mod async_job;
 pub mod batch;
+pub mod bulk_delete;
 pub mod capability;
 pub mod conditional;
 pub mod everything;
@@ -14,6 +15,7 @@ pub mod patch_shape;
 pub mod reindex;
 pub mod search;
 pub mod type_level;
+pub mod validate;
 
 use axum::http::StatusCode;
 use hds_common::config::VersionPolicy;

@@ -51,6 +51,9 @@ pub async fn create(
     let new = NewResource::prepare(&s, &access, &rt, &id, resource, if_none_exist)?;
     let mut conn = s.store.connection().await?;
     if new.if_none_exist.is_none() && new.after.is_none() {
+        if let Some(e) = &new.profiles {
+            e.check(&conn, &new.resource).await?;
+        }
         // A plain create is one statement in autocommit: one round trip, one commit.
         let v = store::create(&conn, &rt, &id, new.resource, &new.index).await?;
         metrics::counter!("hds_fhir_resources_created_total", "type" => rt).increment(1);
@@ -79,6 +82,8 @@ pub struct NewResource {
     pub after: Pending,
     /// If-None-Exist (or a Bundle entry's ifNoneExist), parsed, with its lock key.
     pub if_none_exist: Option<(Query, String)>,
+    /// The profiles of its `meta.profile` to enforce (`validation.enforceProfiles`).
+    pub profiles: Option<crate::profiles::Enforcement>,
 }
 
 impl NewResource {
@@ -109,6 +114,7 @@ impl NewResource {
         Ok(Self {
             rt: rt.to_owned(),
             id: id.to_owned(),
+            profiles: crate::profiles::Enforcement::of(s, &resource),
             resource,
             index,
             after,
@@ -136,6 +142,9 @@ impl NewResource {
                 true,
                 q,
             ));
+        }
+        if let Some(e) = &self.profiles {
+            e.check(tx, &self.resource).await?;
         }
         let v = store::create(tx, rt, &self.id, self.resource, &self.index).await?;
         self.after.check_current(tx, rt, &self.id).await?;

@@ -36,6 +36,7 @@ pub fn config() -> FhirServiceConfig {
         limits: Limits::default(),
         audit: Default::default(),
         export: Default::default(),
+        validation: Default::default(),
         import: Default::default(),
     }
 }

@@ -117,21 +117,31 @@ fn required_code_binding(el: &Value) -> Option<&str> {
         .map(|vs| vs.split_once('|').map_or(vs, |(url, _)| url))
 }
 
-/// Expands every ValueSet bound (required) to a `code` element, sorted by url; those the
-/// package cannot fully enumerate are left out, so their elements stay unchecked.
-fn required_value_sets(pkg: &Path, sds: &[Value]) -> Result<Vec<(String, Vec<String>)>, String> {
-    let urls: BTreeSet<&str> = sds
+/// Codes grouped by system, as [`Terminology::expand`] gives them.
+type Expansion = Vec<(String, Vec<String>)>;
+
+/// Expands every ValueSet of the package that it can enumerate completely, sorted by url:
+/// `code` elements bound with strength `required` point at theirs, and profiles may bind any
+/// element to any of them. A required `code` binding whose ValueSet cannot be enumerated is
+/// reported, and its elements stay unchecked.
+fn required_value_sets(pkg: &Path, sds: &[Value]) -> Result<Vec<(String, Expansion)>, String> {
+    let terminology = Terminology::load(pkg)?;
+    let mut out = Vec::new();
+    for url in terminology.value_set_urls() {
+        match terminology.expand(url) {
+            Some(groups) if !groups.is_empty() => out.push((url.to_string(), groups)),
+            _ => {}
+        }
+    }
+    let required: BTreeSet<&str> = sds
         .iter()
         .filter_map(|sd| sd["snapshot"]["element"].as_array())
         .flatten()
         .filter_map(required_code_binding)
         .collect();
-    let terminology = Terminology::load(pkg)?;
-    let mut out = Vec::new();
-    for url in urls {
-        match terminology.expand(url) {
-            Some(codes) if !codes.is_empty() => out.push((url.to_string(), codes)),
-            _ => eprintln!("not checked (cannot expand from the package): {url}"),
+    for url in required {
+        if !out.iter().any(|(u, _)| u == url) {
+            eprintln!("not checked (cannot expand from the package): {url}");
         }
     }
     Ok(out)
@@ -143,7 +153,7 @@ fn write_output(
     out: &Path,
     primitives: &BTreeMap<String, Value>,
     types: &BTreeMap<String, Value>,
-    value_sets: &[(String, Vec<String>)],
+    value_sets: &[(String, Expansion)],
 ) -> Result<(), String> {
     let mut text = String::from("{\"fhirVersion\":\"4.0.1\",\n");
     text.push_str(&format!(
@@ -154,7 +164,13 @@ fn write_output(
     text.push_str("\"valueSets\":[\n");
     let lines: Vec<String> = value_sets
         .iter()
-        .map(|(url, codes)| json!({"url": url, "codes": codes}).to_string())
+        .map(|(url, groups)| {
+            let include: Vec<Value> = groups
+                .iter()
+                .map(|(system, codes)| json!({"system": system, "codes": codes}))
+                .collect();
+            json!({"url": url, "include": include}).to_string()
+        })
         .collect();
     text.push_str(&lines.join(",\n"));
     text.push_str("\n],\n");

@@ -58,18 +58,30 @@ impl Terminology {
         Ok(t)
     }
 
-    /// The codes of the ValueSet at `canonical` (version suffix ignored) in definition
-    /// order, or `None` when the package cannot enumerate it completely.
-    pub fn expand(&self, canonical: &str) -> Option<Vec<String>> {
+    /// Every ValueSet url of the package, sorted.
+    pub fn value_set_urls(&self) -> Vec<&str> {
+        let mut urls: Vec<&str> = self.value_sets.keys().map(String::as_str).collect();
+        urls.sort_unstable();
+        urls
+    }
+
+    /// The codes of the ValueSet at `canonical` (version suffix ignored), grouped by code
+    /// system in order of first appearance, each group in definition order; `None` when the
+    /// package cannot enumerate it completely.
+    pub fn expand(&self, canonical: &str) -> Option<Vec<(String, Vec<String>)>> {
         let codings = self.expand_codings(canonical, &mut Vec::new())?;
         let mut seen = HashSet::new();
-        Some(
-            codings
-                .into_iter()
-                .filter(|(_, code)| seen.insert(code.clone()))
-                .map(|(_, code)| code)
-                .collect(),
-        )
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        for (system, code) in codings {
+            if !seen.insert((system.clone(), code.clone())) {
+                continue;
+            }
+            match groups.iter_mut().find(|(s, _)| *s == system) {
+                Some((_, codes)) => codes.push(code),
+                None => groups.push((system, vec![code])),
+            }
+        }
+        Some(groups)
     }
 
     fn expand_codings(&self, canonical: &str, visiting: &mut Vec<String>) -> Option<Vec<Coding>> {
