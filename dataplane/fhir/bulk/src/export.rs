@@ -1,11 +1,13 @@
 //! `$export` jobs: the job table, and the worker that turns a job into NDJSON files.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
 use futures_util::StreamExt;
+use hds_fhir_search::{Query, SearchParams};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -25,6 +27,10 @@ pub enum ExportError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("export storage: {0}")]
     Storage(#[from] object_store::Error),
+    #[error("{0}")]
+    Search(#[from] hds_fhir_search::ExecError),
+    #[error("the _typeFilter '{0}' no longer parses: {1}")]
+    TypeFilter(String, String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +70,9 @@ pub struct ExportRequest {
     pub types: Option<Vec<String>>,
     /// `_since`: only resources last changed at or after it.
     pub since: Option<DateTime<Utc>>,
+    /// `_typeFilter`: per type, search queries (ORed) its resources must match; types without
+    /// one are exported whole.
+    pub type_filters: BTreeMap<String, Vec<String>>,
 }
 
 /// One finished file of a job.
@@ -91,6 +100,7 @@ pub struct Job {
     pub output: Vec<OutputFile>,
     pub exported: i64,
     pub message: Option<String>,
+    pub type_filters: BTreeMap<String, Vec<String>>,
 }
 
 impl Job {
@@ -111,6 +121,7 @@ impl Job {
             output: serde_json::from_value(output).unwrap_or_default(),
             exported: r.get("exported"),
             message: r.get("message"),
+            type_filters: serde_json::from_value(r.get("type_filters")).unwrap_or_default(),
         }
     }
 
@@ -130,8 +141,8 @@ pub async fn start(
     let row = client
         .query_one(
             "INSERT INTO export_jobs (id, status, request, level, patients, types, since,
-                                      transaction_time, created, updated)
-             VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $7, $7) RETURNING *",
+                                      type_filters, transaction_time, created, updated)
+             VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $8, $8) RETURNING *",
             &[
                 &Uuid::new_v4(),
                 &req.request,
@@ -139,6 +150,7 @@ pub async fn start(
                 &req.patients,
                 &req.types,
                 &req.since,
+                &serde_json::to_value(&req.type_filters).unwrap_or_default(),
                 &now,
             ],
         )
@@ -190,6 +202,8 @@ impl jobs::JobRunner for Exporter {
 /// Runs export jobs for one service.
 pub struct Exporter {
     pub pool: Pool,
+    /// The service's live search parameters, for `_typeFilter`.
+    pub search: Arc<SearchParams>,
     pub files: FileStore,
     pub max_file_bytes: usize,
     pub wake: Arc<Notify>,
@@ -238,13 +252,17 @@ impl Exporter {
             } else {
                 String::new()
             };
+            let filters = self.type_filters(&job, rt)?;
             let mut file = FileBuffer::default();
             loop {
                 let rows = self.batch(conn, &job, rt, &after).await?;
                 let done = (rows.len() as i64) < BATCH;
+                let wanted = self.filtered(conn, rt, &filters, &rows).await?;
                 for row in &rows {
                     after = row.get::<_, String>(0);
-                    if let Some(body) = row.get::<_, Option<&str>>(1) {
+                    if let Some(body) = row.get::<_, Option<&str>>(1)
+                        && wanted.as_ref().is_none_or(|w| w.contains(&after))
+                    {
                         file.push(body);
                     }
                     if file.bytes.len() >= self.max_file_bytes
@@ -274,6 +292,47 @@ impl Exporter {
         }
         jobs::complete(conn, KIND, id).await?;
         Ok(())
+    }
+
+    /// The job's `_typeFilter` queries for `rt`, parsed with the service's parameters.
+    fn type_filters(&self, job: &Job, rt: &str) -> Result<Vec<Query>, ExportError> {
+        let reg = self.search.current();
+        job.type_filters
+            .get(rt)
+            .into_iter()
+            .flatten()
+            .map(|q| {
+                let pairs: Vec<(String, String)> =
+                    form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+                hds_fhir_search::parse_with(&reg, rt, &pairs)
+                    .map_err(|e| ExportError::TypeFilter(format!("{rt}?{q}"), e.to_string()))
+            })
+            .collect()
+    }
+
+    /// The ids of a page that pass the type's filters (any of them); None when it has none.
+    /// Filters match current resources: one changed since the transaction time is judged as
+    /// it is now.
+    async fn filtered(
+        &self,
+        client: &impl GenericClient,
+        rt: &str,
+        filters: &[Query],
+        rows: &[tokio_postgres::Row],
+    ) -> Result<Option<HashSet<String>>, ExportError> {
+        if filters.is_empty() {
+            return Ok(None);
+        }
+        let ids: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.get::<_, Option<&str>>(1).is_some())
+            .map(|r| r.get::<_, &str>(0))
+            .collect();
+        let mut wanted = HashSet::new();
+        for f in filters {
+            wanted.extend(hds_fhir_search::matching_among(client, rt, f, &ids).await?);
+        }
+        Ok(Some(wanted))
     }
 
     /// Puts the filled file into the store and records it; false if the job was cancelled.

@@ -248,6 +248,24 @@ pub async fn find_ids(
     find_ids_after(client, res_type, q, None, limit).await
 }
 
+/// Which of `ids` (of `res_type`) are current resources matching `q`: `_typeFilter` over a
+/// page an export has read.
+pub async fn matching_among(
+    client: &impl GenericClient,
+    res_type: &str,
+    q: &Query,
+    ids: &[&str],
+) -> Result<Vec<String>, ExecError> {
+    let q = &*resolve(client, q).await?;
+    let mut b = Builder::new("SELECT r.id FROM resources r");
+    where_clause(&mut b, Scope::Type(res_type), q);
+    let owned: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
+    let p = b.bind(Box::new(owned));
+    b.sql.push_str(&format!(" AND r.id = ANY({p})"));
+    let rows = client.query(&b.sql, &b.refs()).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// [`find_ids`] after `after` in id order: the pages a bulk job walks.
 pub async fn find_ids_after(
     client: &impl GenericClient,

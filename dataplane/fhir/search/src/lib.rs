@@ -26,7 +26,7 @@ pub mod ucum;
 pub use custom::SearchParams;
 pub use exec::{
     Cursor, ExecError, Scope, SearchPage, count_matches, explain, find_ids, find_ids_after,
-    includes, search,
+    includes, matching_among, search,
 };
 pub use index::{extract, extract_with};
 pub use query::{

@@ -89,6 +89,7 @@ impl AppState {
             Ok(files) => {
                 let exporter = Arc::new(hds_fhir_bulk::Exporter {
                     pool: store.pool().clone(),
+                    search: search.clone(),
                     files,
                     max_file_bytes: usize::try_from(config.export.max_file_bytes)
                         .unwrap_or(usize::MAX),

@@ -202,6 +202,22 @@ async fn capability_statement_claims_what_is_routed() {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert_eq!(common, ["_type", "_text", "_content", "_list"]);
+    // Operations are claimed where they are routed; $import only when it is on.
+    let names = |ops: &serde_json::Value| -> Vec<String> {
+        ops.as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(&cs["rest"][0]["operation"]),
+        ["export", "bulk-delete", "reindex", "purge-history"]
+    );
+    assert_eq!(
+        names(&patient["operation"]),
+        ["validate", "everything", "export"]
+    );
     for q in ["_text=x", "_content=x", "_list=x", "_type=Patient"] {
         let path = if q.starts_with("_type") {
             format!("?{q}")

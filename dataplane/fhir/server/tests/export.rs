@@ -236,7 +236,17 @@ async fn bad_kick_offs_get_clear_outcomes() {
         ("$export?_outputFormat=text/csv", 400),
         ("$export?_type=Nonsense", 400),
         ("$export?_since=yesterday", 400),
-        ("$export?_typeFilter=Patient%3Factive%3Dtrue", 400),
+        ("$export?_typeFilter=Patient%3Fnonsense%3Dtrue", 400),
+        ("$export?_typeFilter=Nope%3Factive%3Dtrue", 400),
+        ("$export?_typeFilter=active%3Dtrue", 400),
+        (
+            "$export?_type=Patient&_typeFilter=Observation%3Fstatus%3Dfinal",
+            400,
+        ),
+        (
+            "Patient/$export?_typeFilter=Practitioner%3Factive%3Dtrue",
+            400,
+        ),
         ("Patient/$export?_type=Practitioner", 400),
         ("Practitioner/$export", 404),
         ("Group/nope/$export", 404),
@@ -267,4 +277,42 @@ async fn bad_kick_offs_get_clear_outcomes() {
     assert_eq!(r.status(), 202);
     let m = poll(&s, &header(&r, "content-location")).await;
     assert_eq!(ids(&exported(&s, &m).await), [d.practitioner].into());
+}
+
+/// `_typeFilter`: a type's resources must match one of its queries (ORed, commas inside a
+/// query staying with it); types without a filter go whole.
+#[tokio::test]
+async fn type_filters_narrow_their_types_only() {
+    let s = start().await;
+    let d = seed(&s).await;
+    let mut want = Vec::new();
+    for (code, status) in [
+        ("8867-4", "final"),
+        ("1234-5", "final"),
+        ("9999-9", "cancelled"),
+    ] {
+        let o = s
+            .create(&json!({"resourceType": "Observation", "status": status,
+                "code": {"coding": [{"system": "http://loinc.org", "code": code}]}}))
+            .await;
+        if code != "1234-5" {
+            want.push(format!("Observation/{}", o["id"].as_str().unwrap()));
+        }
+    }
+    let other = s
+        .create(&json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "7777-7"}]}}))
+        .await;
+    want.push(format!("Observation/{}", other["id"].as_str().unwrap()));
+    // One filter with an OR of codes (its comma stays inside), one on status.
+    let m = export(
+        &s,
+        "$export?_type=Observation,Patient&_typeFilter=Observation%3Fcode%3Dhttp://loinc.org%7C8867-4,http://loinc.org%7C7777-7,Observation%3Fstatus%3Dcancelled",
+    )
+    .await;
+    let got = ids(&exported(&s, &m).await);
+    let mut expected: BTreeSet<String> = want.into_iter().collect();
+    expected.extend(d.patients.iter().cloned());
+    assert_eq!(got, expected);
+    assert!(!got.iter().any(|id| d.observations.contains(id)));
 }

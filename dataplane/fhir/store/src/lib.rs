@@ -94,6 +94,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "bulk_delete_jobs",
         sql: include_str!("../migrations/0013_bulk_delete_jobs.sql"),
     },
+    Migration {
+        version: 14,
+        name: "export_type_filters",
+        sql: include_str!("../migrations/0014_export_type_filters.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

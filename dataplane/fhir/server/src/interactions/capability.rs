@@ -68,9 +68,23 @@ pub fn capability_statement(config: &FhirServiceConfig) -> Value {
                 .collect();
             let interactions: Vec<Value> =
                 INTERACTIONS.iter().map(|c| json!({"code": c})).collect();
+            let mut operations = vec![json!({"name": "validate",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"})];
+            match t {
+                "Patient" => operations.extend([
+                    json!({"name": "everything",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}),
+                    json!({"name": "export",
+                        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}),
+                ]),
+                "Group" => operations.push(json!({"name": "export",
+                    "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"})),
+                _ => {}
+            }
             json!({
                 "type": t,
                 "interaction": interactions,
+                "operation": operations,
                 "versioning": versioning,
                 "readHistory": true,
                 "updateCreate": true,
@@ -119,6 +133,7 @@ pub fn capability_statement(config: &FhirServiceConfig) -> Value {
             ],
             // Answered for every type from the server's own tables, not from a parameter's
             // index rows, so listed once here rather than per resource.
+            "operation": system_operations(config),
             "searchParam": [
                 {"name": "_type", "type": "token",
                  "documentation": "system search: the resource types to search (default: all)"},
@@ -141,6 +156,23 @@ pub fn capability_statement(config: &FhirServiceConfig) -> Value {
 }
 
 /// Parameters a search can actually use: not the `special` ones.
+/// System-level operations: the Bulk Data IG's export, and Azure's own (defined by this
+/// server, as Azure defines them by its own).
+fn system_operations(config: &FhirServiceConfig) -> Vec<Value> {
+    let ours = |name: &str| json!({"name": name, "definition": format!("https://hds.dev/fhir/OperationDefinition/{name}")});
+    let mut ops = vec![
+        json!({"name": "export",
+            "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}),
+        ours("bulk-delete"),
+        ours("reindex"),
+        ours("purge-history"),
+    ];
+    if config.import.enabled {
+        ops.push(ours("import"));
+    }
+    ops
+}
+
 fn searchable(p: &SearchParam) -> bool {
     match p.kind {
         ParamType::Special => false,

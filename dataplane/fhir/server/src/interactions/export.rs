@@ -3,6 +3,8 @@
 //! X-Progress, then the manifest), DELETE to cancel, and the files themselves below the
 //! status URL. The jobs run in `hds_fhir_bulk`.
 
+use std::collections::BTreeMap;
+
 use axum::body::Body;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -155,6 +157,7 @@ async fn kick_off(
     }
     let mut types: Option<Vec<String>> = None;
     let mut since = None;
+    let mut filters = Vec::new();
     for (k, v) in q {
         match k.as_str() {
             "_outputFormat" => {
@@ -179,7 +182,8 @@ async fn kick_off(
             }
             "_since" => since = Some(parse_instant(v)?),
             "_format" | "_pretty" => {}
-            other if !prefer.strict && other.starts_with('_') && other != "_typeFilter" => {}
+            "_typeFilter" => filters.push(v.clone()),
+            other if !prefer.strict && other.starts_with('_') => {}
             other => {
                 return Err(FhirError::new(
                     StatusCode::BAD_REQUEST,
@@ -200,7 +204,9 @@ async fn kick_off(
             )));
         }
     }
+    let type_filters = type_filters(s, &filters, types.as_deref(), level)?;
     let req = ExportRequest {
+        type_filters,
         request: s.request_url(base, uri),
         level,
         patients,
@@ -215,6 +221,58 @@ async fn kick_off(
         format!("export job {} queued", job.id),
         Some(&status_url(base, job.id)),
     ))
+}
+
+/// `_typeFilter` values: comma-separated `Type?query` items (a comma inside a query, an OR of
+/// values, stays with it: an item starts only where a resource type and `?` follow). Each is
+/// checked as a search of its type, strictly, and must name a type the export covers.
+fn type_filters(
+    s: &AppState,
+    values: &[String],
+    types: Option<&[String]>,
+    level: Level,
+) -> Result<BTreeMap<String, Vec<String>>, FhirError> {
+    let mut items: Vec<String> = Vec::new();
+    for piece in values.iter().flat_map(|v| v.split(',')) {
+        let starts_item = piece
+            .split_once('?')
+            .is_some_and(|(t, _)| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphabetic()));
+        match items.last_mut() {
+            Some(last) if !starts_item => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => items.push(piece.to_owned()),
+        }
+    }
+    let reg = s.registry();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for item in items {
+        let bad = |why: String| FhirError::bad_request(format!("_typeFilter '{item}': {why}"));
+        let (rt, query) = item
+            .split_once('?')
+            .ok_or_else(|| bad("give it as Type?search-parameters".into()))?;
+        check_type(rt).map_err(|_| bad(format!("'{rt}' is not an R4 resource type")))?;
+        if types.is_some_and(|t| !t.iter().any(|x| x == rt)) {
+            return Err(bad(format!("{rt} is not among the exported types (_type)")));
+        }
+        if level != Level::System
+            && hds_fhir_search::r4()
+                .compartment_params("Patient", rt)
+                .is_empty()
+        {
+            return Err(bad(format!("{rt} is not in the Patient compartment")));
+        }
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let q = hds_fhir_search::parse_with(&reg, rt, &pairs).map_err(|e| bad(e.to_string()))?;
+        if let Some((name, why)) = q.unknown.first() {
+            return Err(bad(format!("'{name}' cannot be applied ({why})")));
+        }
+        out.entry(rt.to_owned()).or_default().push(query.to_owned());
+    }
+    Ok(out)
 }
 
 /// A FHIR instant (or date) for `_since`.
