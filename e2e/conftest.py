@@ -273,8 +273,12 @@ class SoloFhir:
     """`hds fhir --config FILE`: one FHIR service (auth off) on a fresh database of the shared
     PostgreSQL, which can be killed and started again on the same data."""
 
-    def __init__(self, tmp_path: Path, export_options: str = ""):
+    def __init__(self, tmp_path: Path, export_options: str = "", export_url: str | None = None,
+                 import_url: str | None = None, env: dict | None = None):
         tmp_path.mkdir(parents=True, exist_ok=True)
+        self.env = {**os.environ, **(env or {})}
+        export_url = export_url or f"file://{tmp_path / 'exports'}"
+        import_url = import_url or f"file://{tmp_path / 'imports'}"
         self.db = f"hds_test_{uuid.uuid4().hex}"
         subprocess.run(["psql", ADMIN_URL, "-qc", f'create database "{self.db}"'], check=True)
         server, _ = ADMIN_URL.rsplit("/", 1)
@@ -287,8 +291,8 @@ class SoloFhir:
             f"listen: 127.0.0.1:{port}\n"
             f"postgres: {{url: '{self.db_url}', poolSize: 4}}\n"
             "auth: {mode: none}\n"
-            f"export: {{{export_options}storageUrl: 'file://{tmp_path / 'exports'}'}}\n"
-            f"import: {{enabled: true, storageUrl: 'file://{tmp_path / 'imports'}'}}\n"
+            f"export: {{{export_options}storageUrl: '{export_url}'}}\n"
+            f"import: {{enabled: true, storageUrl: '{import_url}'}}\n"
         )
         self.imports = tmp_path / "imports"
         self.base = f"http://127.0.0.1:{port}"
@@ -298,7 +302,8 @@ class SoloFhir:
     def start(self) -> None:
         log = self.log_path.open("a")
         self.proc = subprocess.Popen(
-            [str(find_binary()), "fhir", "--config", str(self.config)], stdout=log, stderr=subprocess.STDOUT
+            [str(find_binary()), "fhir", "--config", str(self.config)], stdout=log, stderr=subprocess.STDOUT,
+            env=self.env,
         )
         deadline = time.time() + 30
         while time.time() < deadline:
