@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Object, Pool, Transaction};
 use futures_util::StreamExt;
 use futures_util::future::try_join_all;
-use hds_fhir_store::{IndexEntries, VersionCheck, WriteOutcome};
+use hds_fhir_store::{IndexEntries, VersionCheck, VersionWrite, WriteOutcome};
 use object_store::{GetOptions, GetRange};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -46,9 +46,11 @@ pub enum ImportError {
 }
 
 /// Azure's two modes. IncrementalLoad writes each resource under its own id, as an update (or
-/// update-as-create); InitialLoad only creates, and an id already taken is a refused line. Both
-/// get a new id for a resource without one, and the server's version and lastUpdated.
-/// InitialLoad is only accepted while the service is in initial import mode.
+/// update-as-create), keeping its `meta.versionId` and `meta.lastUpdated` when it has them (so
+/// versions exported elsewhere arrive as they were, in any order); InitialLoad only creates,
+/// with the server's version and lastUpdated, and an id already taken is a refused line. Both
+/// give a resource without an id a new one. InitialLoad is only accepted while the service is
+/// in initial import mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     InitialLoad,
@@ -210,6 +212,9 @@ pub struct Prepared {
     pub resource: Value,
     pub index: IndexEntries,
     pub keep_history: bool,
+    /// `meta.versionId` and `meta.lastUpdated`, kept by an IncrementalLoad.
+    pub version_id: Option<i64>,
+    pub last_updated: Option<DateTime<Utc>>,
     /// Written SearchParameters change what the service indexes; it is told after the chunk.
     pub search_parameter: bool,
 }
@@ -435,7 +440,13 @@ impl Importer {
         let mut written = good.len() as i64;
         let create_only = job.mode == Mode::InitialLoad.as_str();
         let mut tx = conn.transaction().await?;
-        if let Err(e) = write_all(&tx, good, create_only).await {
+        let written_all = write_all(&tx, good, create_only).await;
+        if let Ok(refused) = &written_all {
+            written -= refused.len() as i64;
+            bad.extend(refused.iter().map(|(no, i)| (*no, vec![i.clone()])));
+            bad.sort_by_key(|(no, _)| *no);
+        }
+        if let Err(e) = written_all {
             // Some resource broke a database rule (a NUL character, a value out of range):
             // the chunk is redone one resource at a time, and only the culprits are refused.
             tracing::warn!(job = %job.id, error = %e, "import chunk refused; writing it line by line");
@@ -447,9 +458,13 @@ impl Importer {
                 let sp = tx.savepoint("import_line").await?;
                 let what = format!("{}/{}", p.res_type, p.id.as_deref().unwrap_or("(new)"));
                 match write_one(&sp, p, create_only).await {
-                    Ok(()) => {
+                    Ok(None) => {
                         sp.commit().await?;
                         written += 1;
+                    }
+                    Ok(Some(issue)) => {
+                        sp.commit().await?;
+                        bad.push((no, vec![issue]));
                     }
                     Err(e) => {
                         sp.rollback().await?;
@@ -513,7 +528,7 @@ async fn write_all(
     tx: &Transaction<'_>,
     good: Vec<(i64, Prepared)>,
     create_only: bool,
-) -> Result<(), ImportError> {
+) -> Result<Vec<(i64, LineIssue)>, ImportError> {
     let mut rounds: Vec<Vec<(i64, Prepared)>> = Vec::new();
     let mut seen: Vec<HashSet<(String, String)>> = Vec::new();
     for (no, p) in good {
@@ -534,25 +549,53 @@ async fn write_all(
         }
         rounds[round].push((no, p));
     }
+    let mut refused = Vec::new();
     for round in rounds {
-        try_join_all(
-            round
-                .into_iter()
-                .map(|(_, p)| write_one(tx, p, create_only)),
-        )
+        let outcomes = try_join_all(round.into_iter().map(|(no, p)| async move {
+            write_one(tx, p, create_only)
+                .await
+                .map(|r| r.map(|issue| (no, issue)))
+        }))
         .await?;
+        refused.extend(outcomes.into_iter().flatten());
     }
-    Ok(())
+    Ok(refused)
 }
 
 /// An update-as-create of the resource under its id, or (`create_only`, InitialLoad) a create
-/// that fails if the id is taken; a new id when it has none.
+/// that fails if the id is taken; a new id when it has none. A resource that names its
+/// version or lastUpdated (IncrementalLoad) is kept as that version; one already stored is
+/// the refusal returned.
 async fn write_one(
     tx: &Transaction<'_>,
     p: Prepared,
     create_only: bool,
-) -> Result<(), ImportError> {
+) -> Result<Option<LineIssue>, ImportError> {
     match p.id {
+        Some(id) if !create_only && (p.version_id.is_some() || p.last_updated.is_some()) => {
+            let outcome = hds_fhir_store::write_version(
+                tx,
+                &p.res_type,
+                &id,
+                p.resource,
+                &p.index,
+                p.version_id,
+                p.last_updated,
+                p.keep_history,
+            )
+            .await?;
+            if outcome == VersionWrite::Exists {
+                return Ok(Some(LineIssue {
+                    code: "duplicate".into(),
+                    diagnostics: format!(
+                        "{}/{id} version {} is stored already",
+                        p.res_type,
+                        p.version_id.unwrap_or_default()
+                    ),
+                    expression: Some("meta.versionId".into()),
+                }));
+            }
+        }
         Some(id) if create_only => {
             hds_fhir_store::create(tx, &p.res_type, &id, p.resource, &p.index).await?;
         }
@@ -582,7 +625,7 @@ async fn write_one(
             hds_fhir_store::create(tx, &p.res_type, &id, resource, &p.index).await?;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Why the database refused one resource, in the import's words.

@@ -385,3 +385,85 @@ async fn a_cancelled_import_keeps_what_it_committed_and_answers_404() {
     assert_eq!(count(&s).await, before);
     assert_eq!(s.http.delete(&status).send().await.unwrap().status(), 404);
 }
+
+/// IncrementalLoad keeps `meta.versionId` and `meta.lastUpdated`, in any order: the newest
+/// version is the current one, older ones go to history, and a version stored already is a
+/// refused line.
+#[tokio::test]
+async fn incremental_load_keeps_versions_and_last_updated() {
+    let Imports { server: s, dir } = start_importing(false).await;
+    let v = |version: &str, at: &str, family: &str| {
+        json!({"resourceType": "Patient", "id": "kept", "name": [{"family": family}],
+               "meta": {"versionId": version, "lastUpdated": at}})
+        .to_string()
+    };
+    let lines = [
+        v("3", "2020-03-01T10:00:00Z", "Third"),
+        v("1", "2019-01-01T10:00:00Z", "First"),
+        v("3", "2021-01-01T00:00:00Z", "Again"),
+        json!({"resourceType": "Patient", "id": "odd", "meta": {"versionId": "v7"}}).to_string(),
+        // Only a lastUpdated: the next version, at that time.
+        json!({"resourceType": "Patient", "id": "dated", "meta": {"lastUpdated": "2018-05-05T05:05:05Z"}})
+            .to_string(),
+    ]
+    .join("\n");
+    std::fs::write(dir.join("kept.ndjson"), lines).unwrap();
+    let result = import(&s, &parameters("IncrementalLoad", &[(None, "kept.ndjson")])).await;
+    assert_eq!(result["output"][0]["count"], 3);
+    assert_eq!(result["error"][0]["count"], 2);
+    let text = s
+        .http
+        .get(result["error"][0]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let outcomes: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(outcomes[0]["issue"][0]["code"], "duplicate");
+    assert!(
+        outcomes[0]["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("line 3: Patient/kept version 3 is stored already")
+    );
+    assert!(
+        outcomes[1]["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("line 4: meta.versionId 'v7'")
+    );
+
+    let current = json(s.get("Patient/kept").await).await;
+    assert_eq!(current["name"][0]["family"], "Third");
+    assert_eq!(current["meta"]["versionId"], "3");
+    assert!(
+        current["meta"]["lastUpdated"]
+            .as_str()
+            .unwrap()
+            .starts_with("2020-03-01T10:00:00")
+    );
+    let first = json(s.get("Patient/kept/_history/1").await).await;
+    assert_eq!(first["name"][0]["family"], "First");
+    let history = json(s.get("Patient/kept/_history").await).await;
+    assert_eq!(history["entry"].as_array().unwrap().len(), 2);
+    let dated = json(s.get("Patient/dated").await).await;
+    assert_eq!(dated["meta"]["versionId"], "1");
+    assert!(
+        dated["meta"]["lastUpdated"]
+            .as_str()
+            .unwrap()
+            .starts_with("2018-05-05T05:05:05")
+    );
+    // The search index follows the current version.
+    let found = json(s.get("Patient?family=Third").await).await;
+    assert_eq!(found["entry"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        json(s.get("Patient?family=First").await).await["entry"],
+        Value::Null
+    );
+}

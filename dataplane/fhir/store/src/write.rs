@@ -339,3 +339,76 @@ pub async fn hard_delete(tx: &Transaction<'_>, res_type: &str, id: &str) -> Resu
     )?;
     Ok(true)
 }
+
+/// What [`write_version`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionWrite {
+    /// Written, and now the current version.
+    Current,
+    /// Written into history, behind a newer current version.
+    History,
+    /// That version of the resource is stored already; nothing was written.
+    Exists,
+}
+
+/// Writes `res_type/id` as the version the caller names, with the lastUpdated it names (each
+/// defaulting as an update would): Azure's incremental `$import`, which keeps the
+/// `meta.versionId` and `meta.lastUpdated` of resources moved from another server, in any
+/// order. The newest version is the current one, with its index rows.
+#[allow(clippy::too_many_arguments)]
+pub async fn write_version(
+    tx: &Transaction<'_>,
+    res_type: &str,
+    id: &str,
+    mut resource: Value,
+    index: &IndexEntries,
+    version_id: Option<i64>,
+    last_updated: Option<DateTime<Utc>>,
+    keep_history: bool,
+) -> Result<VersionWrite> {
+    let current = lock_head(tx, res_type, id).await?;
+    let version_id = version_id.unwrap_or_else(|| current.map_or(1, |(v, _)| v + 1));
+    let exists = tx
+        .prepare_cached(
+            "SELECT 1 FROM resource_versions WHERE res_type = $1 AND id = $2 AND version_id = $3",
+        )
+        .await?;
+    if tx
+        .query_opt(&exists, &[&res_type, &id, &version_id])
+        .await?
+        .is_some()
+    {
+        return Ok(VersionWrite::Exists);
+    }
+    let last_updated = last_updated.unwrap_or_else(now);
+    let body = stamp(&mut resource, version_id, &last_updated);
+    insert_version(
+        tx,
+        res_type,
+        id,
+        version_id,
+        &last_updated,
+        Method::Put,
+        Some(&body),
+    )
+    .await?;
+    if current.is_some_and(|(v, _)| v > version_id) {
+        return Ok(VersionWrite::History);
+    }
+    let head = tx
+        .prepare_cached(
+            "INSERT INTO resources (res_type, id, version_id, last_updated, deleted)
+             VALUES ($1, $2, $3, $4, false)
+             ON CONFLICT (res_type, id) DO UPDATE
+                SET version_id = EXCLUDED.version_id, last_updated = EXCLUDED.last_updated,
+                    deleted = false",
+        )
+        .await?;
+    let head_params: [&(dyn ToSql + Sync); 4] = [&res_type, &id, &version_id, &last_updated];
+    try_join!(
+        tx.execute(&head, &head_params),
+        replace_index(tx, res_type, id, index),
+        prune_history(tx, res_type, id, version_id, keep_history),
+    )?;
+    Ok(VersionWrite::Current)
+}

@@ -234,8 +234,11 @@ pub fn prepare(
     if search_parameter {
         super::reindex::check_search_parameter(&resource).map_err(issues)?;
     }
+    let (version_id, last_updated) = kept_meta(&resource).map_err(|why| issue("value", why))?;
     let index = hds_fhir_search::extract_with(reg, &resource);
     Ok(Prepared {
+        version_id,
+        last_updated,
         keep_history: keeps_history(config.resource_version_policy.for_type(&rt)),
         res_type: rt,
         id,
@@ -243,6 +246,29 @@ pub fn prepare(
         index,
         search_parameter,
     })
+}
+
+/// The `meta.versionId` (a positive whole number here) and `meta.lastUpdated` a resource
+/// carries, for an IncrementalLoad to keep.
+fn kept_meta(
+    resource: &Value,
+) -> Result<(Option<i64>, Option<chrono::DateTime<chrono::Utc>>), String> {
+    let meta = &resource["meta"];
+    let version = match meta["versionId"].as_str() {
+        None => None,
+        Some(v) => Some(v.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            format!("meta.versionId '{v}' is not a version number (1, 2, ...) this server can keep")
+        })?),
+    };
+    let last_updated = match meta["lastUpdated"].as_str() {
+        None => None,
+        Some(t) => Some(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|e| format!("meta.lastUpdated '{t}': {e}"))?
+                .with_timezone(&chrono::Utc),
+        ),
+    };
+    Ok((version, last_updated))
 }
 
 fn issues(e: FhirError) -> Vec<LineIssue> {
