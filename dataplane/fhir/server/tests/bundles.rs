@@ -383,3 +383,89 @@ async fn bad_bundles_get_clear_outcomes() {
     assert_eq!(out["type"], "transaction-response");
     assert!(out.get("entry").is_none());
 }
+
+/// A transaction's plain creates go in one multi-row statement; the index rows it writes are
+/// exactly those a single write of the same resource writes.
+#[tokio::test]
+async fn creates_written_together_index_like_single_writes() {
+    let s = start().await;
+    let resources = [
+        json!({"resourceType": "Patient", "name": [{"family": "Multirow", "given": ["Ann"]}],
+               "telecom": [{"system": "phone", "value": "555-0100"}], "birthDate": "1970-02-03",
+               "gender": "female", "address": [{"city": "Springfield", "postalCode": "62701"}],
+               "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Ann Multirow</div>"}}),
+        json!({"resourceType": "Observation", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+               "subject": {"reference": "Patient/elsewhere"},
+               "effectivePeriod": {"start": "2020-01-01T10:00:00Z", "end": "2020-01-01T11:00:00Z"},
+               "component": [
+                   {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                    "valueQuantity": {"value": 120.5, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+                   {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+                    "valueQuantity": {"value": 80, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}]}),
+        json!({"resourceType": "RiskAssessment", "status": "final", "subject": {"reference": "Patient/elsewhere"},
+               "prediction": [{"probabilityDecimal": 0.25}]}),
+        json!({"resourceType": "ValueSet", "status": "active", "url": "http://example.org/vs/multirow"}),
+    ];
+    let entries: Vec<Value> = resources
+        .iter()
+        .map(|r| json!({"resource": r, "request": {"method": "POST", "url": r["resourceType"]}}))
+        .collect();
+    let b = json(
+        s.post(
+            "",
+            &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+        )
+        .await,
+    )
+    .await;
+    let (client, conn) = tokio_postgres::connect(&s.db_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for (e, original) in b["entry"].as_array().unwrap().iter().zip(&resources) {
+        let location = e["response"]["location"].as_str().unwrap();
+        let location = location
+            .strip_prefix(&format!("{}/", s.base))
+            .unwrap_or(location);
+        let (rt, rest) = location.split_once('/').unwrap();
+        let together = rest.split('/').next().unwrap().to_owned();
+        let alone = format!("{together}-alone");
+        let mut single = original.clone();
+        single["id"] = json!(alone);
+        assert_eq!(s.put(&format!("{rt}/{alone}"), &single).await.status(), 201);
+        let mut rows_of = Vec::new();
+        for id in [&together, &alone] {
+            let mut rows = Vec::new();
+            for table in [
+                "search_token",
+                "search_string",
+                "search_date",
+                "search_number",
+                "search_quantity",
+                "search_reference",
+                "search_uri",
+                "search_text",
+                "search_composite",
+            ] {
+                // The full text of every string holds the id itself, so it differs.
+                let sql = format!(
+                    "SELECT to_jsonb(t) - 'id' - 'content' FROM {table} t
+                      WHERE res_type = $1 AND id = $2"
+                );
+                let mut found: Vec<String> = client
+                    .query(&sql, &[&rt, id])
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| format!("{table} {}", r.get::<_, Value>(0)))
+                    .collect();
+                found.sort();
+                rows.extend(found);
+            }
+            rows_of.push(rows);
+        }
+        assert!(rows_of[0].len() >= 3, "{rt}: {:?}", rows_of[0]);
+        assert_eq!(rows_of[0], rows_of[1], "{rt}");
+    }
+}

@@ -278,6 +278,174 @@ impl IndexEntries {
     }
 }
 
+/// The index rows of several resources, each row carrying its owner: what one multi-row insert
+/// (a transaction's creates) binds.
+pub(crate) struct IndexBatch<'a> {
+    items: &'a [(&'a str, &'a str, &'a IndexEntries)],
+}
+
+impl<'a> IndexBatch<'a> {
+    pub(crate) fn new(items: &'a [(&'a str, &'a str, &'a IndexEntries)]) -> Self {
+        Self { items }
+    }
+
+    /// As [`IndexEntries::insert_ctes`], each table's arrays led by the owners' types and ids.
+    pub(crate) fn insert_ctes(first: usize) -> String {
+        let mut n = first;
+        let mut p = |k: usize| {
+            let s: Vec<String> = (0..k).map(|i| format!("${}", n + i)).collect();
+            n += k;
+            s
+        };
+        let arrays = |ps: &[String], types: &[&str]| -> String {
+            ps.iter()
+                .zip(types)
+                .map(|(p, t)| format!("{p}::{t}[]"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let t = p(6);
+        let s = p(5);
+        let d = p(5);
+        let num = p(4);
+        let q = p(11);
+        let r = p(7);
+        let u = p(4);
+        let x = p(4);
+        let c = p(1);
+        let txt = |k: usize| vec!["text"; k];
+        format!(
+            "ins_token AS (INSERT INTO search_token (res_type, id, param, system, code, display)
+                SELECT * FROM unnest({})),
+             ins_string AS (INSERT INTO search_string (res_type, id, param, norm, exact)
+                SELECT * FROM unnest({})),
+             ins_date AS (INSERT INTO search_date (res_type, id, param, lo, hi)
+                SELECT * FROM unnest({})),
+             ins_number AS (INSERT INTO search_number (res_type, id, param, value)
+                SELECT x.rt, x.id, x.p, x.v::numeric FROM unnest({}) AS x(rt, id, p, v)),
+             ins_quantity AS (INSERT INTO search_quantity
+                    (res_type, id, param, system, code, unit, lo, hi, canon_dim, canon_lo, canon_hi)
+                SELECT x.rt, x.id, x.p, x.s, x.c, x.u, x.lo::numeric, x.hi::numeric, x.d,
+                       x.clo::numeric, x.chi::numeric
+                  FROM unnest({}) AS x(rt, id, p, s, c, u, lo, hi, d, clo, chi)),
+             ins_reference AS (INSERT INTO search_reference (res_type, id, param, target_type, target_id, url, version)
+                SELECT * FROM unnest({})),
+             ins_uri AS (INSERT INTO search_uri (res_type, id, param, uri)
+                SELECT * FROM unnest({})),
+             ins_text AS (INSERT INTO search_text (res_type, id, narrative, content)
+                SELECT x.rt, x.id, to_tsvector('simple', x.n), to_tsvector('simple', x.c)
+                  FROM unnest({}) AS x(rt, id, n, c)),
+             ins_composite AS (INSERT INTO search_composite
+                SELECT x.* FROM jsonb_to_recordset({}::jsonb) AS x(
+                    res_type text, id text, param text, grp integer, comp smallint, system text,
+                    code text, display text, norm text, exact text, dlo timestamptz,
+                    dhi timestamptz, value numeric, unit text, lo numeric, hi numeric,
+                    canon_dim text, canon_lo numeric, canon_hi numeric, target_type text,
+                    target_id text, url text, version text, uri text))",
+            arrays(&t, &txt(6)),
+            arrays(&s, &txt(5)),
+            arrays(&d, &["text", "text", "text", "timestamptz", "timestamptz"]),
+            arrays(&num, &txt(4)),
+            arrays(&q, &txt(11)),
+            arrays(&r, &txt(7)),
+            arrays(&u, &txt(4)),
+            arrays(&x, &txt(4)),
+            c[0],
+        )
+    }
+
+    /// The arrays [`IndexBatch::insert_ctes`] binds, in its order.
+    pub(crate) fn columns(&self) -> Vec<Box<dyn ToSql + Sync + Send + 'a>> {
+        type Owned<'e, T> = Vec<(&'e str, &'e str, &'e T)>;
+        fn rows<'e, T>(
+            items: &[(&'e str, &'e str, &'e IndexEntries)],
+            f: impl Fn(&'e IndexEntries) -> &'e [T],
+        ) -> Owned<'e, T> {
+            items
+                .iter()
+                .flat_map(|(rt, id, ix)| f(ix).iter().map(move |e| (*rt, *id, e)))
+                .collect()
+        }
+        fn col<'e, T, V: ToSql + Sync + Send + 'e>(
+            rows: &[(&'e str, &'e str, &'e T)],
+            f: impl Fn(&'e T) -> V,
+        ) -> Vec<Box<dyn ToSql + Sync + Send + 'e>> {
+            vec![
+                Box::new(rows.iter().map(|r| r.0).collect::<Vec<&str>>()),
+                Box::new(rows.iter().map(|r| r.1).collect::<Vec<&str>>()),
+                Box::new(rows.iter().map(|r| f(r.2)).collect::<Vec<V>>()),
+            ]
+        }
+        fn more<'e, T, V: ToSql + Sync + Send + 'e>(
+            rows: &[(&'e str, &'e str, &'e T)],
+            f: impl Fn(&'e T) -> V,
+        ) -> Box<dyn ToSql + Sync + Send + 'e> {
+            Box::new(rows.iter().map(|r| f(r.2)).collect::<Vec<V>>())
+        }
+        let items = self.items;
+        let t = rows(items, |ix| ix.tokens.as_slice());
+        let s = rows(items, |ix| ix.strings.as_slice());
+        let d = rows(items, |ix| ix.dates.as_slice());
+        let n = rows(items, |ix| ix.numbers.as_slice());
+        let q = rows(items, |ix| ix.quantities.as_slice());
+        let r = rows(items, |ix| ix.references.as_slice());
+        let u = rows(items, |ix| ix.uris.as_slice());
+        let x = rows(items, |ix| ix.text.as_slice());
+        let mut out = Vec::with_capacity(48);
+        out.extend(col(&t, |e| e.param.as_str()));
+        out.push(more(&t, |e| e.system.as_deref()));
+        out.push(more(&t, |e| e.code.as_str()));
+        out.push(more(&t, |e| e.display.as_deref()));
+        out.extend(col(&s, |e| e.param.as_str()));
+        out.push(more(&s, |e| e.norm.as_str()));
+        out.push(more(&s, |e| e.exact.as_str()));
+        out.extend(col(&d, |e| e.param.as_str()));
+        out.push(more(&d, |e| e.lo));
+        out.push(more(&d, |e| e.hi));
+        out.extend(col(&n, |e| e.param.as_str()));
+        out.push(more(&n, |e| e.value.as_str()));
+        out.extend(col(&q, |e| e.param.as_str()));
+        out.push(more(&q, |e| e.system.as_deref()));
+        out.push(more(&q, |e| e.code.as_deref()));
+        out.push(more(&q, |e| e.unit.as_deref()));
+        out.push(more(&q, |e| e.lo.as_deref()));
+        out.push(more(&q, |e| e.hi.as_deref()));
+        out.push(more(&q, |e| {
+            e.canonical.as_ref().map(|c| c.dimension.as_str())
+        }));
+        out.push(more(&q, |e| {
+            e.canonical.as_ref().and_then(|c| c.lo.as_deref())
+        }));
+        out.push(more(&q, |e| {
+            e.canonical.as_ref().and_then(|c| c.hi.as_deref())
+        }));
+        out.extend(col(&r, |e| e.param.as_str()));
+        out.push(more(&r, |e| e.target_type.as_deref()));
+        out.push(more(&r, |e| e.target_id.as_deref()));
+        out.push(more(&r, |e| e.url.as_deref()));
+        out.push(more(&r, |e| e.version.as_deref()));
+        out.extend(col(&u, |e| e.param.as_str()));
+        out.push(more(&u, |e| e.uri.as_str()));
+        out.extend(col(&x, |e| e.narrative.as_str()));
+        out.push(more(&x, |e| e.content.as_str()));
+        let composites: Vec<serde_json::Value> = items
+            .iter()
+            .flat_map(|(rt, id, ix)| {
+                ix.composites.iter().map(move |c| {
+                    let mut v = serde_json::to_value(c).unwrap_or_default();
+                    if let serde_json::Value::Object(o) = &mut v {
+                        o.insert("res_type".into(), (*rt).into());
+                        o.insert("id".into(), (*id).into());
+                    }
+                    v
+                })
+            })
+            .collect();
+        out.push(Box::new(serde_json::Value::Array(composites)));
+        out
+    }
+}
+
 /// Every index table, for deleting a resource's rows.
 const TABLES: &[&str] = &[
     "search_token",

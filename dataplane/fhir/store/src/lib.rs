@@ -24,8 +24,8 @@ pub use index::{
     ReferenceEntry, StringEntry, TextEntry, TokenEntry, UriEntry,
 };
 pub use write::{
-    DeleteOutcome, VersionCheck, VersionWrite, WriteOutcome, create, delete, hard_delete,
-    purge_history, replace_index, stamp, update, write_version,
+    DeleteOutcome, VersionCheck, VersionWrite, WriteOutcome, create, create_many, delete,
+    hard_delete, purge_history, replace_index, stamp, update, write_version,
 };
 
 pub const MIGRATIONS: &[Migration] = &[

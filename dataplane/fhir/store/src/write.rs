@@ -108,6 +108,61 @@ pub async fn create(
     })
 }
 
+/// Inserts several new resources with version 1, in one statement: head, version and index rows
+/// of all of them as multi-row inserts (a transaction's creates), so PostgreSQL runs one
+/// statement rather than one per resource. All get the same lastUpdated.
+pub async fn create_many(
+    client: &impl GenericClient,
+    items: Vec<(&str, &str, Value, &IndexEntries)>,
+) -> Result<Vec<StoredVersion>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let last_updated = now();
+    let mut types = Vec::with_capacity(items.len());
+    let mut ids = Vec::with_capacity(items.len());
+    let mut bodies = Vec::with_capacity(items.len());
+    let mut owners = Vec::with_capacity(items.len());
+    for (rt, id, mut resource, index) in items {
+        bodies.push(stamp(&mut resource, 1, &last_updated));
+        types.push(rt);
+        ids.push(id);
+        owners.push((rt, id, index));
+    }
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH head AS (
+                 INSERT INTO resources (res_type, id, version_id, last_updated, deleted)
+                 SELECT x.rt, x.id, 1, $3, false FROM unnest($1::text[], $2::text[]) AS x(rt, id)),
+             version AS (
+                 INSERT INTO resource_versions (res_type, id, version_id, last_updated, method, body)
+                 SELECT x.rt, x.id, 1, $3, 'POST', x.b
+                   FROM unnest($1::text[], $2::text[], $4::text[]) AS x(rt, id, b)),
+             {}
+             SELECT 1",
+            crate::index::IndexBatch::insert_ctes(5)
+        )
+    });
+    let batch = crate::index::IndexBatch::new(&owners);
+    let columns = batch.columns();
+    let stmt = client.prepare_cached(&SQL).await?;
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&types, &ids, &last_updated, &bodies];
+    params.extend(columns.iter().map(|c| c.as_ref() as &(dyn ToSql + Sync)));
+    client.execute(&stmt, &params).await?;
+    Ok(owners
+        .iter()
+        .zip(bodies)
+        .map(|((rt, id, _), body)| StoredVersion {
+            res_type: (*rt).to_owned(),
+            id: (*id).to_owned(),
+            version_id: 1,
+            last_updated,
+            method: Method::Post,
+            body: Some(body),
+        })
+        .collect())
+}
+
 /// Writes a new version of `res_type/id`, creating it if absent (update-as-create).
 /// With `keep_history` false (Azure's no-version policy) older versions are dropped.
 #[allow(clippy::too_many_arguments)]

@@ -13,6 +13,8 @@ pub const FHIR_JSON: &str = "application/fhir+json";
 pub struct TestServer {
     pub base: String,
     pub http: Client,
+    /// The service's own database, for tests that look at what was stored.
+    pub db_url: String,
 }
 
 pub fn admin_url() -> String {
@@ -73,6 +75,7 @@ pub async fn start_with(mut cfg: FhirServiceConfig) -> TestServer {
     TestServer {
         base: format!("http://{addr}"),
         http: Client::new(),
+        db_url: url,
     }
 }
 

@@ -246,11 +246,45 @@ impl Context<'_> {
                 .map_err(|err| failed(&label, err))?;
             prepared.push((i, label, new));
         }
+        // Plain creates (nothing to match first, nothing to check after) go in one multi-row
+        // statement; the others each run their own, pipelined.
+        let (plain, checked): (Vec<_>, Vec<_>) = prepared.into_iter().partition(|(_, _, new)| {
+            new.if_none_exist.is_none() && new.after.is_none() && new.profiles.is_none()
+        });
         let (base, prefer) = (self.base, self.prefer);
-        let results = futures_util::future::join_all(prepared.into_iter().map(
-            |(i, label, new)| async move { (i, label, new.create_in(tx, base, prefer, &[]).await) },
-        ))
-        .await;
+        if !plain.is_empty() {
+            let mut owners = Vec::with_capacity(plain.len());
+            let mut resources = Vec::with_capacity(plain.len());
+            for (i, label, new) in plain {
+                owners.push((i, label, new.rt, new.id, new.index));
+                resources.push(new.resource);
+            }
+            let items = owners
+                .iter()
+                .zip(resources)
+                .map(|((_, _, rt, id, index), r)| (rt.as_str(), id.as_str(), r, index))
+                .collect();
+            let stored = store::create_many(tx, items)
+                .await
+                .map_err(|err| failed(&owners[0].1, err.into()))?;
+            for ((i, _, rt, _, _), v) in owners.iter().zip(&stored) {
+                metrics::counter!("hds_fhir_resources_created_total", "type" => rt.clone())
+                    .increment(1);
+                responses[*i] = Some(version_response(
+                    StatusCode::CREATED,
+                    v,
+                    base,
+                    prefer.return_,
+                    true,
+                    &[],
+                ));
+            }
+        }
+        let results =
+            futures_util::future::join_all(checked.into_iter().map(|(i, label, new)| async move {
+                (i, label, new.create_in(tx, base, prefer, &[]).await)
+            }))
+            .await;
         for (i, label, result) in results {
             responses[i] = Some(result.map_err(|err| failed(&label, err))?);
         }
