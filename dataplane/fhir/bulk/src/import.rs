@@ -550,7 +550,33 @@ async fn write_all(
         rounds[round].push((no, p));
     }
     let mut refused = Vec::new();
-    for round in rounds {
+    for mut round in rounds {
+        if create_only {
+            // Only creates: one multi-row statement for the round (a taken id fails it, and
+            // the chunk is then redone line by line, which names the line).
+            for (_, p) in &mut round {
+                if p.id.is_none() {
+                    let id = Uuid::new_v4().to_string();
+                    if let Value::Object(o) = &mut p.resource {
+                        o.insert("id".into(), Value::String(id.clone()));
+                    }
+                    p.id = Some(id);
+                }
+            }
+            let mut owners = Vec::with_capacity(round.len());
+            let mut resources = Vec::with_capacity(round.len());
+            for (_, p) in round {
+                owners.push((p.res_type, p.id.unwrap_or_default(), p.index));
+                resources.push(p.resource);
+            }
+            let rows = owners
+                .iter()
+                .zip(resources)
+                .map(|((rt, id, ix), r)| (rt.as_str(), id.as_str(), r, ix))
+                .collect();
+            hds_fhir_store::create_many(tx, rows).await?;
+            continue;
+        }
         let outcomes = try_join_all(round.into_iter().map(|(no, p)| async move {
             write_one(tx, p, create_only)
                 .await
