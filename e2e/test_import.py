@@ -139,6 +139,8 @@ def test_hds_import_reports_bad_lines_by_file_and_line_and_resumes(tmp_path):
         lines[4] = '{"resourceType": "Patient", "id": '  # line 5: not JSON
         lines[9] = json.dumps({"resourceType": "Patient", "id": "cli-9", "gender": "sometimes"})  # line 10
         lines[3989] = json.dumps({"name": "no type"})  # line 3990
+        # The same resource again, a few lines on: a second version, in file order.
+        lines[3994] = json.dumps({"resourceType": "Patient", "id": "cli-3993", "gender": "female"})
         data = tmp_path / "data"
         data.mkdir()
         (data / "patients.ndjson").write_text("\n".join(lines) + "\n")
@@ -168,7 +170,9 @@ def test_hds_import_reports_bad_lines_by_file_and_line_and_resumes(tmp_path):
         assert 0 < imported < 3997 + 2, second.stderr
 
         total = requests.get(f"{svc.base}/Patient?_summary=count").json()["total"]
-        assert total == 3997 + 1
+        assert total == 3996 + 1
+        again = requests.get(f"{svc.base}/Patient/cli-3993").json()
+        assert (again["gender"], again["meta"]["versionId"]) == ("female", "2")
         bundled = requests.get(f"{svc.base}/Observation?subject:Patient.family=Bundled").json()
         assert len(bundled["entry"]) == 1
 

@@ -1,12 +1,14 @@
 //! `hds import <files|dirs> --server URL`: loads NDJSON files and Bundles into a FHIR service
-//! through its API, as batch Bundles of PUTs, with a progress bar and a state file to resume.
+//! through its API, as Bundles of PUTs (a transaction each, one commit; a refused one is sent
+//! again as a batch, to learn which lines were bad), with a progress bar and a state file to
+//! resume.
 //!
 //! Every resource is written under an id: its own, or for one without an id a UUID derived
 //! from its file, line and text, so that sending a batch again after an interruption writes
 //! the same resources rather than duplicates. A line the server (or the JSON parser) refuses is
 //! reported with its file and line number, and the rest goes on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -347,6 +349,7 @@ impl<'a> Reader<'a> {
         let mut origins = Vec::new();
         let mut refused = 0;
         let mut line = Vec::new();
+        let mut written = HashSet::new();
         while entries.len() < self.batch_size {
             line.clear();
             let n = reader.read_until(b'\n', &mut line)?;
@@ -363,6 +366,16 @@ impl<'a> Reader<'a> {
                 Ok(resource) => {
                     match entry(resource, &format!("{}:{}", path.display(), pos.line)) {
                         Ok(e) => {
+                            let key = e["request"]["url"].as_str().unwrap_or_default();
+                            if !written.insert(key.to_owned()) {
+                                // The same resource again: it opens the next batch (a
+                                // transaction writes a resource once, and versions follow
+                                // the file).
+                                reader.seek_relative(-(n as i64))?;
+                                pos.offset -= n as u64;
+                                pos.line -= 1;
+                                break;
+                            }
                             entries.push(e);
                             origins.push(Origin {
                                 file,
@@ -517,7 +530,8 @@ fn entry(mut resource: Value, origin: &str) -> Result<Value, String> {
     }))
 }
 
-/// Sends one batch, retrying what may pass later (no connection, 429, 5xx) a few times.
+/// Sends one batch of lines as a transaction (one commit on the server); if the server refuses
+/// it, as a batch, whose answer says which entries it refused and why.
 async fn post(
     client: &reqwest::Client,
     base: &str,
@@ -527,11 +541,26 @@ async fn post(
     if b.entries.is_empty() {
         return Ok(json!({"resourceType": "Bundle", "entry": []}));
     }
-    let body = if b.as_is {
-        b.entries[0].to_string()
-    } else {
-        json!({"resourceType": "Bundle", "type": "batch", "entry": b.entries}).to_string()
-    };
+    if b.as_is {
+        return send(client, base, token, b.entries[0].to_string()).await;
+    }
+    let bundle = |kind: &str| json!({"resourceType": "Bundle", "type": kind, "entry": b.entries});
+    let reply = send(client, base, token, bundle("transaction").to_string()).await?;
+    if reply.get("refused").is_none() {
+        return Ok(reply);
+    }
+    send(client, base, token, bundle("batch").to_string()).await
+}
+
+/// Posts a Bundle, retrying what may pass later (no connection, 429, 5xx) a few times.
+async fn send(
+    client: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+    body: String,
+) -> anyhow::Result<Value> {
+    // Shared, not copied, between attempts.
+    let body = bytes::Bytes::from(body);
     let mut delay = Duration::from_millis(500);
     for attempt in 1.. {
         let mut req = client
