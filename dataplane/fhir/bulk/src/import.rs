@@ -556,7 +556,7 @@ async fn write_all(
             // the chunk is then redone line by line, which names the line).
             for (_, p) in &mut round {
                 if p.id.is_none() {
-                    let id = Uuid::new_v4().to_string();
+                    let id = hds_fhir_store::new_id();
                     if let Value::Object(o) = &mut p.resource {
                         o.insert("id".into(), Value::String(id.clone()));
                     }
@@ -643,7 +643,7 @@ async fn write_one(
             ));
         }
         None => {
-            let id = Uuid::new_v4().to_string();
+            let id = hds_fhir_store::new_id();
             let mut resource = p.resource;
             if let Value::Object(o) = &mut resource {
                 o.insert("id".into(), Value::String(id.clone()));

@@ -157,7 +157,7 @@ fn is_type(segment: &str) -> bool {
 async fn write_audit_events(store: Store, service: String, mut rx: mpsc::Receiver<AuditRecord>) {
     let registry = hds_fhir_search::r4();
     while let Some(record) = rx.recv().await {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = hds_fhir_store::new_id();
         let event = audit_event(&record, &id, &service);
         let index = hds_fhir_search::extract_with(registry, &event);
         let result = match store.connection().await {

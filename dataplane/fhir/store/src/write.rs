@@ -110,7 +110,8 @@ pub async fn create(
 
 /// Inserts several new resources with version 1, in one statement: head, version and index rows
 /// of all of them as multi-row inserts (a transaction's creates), so PostgreSQL runs one
-/// statement rather than one per resource. All get the same lastUpdated.
+/// statement rather than one per resource. All get the same lastUpdated. Must run inside a
+/// transaction (it sets a planner option for its statement).
 pub async fn create_many(
     client: &impl GenericClient,
     items: Vec<(&str, &str, Value, &IndexEntries)>,
@@ -148,7 +149,15 @@ pub async fn create_many(
     let stmt = client.prepare_cached(&SQL).await?;
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&types, &ids, &last_updated, &bodies];
     params.extend(columns.iter().map(|c| c.as_ref() as &(dyn ToSql + Sync)));
+    // Planning this statement anew for each Bundle (PostgreSQL's custom plans, which it keeps
+    // choosing for array parameters) cost more than inserting: its plan does not depend on the
+    // values, so the generic one is used, for this statement only. The caller's transaction
+    // scopes the setting; RESET returns to the session's own.
+    client
+        .batch_execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        .await?;
     client.execute(&stmt, &params).await?;
+    client.batch_execute("RESET plan_cache_mode").await?;
     Ok(owners
         .iter()
         .zip(bodies)

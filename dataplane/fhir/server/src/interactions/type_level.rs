@@ -47,7 +47,7 @@ pub async fn create(
         None => None,
     };
     // The server assigns the id of a created resource; one sent by the client is ignored.
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = hds_fhir_store::new_id();
     let new = NewResource::prepare(&s, &access, &rt, &id, resource, if_none_exist)?;
     let mut conn = s.store.connection().await?;
     if new.if_none_exist.is_none() && new.after.is_none() {
@@ -249,7 +249,7 @@ pub async fn conditional_update_target(
         .map(str::to_owned);
     let found = matches(tx, rt, &query, &key, 2).await?;
     Ok(match (found.as_slice(), body_id) {
-        ([], None) => uuid::Uuid::new_v4().to_string(),
+        ([], None) => hds_fhir_store::new_id(),
         ([], Some(id)) => {
             if !valid_id(&id) {
                 return Err(FhirError::bad_request(format!(

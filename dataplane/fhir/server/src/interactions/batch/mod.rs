@@ -305,7 +305,7 @@ impl Context<'_> {
         if rt == "SearchParameter" {
             reindex::check_search_parameter(&resource)?;
         }
-        let id = assigned_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let id = assigned_id.unwrap_or_else(hds_fhir_store::new_id);
         NewResource::prepare(
             self.s,
             access,
@@ -329,7 +329,7 @@ impl Context<'_> {
         Ok(match (&e.method, &mut e.target) {
             (&Method::POST, Target::Type { rt, .. }) => {
                 let rt = rt.clone();
-                let mut id = uuid::Uuid::new_v4().to_string();
+                let mut id = hds_fhir_store::new_id();
                 if let Some(raw) = e.if_none_exist.take() {
                     access.grants(&reg, &rt, Interaction::Create)?;
                     let (mut query, key) = criteria(&reg, &rt, &raw)?;
