@@ -7,6 +7,8 @@
 //! is written twice or lost.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -249,11 +251,25 @@ impl jobs::JobRunner for Importer {
     }
 }
 
+/// A check that needs the database (the profiles stored in the service), run on each prepared
+/// resource inside the chunk's transaction.
+pub type Check = Arc<
+    dyn for<'a, 'c> Fn(
+            &'a Transaction<'c>,
+            &'a Value,
+        )
+            -> Pin<Box<dyn Future<Output = Result<(), Vec<LineIssue>>> + Send + 'a>>
+        + Send
+        + Sync,
+>;
+
 /// Runs import jobs for one service.
 pub struct Importer {
     pub pool: Pool,
     pub files: FileStore,
     pub prepare: Prepare,
+    /// `validation.enforceProfiles`, when it is on.
+    pub check: Option<Check>,
     pub wake: Arc<Notify>,
     /// Notified after a chunk that wrote SearchParameters was committed.
     pub search_parameters_written: Arc<Notify>,
@@ -396,6 +412,27 @@ impl Importer {
         Ok(kept == 1)
     }
 
+    /// The prepared resources that pass the database check (if any); the others join `bad`.
+    async fn screen(
+        &self,
+        tx: &Transaction<'_>,
+        good: Vec<(i64, Prepared)>,
+        bad: &mut Vec<(i64, Vec<LineIssue>)>,
+    ) -> Vec<(i64, Prepared)> {
+        let Some(check) = &self.check else {
+            return good;
+        };
+        let mut passed = Vec::with_capacity(good.len());
+        for (no, p) in good {
+            match check(tx, &p.resource).await {
+                Ok(()) => passed.push((no, p)),
+                Err(issues) => bad.push((no, issues)),
+            }
+        }
+        bad.sort_by_key(|(no, _)| *no);
+        passed
+    }
+
     /// Parses and prepares each line (blank lines are skipped): those ready to write, and
     /// the refused ones with why.
     fn check(&self, input: &ImportInput, chunk: &[Line]) -> Checked {
@@ -437,9 +474,10 @@ impl Importer {
     ) -> Result<bool, ImportError> {
         let (good, mut bad) = self.check(input, &chunk);
         let search_parameters = good.iter().any(|(_, p)| p.search_parameter);
-        let mut written = good.len() as i64;
         let create_only = job.mode == Mode::InitialLoad.as_str();
         let mut tx = conn.transaction().await?;
+        let good = self.screen(&tx, good, &mut bad).await;
+        let mut written = good.len() as i64;
         let written_all = write_all(&tx, good, create_only).await;
         if let Ok(refused) = &written_all {
             written -= refused.len() as i64;
@@ -453,6 +491,7 @@ impl Importer {
             drop(tx);
             tx = conn.transaction().await?;
             let (good, _) = self.check(input, &chunk);
+            let good = self.screen(&tx, good, &mut Vec::new()).await;
             written = 0;
             for (no, p) in good {
                 let sp = tx.savepoint("import_line").await?;

@@ -103,7 +103,8 @@ impl AppState {
                 None
             }
         };
-        let importer = importer(&config, &store, &search);
+        let profiles: Arc<profiles::ProfileCache> = Arc::default();
+        let importer = importer(&config, &store, &search, &profiles);
         let policy = config.clone();
         let bulk_deleter = Arc::new(hds_fhir_bulk::BulkDeleter {
             pool: store.pool().clone(),
@@ -130,7 +131,7 @@ impl AppState {
             capability,
             search,
             reindex_wake,
-            profiles: Arc::default(),
+            profiles,
         })
     }
 
@@ -233,6 +234,7 @@ fn importer(
     config: &Arc<FhirServiceConfig>,
     store: &Store,
     search: &Arc<SearchParams>,
+    profiles: &Arc<profiles::ProfileCache>,
 ) -> Option<Arc<hds_fhir_bulk::Importer>> {
     if !config.import.enabled {
         return None;
@@ -247,6 +249,10 @@ fn importer(
         prepare: Arc::new(move |expected, resource| {
             interactions::import::prepare(&reg.current(), &cfg, expected, resource)
         }),
+        check: config
+            .validation
+            .enforce_profiles
+            .then(|| interactions::import::profile_check(profiles.clone())),
         wake: Arc::new(Notify::new()),
         search_parameters_written: Arc::new(Notify::new()),
     });

@@ -243,14 +243,20 @@ impl Enforcement {
     /// What a write of `resource` must be checked against; `None`, at no cost, when the
     /// switch is off or the resource names no profile.
     pub fn of(s: &AppState, resource: &Value) -> Option<Self> {
-        if !s.config.validation.enforce_profiles {
+        Self::with(&s.profiles, s.config.validation.enforce_profiles, resource)
+    }
+
+    /// [`Enforcement::of`] from the cache and the switch themselves (for `$import`, whose
+    /// worker starts before the service's state exists).
+    pub fn with(cache: &Arc<ProfileCache>, enabled: bool, resource: &Value) -> Option<Self> {
+        if !enabled {
             return None;
         }
         let named = meta_profiles(resource);
         // A profile that cannot be found cannot be enforced; accepting the resource anyway
         // would let it claim a conformance nobody checked, so each counts as requested.
         (!named.is_empty()).then(|| Self {
-            cache: s.profiles.clone(),
+            cache: cache.clone(),
             profiles: named.into_iter().map(|p| (p, Named::Requested)).collect(),
         })
     }

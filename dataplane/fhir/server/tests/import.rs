@@ -16,9 +16,14 @@ struct Imports {
 }
 
 async fn start_importing(initial_mode: bool) -> Imports {
+    start_importing_with(initial_mode, false).await
+}
+
+async fn start_importing_with(initial_mode: bool, enforce_profiles: bool) -> Imports {
     let dir = std::env::temp_dir().join(format!("hds-import-test-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut cfg = config();
+    cfg.validation.enforce_profiles = enforce_profiles;
     cfg.import.enabled = true;
     cfg.import.initial_import_mode = initial_mode;
     cfg.import.storage_url = Some(format!("file://{}", dir.display()));
@@ -466,4 +471,57 @@ async fn incremental_load_keeps_versions_and_last_updated() {
         json(s.get("Patient?family=First").await).await["entry"],
         Value::Null
     );
+}
+
+/// With `validation.enforceProfiles`, an imported resource must conform to the profiles its
+/// `meta.profile` names, as a write through the API must.
+#[tokio::test]
+async fn imports_enforce_profiles_when_writes_do() {
+    let Imports { server: s, dir } = start_importing_with(false, true).await;
+    let url = "http://example.org/fhir/StructureDefinition/imported-patient";
+    s.create(&json!({"resourceType": "StructureDefinition", "url": url, "name": "ImportedPatient",
+        "status": "active", "kind": "resource", "abstract": false, "type": "Patient",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
+        "differential": {"element": [
+            {"id": "Patient", "path": "Patient"},
+            {"id": "Patient.identifier", "path": "Patient.identifier", "min": 1}]}}))
+        .await;
+    let lines = [
+        json!({"resourceType": "Patient", "id": "conforms", "meta": {"profile": [url]},
+               "identifier": [{"value": "1"}]}),
+        json!({"resourceType": "Patient", "id": "lacks-id", "meta": {"profile": [url]}}),
+        json!({"resourceType": "Patient", "id": "no-claim"}),
+    ]
+    .iter()
+    .map(|v| format!("{v}\n"))
+    .collect::<String>();
+    std::fs::write(dir.join("profiled.ndjson"), lines).unwrap();
+    let result = import(
+        &s,
+        &parameters("IncrementalLoad", &[(None, "profiled.ndjson")]),
+    )
+    .await;
+    assert_eq!(result["output"][0]["count"], 2);
+    assert_eq!(result["error"][0]["count"], 1);
+    let text = s
+        .http
+        .get(result["error"][0]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let oo: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(oo["issue"][0]["code"], "required");
+    assert_eq!(oo["issue"][0]["expression"], json!(["Patient.identifier"]));
+    assert!(
+        oo["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("line 2:")
+    );
+    assert_eq!(s.get("Patient/conforms").await.status(), 200);
+    assert_eq!(s.get("Patient/lacks-id").await.status(), 404);
+    assert_eq!(s.get("Patient/no-claim").await.status(), 200);
 }

@@ -17,9 +17,12 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{async_job, check_type, keeps_history, valid_id, validate};
+use std::sync::Arc;
+
 use crate::AppState;
 use crate::error::FhirError;
 use crate::http::{BaseUrl, FhirBody, json_response, respond_async};
+use crate::profiles::{Enforcement, ProfileCache};
 
 const NDJSON_FORMATS: &[&str] = &["application/fhir+ndjson", "application/ndjson"];
 
@@ -269,6 +272,19 @@ fn kept_meta(
         ),
     };
     Ok((version, last_updated))
+}
+
+/// `validation.enforceProfiles` for imported resources: the check of an ordinary write.
+pub fn profile_check(cache: Arc<ProfileCache>) -> hds_fhir_bulk::import::Check {
+    Arc::new(move |tx, resource| {
+        let enforcement = Enforcement::with(&cache, true, resource);
+        Box::pin(async move {
+            match enforcement {
+                Some(e) => e.check(tx, resource).await.map_err(issues),
+                None => Ok(()),
+            }
+        })
+    })
 }
 
 fn issues(e: FhirError) -> Vec<LineIssue> {
