@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::compile::{Invariant, Profile, Rule, type_of_suffix};
 use crate::terminology::ValueSets;
-use crate::values::{codings, contains, same, show};
+use crate::values::{codings, compare, contains, same, show};
 
 /// One occurrence of an element in the resource.
 #[derive(Debug, Clone)]
@@ -138,6 +138,7 @@ impl<'a> Checker<'a> {
                         ),
                     );
                 }
+                self.bounds(rule, inst, v);
                 self.binding(rule, inst, v);
                 self.reference_target(rule, inst, v);
                 for inv in &rule.invariants {
@@ -223,6 +224,49 @@ impl<'a> Checker<'a> {
             return false;
         }
         true
+    }
+
+    /// `maxLength`, `minValue[x]` and `maxValue[x]`.
+    fn bounds(&mut self, rule: &Rule, inst: &Inst<'a>, v: &Value) {
+        if let (Some(max), Some(text)) = (rule.max_length, v.as_str()) {
+            let len = text.chars().count() as u64;
+            if len > max {
+                self.error(
+                    IssueCode::TooLong,
+                    &inst.loc,
+                    format!(
+                        "{} is {len} characters long; {} allows at most {max}",
+                        inst.loc, rule.id
+                    ),
+                );
+            }
+        }
+        for (limit, below) in [(&rule.min_value, true), (&rule.max_value, false)] {
+            let Some(limit) = limit else { continue };
+            let Some(order) = compare(v, limit) else {
+                continue;
+            };
+            let outside = if below {
+                order == std::cmp::Ordering::Less
+            } else {
+                order == std::cmp::Ordering::Greater
+            };
+            if outside {
+                self.error(
+                    IssueCode::Value,
+                    &inst.loc,
+                    format!(
+                        "{} is {}, {} the {} {} of {}",
+                        inst.loc,
+                        show(v),
+                        if below { "below" } else { "above" },
+                        if below { "minimum" } else { "maximum" },
+                        show(limit),
+                        rule.id
+                    ),
+                );
+            }
+        }
     }
 
     fn binding(&mut self, rule: &Rule, inst: &Inst<'a>, v: &Value) {

@@ -48,6 +48,11 @@ pub(crate) struct Rule {
     pub types: Vec<TypeRule>,
     pub fixed: Option<Value>,
     pub pattern: Option<Value>,
+    /// `maxLength` of a string-like value, in characters.
+    pub max_length: Option<u64>,
+    /// `minValue[x]` and `maxValue[x]`.
+    pub min_value: Option<Value>,
+    pub max_value: Option<Value>,
     /// The ValueSet of a `required` binding.
     pub binding: Option<String>,
     pub invariants: Vec<Invariant>,
@@ -418,6 +423,9 @@ fn fill(rule: &mut Rule, el: &Value, snapshot: bool) -> Result<(), CompileError>
     if let Some(obj) = el.as_object() {
         rule.fixed = prefixed(obj, "fixed").cloned();
         rule.pattern = prefixed(obj, "pattern").cloned();
+        rule.max_length = obj.get("maxLength").and_then(Value::as_u64);
+        rule.min_value = prefixed(obj, "minValue").cloned();
+        rule.max_value = prefixed(obj, "maxValue").cloned();
     }
     if el.pointer("/binding/strength").and_then(Value::as_str) == Some("required") {
         rule.binding = el

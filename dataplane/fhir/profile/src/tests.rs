@@ -266,3 +266,42 @@ fn reference_targets_narrowed_to_r4_types() {
         [("error", "structure", "Observation.subject.reference")]
     );
 }
+
+#[test]
+fn lengths_and_value_bounds() {
+    let p = profile(
+        "Observation",
+        json!([
+            {"id": "Observation", "path": "Observation"},
+            {"id": "Observation.valueQuantity", "path": "Observation.valueQuantity",
+             "minValueQuantity": {"value": 0, "system": "http://unitsofmeasure.org", "code": "/min"},
+             "maxValueQuantity": {"value": 300, "system": "http://unitsofmeasure.org", "code": "/min"}},
+            {"id": "Observation.issued", "path": "Observation.issued",
+             "minValueInstant": "2000-01-01T00:00:00Z"},
+            {"id": "Observation.code.text", "path": "Observation.code.text", "maxLength": 5}
+        ]),
+    );
+    let obs = |value: Value, issued: &str, text: &str| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": text},
+               "issued": issued, "valueQuantity": value})
+    };
+    let hr = |v: i64| json!({"value": v, "system": "http://unitsofmeasure.org", "code": "/min"});
+    let ok = p.validate(&obs(hr(72), "2020-01-01T00:00:00Z", "HR"), &R4ValueSets);
+    assert_eq!(found(&ok), vec![]);
+    let bad = p.validate(
+        &obs(hr(400), "1999-12-31T23:59:59Z", "Heart rate"),
+        &R4ValueSets,
+    );
+    assert_eq!(
+        found(&bad),
+        vec![
+            ("error", "value", "Observation.valueQuantity"),
+            ("error", "value", "Observation.issued"),
+            ("error", "too-long", "Observation.code.text"),
+        ]
+    );
+    // Another unit is not compared (nothing is claimed about it).
+    let other = json!({"value": 9000, "system": "http://unitsofmeasure.org", "code": "/h"});
+    let fine = p.validate(&obs(other, "2020-01-01T00:00:00Z", "HR"), &R4ValueSets);
+    assert_eq!(found(&fine), vec![]);
+}

@@ -33,6 +33,26 @@ pub(crate) fn contains(instance: &Value, pattern: &Value) -> bool {
     }
 }
 
+/// How an instance value stands to a `minValue[x]`/`maxValue[x]`: numbers by value, Quantities
+/// by value when their units agree, dates and times as their ISO 8601 text (which orders them
+/// at equal precision); None when they cannot be compared (then nothing is claimed).
+pub(crate) fn compare(instance: &Value, limit: &Value) -> Option<std::cmp::Ordering> {
+    match (instance, limit) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64()?.partial_cmp(&b.as_f64()?),
+        (Value::Object(a), Value::Object(b)) => {
+            let unit = |o: &serde_json::Map<String, Value>| {
+                o.get("code").or_else(|| o.get("unit")).cloned()
+            };
+            if unit(a) != unit(b) || a.get("system") != b.get("system") {
+                return None;
+            }
+            compare(a.get("value")?, b.get("value")?)
+        }
+        (Value::String(a), Value::String(b)) if a.len() == b.len() => Some(a.cmp(b)),
+        _ => None,
+    }
+}
+
 fn numbers_equal(a: &serde_json::Number, b: &serde_json::Number) -> bool {
     if a.to_string() == b.to_string() {
         return true;
