@@ -137,9 +137,7 @@ pub async fn get(
     client: &impl GenericClient,
     id: Uuid,
 ) -> Result<Option<BulkDeleteJob>, BulkDeleteError> {
-    let row = client
-        .query_opt("SELECT * FROM bulk_delete_jobs WHERE id = $1", &[&id])
-        .await?;
+    let row = jobs::row(client, KIND, id).await?;
     Ok(row.as_ref().map(BulkDeleteJob::from_row))
 }
 
@@ -149,15 +147,7 @@ pub async fn cancel(
     client: &impl GenericClient,
     id: Uuid,
 ) -> Result<Option<BulkDeleteJob>, BulkDeleteError> {
-    let row = client
-        .query_opt(
-            "UPDATE bulk_delete_jobs new SET status = 'cancelled', updated = now()
-               FROM bulk_delete_jobs old
-              WHERE new.id = $1 AND old.id = new.id AND old.status <> 'cancelled'
-             RETURNING old.*",
-            &[&id],
-        )
-        .await?;
+    let row = jobs::cancel(client, KIND, id).await?;
     Ok(row.as_ref().map(BulkDeleteJob::from_row))
 }
 

@@ -160,9 +160,7 @@ pub async fn start(
 }
 
 pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, ExportError> {
-    let row = client
-        .query_opt("SELECT * FROM export_jobs WHERE id = $1", &[&id])
-        .await?;
+    let row = jobs::row(client, KIND, id).await?;
     Ok(row.as_ref().map(Job::from_row))
 }
 
@@ -170,15 +168,7 @@ pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, E
 /// files; a finished one's files are the caller's to remove. Returns the job as it was before,
 /// or None if there is no such job or it was cancelled already.
 pub async fn cancel(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, ExportError> {
-    let row = client
-        .query_opt(
-            "UPDATE export_jobs new SET status = 'cancelled', updated = now()
-               FROM export_jobs old
-              WHERE new.id = $1 AND old.id = new.id AND old.status <> 'cancelled'
-             RETURNING old.*",
-            &[&id],
-        )
-        .await?;
+    let row = jobs::cancel(client, KIND, id).await?;
     Ok(row.as_ref().map(Job::from_row))
 }
 

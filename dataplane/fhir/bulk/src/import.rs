@@ -161,9 +161,7 @@ pub async fn start(
 }
 
 pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<ImportJob>, ImportError> {
-    let row = client
-        .query_opt("SELECT * FROM import_jobs WHERE id = $1", &[&id])
-        .await?;
+    let row = jobs::row(client, KIND, id).await?;
     Ok(row.as_ref().map(ImportJob::from_row))
 }
 
@@ -173,15 +171,7 @@ pub async fn cancel(
     client: &impl GenericClient,
     id: Uuid,
 ) -> Result<Option<ImportJob>, ImportError> {
-    let row = client
-        .query_opt(
-            "UPDATE import_jobs new SET status = 'cancelled', updated = now()
-               FROM import_jobs old
-              WHERE new.id = $1 AND old.id = new.id AND old.status <> 'cancelled'
-             RETURNING old.*",
-            &[&id],
-        )
-        .await?;
+    let row = jobs::cancel(client, KIND, id).await?;
     Ok(row.as_ref().map(ImportJob::from_row))
 }
 

@@ -6,8 +6,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::{GenericClient, Object, Pool};
 use tokio::sync::{Notify, Semaphore};
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 /// Jobs of one kind one service runs at once; more wait queued.
@@ -167,6 +168,33 @@ pub(crate) async fn complete(
     conn.execute(&sql, &[&id]).await?;
     tracing::info!(table = kind.table, job = %id, "job completed");
     Ok(())
+}
+
+/// One job's row.
+pub(crate) async fn row(
+    client: &impl GenericClient,
+    kind: JobKind,
+    id: Uuid,
+) -> Result<Option<Row>, tokio_postgres::Error> {
+    let sql = format!("SELECT * FROM {} WHERE id = $1", kind.table);
+    client.query_opt(&sql, &[&id]).await
+}
+
+/// Marks a job cancelled; its row as it was before, or None when there is no such job or it
+/// was cancelled already. A running job's worker sees it at its next step.
+pub(crate) async fn cancel(
+    client: &impl GenericClient,
+    kind: JobKind,
+    id: Uuid,
+) -> Result<Option<Row>, tokio_postgres::Error> {
+    let sql = format!(
+        "UPDATE {t} new SET status = 'cancelled', updated = now()
+           FROM {t} old
+          WHERE new.id = $1 AND old.id = new.id AND old.status <> 'cancelled'
+         RETURNING old.*",
+        t = kind.table
+    );
+    client.query_opt(&sql, &[&id]).await
 }
 
 /// Records why a job failed, unless it finished or was cancelled meanwhile.

@@ -256,22 +256,15 @@ fn importer(
         wake: Arc::new(Notify::new()),
         search_parameters_written: Arc::new(Notify::new()),
     });
-    let (written, search, pool) = (
+    let (written, search, store) = (
         importer.search_parameters_written.clone(),
         search.clone(),
-        store.pool().clone(),
+        store.clone(),
     );
     tokio::spawn(async move {
         loop {
             written.notified().await;
-            match pool.get().await {
-                Ok(c) => {
-                    if let Err(e) = search.reload(&c).await {
-                        tracing::error!(error = %e, "cannot reload search parameters after an import");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "cannot reload search parameters"),
-            }
+            reindex::reload_registry(&store, &search).await;
         }
     });
     tokio::spawn(importer.clone().worker());

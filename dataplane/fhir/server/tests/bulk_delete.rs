@@ -23,15 +23,7 @@ async fn bulk_delete(s: &TestServer, path: &str) -> Value {
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     let status = header(&r, "content-location");
     assert!(status.contains("/_operations/bulk-delete/"), "{status}");
-    for _ in 0..300 {
-        let r = s.http.get(&status).send().await.unwrap();
-        match r.status().as_u16() {
-            202 => tokio::time::sleep(Duration::from_millis(50)).await,
-            200 => return r.json().await.unwrap(),
-            other => panic!("status {other}: {}", r.text().await.unwrap()),
-        }
-    }
-    panic!("the bulk delete did not finish");
+    poll_job(s, &status).await
 }
 
 fn deleted_counts(p: &Value) -> Vec<(String, u64)> {

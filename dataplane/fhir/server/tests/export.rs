@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
@@ -26,23 +25,7 @@ async fn export(s: &TestServer, path: &str) -> Value {
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     let status = header(&r, "content-location");
     assert!(status.contains("/_operations/export/"), "{status}");
-    poll(s, &status).await
-}
-
-async fn poll(s: &TestServer, status: &str) -> Value {
-    for _ in 0..300 {
-        let r = s.http.get(status).send().await.unwrap();
-        match r.status().as_u16() {
-            202 => {
-                assert!(r.headers().contains_key("x-progress"));
-                assert!(r.headers().contains_key("retry-after"));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            200 => return r.json().await.unwrap(),
-            other => panic!("status {other}: {}", r.text().await.unwrap()),
-        }
-    }
-    panic!("the export did not finish in 30 s");
+    poll_job(s, &status).await
 }
 
 /// `Type/id` of every resource in the manifest's files, checking each file's count.
@@ -130,7 +113,7 @@ async fn system_export_holds_everything_as_of_its_transaction_time() {
         .await;
     assert_eq!(s.delete(&d.observations[0]).await.status(), 204);
 
-    let manifest = poll(&s, &status).await;
+    let manifest = poll_job(&s, &status).await;
     assert_eq!(manifest["requiresAccessToken"], false);
     assert!(manifest["transactionTime"].as_str().unwrap().ends_with('Z'));
     assert!(manifest["request"].as_str().unwrap().ends_with("/$export"));
@@ -201,7 +184,7 @@ async fn files_split_at_the_configured_size_and_jobs_run_side_by_side() {
         header(&a, "content-location"),
         header(&b, "content-location"),
     );
-    let (ma, mb) = (poll(&s, &a).await, poll(&s, &b).await);
+    let (ma, mb) = (poll_job(&s, &a).await, poll_job(&s, &b).await);
     let files = ma["output"].as_array().unwrap();
     let observation_files = files.iter().filter(|f| f["type"] == "Observation").count();
     assert!(observation_files >= 2, "{ma}");
@@ -216,7 +199,7 @@ async fn cancelled_jobs_are_gone() {
     seed(&s).await;
     let r = kick_off(&s, "$export").await;
     let status = header(&r, "content-location");
-    let manifest = poll(&s, &status).await;
+    let manifest = poll_job(&s, &status).await;
     let file = manifest["output"][0]["url"].as_str().unwrap().to_owned();
     let r = s.http.delete(&status).send().await.unwrap();
     assert_eq!(r.status(), 202);
@@ -275,7 +258,7 @@ async fn bad_kick_offs_get_clear_outcomes() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let m = poll(&s, &header(&r, "content-location")).await;
+    let m = poll_job(&s, &header(&r, "content-location")).await;
     assert_eq!(ids(&exported(&s, &m).await), [d.practitioner].into());
 }
 

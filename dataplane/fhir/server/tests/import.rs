@@ -64,22 +64,23 @@ async fn import(s: &TestServer, body: &Value) -> Value {
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     let status = header(&r, "content-location");
     assert!(status.contains("/_operations/import/"), "{status}");
-    poll(s, &status).await
+    poll_job(s, &status).await
 }
 
-async fn poll(s: &TestServer, status: &str) -> Value {
-    for _ in 0..300 {
-        let r = s.http.get(status).send().await.unwrap();
-        match r.status().as_u16() {
-            202 => {
-                assert!(r.headers().contains_key("x-progress"));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            200 => return r.json().await.unwrap(),
-            other => panic!("status {other}: {}", r.text().await.unwrap()),
-        }
-    }
-    panic!("the import did not finish in 30 s");
+/// An error file of the result: NDJSON, one OperationOutcome per refused line.
+async fn error_file(s: &TestServer, url: &Value) -> Vec<Value> {
+    let r = s.http.get(url.as_str().unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-type"), "application/fhir+ndjson");
+    let text = r.text().await.unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn only(mut outcomes: Vec<Value>) -> Value {
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    outcomes.remove(0)
 }
 
 #[tokio::test]
@@ -142,19 +143,7 @@ async fn good_lines_are_imported_and_bad_ones_reported_by_input_and_line() {
     assert_eq!(errors[1]["count"], 1);
 
     // The error file: one OperationOutcome per refused line, naming input and line.
-    let r = s
-        .http
-        .get(errors[0]["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(header(&r, "content-type"), "application/fhir+ndjson");
-    let text = r.text().await.unwrap();
-    let outcomes: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let outcomes = error_file(&s, &errors[0]["url"]).await;
     assert_eq!(outcomes.len(), 3);
     let first = |o: &Value| o["issue"][0].clone();
     assert_eq!(first(&outcomes[0])["code"], "structure");
@@ -181,13 +170,7 @@ async fn good_lines_are_imported_and_bad_ones_reported_by_input_and_line() {
             .unwrap()
             .contains("line 6:")
     );
-    let r = s
-        .http
-        .get(errors[1]["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let missing: Value = serde_json::from_str(r.text().await.unwrap().trim()).unwrap();
+    let missing = only(error_file(&s, &errors[1]["url"]).await);
     assert_eq!(missing["issue"][0]["code"], "not-found");
 
     // What was imported is there, searchable, with the later line as the current version.
@@ -322,16 +305,7 @@ async fn initial_load_only_creates_and_api_writes_wait_for_it() {
     let result = import(&s, &parameters("InitialLoad", &[(None, "p.ndjson")])).await;
     assert_eq!(result["output"][0]["count"], 2);
     assert_eq!(result["error"][0]["count"], 1);
-    let text = s
-        .http
-        .get(result["error"][0]["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let oo: Value = serde_json::from_str(text.trim()).unwrap();
+    let oo = only(error_file(&s, &result["error"][0]["url"]).await);
     assert_eq!(oo["issue"][0]["code"], "duplicate");
     assert!(
         oo["issue"][0]["diagnostics"]
@@ -416,19 +390,7 @@ async fn incremental_load_keeps_versions_and_last_updated() {
     let result = import(&s, &parameters("IncrementalLoad", &[(None, "kept.ndjson")])).await;
     assert_eq!(result["output"][0]["count"], 3);
     assert_eq!(result["error"][0]["count"], 2);
-    let text = s
-        .http
-        .get(result["error"][0]["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let outcomes: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let outcomes = error_file(&s, &result["error"][0]["url"]).await;
     assert_eq!(outcomes[0]["issue"][0]["code"], "duplicate");
     assert!(
         outcomes[0]["issue"][0]["diagnostics"]
@@ -503,16 +465,7 @@ async fn imports_enforce_profiles_when_writes_do() {
     .await;
     assert_eq!(result["output"][0]["count"], 2);
     assert_eq!(result["error"][0]["count"], 1);
-    let text = s
-        .http
-        .get(result["error"][0]["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let oo: Value = serde_json::from_str(text.trim()).unwrap();
+    let oo = only(error_file(&s, &result["error"][0]["url"]).await);
     assert_eq!(oo["issue"][0]["code"], "required");
     assert_eq!(oo["issue"][0]["expression"], json!(["Patient.identifier"]));
     assert!(

@@ -170,116 +170,10 @@ impl IndexEntries {
             + usize::from(self.text.is_some())
             + self.composites.len()
     }
-
-    /// The CTEs that insert every row for `($1, $2)` = (res_type, id), with the array parameters
-    /// numbered from `first`; the values to bind follow in [`IndexEntries::columns`] order.
-    pub(crate) fn insert_ctes(first: usize) -> String {
-        let mut n = first;
-        let mut p = |k: usize| {
-            let s: Vec<String> = (0..k).map(|i| format!("${}", n + i)).collect();
-            n += k;
-            s
-        };
-        let t = p(4);
-        let s = p(3);
-        let d = p(3);
-        let num = p(2);
-        let q = p(9);
-        let r = p(5);
-        let u = p(2);
-        let x = p(2);
-        let c = p(1);
-        format!(
-            "ins_token AS (INSERT INTO search_token (res_type, id, param, system, code, display)
-                SELECT $1, $2, * FROM unnest({}::text[], {}::text[], {}::text[], {}::text[])),
-             ins_string AS (INSERT INTO search_string (res_type, id, param, norm, exact)
-                SELECT $1, $2, * FROM unnest({}::text[], {}::text[], {}::text[])),
-             ins_date AS (INSERT INTO search_date (res_type, id, param, lo, hi)
-                SELECT $1, $2, * FROM unnest({}::text[], {}::timestamptz[], {}::timestamptz[])),
-             ins_number AS (INSERT INTO search_number (res_type, id, param, value)
-                SELECT $1, $2, x.p, x.v::numeric FROM unnest({}::text[], {}::text[]) AS x(p, v)),
-             ins_quantity AS (INSERT INTO search_quantity
-                    (res_type, id, param, system, code, unit, lo, hi, canon_dim, canon_lo, canon_hi)
-                SELECT $1, $2, x.p, x.s, x.c, x.u, x.lo::numeric, x.hi::numeric, x.d, x.clo::numeric, x.chi::numeric
-                  FROM unnest({}::text[], {}::text[], {}::text[], {}::text[], {}::text[], {}::text[],
-                              {}::text[], {}::text[], {}::text[])
-                    AS x(p, s, c, u, lo, hi, d, clo, chi)),
-             ins_reference AS (INSERT INTO search_reference (res_type, id, param, target_type, target_id, url, version)
-                SELECT $1, $2, * FROM unnest({}::text[], {}::text[], {}::text[], {}::text[], {}::text[])),
-             ins_uri AS (INSERT INTO search_uri (res_type, id, param, uri)
-                SELECT $1, $2, * FROM unnest({}::text[], {}::text[])),
-             ins_text AS (INSERT INTO search_text (res_type, id, narrative, content)
-                SELECT $1, $2, to_tsvector('simple', x.n), to_tsvector('simple', x.c)
-                  FROM unnest({}::text[], {}::text[]) AS x(n, c)),
-             ins_composite AS (INSERT INTO search_composite
-                SELECT $1, $2, x.* FROM jsonb_to_recordset({}::jsonb) AS x(
-                    param text, grp integer, comp smallint, system text, code text, display text,
-                    norm text, exact text, dlo timestamptz, dhi timestamptz, value numeric,
-                    unit text, lo numeric, hi numeric, canon_dim text, canon_lo numeric,
-                    canon_hi numeric, target_type text, target_id text, url text, version text,
-                    uri text))",
-            t[0], t[1], t[2], t[3], s[0], s[1], s[2], d[0], d[1], d[2], num[0], num[1], q[0],
-            q[1], q[2], q[3], q[4], q[5], q[6], q[7], q[8], r[0], r[1], r[2], r[3], r[4], u[0],
-            u[1], x[0], x[1], c[0],
-        )
-    }
-
-    /// The 30 column arrays and the composites' JSON [`IndexEntries::insert_ctes`] binds, in its order.
-    pub(crate) fn columns(&self) -> Vec<Box<dyn ToSql + Sync + Send + '_>> {
-        fn col<'a, T, V: ToSql + Sync + Send + 'a>(
-            rows: &'a [T],
-            f: impl Fn(&'a T) -> V,
-        ) -> Box<dyn ToSql + Sync + Send + 'a> {
-            Box::new(rows.iter().map(f).collect::<Vec<V>>())
-        }
-        let x = self.text.as_slice();
-        let (t, s, d, n, q, r, u) = (
-            &self.tokens,
-            &self.strings,
-            &self.dates,
-            &self.numbers,
-            &self.quantities,
-            &self.references,
-            &self.uris,
-        );
-        vec![
-            col(t, |e| e.param.as_str()),
-            col(t, |e| e.system.as_deref()),
-            col(t, |e| e.code.as_str()),
-            col(t, |e| e.display.as_deref()),
-            col(s, |e| e.param.as_str()),
-            col(s, |e| e.norm.as_str()),
-            col(s, |e| e.exact.as_str()),
-            col(d, |e| e.param.as_str()),
-            col(d, |e| e.lo),
-            col(d, |e| e.hi),
-            col(n, |e| e.param.as_str()),
-            col(n, |e| e.value.as_str()),
-            col(q, |e| e.param.as_str()),
-            col(q, |e| e.system.as_deref()),
-            col(q, |e| e.code.as_deref()),
-            col(q, |e| e.unit.as_deref()),
-            col(q, |e| e.lo.as_deref()),
-            col(q, |e| e.hi.as_deref()),
-            col(q, |e| e.canonical.as_ref().map(|c| c.dimension.as_str())),
-            col(q, |e| e.canonical.as_ref().and_then(|c| c.lo.as_deref())),
-            col(q, |e| e.canonical.as_ref().and_then(|c| c.hi.as_deref())),
-            col(r, |e| e.param.as_str()),
-            col(r, |e| e.target_type.as_deref()),
-            col(r, |e| e.target_id.as_deref()),
-            col(r, |e| e.url.as_deref()),
-            col(r, |e| e.version.as_deref()),
-            col(u, |e| e.param.as_str()),
-            col(u, |e| e.uri.as_str()),
-            col(x, |e| e.narrative.as_str()),
-            col(x, |e| e.content.as_str()),
-            Box::new(serde_json::to_value(&self.composites).unwrap_or_default()),
-        ]
-    }
 }
 
-/// The index rows of several resources, each row carrying its owner: what one multi-row insert
-/// (a transaction's creates) binds.
+/// The index rows of one resource or several, each row carrying its owner: what a write's
+/// insert binds (several for a transaction's creates, in one multi-row statement).
 pub(crate) struct IndexBatch<'a> {
     items: &'a [(&'a str, &'a str, &'a IndexEntries)],
 }
@@ -289,7 +183,9 @@ impl<'a> IndexBatch<'a> {
         Self { items }
     }
 
-    /// As [`IndexEntries::insert_ctes`], each table's arrays led by the owners' types and ids.
+    /// The CTEs that insert every row, one per table, with the array parameters numbered from
+    /// `first` (each table's led by its rows' owner types and ids); the values to bind follow
+    /// in [`IndexBatch::columns`] order.
     pub(crate) fn insert_ctes(first: usize) -> String {
         let mut n = first;
         let mut p = |k: usize| {
@@ -470,11 +366,14 @@ pub(crate) async fn insert(
         return Ok(0);
     }
     static SQL: LazyLock<String> =
-        LazyLock::new(|| format!("WITH {} SELECT 1", IndexEntries::insert_ctes(3)));
+        LazyLock::new(|| format!("WITH {} SELECT 1", IndexBatch::insert_ctes(1)));
     let stmt = client.prepare_cached(&SQL).await?;
-    let columns = index.columns();
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&res_type, &id];
-    params.extend(columns.iter().map(|c| c.as_ref() as &(dyn ToSql + Sync)));
+    let owners = [(res_type, id, index)];
+    let columns = IndexBatch::new(&owners).columns();
+    let params: Vec<&(dyn ToSql + Sync)> = columns
+        .iter()
+        .map(|c| c.as_ref() as &(dyn ToSql + Sync))
+        .collect();
     client.execute(&stmt, &params).await
 }
 

@@ -90,11 +90,12 @@ pub async fn create(
                  VALUES ($1, $2, 1, $3, 'POST', $4)),
              {}
              SELECT 1",
-            IndexEntries::insert_ctes(5)
+            crate::index::IndexBatch::insert_ctes(5)
         )
     });
     let stmt = client.prepare_cached(&SQL).await?;
-    let columns = index.columns();
+    let owners = [(res_type, id, index)];
+    let columns = crate::index::IndexBatch::new(&owners).columns();
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&res_type, &id, &last_updated, &body];
     params.extend(columns.iter().map(|c| c.as_ref() as &(dyn ToSql + Sync)));
     client.execute(&stmt, &params).await?;

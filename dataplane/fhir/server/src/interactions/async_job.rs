@@ -35,17 +35,47 @@ pub fn in_progress(progress: &str) -> Response {
     r
 }
 
-/// A job that was cancelled (404, as if gone) or failed (500 with its recorded reason).
-pub fn ended(kind: &str, id: Uuid, status: &str, message: Option<&str>) -> FhirError {
-    if status == "cancelled" {
-        return FhirError::not_found(format!("{kind} job {id} was cancelled"));
+/// One asynchronous operation: where its jobs' status lives and what messages call them.
+pub struct Operation {
+    /// `[base]/_operations/<path>/<id>`.
+    pub path: &'static str,
+    /// In messages: "<name> job ...".
+    pub name: &'static str,
+}
+
+impl Operation {
+    pub fn status_url(&self, base: &str, id: Uuid) -> String {
+        format!("{base}/_operations/{}/{id}", self.path)
     }
-    FhirError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "exception",
-        format!(
-            "{kind} job {id} failed: {}",
-            message.unwrap_or("no reason was recorded")
-        ),
-    )
+
+    /// A job id from a status URL; anything that is not one names no job.
+    pub fn job_id(&self, id: &str) -> Result<Uuid, FhirError> {
+        Uuid::parse_str(id)
+            .map_err(|_| FhirError::not_found(format!("no {} job '{id}'", self.name)))
+    }
+
+    /// A database or storage failure while handling a job.
+    pub fn failure(&self, e: impl std::fmt::Display) -> FhirError {
+        FhirError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            format!("{}: {e}", self.name),
+        )
+    }
+
+    /// A job that was cancelled (404, as if gone) or failed (500 with its recorded reason).
+    pub fn ended(&self, id: Uuid, status: &str, message: Option<&str>) -> FhirError {
+        if status == "cancelled" {
+            return FhirError::not_found(format!("{} job {id} was cancelled", self.name));
+        }
+        FhirError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            format!(
+                "{} job {id} failed: {}",
+                self.name,
+                message.unwrap_or("no reason was recorded")
+            ),
+        )
+    }
 }

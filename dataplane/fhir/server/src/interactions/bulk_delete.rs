@@ -11,12 +11,17 @@ use axum::response::Response;
 use hds_auth::{DataAction, Principal};
 use hds_fhir_bulk::bulk_delete::{self, BulkDeleteJob, BulkDeleteRequest, Mode};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use super::{async_job, check_type};
 use crate::AppState;
 use crate::error::FhirError;
 use crate::http::{BaseUrl, QueryPairs, json_response, respond_async};
+
+/// This module's jobs, in URLs and messages.
+const OPERATION: async_job::Operation = async_job::Operation {
+    path: "bulk-delete",
+    name: "bulk delete",
+};
 
 pub async fn system(
     State(s): State<AppState>,
@@ -116,10 +121,10 @@ async fn kick_off(
     let conn = s.store.connection().await?;
     let job = bulk_delete::start(&conn, &req, &deleter.wake)
         .await
-        .map_err(job_error)?;
+        .map_err(|e| OPERATION.failure(e))?;
     Ok(async_job::accepted(
         format!("bulk delete job {} queued", job.id),
-        Some(&status_url(base, job.id)),
+        Some(&OPERATION.status_url(base, job.id)),
     ))
 }
 
@@ -133,33 +138,17 @@ fn flag(name: &str, v: &str) -> Result<bool, FhirError> {
     }
 }
 
-fn status_url(base: &str, id: Uuid) -> String {
-    format!("{base}/_operations/bulk-delete/{id}")
-}
-
-fn job_error(e: hds_fhir_bulk::BulkDeleteError) -> FhirError {
-    FhirError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "exception",
-        format!("bulk delete: {e}"),
-    )
-}
-
-fn job_id(id: &str) -> Result<Uuid, FhirError> {
-    Uuid::parse_str(id).map_err(|_| FhirError::not_found(format!("no bulk delete job '{id}'")))
-}
-
 /// 202 with X-Progress while the job runs; Azure's Parameters of deleted counts once it has
 /// completed or was cancelled.
 pub async fn status(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, FhirError> {
-    let id = job_id(&id)?;
+    let id = OPERATION.job_id(&id)?;
     let conn = s.store.connection().await?;
     let job = bulk_delete::get(&conn, id)
         .await
-        .map_err(job_error)?
+        .map_err(|e| OPERATION.failure(e))?
         .ok_or_else(|| FhirError::not_found(format!("no bulk delete job '{id}'")))?;
     match job.status.as_str() {
         "queued" | "running" => Ok(async_job::in_progress(&format!(
@@ -168,12 +157,7 @@ pub async fn status(
             job.status
         ))),
         "completed" | "cancelled" => Ok(json_response(StatusCode::OK, counts(&job).to_string())),
-        other => Err(async_job::ended(
-            "bulk delete",
-            id,
-            other,
-            job.message.as_deref(),
-        )),
+        other => Err(OPERATION.ended(id, other, job.message.as_deref())),
     }
 }
 
@@ -198,11 +182,11 @@ pub async fn cancel(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, FhirError> {
-    let id = job_id(&id)?;
+    let id = OPERATION.job_id(&id)?;
     let conn = s.store.connection().await?;
     bulk_delete::cancel(&conn, id)
         .await
-        .map_err(job_error)?
+        .map_err(|e| OPERATION.failure(e))?
         .ok_or_else(|| FhirError::not_found(format!("no bulk delete job '{id}' to cancel")))?;
     Ok(async_job::accepted(
         format!("bulk delete job {id} cancelled; what it deleted stays deleted"),

@@ -13,12 +13,17 @@ use chrono::{DateTime, Utc};
 use hds_fhir_bulk::{ExportRequest, Job, Level, export};
 use object_store::ObjectStoreExt;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use super::{async_job, check_type};
 use crate::AppState;
 use crate::error::FhirError;
 use crate::http::{BaseUrl, FhirBody, Prefer, QueryPairs, respond_async};
+
+/// This module's jobs, in URLs and messages.
+const OPERATION: async_job::Operation = async_job::Operation {
+    path: "export",
+    name: "export",
+};
 
 const NDJSON_FORMATS: &[&str] = &["application/fhir+ndjson", "application/ndjson", "ndjson"];
 
@@ -216,10 +221,10 @@ async fn kick_off(
     let conn = s.store.connection().await?;
     let job = export::start(&conn, &req, &exporter.wake)
         .await
-        .map_err(export_error)?;
+        .map_err(|e| OPERATION.failure(e))?;
     Ok(async_job::accepted(
         format!("export job {} queued", job.id),
-        Some(&status_url(base, job.id)),
+        Some(&OPERATION.status_url(base, job.id)),
     ))
 }
 
@@ -288,33 +293,17 @@ fn parse_instant(v: &str) -> Result<DateTime<Utc>, FhirError> {
     )))
 }
 
-fn status_url(base: &str, id: Uuid) -> String {
-    format!("{base}/_operations/export/{id}")
-}
-
-fn job_id(id: &str) -> Result<Uuid, FhirError> {
-    Uuid::parse_str(id).map_err(|_| FhirError::not_found(format!("no export job '{id}'")))
-}
-
-fn export_error(e: hds_fhir_bulk::ExportError) -> FhirError {
-    FhirError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "exception",
-        format!("export: {e}"),
-    )
-}
-
 /// 202 with X-Progress while the job runs; the manifest once it is done.
 pub async fn status(
     State(s): State<AppState>,
     Path(id): Path<String>,
     BaseUrl(base): BaseUrl,
 ) -> Result<Response, FhirError> {
-    let id = job_id(&id)?;
+    let id = OPERATION.job_id(&id)?;
     let conn = s.store.connection().await?;
     let job = export::get(&conn, id)
         .await
-        .map_err(export_error)?
+        .map_err(|e| OPERATION.failure(e))?
         .ok_or_else(|| FhirError::not_found(format!("no export job '{id}'")))?;
     match job.status.as_str() {
         "queued" | "running" => Ok(async_job::in_progress(&format!(
@@ -324,12 +313,7 @@ pub async fn status(
             job.status
         ))),
         "completed" => Ok(manifest(&s, &base, &job)),
-        other => Err(async_job::ended(
-            "export",
-            id,
-            other,
-            job.message.as_deref(),
-        )),
+        other => Err(OPERATION.ended(id, other, job.message.as_deref())),
     }
 }
 
@@ -340,7 +324,7 @@ fn manifest(s: &AppState, base: &str, job: &Job) -> Response {
         .map(|f| {
             json!({
                 "type": f.res_type,
-                "url": format!("{}/{}", status_url(base, job.id), f.file),
+                "url": format!("{}/{}", OPERATION.status_url(base, job.id), f.file),
                 "count": f.count,
             })
         })
@@ -365,11 +349,11 @@ pub async fn cancel(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, FhirError> {
-    let id = job_id(&id)?;
+    let id = OPERATION.job_id(&id)?;
     let conn = s.store.connection().await?;
     let before = export::cancel(&conn, id)
         .await
-        .map_err(export_error)?
+        .map_err(|e| OPERATION.failure(e))?
         .ok_or_else(|| FhirError::not_found(format!("no export job '{id}' to cancel")))?;
     // A running job removes its files when it sees the cancellation; a finished one has no
     // worker left, so its files go now.
@@ -378,7 +362,7 @@ pub async fn cancel(
         exporter
             .discard(&id.to_string())
             .await
-            .map_err(export_error)?;
+            .map_err(|e| OPERATION.failure(e))?;
     }
     Ok(async_job::accepted(
         format!("export job {id} cancelled"),
@@ -391,12 +375,12 @@ pub async fn file(
     State(s): State<AppState>,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Response, FhirError> {
-    let id = job_id(&id)?;
+    let id = OPERATION.job_id(&id)?;
     let missing = || FhirError::not_found(format!("export job {id} has no file '{name}'"));
     let conn = s.store.connection().await?;
     let job = export::get(&conn, id)
         .await
-        .map_err(export_error)?
+        .map_err(|e| OPERATION.failure(e))?
         .ok_or_else(missing)?;
     if job.status == "cancelled" || !job.output.iter().any(|f| f.file == name) {
         return Err(missing());
@@ -407,7 +391,7 @@ pub async fn file(
         .store
         .get(&exporter.files.path(&id.to_string(), &name))
         .await
-        .map_err(|e| export_error(e.into()))?;
+        .map_err(|e| OPERATION.failure(e))?;
     let mut r = Body::from_stream(got.into_stream()).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

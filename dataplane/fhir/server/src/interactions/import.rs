@@ -14,7 +14,6 @@ use hds_auth::DataAction;
 use hds_common::config::FhirServiceConfig;
 use hds_fhir_bulk::import::{self, ImportInput, ImportRequest, LineIssue, Mode, Prepared};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use super::{async_job, check_type, keeps_history, valid_id, validate};
 use std::sync::Arc;
@@ -23,6 +22,12 @@ use crate::AppState;
 use crate::error::FhirError;
 use crate::http::{BaseUrl, FhirBody, json_response, respond_async};
 use crate::profiles::{Enforcement, ProfileCache};
+
+/// This module's jobs, in URLs and messages.
+const OPERATION: async_job::Operation = async_job::Operation {
+    path: "import",
+    name: "import",
+};
 
 const NDJSON_FORMATS: &[&str] = &["application/fhir+ndjson", "application/ndjson"];
 
@@ -71,10 +76,10 @@ pub async fn kick_off(
     let conn = s.store.connection().await?;
     let job = import::start(&conn, &req, &importer.wake)
         .await
-        .map_err(import_error)?;
+        .map_err(|e| OPERATION.failure(e))?;
     Ok(async_job::accepted(
         format!("import job {} queued", job.id),
-        Some(&status_url(&base, job.id)),
+        Some(&OPERATION.status_url(&base, job.id)),
     ))
 }
 
@@ -298,28 +303,12 @@ fn issues(e: FhirError) -> Vec<LineIssue> {
         .collect()
 }
 
-fn status_url(base: &str, id: Uuid) -> String {
-    format!("{base}/_operations/import/{id}")
-}
-
-fn job_id(id: &str) -> Result<Uuid, FhirError> {
-    Uuid::parse_str(id).map_err(|_| FhirError::not_found(format!("no import job '{id}'")))
-}
-
-fn import_error(e: hds_fhir_bulk::ImportError) -> FhirError {
-    FhirError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "exception",
-        format!("import: {e}"),
-    )
-}
-
 async fn job(s: &AppState, id: &str) -> Result<hds_fhir_bulk::ImportJob, FhirError> {
-    let id = job_id(id)?;
+    let id = OPERATION.job_id(id)?;
     let conn = s.store.connection().await?;
     import::get(&conn, id)
         .await
-        .map_err(import_error)?
+        .map_err(|e| OPERATION.failure(e))?
         .ok_or_else(|| FhirError::not_found(format!("no import job '{id}'")))
 }
 
@@ -344,12 +333,7 @@ pub async fn status(
             StatusCode::OK,
             result(&base, &job).to_string(),
         )),
-        other => Err(async_job::ended(
-            "import",
-            id,
-            other,
-            job.message.as_deref(),
-        )),
+        other => Err(OPERATION.ended(id, other, job.message.as_deref())),
     }
 }
 
@@ -371,7 +355,7 @@ fn result(base: &str, job: &hds_fhir_bulk::ImportJob) -> Value {
                 "type": "OperationOutcome",
                 "count": failed,
                 "inputUrl": input.url,
-                "url": format!("{}/errors/{}", status_url(base, job.id), i + 1),
+                "url": format!("{}/errors/{}", OPERATION.status_url(base, job.id), i + 1),
             }));
         }
     }
@@ -387,11 +371,11 @@ pub async fn cancel(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, FhirError> {
-    let id = job_id(&id)?;
+    let id = OPERATION.job_id(&id)?;
     let conn = s.store.connection().await?;
     import::cancel(&conn, id)
         .await
-        .map_err(import_error)?
+        .map_err(|e| OPERATION.failure(e))?
         .ok_or_else(|| FhirError::not_found(format!("no import job '{id}' to cancel")))?;
     Ok(async_job::accepted(
         format!("import job {id} cancelled; what it had committed stays"),

@@ -134,9 +134,17 @@ pub fn check_search_parameter(sp: &Value) -> Result<(), FhirError> {
 /// Rebuilds the registry after SearchParameter writes, so that later writes index them and
 /// searches know they are pending.
 pub async fn reload_search_parameters(s: &AppState) {
-    match s.store.connection().await {
+    reload_registry(&s.store, &s.search).await;
+}
+
+/// Rebuilds `search` from the SearchParameters stored now (after API writes and imports).
+pub async fn reload_registry(
+    store: &hds_fhir_store::Store,
+    search: &hds_fhir_search::SearchParams,
+) {
+    match store.connection().await {
         Ok(c) => {
-            if let Err(e) = s.search.reload(&c).await {
+            if let Err(e) = search.reload(&c).await {
                 tracing::error!(error = %e, "cannot reload search parameters after a SearchParameter write");
             }
         }

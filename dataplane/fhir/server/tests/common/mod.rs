@@ -209,3 +209,21 @@ pub async fn start_secured(tune: impl FnOnce(&mut FhirServiceConfig)) -> Secured
         key,
     }
 }
+
+/// Polls an asynchronous job's status URL until its result (200): each 202 carries X-Progress
+/// and Retry-After, as the async pattern promises.
+pub async fn poll_job(s: &TestServer, status: &str) -> Value {
+    for _ in 0..300 {
+        let r = s.http.get(status).send().await.unwrap();
+        match r.status().as_u16() {
+            202 => {
+                assert!(r.headers().contains_key("x-progress"));
+                assert!(r.headers().contains_key("retry-after"));
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            200 => return r.json().await.unwrap(),
+            other => panic!("status {other}: {}", r.text().await.unwrap()),
+        }
+    }
+    panic!("the job at {status} did not finish in 30 s");
+}
