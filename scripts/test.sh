@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-log "setting up: services, R4 package, Python clients, the OpenID provider"
+log "setting up: services, R4 package, Python clients, dcmtk, the OpenID provider"
 ensure_postgres
 ensure_mosquitto
 ensure_node
@@ -15,6 +15,10 @@ bash scripts/fetch-r4-package.sh >/dev/null
 export HDS_FHIRPATH_TESTS_DIR="${HDS_FHIRPATH_TESTS_DIR:-$HDS_CACHE/fhirpath-tests}"
 bash scripts/fetch-fhirpath-tests.sh >/dev/null
 ensure_venv e2e/requirements.txt
+# dcmtk alters DICOM test instances in the e2e tests.
+command -v dcmodify >/dev/null 2>&1 || ensure_packages dcmtk
+# The DICOM crates' tests read pydicom's bundled test files through the venv's Python.
+export HDS_PYTHON="$HDS_VENV/bin/python"
 ensure_npm_deps e2e/oidc
 
 # Databases left by interrupted test runs.

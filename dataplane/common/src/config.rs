@@ -369,3 +369,118 @@ mod tests {
         assert!(err.to_string().contains("auht"), "{err}");
     }
 }
+
+/// Azure's DICOM service takes requests up to 4 GB; ours defaults to 2 GiB per STOW request.
+pub const DEFAULT_MAX_STOW_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// A STOW part up to this size is held in memory; a larger one is spooled to a temporary file.
+pub const DEFAULT_SPOOL_BYTES: u64 = 32 * 1024 * 1024;
+
+/// One DICOM service (`hds dicom --config FILE`, or in-process under `hds up`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DicomServiceConfig {
+    pub name: String,
+    #[serde(default)]
+    pub workspace: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// The public base URL; RetrieveURLs and BulkDataURIs are built from it, or from the
+    /// request's Host and X-Forwarded-* headers without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    pub postgres: PostgresConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub storage: DicomStorageConfig,
+    #[serde(default)]
+    pub limits: DicomLimits,
+    #[serde(default)]
+    pub validation: DicomValidationConfig,
+    /// Azure's data partitions: `/partitions/{name}/...` routes, each partition its own
+    /// namespace of UIDs. Fixed at creation.
+    #[serde(default)]
+    pub enable_data_partitions: bool,
+    /// Writes ImagingStudy, Patient and Endpoint resources for what is stored here into a FHIR
+    /// service ("DICOM cast").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fhir_sync: Option<FhirSyncConfig>,
+}
+
+/// Where the DICOM→FHIR sync writes, and the identity it writes with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FhirSyncConfig {
+    /// The FHIR service's base URL.
+    pub fhir_url: String,
+    /// The token endpoint of the Workspace issuer; without it the sync calls without a token
+    /// (for a FHIR service whose auth is off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// A file holding the client secret (a mounted Secret), read at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_file: Option<PathBuf>,
+    /// The identifier system a Patient's DICOM PatientID is matched and created under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_identifier_system: Option<String>,
+}
+
+impl DicomServiceConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        serde_yaml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DicomStorageConfig {
+    /// Where instance files go: `file:///var/lib/hds/dicom` or `s3://bucket/prefix` (the
+    /// `AWS_*` variables configure S3). The default is a directory under the system's
+    /// temporary directory named after the service; `hds up` uses its data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DicomLimits {
+    /// The largest STOW request body; a larger one is refused with 413 and nothing of it stored.
+    #[serde(default = "default_max_stow")]
+    pub max_stow_bytes: u64,
+    /// Parts up to this size are processed in memory, larger ones from a temporary file.
+    #[serde(default = "default_spool")]
+    pub spool_bytes: u64,
+}
+
+fn default_max_stow() -> u64 {
+    DEFAULT_MAX_STOW_BYTES
+}
+fn default_spool() -> u64 {
+    DEFAULT_SPOOL_BYTES
+}
+
+impl Default for DicomLimits {
+    fn default() -> Self {
+        Self {
+            max_stow_bytes: DEFAULT_MAX_STOW_BYTES,
+            spool_bytes: DEFAULT_SPOOL_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DicomValidationConfig {
+    /// Refuse an instance whose indexed attributes are malformed (a bad date, a UID with bad
+    /// syntax). Off by default, as in Azure since 2023: such values are left out of the index
+    /// and the instance is stored with a warning, because real-world files often have them.
+    #[serde(default)]
+    pub strict: bool,
+}

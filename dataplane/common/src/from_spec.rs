@@ -3,10 +3,11 @@
 
 use hds_crds::common::{AuthenticationMode, CorsSpec, PostgresStorage};
 use hds_crds::fhir_service::VersioningPolicy;
-use hds_crds::{FhirService, Workspace};
+use hds_crds::{DicomService, FhirService, Workspace};
 
 use crate::config::{
-    AuditConfig, AuthConfig, AuthMode, CorsConfig, ExportConfig, FhirServiceConfig, ImportConfig,
+    AuditConfig, AuthConfig, AuthMode, CorsConfig, DicomLimits, DicomServiceConfig,
+    DicomStorageConfig, DicomValidationConfig, ExportConfig, FhirServiceConfig, ImportConfig,
     Limits, PostgresConfig, ResourceVersionPolicyConfig, SmartApplicationConfig,
     SmartIdentityProviderConfig, ValidationConfig, VersionPolicy,
 };
@@ -63,17 +64,6 @@ pub fn fhir_service_config(
         base_url: None,
         postgres,
         auth: AuthConfig {
-            mode: match auth.mode {
-                AuthenticationMode::Oidc => AuthMode::Oidc,
-                AuthenticationMode::None => AuthMode::None,
-            },
-            authority: auth.authority.clone(),
-            audience: auth.audience.clone(),
-            roles_claim: auth.roles_claim.clone(),
-            leeway_seconds: None,
-            // Without a configured URL the runner (operator or `hds up`) knows where the
-            // Workspace's issuer is served and fills it in.
-            workspace_issuer: workspace.and_then(workspace_issuer_url),
             smart_identity_providers: auth
                 .smart_identity_providers
                 .iter()
@@ -90,6 +80,7 @@ pub fn fhir_service_config(
                         .collect(),
                 })
                 .collect(),
+            ..auth_config(&auth.common(), workspace)
         },
         cors: spec.cors.as_ref().map(cors),
         audit: spec
@@ -122,6 +113,72 @@ pub fn fhir_service_config(
                 .unwrap_or(defaults.transaction_entry_limit),
             ..defaults
         },
+    })
+}
+
+/// Token settings every service shares; SMART identity providers are the FHIR service's own.
+fn auth_config(
+    auth: &hds_crds::common::AuthenticationSpec,
+    workspace: Option<&Workspace>,
+) -> AuthConfig {
+    AuthConfig {
+        mode: match auth.mode {
+            AuthenticationMode::Oidc => AuthMode::Oidc,
+            AuthenticationMode::None => AuthMode::None,
+        },
+        authority: auth.authority.clone(),
+        audience: auth.audience.clone(),
+        roles_claim: auth.roles_claim.clone(),
+        leeway_seconds: None,
+        // Without a configured URL the runner (operator or `hds up`) knows where the
+        // Workspace's issuer is served and fills it in.
+        workspace_issuer: workspace.and_then(workspace_issuer_url),
+        smart_identity_providers: Vec::new(),
+    }
+}
+
+/// The service config of a DicomService. `postgres` is the connection the caller resolved.
+pub fn dicom_service_config(
+    svc: &DicomService,
+    workspace: Option<&Workspace>,
+    postgres: PostgresConfig,
+) -> Result<DicomServiceConfig, SpecError> {
+    let name = svc.metadata.name.clone().ok_or(SpecError::Unnamed {
+        kind: "DicomService",
+    })?;
+    let spec = &svc.spec;
+    if let Some(ws) = workspace {
+        let given = ws.metadata.name.clone().unwrap_or_default();
+        if given != spec.workspace_ref.name {
+            return Err(SpecError::WrongWorkspace {
+                kind: "DicomService",
+                name,
+                wanted: spec.workspace_ref.name.clone(),
+                given,
+            });
+        }
+    }
+    let blob = spec
+        .storage
+        .blob
+        .as_ref()
+        .or_else(|| workspace.and_then(|w| w.spec.defaults.blob_storage.as_ref()));
+    Ok(DicomServiceConfig {
+        name,
+        workspace: spec.workspace_ref.name.clone(),
+        listen: None,
+        base_url: None,
+        postgres,
+        auth: auth_config(&spec.authentication, workspace),
+        storage: DicomStorageConfig {
+            url: blob.map(|b| storage_url(b, DICOM_MOUNT)),
+        },
+        limits: DicomLimits::default(),
+        validation: DicomValidationConfig::default(),
+        enable_data_partitions: spec.enable_data_partitions,
+        // Where the FHIR service and the issuer are is known to the runner (operator or
+        // `hds up`), which fills this in from `spec.fhirSync`.
+        fhir_sync: None,
     })
 }
 
@@ -169,6 +226,9 @@ fn storage_url(s: &hds_crds::common::BlobStorage, mount: &str) -> String {
 pub const EXPORT_MOUNT: &str = "/var/lib/hds/export";
 /// Where the operator mounts an import filesystem claim in the FHIR service's pod.
 pub const IMPORT_MOUNT: &str = "/var/lib/hds/import";
+
+/// Where the operator mounts a DICOM service's filesystem claim.
+pub const DICOM_MOUNT: &str = "/var/lib/hds/dicom";
 
 /// The issuer URL a Workspace declares, if it declares one.
 pub fn workspace_issuer_url(ws: &Workspace) -> Option<String> {

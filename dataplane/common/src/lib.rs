@@ -1,5 +1,7 @@
 //! What every hds service shares, so that each service crate holds only its own domain.
 //!
+//! - [`auth`]: the token validator of a service, from its auth settings.
+//! - [`blob`]: object stores (filesystem, S3) from URLs.
 //! - [`config`]: the typed configuration of each service. The operator writes it into a ConfigMap
 //!   and `hds up` builds it in memory, from the same custom-resource spec.
 //! - [`telemetry`]: tracing logs and the Prometheus recorder.
@@ -8,6 +10,8 @@
 //! - [`db`]: the Postgres pool and the versioned migration runner.
 //! - [`service_identity`]: the Workspace clients services act with when they call each other.
 
+pub mod auth;
+pub mod blob;
 pub mod config;
 pub mod db;
 pub mod from_spec;

@@ -51,9 +51,11 @@ pub fn dicom_fhir_sync(svc: &DicomService) -> Option<ServiceIdentity> {
         client_id: format!("dicom-fhir-sync-{name}"),
         roles: vec![WRITER.into()],
         scopes: vec![
-            "system/ImagingStudy.crus".into(),
+            // Deleted when the last of a study's instances is.
+            "system/ImagingStudy.cruds".into(),
             "system/Endpoint.crus".into(),
-            "system/Patient.rs".into(),
+            // Created when a study names a PatientID not found; never changed.
+            "system/Patient.crs".into(),
         ],
     })
 }

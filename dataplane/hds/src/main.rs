@@ -3,6 +3,7 @@
 //! - `hds up -f <file|dir>`: reads custom-resource YAML and runs every service it finds in this
 //!   process, on an embedded PostgreSQL unless one is given.
 //! - `hds fhir --config FILE`: runs one FHIR service from the config the operator renders.
+//! - `hds dicom --config FILE`: runs one DICOM service the same way.
 //! - `hds import <files|dirs> --server URL`: loads NDJSON and Bundle files into a FHIR service.
 
 mod embedded_postgres;
@@ -39,6 +40,14 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Run one DICOM service (DICOMweb) from a service config file.
+    Dicom {
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Overrides the config's listen address.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
     /// Load NDJSON files and Bundles into a FHIR service through its API, resumably.
     /// Exit status: 0 all imported, 1 stopped by an error (run again to resume), 2 done but
     /// some lines were refused (each is reported with its file and line).
@@ -54,6 +63,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Fhir { config, listen } => serve::fhir(config, listen).await,
+        Command::Dicom { config, listen } => serve::dicom(config, listen).await,
         Command::Import(args) => match import::run(args).await {
             Ok(true) => Ok(()),
             Ok(false) => return std::process::ExitCode::from(2),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use hds_common::config::FhirServiceConfig;
+use hds_common::config::{DicomServiceConfig, FhirServiceConfig};
 use hds_common::health;
 use hds_fhir_store::Store;
 
@@ -29,13 +29,23 @@ pub async fn fhir_service(
     Ok((hds_fhir_server::router(state), store))
 }
 
-pub fn probe(stores: Vec<Store>) -> health::Probe {
-    let stores = Arc::new(stores);
+/// What `/health/check` asks: every service's database.
+#[derive(Default, Clone)]
+pub struct Databases {
+    pub fhir: Vec<Store>,
+    pub dicom: Vec<hds_dicom_index::Index>,
+}
+
+pub fn probe(dbs: Databases) -> health::Probe {
+    let dbs = Arc::new(dbs);
     Arc::new(move || {
-        let stores = stores.clone();
+        let dbs = dbs.clone();
         Box::pin(async move {
-            for s in stores.iter() {
+            for s in dbs.fhir.iter() {
                 s.ping().await.map_err(|e| e.to_string())?;
+            }
+            for i in dbs.dicom.iter() {
+                i.ping().await.map_err(|e| e.to_string())?;
             }
             Ok(())
         })
@@ -81,7 +91,39 @@ pub async fn fhir(config_path: PathBuf, listen_override: Option<SocketAddr>) -> 
         .or(config.listen)
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8080)));
     let (routes, store) = fhir_service(config, "").await?;
-    let app = routes.merge(health::router(probe(vec![store])));
+    let dbs = Databases {
+        fhir: vec![store],
+        ..Databases::default()
+    };
+    let app = routes.merge(health::router(probe(dbs)));
     tracing::info!(%addr, "FHIR service listening");
+    listen(addr, app, hds_common::shutdown::signal()).await
+}
+
+pub async fn dicom(
+    config_path: PathBuf,
+    listen_override: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let config = DicomServiceConfig::load(&config_path)?;
+    let addr = listen_override
+        .or(config.listen)
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8080)));
+    let sync = config.fhir_sync.clone();
+    let name = config.name.clone();
+    let dicom_url = config
+        .base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let (routes, index) = hds_dicom_server::service(config, "").await?;
+    if let Some(sync) = &sync {
+        hds_dicom_cast::spawn(index.clone(), sync, &name, &dicom_url)
+            .with_context(|| format!("DicomService '{name}': fhirSync"))?;
+    }
+    let dbs = Databases {
+        dicom: vec![index],
+        ..Databases::default()
+    };
+    let app = routes.merge(health::router(probe(dbs)));
+    tracing::info!(%addr, "DICOM service listening");
     listen(addr, app, hds_common::shutdown::signal()).await
 }

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use axum::Router;
 use hds_common::config::PostgresConfig;
-use hds_common::from_spec::{fhir_service_config, postgres_source};
+use hds_common::from_spec::{dicom_service_config, fhir_service_config, postgres_source};
 use hds_crds::common::PostgresStorage;
-use hds_crds::{FhirService, Manifest, Workspace};
+use hds_crds::{DicomService, FhirService, Manifest, Workspace};
 use serde_json::json;
 
 use crate::embedded_postgres::EmbeddedPostgres;
@@ -41,6 +41,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut workspaces: BTreeMap<String, Workspace> = BTreeMap::new();
     let mut secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut fhir_services: Vec<FhirService> = Vec::new();
+    let mut dicom_services: Vec<DicomService> = Vec::new();
     let mut service_identities = Vec::new();
     for m in manifests {
         match m {
@@ -63,11 +64,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             }
             Manifest::DicomService(d) => {
                 service_identities.extend(hds_common::service_identity::dicom_fhir_sync(&d));
-                tracing::info!(
-                    kind = "DicomService",
-                    name = d.metadata.name.as_deref().unwrap_or(""),
-                    "not run by this version of hds up; its client identity is registered"
-                );
+                dicom_services.push(d);
             }
             other => tracing::info!(
                 kind = other.kind(),
@@ -76,16 +73,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             ),
         }
     }
-    if fhir_services.is_empty() {
-        bail!("no FhirService found in {:?}", args.files);
+    if fhir_services.is_empty() && dicom_services.is_empty() {
+        bail!("no FhirService or DicomService found in {:?}", args.files);
     }
 
     let base = format!("http://{}", display_addr(args.listen));
     let needs_embedded = args.postgres_url.is_none()
-        && fhir_services.iter().any(|f| {
+        && (fhir_services.iter().any(|f| {
             let ws = workspaces.get(&f.spec.workspace_ref.name);
             postgres_source(f.spec.storage.postgres.as_ref(), ws).is_none()
-        });
+        }) || dicom_services.iter().any(|d| {
+            let ws = workspaces.get(&d.spec.workspace_ref.name);
+            postgres_source(d.spec.storage.postgres.as_ref(), ws).is_none()
+        }));
     let embedded = if needs_embedded {
         Some(EmbeddedPostgres::start(&args.data_dir)?)
     } else {
@@ -97,7 +97,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .or_else(|| embedded.as_ref().map(|e| e.admin_url()));
 
     let mut app = Router::new();
-    let mut stores = Vec::new();
+    let mut dbs = serve::Databases::default();
     let mut endpoints = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     // Each Workspace a service names gets an issuer; its audiences are that Workspace's services.
@@ -116,7 +116,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             tracing::warn!(service = %name, workspace = %svc.spec.workspace_ref.name, "the Workspace is not among the files; using its defaults");
         }
         let url = database_url(
-            &name,
+            &database_name("fhir", &name),
             postgres_source(svc.spec.storage.postgres.as_ref(), ws),
             &secrets,
             default_admin.as_deref(),
@@ -147,10 +147,76 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .push(service_url.clone());
         let (routes, store) = serve::fhir_service(config, &prefix).await?;
         app = app.nest(&prefix, routes);
-        stores.push(store);
+        dbs.fhir.push(store);
         println!("FhirService {name}: {service_url}");
         endpoints.push(json!({
             "kind": "FhirService",
+            "name": name,
+            "namespace": svc.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            "workspace": svc.spec.workspace_ref.name,
+            "url": service_url,
+        }));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    // DICOM→FHIR syncs start once the issuers (their credentials) exist.
+    let mut syncs = Vec::new();
+    for svc in &dicom_services {
+        let name = svc
+            .metadata
+            .name
+            .clone()
+            .context("a DicomService has no metadata.name")?;
+        if !seen.insert(name.clone()) {
+            bail!("two DicomServices are named '{name}'; names must be unique");
+        }
+        let ws = workspaces.get(&svc.spec.workspace_ref.name);
+        let url = database_url(
+            &database_name("dicom", &name),
+            postgres_source(svc.spec.storage.postgres.as_ref(), ws),
+            &secrets,
+            default_admin.as_deref(),
+        )
+        .await
+        .with_context(|| format!("DicomService '{name}': database"))?;
+        let mut config = dicom_service_config(svc, ws, PostgresConfig::from_url(url))?;
+        let prefix = format!("/dicom/{name}");
+        let service_url = format!("{base}{prefix}");
+        config.base_url = Some(service_url.clone());
+        // A filesystem claim means nothing on one machine: files go to the data directory.
+        // S3 storage is used as given.
+        if !config
+            .storage
+            .url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("s3://"))
+        {
+            let dir = std::path::absolute(args.data_dir.join("dicom").join(&name))
+                .with_context(|| format!("DicomService '{name}': its directory"))?;
+            config.storage.url = Some(format!("file://{}", dir.display()));
+        }
+        let ws_name = &svc.spec.workspace_ref.name;
+        if config.auth.workspace_issuer.is_none() {
+            config.auth.workspace_issuer = Some(workspace_identity::issuer_url(ws_name, ws, &base));
+        }
+        audiences
+            .entry(ws_name.clone())
+            .or_default()
+            .push(service_url.clone());
+        let (routes, index) = hds_dicom_server::service(config, &prefix).await?;
+        app = app.nest(&prefix, routes);
+        if let Some(sync) = svc.spec.fhir_sync.as_ref().filter(|f| f.enabled) {
+            syncs.push((
+                name.clone(),
+                ws_name.clone(),
+                service_url.clone(),
+                sync.clone(),
+                index.clone(),
+            ));
+        }
+        dbs.dicom.push(index);
+        println!("DicomService {name}: {service_url}");
+        endpoints.push(json!({
+            "kind": "DicomService",
             "name": name,
             "namespace": svc.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
             "workspace": svc.spec.workspace_ref.name,
@@ -178,7 +244,30 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         issuers.push(issuer);
     }
-    app = app.merge(hds_common::health::router(serve::probe(stores)));
+    for (name, ws_name, dicom_url, sync, index) in syncs {
+        let fhir = &sync.fhir_service_ref.name;
+        if !fhir_services
+            .iter()
+            .any(|f| f.metadata.name.as_deref() == Some(fhir.as_str()))
+        {
+            bail!(
+                "DicomService '{name}': fhirSync names FhirService '{fhir}', which is not among the files"
+            );
+        }
+        let issuer = issuers.iter().find(|i| &i.workspace == &ws_name);
+        let client_id = format!("dicom-fhir-sync-{name}");
+        let config = hds_common::config::FhirSyncConfig {
+            fhir_url: format!("{base}/fhir/{fhir}"),
+            token_url: issuer.map(|i| i.issuer.token_endpoint()),
+            client_secret: issuer.and_then(|i| i.service_credentials.get(&client_id).cloned()),
+            client_id: Some(client_id),
+            client_secret_file: None,
+            patient_identifier_system: sync.patient_identifier_system.clone(),
+        };
+        hds_dicom_cast::spawn(index, &config, &name, &dicom_url)
+            .with_context(|| format!("DicomService '{name}': fhirSync"))?;
+    }
+    app = app.merge(hds_common::health::router(serve::probe(dbs)));
 
     let listener_ready = {
         tokio::net::TcpListener::bind(args.listen)
@@ -244,8 +333,8 @@ fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<Manifest>> {
     Ok(out)
 }
 
-/// A connection URL for the service's own database, from its storage spec, the Secrets among the
-/// files, or the default server.
+/// A connection URL for the service's own database (named `service`), from its storage spec, the
+/// Secrets among the files, or the default server.
 async fn database_url(
     service: &str,
     source: Option<&PostgresStorage>,
@@ -269,13 +358,13 @@ async fn database_url(
             .context("no database: give the service storage.postgres, or let hds up start its embedded one")?
             .to_owned(),
     };
-    let db = database_name(service);
-    hds_common::db::ensure_database(&admin, &db).await?;
-    with_database(&admin, &db)
+    let db = service;
+    hds_common::db::ensure_database(&admin, db).await?;
+    with_database(&admin, db)
 }
 
-/// `hds_fhir_<name>`, with anything but [a-z0-9_] replaced.
-fn database_name(service: &str) -> String {
+/// `hds_<kind>_<name>`, with anything but [a-z0-9_] replaced.
+fn database_name(kind: &str, service: &str) -> String {
     let clean: String = service
         .chars()
         .map(|c| {
@@ -286,7 +375,7 @@ fn database_name(service: &str) -> String {
             }
         })
         .collect();
-    format!("hds_fhir_{clean}")
+    format!("hds_{kind}_{clean}")
 }
 
 /// The same server URL pointing at another database.
@@ -333,7 +422,7 @@ mod tests {
             with_database("host=h user=u", "d").unwrap(),
             "host=h user=u dbname=d"
         );
-        assert_eq!(database_name("My-Fhir"), "hds_fhir_my_fhir");
+        assert_eq!(database_name("fhir", "My-Fhir"), "hds_fhir_my_fhir");
     }
 
     #[test]

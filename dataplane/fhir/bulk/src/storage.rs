@@ -1,6 +1,5 @@
-//! Where export files go and import files come from: any store the `object_store` crate
-//! reaches from a URL. `file://` is a local directory (created if missing); `s3://bucket/prefix`
-//! is S3 or an S3-compatible service, configured by the usual `AWS_*` variables.
+//! Where export files go and import files come from: any store [`hds_common::blob::open`]
+//! reaches from a URL.
 
 use std::sync::Arc;
 
@@ -18,24 +17,9 @@ pub struct FileStore {
 
 impl FileStore {
     pub fn open(url: &str) -> Result<Self, String> {
-        let parsed =
-            url::Url::parse(url).map_err(|e| format!("export storage URL '{url}': {e}"))?;
-        if parsed.scheme() == "file" {
-            let dir = parsed
-                .to_file_path()
-                .map_err(|()| format!("export storage URL '{url}' is not a local path"))?;
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                format!("cannot create the export directory {}: {e}", dir.display())
-            })?;
-        }
-        // `AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, ... as the S3 builder's own option names.
-        let options = std::env::vars()
-            .filter(|(k, _)| k.starts_with("AWS_"))
-            .map(|(k, v)| (k.to_ascii_lowercase(), v));
-        let (store, prefix) = object_store::parse_url_opts(&parsed, options)
-            .map_err(|e| format!("export storage URL '{url}': {e}"))?;
+        let (store, prefix) = hds_common::blob::open(url, "export storage")?;
         Ok(Self {
-            store: Arc::from(store),
+            store,
             prefix,
             url: url.trim_end_matches('/').to_owned(),
         })

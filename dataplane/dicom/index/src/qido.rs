@@ -1,0 +1,850 @@
+//! QIDO-RS: query parameters (PS3.18 8.3.4) parsed against the attributes the index can match
+//! (Azure's searchable set), and compiled into SQL over the study, series and instance tables.
+
+use chrono::NaiveDate;
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+use dicom_dictionary_std::StandardDataDictionary;
+use tokio_postgres::types::ToSql;
+
+use crate::extended::ExtendedTag;
+use crate::{Index, Result, dicom_date, name_words};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Study,
+    Series,
+    Instance,
+}
+
+/// How an attribute is matched, and on which column.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    /// A list of UIDs (`,` or `\` separated), matched exactly.
+    Uid,
+    /// Single-value matching, `*` and `?` wildcards; case-sensitive as DICOM strings are.
+    Text,
+    /// The same, case-insensitive (descriptions are typed by people).
+    TextFolded,
+    /// PersonName: case-insensitive on words; `fuzzymatching` makes each query word a prefix
+    /// of some word of the name.
+    Name,
+    /// A date or a range `a-b`, `a-`, `-b`.
+    Date,
+    /// Any series of the study has one of the listed modalities.
+    Modalities,
+    Integer,
+    /// Numbers of any numeric VR, compared as double precision (extended query tags).
+    Number,
+}
+
+#[derive(Debug)]
+struct Searchable {
+    tag: &'static str,
+    keyword: &'static str,
+    level: Level,
+    kind: Kind,
+    column: &'static str,
+}
+
+const SEARCHABLE: &[Searchable] = &[
+    s(
+        "0020000D",
+        "StudyInstanceUID",
+        Level::Study,
+        Kind::Uid,
+        "t.study_uid",
+    ),
+    s(
+        "00100020",
+        "PatientID",
+        Level::Study,
+        Kind::Text,
+        "t.patient_id",
+    ),
+    s(
+        "00100010",
+        "PatientName",
+        Level::Study,
+        Kind::Name,
+        "t.patient_name_words",
+    ),
+    s(
+        "00080050",
+        "AccessionNumber",
+        Level::Study,
+        Kind::Text,
+        "t.accession_number",
+    ),
+    s(
+        "00080090",
+        "ReferringPhysicianName",
+        Level::Study,
+        Kind::Name,
+        "t.referring_physician_words",
+    ),
+    s(
+        "00080020",
+        "StudyDate",
+        Level::Study,
+        Kind::Date,
+        "t.study_date",
+    ),
+    s(
+        "00100030",
+        "PatientBirthDate",
+        Level::Study,
+        Kind::Date,
+        "t.patient_birth_date",
+    ),
+    s(
+        "00081030",
+        "StudyDescription",
+        Level::Study,
+        Kind::TextFolded,
+        "t.study_description",
+    ),
+    s(
+        "00080061",
+        "ModalitiesInStudy",
+        Level::Study,
+        Kind::Modalities,
+        "",
+    ),
+    s(
+        "0020000E",
+        "SeriesInstanceUID",
+        Level::Series,
+        Kind::Uid,
+        "s.series_uid",
+    ),
+    s(
+        "00080060",
+        "Modality",
+        Level::Series,
+        Kind::Text,
+        "s.modality",
+    ),
+    s(
+        "00400244",
+        "PerformedProcedureStepStartDate",
+        Level::Series,
+        Kind::Date,
+        "s.pps_start_date",
+    ),
+    s(
+        "00081090",
+        "ManufacturerModelName",
+        Level::Series,
+        Kind::Text,
+        "s.manufacturer_model_name",
+    ),
+    s(
+        "00080018",
+        "SOPInstanceUID",
+        Level::Instance,
+        Kind::Uid,
+        "i.sop_uid",
+    ),
+    s(
+        "00080016",
+        "SOPClassUID",
+        Level::Instance,
+        Kind::Uid,
+        "i.sop_class_uid",
+    ),
+    s(
+        "00200013",
+        "InstanceNumber",
+        Level::Instance,
+        Kind::Integer,
+        "i.instance_number",
+    ),
+];
+
+const fn s(
+    tag: &'static str,
+    keyword: &'static str,
+    level: Level,
+    kind: Kind,
+    column: &'static str,
+) -> Searchable {
+    Searchable {
+        tag,
+        keyword,
+        level,
+        kind,
+        column,
+    }
+}
+
+/// A filter on an extended query tag.
+#[derive(Debug, Clone)]
+struct ExtendedFilter {
+    tag: String,
+    kind: Kind,
+    level: Level,
+}
+
+/// What `includefield` asks for beyond the default attributes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum IncludeField {
+    #[default]
+    Default,
+    All,
+    /// Tags as 8 upper-case hex digits.
+    Tags(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct QidoQuery {
+    pub level: Level,
+    filters: Vec<(&'static Searchable, String)>,
+    extended: Vec<(ExtendedFilter, String)>,
+    pub fuzzy: bool,
+    pub limit: i64,
+    pub offset: i64,
+    pub include: IncludeField,
+    /// Parameters that were understood but cannot be matched here, one sentence each, for the
+    /// Warning header; they were ignored.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum QidoError {
+    #[error(
+        "the query parameter '{0}' is not a DICOM attribute keyword or tag, nor a QIDO-RS parameter"
+    )]
+    UnknownParameter(String),
+    #[error("the value '{value}' of {keyword} is not valid: {reason}")]
+    InvalidValue {
+        keyword: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("{0}")]
+    InvalidControl(String),
+}
+
+pub const DEFAULT_LIMIT: i64 = 100;
+pub const MAX_LIMIT: i64 = 200;
+
+/// A tag given as a keyword or 8 hex digits, as its 8 upper-case hex digits.
+pub fn tag_of(name: &str) -> Option<String> {
+    if name.len() == 8 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Some(name.to_ascii_uppercase());
+    }
+    StandardDataDictionary.by_name(name).map(|e| {
+        let t = e.tag_range().inner();
+        format!("{:04X}{:04X}", t.group(), t.element())
+    })
+}
+
+/// The VR the standard dictionary gives a tag (8 hex digits), when it gives exactly one.
+pub fn dictionary_vr(tag: &str) -> Option<String> {
+    let group = u16::from_str_radix(tag.get(..4)?, 16).ok()?;
+    let element = u16::from_str_radix(tag.get(4..8)?, 16).ok()?;
+    match StandardDataDictionary
+        .by_tag(dicom_core::Tag(group, element))?
+        .vr
+    {
+        dicom_core::dictionary::VirtualVr::Exact(vr) => Some(vr.to_string().to_owned()),
+        _ => None,
+    }
+}
+
+/// Whether a tag is one QIDO matches without being added (Azure refuses those as extended).
+pub fn is_standard_searchable(tag: &str) -> bool {
+    SEARCHABLE.iter().any(|s| s.tag == tag)
+}
+
+impl QidoQuery {
+    pub fn parse(level: Level, params: &[(String, String)]) -> Result<Self, QidoError> {
+        Self::parse_with(level, params, &[])
+    }
+
+    /// Parses with the service's extended query tags (only `Ready` ones with query enabled
+    /// are matched; others are ignored with a warning).
+    pub fn parse_with(
+        level: Level,
+        params: &[(String, String)],
+        extended: &[ExtendedTag],
+    ) -> Result<Self, QidoError> {
+        let mut q = QidoQuery {
+            level,
+            filters: Vec::new(),
+            extended: Vec::new(),
+            fuzzy: false,
+            limit: DEFAULT_LIMIT,
+            offset: 0,
+            include: IncludeField::Default,
+            warnings: Vec::new(),
+        };
+        for (name, value) in params {
+            match name.as_str() {
+                "limit" => {
+                    q.limit = value
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|l| (1..=MAX_LIMIT).contains(l))
+                        .ok_or_else(|| {
+                            QidoError::InvalidControl(format!(
+                                "limit must be an integer from 1 to {MAX_LIMIT}, not '{value}'"
+                            ))
+                        })?;
+                }
+                "offset" => {
+                    q.offset = value
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|o| *o >= 0)
+                        .ok_or_else(|| {
+                            QidoError::InvalidControl(format!(
+                                "offset must be a non-negative integer, not '{value}'"
+                            ))
+                        })?;
+                }
+                "fuzzymatching" => {
+                    q.fuzzy = match value.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => {
+                            return Err(QidoError::InvalidControl(format!(
+                                "fuzzymatching must be true or false, not '{value}'"
+                            )));
+                        }
+                    }
+                }
+                "includefield" => {
+                    for field in value.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+                        if field == "all" {
+                            q.include = IncludeField::All;
+                            continue;
+                        }
+                        let tag = tag_of(field)
+                            .ok_or_else(|| QidoError::UnknownParameter(field.to_owned()))?;
+                        match &mut q.include {
+                            IncludeField::All => {}
+                            IncludeField::Tags(t) => t.push(tag),
+                            d @ IncludeField::Default => *d = IncludeField::Tags(vec![tag]),
+                        }
+                    }
+                }
+                _ => q.filter(name, value, extended)?,
+            }
+        }
+        Ok(q)
+    }
+
+    fn filter(
+        &mut self,
+        name: &str,
+        value: &str,
+        extended: &[ExtendedTag],
+    ) -> Result<(), QidoError> {
+        let found = SEARCHABLE
+            .iter()
+            .find(|s| s.keyword == name || s.tag.eq_ignore_ascii_case(name));
+        let tag = tag_of(name);
+        if found.is_none()
+            && let Some(ext) = tag
+                .as_deref()
+                .and_then(|t| extended.iter().find(|e| e.tag == t))
+        {
+            return self.extended_filter(name, value, ext);
+        }
+        let Some(attr) = found else {
+            if name.contains('.') || tag_of(name).is_some() {
+                self.warnings.push(format!(
+                    "The attribute {name} is not supported for matching; it was ignored."
+                ));
+                return Ok(());
+            }
+            return Err(QidoError::UnknownParameter(name.to_owned()));
+        };
+        if attr.level > self.level {
+            self.warnings.push(format!(
+                "{} is a {:?}-level attribute and cannot be matched in a {:?}-level query; it was ignored.",
+                attr.keyword, attr.level, self.level
+            ));
+            return Ok(());
+        }
+        // An empty value is universal matching: it asks for the attribute, matches everything.
+        if value.is_empty() {
+            return Ok(());
+        }
+        let invalid = |reason| QidoError::InvalidValue {
+            keyword: attr.keyword,
+            value: value.to_owned(),
+            reason,
+        };
+        match attr.kind {
+            Kind::Date => {
+                date_range(value).ok_or_else(|| {
+                    invalid("a date is YYYYMMDD, a range is YYYYMMDD-YYYYMMDD with either end open")
+                })?;
+            }
+            Kind::Integer => {
+                value
+                    .parse::<i32>()
+                    .map_err(|_| invalid("an integer is expected"))?;
+            }
+            Kind::Uid => {
+                if uids(value)
+                    .any(|u| u.len() > 64 || !u.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+                {
+                    return Err(invalid(
+                        "UIDs are digits and dots, at most 64 characters, separated by commas",
+                    ));
+                }
+            }
+            _ => {}
+        }
+        self.filters.push((attr, value.to_owned()));
+        Ok(())
+    }
+
+    fn extended_filter(
+        &mut self,
+        name: &str,
+        value: &str,
+        ext: &ExtendedTag,
+    ) -> Result<(), QidoError> {
+        let level = match ext.level.as_str() {
+            "Study" => Level::Study,
+            "Series" => Level::Series,
+            _ => Level::Instance,
+        };
+        if ext.status != "Ready" || !ext.query_enabled {
+            self.warnings.push(format!(
+                "The extended query tag {name} is not ready for matching (its reindex has not completed, or querying it is off); it was ignored."
+            ));
+            return Ok(());
+        }
+        if level > self.level {
+            self.warnings.push(format!(
+                "{name} is a {level:?}-level extended query tag and cannot be matched in a {:?}-level query; it was ignored.",
+                self.level
+            ));
+            return Ok(());
+        }
+        if value.is_empty() {
+            return Ok(());
+        }
+        let kind = match ext.vr.as_str() {
+            "DA" => Kind::Date,
+            "PN" => Kind::Name,
+            "DS" | "FD" | "FL" | "IS" | "SL" | "SS" | "UL" | "US" => Kind::Number,
+            _ => Kind::Text,
+        };
+        let bad = |reason| QidoError::InvalidValue {
+            keyword: "extended query tag",
+            value: value.to_owned(),
+            reason,
+        };
+        match kind {
+            Kind::Date if date_range(value).is_none() => {
+                return Err(bad("a date is YYYYMMDD, a range is YYYYMMDD-YYYYMMDD"));
+            }
+            Kind::Number if value.parse::<f64>().is_err() => {
+                return Err(bad("a number is expected"));
+            }
+            _ => {}
+        }
+        self.extended.push((
+            ExtendedFilter {
+                tag: ext.tag.clone(),
+                kind,
+                level,
+            },
+            value.to_owned(),
+        ));
+        Ok(())
+    }
+
+    /// The tags of attributes this query matches on, which the answer must include.
+    pub fn match_tags(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.filters.iter().map(|(a, _)| a.tag)
+    }
+}
+
+fn uids(value: &str) -> impl Iterator<Item = &str> {
+    value
+        .split([',', '\\'])
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+}
+
+fn date_range(value: &str) -> Option<(Option<NaiveDate>, Option<NaiveDate>)> {
+    match value.split_once('-') {
+        None => dicom_date(value).map(|d| (Some(d), Some(d))),
+        Some((a, b)) => {
+            let from = if a.is_empty() {
+                None
+            } else {
+                Some(dicom_date(a)?)
+            };
+            let to = if b.is_empty() {
+                None
+            } else {
+                Some(dicom_date(b)?)
+            };
+            (from.is_some() || to.is_some()).then_some((from, to))
+        }
+    }
+}
+
+/// A LIKE pattern from DICOM wildcards, or None when there are none.
+fn like_pattern(value: &str) -> Option<String> {
+    if !value.contains(['*', '?']) {
+        return None;
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    for c in value.chars() {
+        match c {
+            '*' => out.push('%'),
+            '?' => out.push('_'),
+            '%' | '_' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+/// What a path names above the query level: `/studies/{study}/series`, ...
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    pub partition: &'a str,
+    pub study: Option<&'a str>,
+    pub series: Option<&'a str>,
+}
+
+/// One match: its UIDs, the stored JSON member texts to answer with, and what is computed.
+#[derive(Debug, Clone)]
+pub struct QidoMatch {
+    pub study_uid: String,
+    pub series_uid: Option<String>,
+    pub sop_uid: Option<String>,
+    /// DICOM JSON objects whose members make up the answer (study, series or instance level).
+    pub objects: Vec<String>,
+    pub modalities_in_study: Vec<String>,
+    /// Series in the study (study level), instances in the study or series.
+    pub related_series: Option<i64>,
+    pub related_instances: Option<i64>,
+    /// The instance's whole metadata, when `includefield` asks for more than the index keeps.
+    pub metadata: Option<String>,
+}
+
+struct Sql {
+    text: String,
+    params: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Sql {
+    fn bind(&mut self, v: impl ToSql + Sync + Send + 'static) -> String {
+        self.params.push(Box::new(v));
+        format!("${}", self.params.len())
+    }
+}
+
+impl Index {
+    pub async fn qido(&self, scope: Scope<'_>, q: &QidoQuery) -> Result<Vec<QidoMatch>> {
+        let mut sql = Sql {
+            text: String::new(),
+            params: Vec::new(),
+        };
+        let p = sql.bind(scope.partition.to_owned());
+        let mut conds = Vec::new();
+        if let Some(study) = scope.study {
+            let v = sql.bind(study.to_owned());
+            conds.push(format!("t.study_uid = {v}"));
+        }
+        if let Some(series) = scope.series {
+            let v = sql.bind(series.to_owned());
+            conds.push(format!("s.series_uid = {v}"));
+        }
+        for (attr, value) in &q.filters {
+            conds.push(condition(&mut sql, attr.kind, attr.column, value, q.fuzzy));
+        }
+        for (ext, value) in &q.extended {
+            let tag = sql.bind(ext.tag.clone());
+            let col = match ext.kind {
+                Kind::Date => "v.date_value",
+                Kind::Number => "v.number_value",
+                _ => "v.text_value",
+            };
+            let matches = condition(&mut sql, ext.kind, col, value, q.fuzzy);
+            // The rows the value must belong to: the query's own row, at the tag's level.
+            let owner = match (q.level, ext.level) {
+                (_, Level::Study) | (Level::Study, _) => "",
+                (Level::Series, _) | (Level::Instance, Level::Series) => {
+                    " AND v.series_uid = s.series_uid"
+                }
+                (Level::Instance, Level::Instance) => " AND v.sop_uid = i.sop_uid",
+            };
+            conds.push(format!(
+                "EXISTS (SELECT 1 FROM dicom_tag_values v WHERE v.tag = {tag}
+                           AND v.partition = t.partition AND v.study_uid = t.study_uid{owner}
+                           AND {matches})"
+            ));
+        }
+        let wants_metadata = q.level == Level::Instance && q.include != IncludeField::Default;
+        let where_ = conds
+            .iter()
+            .map(|c| format!(" AND {c}"))
+            .collect::<String>();
+        let limit = sql.bind(q.limit);
+        let offset = sql.bind(q.offset);
+        sql.text =
+            match q.level {
+                Level::Study => format!(
+                    "SELECT t.study_uid, t.study_json,
+                   ARRAY(SELECT DISTINCT m.modality FROM dicom_series m
+                          WHERE m.partition = t.partition AND m.study_uid = t.study_uid
+                            AND m.modality IS NOT NULL ORDER BY 1),
+                   (SELECT count(*) FROM dicom_series m
+                     WHERE m.partition = t.partition AND m.study_uid = t.study_uid),
+                   (SELECT count(*) FROM dicom_instances m
+                     WHERE m.partition = t.partition AND m.study_uid = t.study_uid)
+                 FROM dicom_studies t WHERE t.partition = {p}{where_}
+                 ORDER BY t.study_uid LIMIT {limit} OFFSET {offset}"
+                ),
+                Level::Series => format!(
+                    "SELECT s.study_uid, s.series_uid, s.series_json, t.study_json,
+                   (SELECT count(*) FROM dicom_instances m WHERE m.partition = s.partition
+                      AND m.study_uid = s.study_uid AND m.series_uid = s.series_uid)
+                 FROM dicom_series s
+                 JOIN dicom_studies t ON t.partition = s.partition AND t.study_uid = s.study_uid
+                 WHERE s.partition = {p}{where_}
+                 ORDER BY s.study_uid, s.series_uid LIMIT {limit} OFFSET {offset}"
+                ),
+                Level::Instance => {
+                    format!(
+                "SELECT i.study_uid, i.series_uid, i.sop_uid, i.instance_json, s.series_json,
+                   t.study_json, {}
+                 FROM dicom_instances i
+                 JOIN dicom_series s ON s.partition = i.partition AND s.study_uid = i.study_uid
+                      AND s.series_uid = i.series_uid
+                 JOIN dicom_studies t ON t.partition = i.partition AND t.study_uid = i.study_uid
+                 WHERE i.partition = {p}{where_}
+                 ORDER BY i.study_uid, i.series_uid, i.instance_number NULLS LAST, i.sop_uid
+                 LIMIT {limit} OFFSET {offset}",
+                if wants_metadata { "i.metadata" } else { "NULL::text" }
+            )
+                }
+            };
+        let c = self.pool.get().await?;
+        let params: Vec<&(dyn ToSql + Sync)> = sql
+            .params
+            .iter()
+            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = c.query(&sql.text, &params).await?;
+        Ok(rows
+            .iter()
+            .map(|r| match q.level {
+                Level::Study => QidoMatch {
+                    study_uid: r.get(0),
+                    series_uid: None,
+                    sop_uid: None,
+                    objects: vec![r.get(1)],
+                    modalities_in_study: r.get(2),
+                    related_series: Some(r.get(3)),
+                    related_instances: Some(r.get(4)),
+                    metadata: None,
+                },
+                Level::Series => QidoMatch {
+                    study_uid: r.get(0),
+                    series_uid: Some(r.get(1)),
+                    sop_uid: None,
+                    // Study attributes first, so a series' own values win on the rare overlap.
+                    objects: if scope.study.is_none() {
+                        vec![r.get(3), r.get(2)]
+                    } else {
+                        vec![r.get(2)]
+                    },
+                    modalities_in_study: Vec::new(),
+                    related_series: None,
+                    related_instances: Some(r.get(4)),
+                    metadata: None,
+                },
+                Level::Instance => {
+                    let mut objects = Vec::new();
+                    if scope.study.is_none() {
+                        objects.push(r.get(5));
+                    }
+                    if scope.series.is_none() {
+                        objects.push(r.get(4));
+                    }
+                    objects.push(r.get(3));
+                    QidoMatch {
+                        study_uid: r.get(0),
+                        series_uid: Some(r.get(1)),
+                        sop_uid: Some(r.get(2)),
+                        objects,
+                        modalities_in_study: Vec::new(),
+                        related_series: None,
+                        related_instances: None,
+                        metadata: r.get(6),
+                    }
+                }
+            })
+            .collect())
+    }
+}
+
+fn condition(sql: &mut Sql, kind: Kind, col: &str, value: &str, fuzzy: bool) -> String {
+    match kind {
+        Kind::Uid => {
+            let v = sql.bind(uids(value).map(str::to_owned).collect::<Vec<_>>());
+            format!("{col} = ANY({v})")
+        }
+        Kind::Integer => {
+            let v = sql.bind(value.parse::<i32>().unwrap_or_default());
+            format!("{col} = {v}")
+        }
+        Kind::Number => {
+            let v = sql.bind(value.parse::<f64>().unwrap_or_default());
+            format!("{col} = {v}")
+        }
+        Kind::Text => match like_pattern(value) {
+            Some(p) => {
+                let v = sql.bind(p);
+                format!("{col} LIKE {v}")
+            }
+            None => {
+                let v = sql.bind(value.to_owned());
+                format!("{col} = {v}")
+            }
+        },
+        Kind::TextFolded => match like_pattern(value) {
+            Some(p) => {
+                let v = sql.bind(p);
+                format!("lower({col}) LIKE lower({v})")
+            }
+            None => {
+                let v = sql.bind(value.to_owned());
+                format!("lower({col}) = lower({v})")
+            }
+        },
+        Kind::Name => {
+            let words = name_words(value);
+            if fuzzy {
+                // Each word of the query begins some word of the name.
+                let mut parts = Vec::new();
+                for w in words.split(' ').filter(|w| !w.is_empty()) {
+                    let w = w.replace(['*', '?'], "");
+                    let escaped = like_pattern(&format!("{w}*")).unwrap_or_default();
+                    let start = sql.bind(escaped.clone());
+                    let inner = sql.bind(format!("% {escaped}"));
+                    parts.push(format!("({col} LIKE {start} OR {col} LIKE {inner})"));
+                }
+                if parts.is_empty() {
+                    "TRUE".into()
+                } else {
+                    parts.join(" AND ")
+                }
+            } else {
+                match like_pattern(&words) {
+                    Some(p) => {
+                        let v = sql.bind(p);
+                        format!("{col} LIKE {v}")
+                    }
+                    None => {
+                        let v = sql.bind(words);
+                        format!("{col} = {v}")
+                    }
+                }
+            }
+        }
+        Kind::Date => {
+            let (from, to) = date_range(value).unwrap_or((None, None));
+            let mut parts = Vec::new();
+            if let Some(f) = from {
+                let v = sql.bind(f);
+                parts.push(format!("{col} >= {v}"));
+            }
+            if let Some(t) = to {
+                let v = sql.bind(t);
+                parts.push(format!("{col} <= {v}"));
+            }
+            parts.join(" AND ")
+        }
+        Kind::Modalities => {
+            let v = sql.bind(uids(value).map(str::to_owned).collect::<Vec<_>>());
+            format!(
+                "EXISTS (SELECT 1 FROM dicom_series m WHERE m.partition = t.partition
+                           AND m.study_uid = t.study_uid AND m.modality = ANY({v}))"
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parameters_parse_by_keyword_and_tag() {
+        let q = QidoQuery::parse(
+            Level::Study,
+            &p(&[
+                ("PatientID", "1CT1"),
+                ("00080020", "20040101-"),
+                ("includefield", "StudyDescription,00100040"),
+                ("limit", "5"),
+                ("fuzzymatching", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(q.limit, 5);
+        assert!(q.fuzzy);
+        assert_eq!(
+            q.include,
+            IncludeField::Tags(vec!["00081030".into(), "00100040".into()])
+        );
+        assert_eq!(q.match_tags().collect::<Vec<_>>(), ["00100020", "00080020"]);
+    }
+
+    #[test]
+    fn bad_parameters_are_errors_and_unsupported_ones_warnings() {
+        assert_eq!(
+            QidoQuery::parse(Level::Study, &p(&[("Bogus", "1")])).unwrap_err(),
+            QidoError::UnknownParameter("Bogus".into())
+        );
+        assert!(matches!(
+            QidoQuery::parse(Level::Study, &p(&[("StudyDate", "2004")])).unwrap_err(),
+            QidoError::InvalidValue { .. }
+        ));
+        assert!(QidoQuery::parse(Level::Study, &p(&[("limit", "201")])).is_err());
+        assert!(QidoQuery::parse(Level::Study, &p(&[("StudyInstanceUID", "1.2.x")])).is_err());
+        let q = QidoQuery::parse(Level::Study, &p(&[("StationName", "CT1")])).unwrap();
+        assert_eq!(q.warnings.len(), 1);
+        let q = QidoQuery::parse(Level::Study, &p(&[("Modality", "CT")])).unwrap();
+        assert_eq!(q.warnings.len(), 1, "a series attribute at study level");
+    }
+
+    #[test]
+    fn wildcards_become_like_patterns() {
+        assert_eq!(like_pattern("Doe*"), Some("Doe%".into()));
+        assert_eq!(like_pattern("D?e_1"), Some("D_e\\_1".into()));
+        assert_eq!(like_pattern("Doe"), None);
+        assert_eq!(
+            date_range("20040101-20041231"),
+            Some((
+                NaiveDate::from_ymd_opt(2004, 1, 1),
+                NaiveDate::from_ymd_opt(2004, 12, 31)
+            ))
+        );
+        assert_eq!(date_range("-"), None);
+    }
+}

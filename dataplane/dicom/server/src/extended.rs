@@ -1,0 +1,216 @@
+//! `/extendedquerytags` (Azure's shape): add tags (an asynchronous reindex makes them
+//! searchable, followed at `/operations/{id}`), list, read and delete them.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hds_dicom_index::extended::{ExtendedTag, SUPPORTED_VRS, TagError};
+use hds_dicom_index::qido::{dictionary_vr, is_standard_searchable, tag_of};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{AppState, DicomError};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct NewTag {
+    path: String,
+    #[serde(default)]
+    vr: Option<String>,
+    #[serde(default)]
+    private_creator: Option<String>,
+    level: String,
+}
+
+pub(crate) async fn add(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, DicomError> {
+    let tags: Vec<NewTag> = serde_json::from_slice(&body).map_err(|e| {
+        DicomError::BadRequest(format!(
+            "the body is a JSON array of {{\"path\", \"vr\", \"privateCreator\", \"level\"}}: {e}"
+        ))
+    })?;
+    if tags.is_empty() {
+        return Err(DicomError::BadRequest(
+            "no extended query tag was given".into(),
+        ));
+    }
+    let mut checked: Vec<ExtendedTag> = Vec::new();
+    for t in &tags {
+        let c = check(t)?;
+        if checked.iter().any(|x| x.tag == c.tag) {
+            return Err(DicomError::BadRequest(format!("{} is given twice", t.path)));
+        }
+        checked.push(c);
+    }
+    let id = s
+        .index
+        .add_extended_tags(&checked)
+        .await
+        .map_err(|e| match e {
+            TagError::Exists(t) => {
+                DicomError::Conflict(format!("the extended query tag {t} exists already"))
+            }
+            TagError::Index(e) => e.into(),
+        })?;
+    s.reindex.notify_one();
+    let href = format!("{}/operations/{id}", s.base_url(&headers));
+    Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "href": href}))).into_response())
+}
+
+fn check(t: &NewTag) -> Result<ExtendedTag, DicomError> {
+    let bad = |why: String| DicomError::BadRequest(format!("extended query tag {}: {why}", t.path));
+    let tag = tag_of(&t.path).ok_or_else(|| {
+        bad("not a tag (8 hex digits) or a keyword of the standard dictionary".into())
+    })?;
+    if is_standard_searchable(&tag) {
+        return Err(bad("it is searchable already".into()));
+    }
+    let group = u16::from_str_radix(&tag[..4], 16).unwrap_or(0);
+    let private = group % 2 == 1;
+    if group == 0x0002 || group == 0x7FE0 {
+        return Err(bad(
+            "file meta and pixel data attributes cannot be queried".into()
+        ));
+    }
+    let vr = match (&t.vr, dictionary_vr(&tag)) {
+        (Some(given), Some(known)) if !given.eq_ignore_ascii_case(&known) && !private => {
+            return Err(bad(format!("its VR is {known}, not {given}")));
+        }
+        (Some(given), _) => given.to_ascii_uppercase(),
+        (None, Some(known)) if !private => known,
+        (None, _) => return Err(bad("a VR is required for a private or unknown tag".into())),
+    };
+    if !SUPPORTED_VRS.contains(&vr.as_str()) {
+        return Err(bad(format!(
+            "VR {vr} cannot be queried; supported: {}",
+            SUPPORTED_VRS.join(", ")
+        )));
+    }
+    if private && t.private_creator.as_deref().is_none_or(str::is_empty) {
+        return Err(bad("a private tag needs its privateCreator".into()));
+    }
+    let level = match t.level.to_ascii_lowercase().as_str() {
+        "study" => "Study",
+        "series" => "Series",
+        "instance" => "Instance",
+        _ => return Err(bad("level is Study, Series or Instance".into())),
+    };
+    Ok(ExtendedTag {
+        tag,
+        vr,
+        private_creator: t.private_creator.clone(),
+        level: level.into(),
+        status: "Adding".into(),
+        query_enabled: true,
+        operation: None,
+    })
+}
+
+fn describe(base: &str, t: &ExtendedTag) -> Value {
+    let mut v = json!({
+        "path": t.tag,
+        "vr": t.vr,
+        "level": t.level,
+        "status": t.status,
+        "queryStatus": if t.query_enabled { "Enabled" } else { "Disabled" },
+        "errors": {"count": 0},
+    });
+    if let Some(p) = &t.private_creator {
+        v["privateCreator"] = json!(p);
+    }
+    if let (Some(op), "Adding") = (&t.operation, t.status.as_str()) {
+        v["operation"] = json!({"id": op, "href": format!("{base}/operations/{op}")});
+    }
+    v
+}
+
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, DicomError> {
+    let base = s.base_url(&headers);
+    let tags = s.index.extended_tags().await?;
+    Ok(Json(tags.iter().map(|t| describe(&base, t)).collect::<Vec<_>>()).into_response())
+}
+
+fn named(p: &HashMap<String, String>) -> Result<String, DicomError> {
+    let path = p.get("tag").map_or("", String::as_str);
+    tag_of(path).ok_or_else(|| DicomError::BadRequest(format!("'{path}' is not a tag or keyword")))
+}
+
+pub(crate) async fn get(
+    State(s): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, DicomError> {
+    let tag = named(&p)?;
+    let base = s.base_url(&headers);
+    let tags = s.index.extended_tags().await?;
+    let t = tags
+        .iter()
+        .find(|t| t.tag == tag)
+        .ok_or_else(|| DicomError::NotFound(format!("there is no extended query tag {tag}")))?;
+    Ok(Json(describe(&base, t)).into_response())
+}
+
+pub(crate) async fn delete(
+    State(s): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+) -> Result<Response, DicomError> {
+    let tag = named(&p)?;
+    if s.index.delete_extended_tag(&tag).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(DicomError::NotFound(format!(
+            "there is no extended query tag {tag}"
+        )))
+    }
+}
+
+/// Azure's operation status: 202 while it runs, 200 once it has ended.
+pub(crate) async fn operation(
+    State(s): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, DicomError> {
+    let id = p.get("id").map_or("", String::as_str);
+    let op = s
+        .index
+        .operation(id)
+        .await?
+        .ok_or_else(|| DicomError::NotFound(format!("there is no operation {id}")))?;
+    let base = s.base_url(&headers);
+    let body = json!({
+        "operationId": op.id,
+        "type": op.kind,
+        "createdTime": op.created.to_rfc3339(),
+        "lastUpdatedTime": op.updated.to_rfc3339(),
+        "status": op.status,
+        "percentComplete": op.percent,
+        "resources": op.tags.iter().map(|t| format!("{base}/extendedquerytags/{t}")).collect::<Vec<_>>(),
+        "errors": op.error.into_iter().collect::<Vec<_>>(),
+    });
+    let status = match op.status.as_str() {
+        "notStarted" | "running" => StatusCode::ACCEPTED,
+        _ => StatusCode::OK,
+    };
+    Ok((status, Json(body)).into_response())
+}
+
+/// Runs reindex operations as they are added (and any left by a restart).
+pub(crate) async fn reindex_worker(s: AppState) {
+    loop {
+        match s.index.reindex_pending().await {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reindexing extended query tags failed; retrying"),
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), s.reindex.notified()).await;
+    }
+}

@@ -1,0 +1,191 @@
+//! The DICOMweb service (PS3.18; Azure's DICOM service is the compatibility target): STOW-RS
+//! (`stow`), QIDO-RS (`qido`), WADO-RS (`wado`: instances, metadata, frames, rendered images,
+//! bulk data), delete and the change feed (`changefeed`). Instance files live in an object store
+//! (`blobs`), everything else in the index (`hds-dicom-index`); what an instance says comes from
+//! `hds-dicom-model`.
+
+mod authn;
+mod blobs;
+mod changefeed;
+mod error;
+mod extended;
+mod media;
+mod qido;
+mod stow;
+mod wado;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::routing::get;
+use hds_common::config::{AuthMode, DicomServiceConfig};
+use hds_dicom_index::Index;
+
+pub use blobs::Blobs;
+pub use error::DicomError;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: DicomServiceConfig,
+    pub index: Index,
+    pub blobs: Blobs,
+    tokens: Option<hds_auth::Validator>,
+    /// Wakes the reindex worker when tags are added.
+    reindex: tokio::sync::Notify,
+    /// Where the service is mounted below the listener's root (`/dicom/<name>` under `hds up`).
+    prefix: String,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(config: DicomServiceConfig, index: Index, prefix: &str) -> anyhow::Result<Self> {
+        let url = config.storage.url.clone().unwrap_or_else(|| {
+            let dir = std::env::temp_dir()
+                .join("hds-dicom")
+                .join(format!("{}-{}", config.workspace, config.name));
+            format!("file://{}", dir.display())
+        });
+        let blobs = Blobs::open(&url).map_err(anyhow::Error::msg)?;
+        if config.auth.mode == AuthMode::None {
+            tracing::warn!(
+                service = %config.name,
+                "AUTHENTICATION IS OFF (auth.mode: none): every caller may read, store and delete every DICOM instance of this service"
+            );
+        }
+        let tokens = hds_common::auth::token_validator(
+            &config.name,
+            &config.auth,
+            config.base_url.as_deref(),
+        );
+        Ok(Self(Arc::new(Inner {
+            config,
+            index,
+            blobs,
+            tokens,
+            reindex: tokio::sync::Notify::new(),
+            prefix: prefix.trim_end_matches('/').to_owned(),
+        })))
+    }
+
+    /// The base URL RetrieveURLs and BulkDataURIs start with: the configured one, else the
+    /// request's own (X-Forwarded-Proto and -Host first, as behind an ingress).
+    pub(crate) fn base_url(&self, headers: &HeaderMap) -> String {
+        if let Some(b) = &self.config.base_url {
+            return b.trim_end_matches('/').to_owned();
+        }
+        let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+        let host = header("x-forwarded-host")
+            .or_else(|| header("host"))
+            .unwrap_or("localhost");
+        let proto = header("x-forwarded-proto").unwrap_or("http");
+        format!("{proto}://{host}{}", self.prefix)
+    }
+}
+
+/// The service's routes, at the root and under Azure's version prefixes (`/v1`, `/v2`), and
+/// under `/partitions/{partition}` too when data partitions are on.
+pub fn router(state: AppState) -> Router {
+    let data = data_routes();
+    let mut versioned = Router::new()
+        .merge(data.clone())
+        .route("/changefeed", get(changefeed::feed))
+        .route("/changefeed/latest", get(changefeed::latest))
+        .route(
+            "/extendedquerytags",
+            get(extended::list).post(extended::add),
+        )
+        .route(
+            "/extendedquerytags/{tag}",
+            get(extended::get).delete(extended::delete),
+        )
+        .route("/operations/{id}", get(extended::operation));
+    if state.config.enable_data_partitions {
+        versioned = versioned.nest("/partitions/{partition}", data);
+    }
+    Router::new()
+        .merge(versioned.clone())
+        .nest("/v1", versioned.clone())
+        .nest("/v2", versioned)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authn::authenticate,
+        ))
+        .with_state(state)
+}
+
+fn data_routes() -> Router<AppState> {
+    use axum::routing::{delete, post};
+    Router::new()
+        .route(
+            "/studies",
+            post(stow::post).put(stow::put).get(qido::studies),
+        )
+        .route(
+            "/studies/{study}",
+            post(stow::post)
+                .put(stow::put)
+                .get(wado::retrieve)
+                .delete(wado::delete),
+        )
+        .route("/studies/{study}/metadata", get(wado::metadata))
+        .route("/studies/{study}/series", get(qido::series))
+        .route("/studies/{study}/instances", get(qido::instances))
+        .route("/series", get(qido::series))
+        .route("/instances", get(qido::instances))
+        .route(
+            "/studies/{study}/series/{series}",
+            get(wado::retrieve).delete(wado::delete),
+        )
+        .route(
+            "/studies/{study}/series/{series}/metadata",
+            get(wado::metadata),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances",
+            get(qido::instances),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}",
+            get(wado::retrieve).merge(delete(wado::delete)),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/metadata",
+            get(wado::metadata),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+            get(wado::frames),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/rendered",
+            get(wado::rendered),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered",
+            get(wado::rendered),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/bulkdata/{*path}",
+            get(wado::bulkdata),
+        )
+}
+
+/// Opens the index and the blob store of one service and returns its routes.
+pub async fn service(config: DicomServiceConfig, prefix: &str) -> anyhow::Result<(Router, Index)> {
+    let url = config.postgres.resolve_url()?;
+    let index = Index::open(&url, config.postgres.pool_size)
+        .await
+        .map_err(|e| anyhow::anyhow!("DicomService '{}': its database: {e}", config.name))?;
+    let state = AppState::new(config, index.clone(), prefix)?;
+    tokio::spawn(extended::reindex_worker(state.clone()));
+    Ok((router(state), index))
+}

@@ -1,0 +1,188 @@
+//! QIDO-RS handlers: `/studies`, `/series`, `/instances` at every path level. Matching is the
+//! index's ([`hds_dicom_index::qido`]); here the answer is assembled from the stored
+//! level attributes, the computed ones (counts, ModalitiesInStudy, RetrieveURL) and what
+//! `includefield` asks for.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hds_dicom_index::DEFAULT_PARTITION;
+use hds_dicom_index::qido::{IncludeField, Level, QidoMatch, QidoQuery, Scope};
+use serde_json::{Map, Value, json};
+
+use crate::{AppState, DicomError, media};
+
+pub(crate) async fn studies(
+    s: State<AppState>,
+    p: Path<HashMap<String, String>>,
+    q: RawQuery,
+    h: HeaderMap,
+) -> Result<Response, DicomError> {
+    search(s, p, q, h, Level::Study).await
+}
+
+pub(crate) async fn series(
+    s: State<AppState>,
+    p: Path<HashMap<String, String>>,
+    q: RawQuery,
+    h: HeaderMap,
+) -> Result<Response, DicomError> {
+    search(s, p, q, h, Level::Series).await
+}
+
+pub(crate) async fn instances(
+    s: State<AppState>,
+    p: Path<HashMap<String, String>>,
+    q: RawQuery,
+    h: HeaderMap,
+) -> Result<Response, DicomError> {
+    search(s, p, q, h, Level::Instance).await
+}
+
+async fn search(
+    State(s): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    level: Level,
+) -> Result<Response, DicomError> {
+    media::wants_json(&headers)?;
+    let params: Vec<(String, String)> =
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let extended = s.index.extended_tags().await?;
+    let q = QidoQuery::parse_with(level, &params, &extended)
+        .map_err(|e| DicomError::BadRequest(e.to_string()))?;
+    let partition = p.get("partition").map_or(DEFAULT_PARTITION, String::as_str);
+    let scope = Scope {
+        partition,
+        study: p.get("study").map(String::as_str),
+        series: p.get("series").map(String::as_str),
+    };
+    let matches = s.index.qido(scope, &q).await?;
+    let mut warning = q.warnings.join(" ");
+    let base = s.base_url(&headers);
+    let root = if partition == DEFAULT_PARTITION {
+        base
+    } else {
+        format!("{base}/partitions/{partition}")
+    };
+    let mut out = Vec::with_capacity(matches.len());
+    for m in &matches {
+        match answer(&root, &q, m) {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                tracing::error!(error = %e, study = %m.study_uid, "stored QIDO attributes are not JSON");
+                return Err(DicomError::Internal(format!(
+                    "the stored attributes of study {} could not be read",
+                    m.study_uid
+                )));
+            }
+        }
+    }
+    let mut r = if out.is_empty() {
+        // Azure answers an empty match with 204.
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        let mut r = Value::Array(out).to_string().into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/dicom+json"),
+        );
+        r
+    };
+    if !warning.is_empty() {
+        warning = format!(
+            "299 {}: \"{}\"",
+            s.config.name,
+            warning.replace(['"', '\\'], "'")
+        );
+        if let Ok(v) = HeaderValue::from_str(&warning) {
+            r.headers_mut().insert(header::WARNING, v);
+        }
+    }
+    Ok(r)
+}
+
+fn answer(root: &str, q: &QidoQuery, m: &QidoMatch) -> Result<Value, serde_json::Error> {
+    let mut obj = Map::new();
+    for text in &m.objects {
+        if let Value::Object(members) = serde_json::from_str(text)? {
+            obj.extend(members);
+        }
+    }
+    obj.insert(
+        "0020000D".into(),
+        json!({"vr": "UI", "Value": [m.study_uid]}),
+    );
+    if let Some(se) = &m.series_uid {
+        obj.insert("0020000E".into(), json!({"vr": "UI", "Value": [se]}));
+    }
+    if let Some(i) = &m.sop_uid {
+        obj.insert("00080018".into(), json!({"vr": "UI", "Value": [i]}));
+    }
+    // Everything stored is on line (PS3.4 C.4.23.1.1 InstanceAvailability).
+    obj.insert("00080056".into(), json!({"vr": "CS", "Value": ["ONLINE"]}));
+    if q.level == Level::Study {
+        obj.insert(
+            "00080061".into(),
+            if m.modalities_in_study.is_empty() {
+                json!({"vr": "CS"})
+            } else {
+                json!({"vr": "CS", "Value": m.modalities_in_study})
+            },
+        );
+    }
+    if let Some(n) = m.related_series {
+        obj.insert("00201206".into(), json!({"vr": "IS", "Value": [n]}));
+    }
+    if let Some(n) = m.related_instances {
+        let tag = if q.level == Level::Study {
+            "00201208"
+        } else {
+            "00201209"
+        };
+        obj.insert(tag.into(), json!({"vr": "IS", "Value": [n]}));
+    }
+    let mut url = format!("{root}/studies/{}", m.study_uid);
+    if let Some(se) = &m.series_uid {
+        url.push_str("/series/");
+        url.push_str(se);
+    }
+    if let Some(i) = &m.sop_uid {
+        url.push_str("/instances/");
+        url.push_str(i);
+    }
+    obj.insert("00081190".into(), json!({"vr": "UR", "Value": [url]}));
+    if let Some(meta) = &m.metadata
+        && let Value::Object(all) = serde_json::from_str(meta)?
+    {
+        match &q.include {
+            IncludeField::All => {
+                for (k, v) in all {
+                    if !is_bulk(&v) {
+                        obj.entry(k).or_insert(v);
+                    }
+                }
+            }
+            IncludeField::Tags(tags) => {
+                for t in tags {
+                    if let Some(v) = all.get(t) {
+                        obj.entry(t.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+            }
+            IncludeField::Default => {}
+        }
+    }
+    // Tag order, as a dataset lists them.
+    obj.sort_keys();
+    Ok(Value::Object(obj))
+}
+
+fn is_bulk(v: &Value) -> bool {
+    v.get("BulkDataURI").is_some() || v.get("InlineBinary").is_some()
+}

@@ -1,0 +1,522 @@
+//! STOW-RS: `POST /studies[/{study}]` (and Azure's `PUT`, which replaces an instance stored
+//! already). The body is read as a stream: each part is parsed and its file written while the
+//! next part arrives, parts over `limits.spoolBytes` go through a temporary file, and the index
+//! records every stored instance in one transaction at the end, so an aborted request (too
+//! large, malformed) leaves nothing behind.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use hds_dicom_index::{DEFAULT_PARTITION, NewInstance, StoreOutcome};
+use hds_dicom_model::{Instance, ParseOptions};
+use serde_json::{Map, Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::media::parse_one;
+use crate::{AppState, Blobs, DicomError};
+
+/// Azure's failure reasons (PS3.18 Table 10.5.3-1 and Azure's own).
+const PROCESSING_FAILURE: u16 = 272;
+const STUDY_UID_MISMATCH: u16 = 43265;
+const DUPLICATE: u16 = 45070;
+/// Azure's warning for an instance stored with validation problems.
+const VALIDATION_WARNINGS: u16 = 1;
+
+/// Parts processed at once: enough to keep both parsing and blob writes busy.
+const IN_FLIGHT: usize = 8;
+
+pub(crate) async fn post(
+    State(s): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, DicomError> {
+    store(s, p, headers, body, false).await
+}
+
+pub(crate) async fn put(
+    State(s): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, DicomError> {
+    store(s, p, headers, body, true).await
+}
+
+/// What became of one part before the index is written.
+enum PartResult {
+    Written {
+        instance: Box<Instance>,
+        blob: String,
+        size: i64,
+    },
+    Failed {
+        sop_class: Option<String>,
+        sop_uid: Option<String>,
+        reason: u16,
+        comment: String,
+    },
+}
+
+enum Part {
+    Memory(Bytes),
+    Spooled(tempfile::TempPath, u64),
+}
+
+async fn store(
+    s: AppState,
+    p: HashMap<String, String>,
+    headers: HeaderMap,
+    body: Body,
+    replace: bool,
+) -> Result<Response, DicomError> {
+    let partition = p
+        .get("partition")
+        .map_or(DEFAULT_PARTITION, String::as_str)
+        .to_owned();
+    let study = p.get("study").cloned();
+    let limit = s.config.limits.max_stow_bytes;
+    let content_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if content_length.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(parse_one)
+        .ok_or_else(|| {
+            DicomError::UnsupportedMediaType(
+                "a STOW request is multipart/related; type=\"application/dicom\", or application/dicom".into(),
+            )
+        })?;
+    let ctx = Arc::new(PartContext {
+        state: s.clone(),
+        partition: partition.clone(),
+        study: study.clone(),
+    });
+    let gate = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut tasks: Vec<JoinHandle<PartResult>> = Vec::new();
+    let read = match (ct.essence.as_str(), ct.part_type.as_deref()) {
+        ("multipart/related", None | Some("application/dicom")) => {
+            let boundary = ct.boundary.clone().ok_or_else(|| {
+                DicomError::BadRequest("the multipart/related Content-Type has no boundary".into())
+            })?;
+            read_multipart(&ctx, body, boundary, limit, &gate, &mut tasks).await
+        }
+        ("multipart/related", Some(other)) => {
+            return Err(DicomError::UnsupportedMediaType(format!(
+                "STOW parts of type {other} are not supported; send type=\"application/dicom\""
+            )));
+        }
+        ("application/dicom", _) => read_single(&ctx, body, limit, &gate, &mut tasks).await,
+        (other, _) => {
+            return Err(DicomError::UnsupportedMediaType(format!(
+                "a STOW request is multipart/related; type=\"application/dicom\", or application/dicom, not {other}"
+            )));
+        }
+    };
+    let mut results = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        results.push(t.await.unwrap_or_else(|e| PartResult::Failed {
+            sop_class: None,
+            sop_uid: None,
+            reason: PROCESSING_FAILURE,
+            comment: format!("the part could not be processed: {e}"),
+        }));
+    }
+    let written_blobs = || {
+        results.iter().filter_map(|r| match r {
+            PartResult::Written { blob, .. } => Some(blob.clone()),
+            PartResult::Failed { .. } => None,
+        })
+    };
+    if let Err(e) = read {
+        s.blobs.remove(written_blobs().collect::<Vec<_>>()).await;
+        return Err(e);
+    }
+    if results.is_empty() {
+        return Err(DicomError::BadRequest(
+            "the request holds no DICOM instance".into(),
+        ));
+    }
+    let items: Vec<NewInstance> = results
+        .iter()
+        .filter_map(|r| match r {
+            PartResult::Written {
+                instance,
+                blob,
+                size,
+            } => Some(NewInstance {
+                instance,
+                blob: blob.clone(),
+                size: *size,
+            }),
+            PartResult::Failed { .. } => None,
+        })
+        .collect();
+    let outcomes = if items.is_empty() {
+        Vec::new()
+    } else {
+        match s.index.store(&partition, &items, replace).await {
+            Ok(o) => o,
+            Err(e) => {
+                let blobs: Vec<String> = written_blobs().collect();
+                s.blobs.remove(blobs).await;
+                return Err(e.into());
+            }
+        }
+    };
+    let mut to_remove = Vec::new();
+    for (item, outcome) in items.iter().zip(&outcomes) {
+        match outcome {
+            StoreOutcome::Duplicate => to_remove.push(item.blob.clone()),
+            StoreOutcome::Replaced { old_blob } => to_remove.push(old_blob.clone()),
+            StoreOutcome::Stored => {}
+        }
+    }
+    let base = s.base_url(&headers);
+    let answer = answer(&base, &partition, study.as_deref(), &results, &outcomes);
+    s.blobs.remove(to_remove).await;
+    Ok(answer)
+}
+
+fn too_large(limit: u64) -> DicomError {
+    DicomError::PayloadTooLarge(format!(
+        "the request is larger than this service's limit of {limit} bytes (limits.maxStowBytes); nothing was stored"
+    ))
+}
+
+struct PartContext {
+    state: AppState,
+    partition: String,
+    study: Option<String>,
+}
+
+async fn read_multipart(
+    ctx: &Arc<PartContext>,
+    body: Body,
+    boundary: String,
+    limit: u64,
+    gate: &Arc<Semaphore>,
+    tasks: &mut Vec<JoinHandle<PartResult>>,
+) -> Result<(), DicomError> {
+    let constraints =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit));
+    let mut mp =
+        multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(multipart_error(e, limit)),
+        };
+        let part_type = field.content_type().map(|m| m.essence_str().to_owned());
+        if let Some(t) = part_type.filter(|t| t != "application/dicom") {
+            // Drain it; the part is refused, the others still count.
+            let mut field = field;
+            while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
+                drop(chunk);
+            }
+            tasks.push(tokio::spawn(async move {
+                PartResult::Failed {
+                    sop_class: None,
+                    sop_uid: None,
+                    reason: PROCESSING_FAILURE,
+                    comment: format!(
+                        "a part of type {t} is not a DICOM instance (application/dicom)"
+                    ),
+                }
+            }));
+            continue;
+        }
+        let stream = field.map(|c| c.map_err(|e| multipart_error(e, limit)));
+        let part = collect(stream, ctx.state.config.limits.spool_bytes).await?;
+        spawn_part(ctx, gate, tasks, part).await;
+    }
+}
+
+async fn read_single(
+    ctx: &Arc<PartContext>,
+    body: Body,
+    limit: u64,
+    gate: &Arc<Semaphore>,
+    tasks: &mut Vec<JoinHandle<PartResult>>,
+) -> Result<(), DicomError> {
+    let mut seen = 0u64;
+    let stream = body.into_data_stream().map(move |c| {
+        let c =
+            c.map_err(|e| DicomError::BadRequest(format!("the request body broke off: {e}")))?;
+        seen += c.len() as u64;
+        if seen > limit {
+            return Err(too_large(limit));
+        }
+        Ok(c)
+    });
+    let part = collect(stream, ctx.state.config.limits.spool_bytes).await?;
+    spawn_part(ctx, gate, tasks, part).await;
+    Ok(())
+}
+
+fn multipart_error(e: multer::Error, limit: u64) -> DicomError {
+    match e {
+        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
+            too_large(limit)
+        }
+        e => DicomError::BadRequest(format!("the multipart/related body is malformed: {e}")),
+    }
+}
+
+/// Reads a part into memory, or into a temporary file once it outgrows `spool`.
+async fn collect(
+    mut stream: impl futures_util::Stream<Item = Result<Bytes, DicomError>> + Unpin,
+    spool: u64,
+) -> Result<Part, DicomError> {
+    let mut buf = BytesMut::new();
+    let mut file: Option<(tokio::fs::File, tempfile::TempPath, u64)> = None;
+    let io = |e: std::io::Error| DicomError::Internal(format!("cannot spool a large part: {e}"));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if let Some((f, _, n)) = &mut file {
+            f.write_all(&chunk).await.map_err(io)?;
+            *n += chunk.len() as u64;
+            continue;
+        }
+        if (buf.len() + chunk.len()) as u64 > spool {
+            let path = tempfile::NamedTempFile::new().map_err(io)?.into_temp_path();
+            let mut f = tokio::fs::File::create(&path).await.map_err(io)?;
+            f.write_all(&buf).await.map_err(io)?;
+            f.write_all(&chunk).await.map_err(io)?;
+            let n = (buf.len() + chunk.len()) as u64;
+            buf.clear();
+            file = Some((f, path, n));
+            continue;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    match file {
+        Some((mut f, path, n)) => {
+            f.flush().await.map_err(io)?;
+            Ok(Part::Spooled(path, n))
+        }
+        None => Ok(Part::Memory(buf.freeze())),
+    }
+}
+
+async fn spawn_part(
+    ctx: &Arc<PartContext>,
+    gate: &Arc<Semaphore>,
+    tasks: &mut Vec<JoinHandle<PartResult>>,
+    part: Part,
+) {
+    let permit = gate.clone().acquire_owned().await;
+    let ctx = ctx.clone();
+    tasks.push(tokio::spawn(async move {
+        let r = process(&ctx, part).await;
+        drop(permit);
+        r
+    }));
+}
+
+async fn process(ctx: &PartContext, part: Part) -> PartResult {
+    let options = ParseOptions {
+        strict: ctx.state.config.validation.strict,
+    };
+    let parsed = match &part {
+        Part::Memory(bytes) => {
+            let bytes = bytes.clone();
+            tokio::task::spawn_blocking(move || hds_dicom_model::parse(&bytes, &options)).await
+        }
+        Part::Spooled(path, _) => {
+            let path = path.to_path_buf();
+            tokio::task::spawn_blocking(move || hds_dicom_model::parse_file(&path, &options)).await
+        }
+    };
+    let instance = match parsed {
+        Ok(Ok(i)) => i,
+        Ok(Err(e)) => {
+            return PartResult::Failed {
+                sop_class: None,
+                sop_uid: None,
+                reason: e.failure_reason(),
+                comment: e.to_string(),
+            };
+        }
+        Err(e) => {
+            return PartResult::Failed {
+                sop_class: None,
+                sop_uid: None,
+                reason: PROCESSING_FAILURE,
+                comment: format!("the instance could not be parsed: {e}"),
+            };
+        }
+    };
+    if let Some(study) = &ctx.study
+        && study != &instance.study_uid
+    {
+        return PartResult::Failed {
+            sop_class: Some(instance.sop_class_uid),
+            sop_uid: Some(instance.sop_uid),
+            reason: STUDY_UID_MISMATCH,
+            comment: format!(
+                "the instance's StudyInstanceUID {} is not the study {study} the request names",
+                instance.study_uid
+            ),
+        };
+    }
+    let blob = Blobs::key(
+        &ctx.partition,
+        &instance.study_uid,
+        &instance.series_uid,
+        &instance.sop_uid,
+    );
+    let (written, size) = match part {
+        Part::Memory(bytes) => {
+            let n = bytes.len() as u64;
+            (ctx.state.blobs.put(&blob, bytes).await, n)
+        }
+        Part::Spooled(path, n) => (ctx.state.blobs.put_file(&blob, &path).await, n),
+    };
+    match written {
+        Ok(()) => PartResult::Written {
+            instance: Box::new(instance),
+            blob,
+            size: size as i64,
+        },
+        Err(e) => {
+            tracing::error!(error = %e, "could not write an instance file");
+            PartResult::Failed {
+                sop_class: Some(instance.sop_class_uid),
+                sop_uid: Some(instance.sop_uid),
+                reason: PROCESSING_FAILURE,
+                comment: format!("the instance file could not be written: {e}"),
+            }
+        }
+    }
+}
+
+fn ui(v: &str) -> Value {
+    json!({"vr": "UI", "Value": [v]})
+}
+
+fn ur(v: String) -> Value {
+    json!({"vr": "UR", "Value": [v]})
+}
+
+fn comments(texts: &[String]) -> Value {
+    json!({"vr": "SQ", "Value": texts.iter().map(|t| json!({"00000902": {"vr": "LO", "Value": [t]}})).collect::<Vec<_>>()})
+}
+
+/// The STOW response (PS3.18 10.5.3): the study's RetrieveURL, a FailedSOPSequence and a
+/// ReferencedSOPSequence, with 200 when all was stored cleanly, 202 when some failed or carry
+/// warnings, 409 when none was stored.
+fn answer(
+    base: &str,
+    partition: &str,
+    study: Option<&str>,
+    results: &[PartResult],
+    outcomes: &[StoreOutcome],
+) -> Response {
+    let root = if partition == DEFAULT_PARTITION {
+        base.to_owned()
+    } else {
+        format!("{base}/partitions/{partition}")
+    };
+    let mut failed = Vec::new();
+    let mut referenced = Vec::new();
+    let mut warned = false;
+    let mut studies: Vec<&str> = Vec::new();
+    let mut outcome = outcomes.iter();
+    for r in results {
+        match r {
+            PartResult::Failed {
+                sop_class,
+                sop_uid,
+                reason,
+                comment,
+            } => {
+                let mut item = Map::new();
+                if let Some(c) = sop_class {
+                    item.insert("00081150".into(), ui(c));
+                }
+                if let Some(u) = sop_uid {
+                    item.insert("00081155".into(), ui(u));
+                }
+                item.insert("00081197".into(), json!({"vr": "US", "Value": [reason]}));
+                item.insert("00741048".into(), comments(std::slice::from_ref(comment)));
+                failed.push(Value::Object(item));
+            }
+            PartResult::Written { instance, .. } => {
+                let i = instance;
+                if outcome.next() == Some(&StoreOutcome::Duplicate) {
+                    failed.push(json!({
+                        "00081150": ui(&i.sop_class_uid),
+                        "00081155": ui(&i.sop_uid),
+                        "00081197": {"vr": "US", "Value": [DUPLICATE]},
+                        "00741048": comments(&["the instance is stored already; PUT replaces it".to_owned()]),
+                    }));
+                    continue;
+                }
+                let mut item = Map::new();
+                item.insert("00081150".into(), ui(&i.sop_class_uid));
+                item.insert("00081155".into(), ui(&i.sop_uid));
+                item.insert(
+                    "00081190".into(),
+                    ur(format!(
+                        "{root}/studies/{}/series/{}/instances/{}",
+                        i.study_uid, i.series_uid, i.sop_uid
+                    )),
+                );
+                if !i.warnings.is_empty() {
+                    warned = true;
+                    item.insert(
+                        "00081196".into(),
+                        json!({"vr": "US", "Value": [VALIDATION_WARNINGS]}),
+                    );
+                    item.insert("00741048".into(), comments(&i.warnings));
+                }
+                if !studies.contains(&i.study_uid.as_str()) {
+                    studies.push(&i.study_uid);
+                }
+                referenced.push(Value::Object(item));
+            }
+        }
+    }
+    let mut body = Map::new();
+    let study_url = study.or(match studies.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    });
+    if let Some(st) = study_url {
+        body.insert("00081190".into(), ur(format!("{root}/studies/{st}")));
+    }
+    let status = if referenced.is_empty() {
+        StatusCode::CONFLICT
+    } else if failed.is_empty() && !warned {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    if !failed.is_empty() {
+        body.insert("00081198".into(), json!({"vr": "SQ", "Value": failed}));
+    }
+    if !referenced.is_empty() {
+        body.insert("00081199".into(), json!({"vr": "SQ", "Value": referenced}));
+    }
+    let mut r = (status, Value::Object(body).to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/dicom+json"),
+    );
+    r
+}

@@ -1,0 +1,427 @@
+//! WADO-RS (instances as stored or transcoded, metadata from the index's projection, frames,
+//! rendered images, bulk data) and DELETE of a study, series or instance.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use hds_dicom_index::{DEFAULT_PARTITION, InstanceFile, Target};
+use hds_dicom_model::RenderFormat;
+
+use crate::media::{self, DicomRetrieve};
+use crate::{AppState, DicomError};
+
+fn target(p: &HashMap<String, String>) -> Target<'_> {
+    Target {
+        partition: p.get("partition").map_or(DEFAULT_PARTITION, String::as_str),
+        study: p.get("study").map_or("", String::as_str),
+        series: p.get("series").map(String::as_str),
+        instance: p.get("instance").map(String::as_str),
+    }
+}
+
+fn not_found(t: &Target<'_>) -> DicomError {
+    DicomError::NotFound(match (t.series, t.instance) {
+        (_, Some(i)) => format!("the instance {i} is not stored here"),
+        (Some(se), None) => format!("the series {se} is not stored here"),
+        (None, None) => format!("the study {} is not stored here", t.study),
+    })
+}
+
+pub(crate) async fn retrieve(
+    State(s): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, DicomError> {
+    let t = target(&p);
+    let want = media::dicom_retrieve(&headers, t.instance.is_some())?;
+    let files = s.index.files(t).await?;
+    if files.is_empty() {
+        return Err(not_found(&t));
+    }
+    // Refuse before the first byte is sent: a stream cannot turn into a 406 halfway.
+    if let Some(ts) = &want.transfer_syntax
+        && let Some(f) = files
+            .iter()
+            .find(|f| !hds_dicom_model::can_transcode(&f.transfer_syntax, ts))
+    {
+        return Err(DicomError::NotAcceptable(format!(
+            "the instance {} is stored as {} and cannot be sent as {ts}; ask for transfer-syntax=* to get it as stored",
+            f.sop_uid, f.transfer_syntax
+        )));
+    }
+    if !want.multipart {
+        let f = &files[0];
+        let data = file_bytes(&s, f, &want).await?;
+        let mut r = data.into_response();
+        set(&mut r, header::CONTENT_TYPE, &dicom_type(f, &want));
+        return Ok(r);
+    }
+    let boundary = media::boundary();
+    let content_type = media::multipart_type(
+        &boundary,
+        "application/dicom",
+        Some(want.transfer_syntax.as_deref().unwrap_or("*")),
+    );
+    let state = s.clone();
+    let closing = media::closing(&boundary);
+    let body = futures_util::stream::iter(files)
+        .then(move |f| {
+            let state = state.clone();
+            let want = want.clone();
+            let boundary = boundary.clone();
+            async move { part_stream(state, f, want, boundary).await }
+        })
+        .flatten()
+        .chain(futures_util::stream::once(async move {
+            Ok::<_, std::io::Error>(Bytes::from(closing))
+        }));
+    let mut r = Response::new(Body::from_stream(body));
+    set(&mut r, header::CONTENT_TYPE, &content_type);
+    Ok(r)
+}
+
+fn dicom_type(f: &InstanceFile, want: &DicomRetrieve) -> String {
+    format!(
+        "application/dicom; transfer-syntax={}",
+        want.transfer_syntax
+            .as_deref()
+            .unwrap_or(&f.transfer_syntax)
+    )
+}
+
+/// One part: its head, then the file (streamed as stored, or transcoded whole).
+async fn part_stream(
+    s: AppState,
+    f: InstanceFile,
+    want: DicomRetrieve,
+    boundary: String,
+) -> futures_util::stream::BoxStream<'static, Result<Bytes, std::io::Error>> {
+    let head = Bytes::from(media::part_head(&boundary, &dicom_type(&f, &want), None));
+    fn io(e: DicomError) -> std::io::Error {
+        std::io::Error::other(e.to_string())
+    }
+    let tail = Bytes::from_static(b"\r\n");
+    let as_stored = want
+        .transfer_syntax
+        .as_deref()
+        .is_none_or(|ts| ts == f.transfer_syntax);
+    if as_stored {
+        match s.blobs.stream(&f.blob).await {
+            Ok(stream) => futures_util::stream::once(async { Ok(head) })
+                .chain(stream.map(|c| c.map_err(|e| io(e.into()))))
+                .chain(futures_util::stream::once(async { Ok(tail) }))
+                .boxed(),
+            Err(e) => futures_util::stream::once(async move { Err(io(e.into())) }).boxed(),
+        }
+    } else {
+        let data = file_bytes(&s, &f, &want).await;
+        futures_util::stream::iter([Ok(head), data.map_err(io), Ok(tail)]).boxed()
+    }
+}
+
+async fn file_bytes(
+    s: &AppState,
+    f: &InstanceFile,
+    want: &DicomRetrieve,
+) -> Result<Bytes, DicomError> {
+    let data = s.blobs.get(&f.blob).await?;
+    match &want.transfer_syntax {
+        Some(ts) if ts != &f.transfer_syntax => {
+            let ts = ts.clone();
+            let sop = f.sop_uid.clone();
+            tokio::task::spawn_blocking(move || hds_dicom_model::transcode(&data, &ts))
+                .await
+                .map_err(|e| DicomError::Internal(e.to_string()))?
+                .map(Bytes::from)
+                .map_err(|e| {
+                    DicomError::NotAcceptable(format!(
+                        "the instance {sop} cannot be transcoded: {e}"
+                    ))
+                })
+        }
+        _ => Ok(data),
+    }
+}
+
+fn set(r: &mut Response, name: header::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(name, v);
+    }
+}
+
+pub(crate) async fn metadata(
+    State(s): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, DicomError> {
+    media::wants_json(&headers)?;
+    let t = target(&p);
+    let (texts, tag) = s.index.metadata(t).await?;
+    if texts.is_empty() {
+        return Err(not_found(&t));
+    }
+    let etag = format!("\"{tag}\"");
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|e| e.trim().trim_start_matches("W/") == etag || e.trim() == "*")
+        });
+    if matches {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        set(&mut r, header::ETAG, &etag);
+        return Ok(r);
+    }
+    let base = s.base_url(&headers);
+    let root = if t.partition == DEFAULT_PARTITION {
+        format!("{base}/")
+    } else {
+        format!("{base}/partitions/{}/", t.partition)
+    };
+    // The stored texts are joined as they are; only relative BulkDataURIs get the base.
+    let needle = "\"BulkDataURI\":\"";
+    let total: usize = texts.iter().map(|t| t.len() + 1).sum();
+    let mut out = String::with_capacity(total + 2);
+    out.push('[');
+    for (i, text) in texts.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(needle) {
+            out.push_str(&rest[..at + needle.len()]);
+            out.push_str(&root);
+            rest = &rest[at + needle.len()..];
+        }
+        out.push_str(rest);
+    }
+    out.push(']');
+    let mut r = out.into_response();
+    set(&mut r, header::CONTENT_TYPE, "application/dicom+json");
+    set(&mut r, header::ETAG, &etag);
+    Ok(r)
+}
+
+/// `1,3,5` → frame numbers; DICOMweb numbers frames from 1.
+fn frame_list(text: &str) -> Result<Vec<u32>, DicomError> {
+    text.split(',')
+        .map(|f| {
+            f.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    DicomError::BadRequest(format!(
+                        "'{text}' is not a list of frame numbers (1, 2, ... separated by commas)"
+                    ))
+                })
+        })
+        .collect()
+}
+
+async fn one_file(s: &AppState, t: Target<'_>) -> Result<(InstanceFile, Bytes), DicomError> {
+    let f = s
+        .index
+        .files(t)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| not_found(&t))?;
+    let data = s.blobs.get(&f.blob).await?;
+    Ok((f, data))
+}
+
+pub(crate) async fn frames(
+    State(s): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, DicomError> {
+    let numbers = frame_list(p.get("frames").map_or("", String::as_str))?;
+    // Which syntax: as stored (`*`, or a compressed media type matching the file), or
+    // uncompressed (application/octet-stream, the default).
+    let mut as_stored = None;
+    let mut wanted_type = None;
+    for m in media::accept(&headers) {
+        let part = match (m.essence.as_str(), m.part_type.as_deref()) {
+            // `type="*/*"` (dicomweb-client's default) leaves the choice to the server.
+            ("multipart/related", Some("*/*" | "*")) => "application/octet-stream".into(),
+            ("multipart/related", Some(t)) => t.to_owned(),
+            ("multipart/related", None) | ("*/*", _) => "application/octet-stream".into(),
+            _ => continue,
+        };
+        match (part.as_str(), m.transfer_syntax.as_deref()) {
+            ("application/octet-stream", Some("*")) => as_stored = Some(true),
+            ("application/octet-stream", None) => as_stored = Some(false),
+            ("application/octet-stream", Some(ts))
+                if ts == hds_dicom_model::EXPLICIT_VR_LITTLE_ENDIAN =>
+            {
+                as_stored = Some(false)
+            }
+            (t, _) if t != "application/octet-stream" => {
+                as_stored = Some(true);
+                wanted_type = Some(t.to_owned());
+            }
+            _ => continue,
+        }
+        break;
+    }
+    let Some(as_stored) = as_stored else {
+        return Err(DicomError::NotAcceptable(
+            "frames are answered as multipart/related; type=\"application/octet-stream\" (uncompressed, or transfer-syntax=* as stored), or the stored compressed type".into(),
+        ));
+    };
+    let t = target(&p);
+    let (_, data) = one_file(&s, t).await?;
+    let frames =
+        tokio::task::spawn_blocking(move || hds_dicom_model::frames(&data, &numbers, as_stored))
+            .await
+            .map_err(|e| DicomError::Internal(e.to_string()))?
+            .map_err(frame_error)?;
+    if let Some(w) = &wanted_type
+        && frames.iter().any(|f| &f.content_type != w)
+    {
+        return Err(DicomError::NotAcceptable(format!(
+            "the frames are stored as {}, not {w}",
+            frames.first().map_or("", |f| f.content_type.as_str())
+        )));
+    }
+    let boundary = media::boundary();
+    let mut body = Vec::new();
+    for f in &frames {
+        let ct = format!("{}; transfer-syntax={}", f.content_type, f.transfer_syntax);
+        body.extend(media::part_head(&boundary, &ct, None));
+        body.extend_from_slice(&f.data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend(media::closing(&boundary));
+    let first = frames.first();
+    let mut r = body.into_response();
+    set(
+        &mut r,
+        header::CONTENT_TYPE,
+        &media::multipart_type(
+            &boundary,
+            first.map_or("application/octet-stream", |f| f.content_type.as_str()),
+            first.map(|f| f.transfer_syntax.as_str()),
+        ),
+    );
+    Ok(r)
+}
+
+fn frame_error(e: hds_dicom_model::FrameError) -> DicomError {
+    use hds_dicom_model::FrameError as E;
+    match e {
+        E::NotFound(n) => DicomError::NotFound(format!("the instance has no frame {n}")),
+        E::NotDecodable(ts) => DicomError::NotAcceptable(format!(
+            "frames stored as {ts} cannot be decoded here; ask for transfer-syntax=* to get them as stored"
+        )),
+        e => DicomError::BadRequest(e.to_string()),
+    }
+}
+
+pub(crate) async fn rendered(
+    State(s): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, DicomError> {
+    let frame = match p.get("frames") {
+        Some(f) => match frame_list(f)?.as_slice() {
+            [one] => *one,
+            _ => {
+                return Err(DicomError::BadRequest(
+                    "a rendered frame is one frame number".into(),
+                ));
+            }
+        },
+        None => 1,
+    };
+    let quality = match q.get("quality") {
+        None => 90,
+        Some(v) => v
+            .parse::<u8>()
+            .ok()
+            .filter(|q| (1..=100).contains(q))
+            .ok_or_else(|| DicomError::BadRequest(format!("quality is 1 to 100, not '{v}'")))?,
+    };
+    let mut format = None;
+    for m in media::accept(&headers) {
+        format = match m.essence.as_str() {
+            "image/jpeg" | "*/*" | "image/*" => {
+                Some((RenderFormat::Jpeg { quality }, "image/jpeg"))
+            }
+            "image/png" => Some((RenderFormat::Png, "image/png")),
+            _ => continue,
+        };
+        break;
+    }
+    let Some((format, content_type)) = format else {
+        return Err(DicomError::NotAcceptable(
+            "rendered images are image/jpeg or image/png".into(),
+        ));
+    };
+    let t = target(&p);
+    let (_, data) = one_file(&s, t).await?;
+    let image = tokio::task::spawn_blocking(move || hds_dicom_model::render(&data, frame, format))
+        .await
+        .map_err(|e| DicomError::Internal(e.to_string()))?
+        .map_err(|e| match e {
+            hds_dicom_model::RenderError::Frame(e) => frame_error(e),
+            e => DicomError::NotAcceptable(format!("the image cannot be rendered: {e}")),
+        })?;
+    let mut r = image.into_response();
+    set(&mut r, header::CONTENT_TYPE, content_type);
+    Ok(r)
+}
+
+pub(crate) async fn bulkdata(
+    State(s): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+) -> Result<Response, DicomError> {
+    let path = p.get("path").cloned().unwrap_or_default();
+    let t = target(&p);
+    let (_, data) = one_file(&s, t).await?;
+    let shown = path.clone();
+    let values = tokio::task::spawn_blocking(move || hds_dicom_model::bulkdata(&data, &path))
+        .await
+        .map_err(|e| DicomError::Internal(e.to_string()))?
+        .map_err(|e| DicomError::NotFound(format!("no bulk data at {shown}: {e}")))?;
+    let boundary = media::boundary();
+    let mut body = Vec::new();
+    for v in &values {
+        body.extend(media::part_head(
+            &boundary,
+            "application/octet-stream",
+            None,
+        ));
+        body.extend_from_slice(&v.data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend(media::closing(&boundary));
+    let mut r = body.into_response();
+    set(
+        &mut r,
+        header::CONTENT_TYPE,
+        &media::multipart_type(&boundary, "application/octet-stream", None),
+    );
+    Ok(r)
+}
+
+pub(crate) async fn delete(
+    State(s): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+) -> Result<Response, DicomError> {
+    let t = target(&p);
+    let blobs = s.index.delete(t).await?;
+    if blobs.is_empty() {
+        return Err(not_found(&t));
+    }
+    s.blobs.remove(blobs).await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
