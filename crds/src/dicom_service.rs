@@ -50,6 +50,10 @@ pub struct DicomServiceSpec {
     pub enable_data_partitions: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fhir_sync: Option<FhirSyncSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<DicomLimitsSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<DicomValidationSpec>,
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0))]
     pub replicas: i32,
@@ -66,6 +70,25 @@ pub struct DicomStorage {
     /// Where the metadata index lives; defaults to the Workspace database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PostgresStorage>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DicomLimitsSpec {
+    /// The largest STOW request in bytes (default 2 GiB); a larger one is refused with 413 and
+    /// nothing of it is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_stow_bytes: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DicomValidationSpec {
+    /// Refuse instances with malformed indexed attributes instead of storing them with a
+    /// warning (the default, as Azure does since 2023).
+    #[serde(default)]
+    pub strict: bool,
 }
 
 /// Publishes ImagingStudy resources to a FhirService as instances arrive.

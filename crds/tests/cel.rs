@@ -240,6 +240,8 @@ fn dicom_data_partitions_are_immutable() {
                 storage: Default::default(),
                 enable_data_partitions,
                 fhir_sync: None,
+                limits: None,
+                validation: None,
                 replicas: 1,
                 resources: None,
             },

@@ -173,8 +173,17 @@ pub fn dicom_service_config(
         storage: DicomStorageConfig {
             url: blob.map(|b| storage_url(b, DICOM_MOUNT)),
         },
-        limits: DicomLimits::default(),
-        validation: DicomValidationConfig::default(),
+        limits: DicomLimits {
+            max_stow_bytes: spec
+                .limits
+                .as_ref()
+                .and_then(|l| l.max_stow_bytes)
+                .unwrap_or(DicomLimits::default().max_stow_bytes),
+            ..DicomLimits::default()
+        },
+        validation: DicomValidationConfig {
+            strict: spec.validation.as_ref().is_some_and(|v| v.strict),
+        },
         enable_data_partitions: spec.enable_data_partitions,
         // Where the FHIR service and the issuer are is known to the runner (operator or
         // `hds up`), which fills this in from `spec.fhirSync`.

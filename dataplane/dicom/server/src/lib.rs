@@ -91,6 +91,30 @@ impl AppState {
     }
 }
 
+/// The partition a request names (`/partitions/{name}/...`), else the default one. Names are
+/// Azure's: letters, digits, `.`, `-` and `_`, at most 64; they become part of file keys.
+pub(crate) fn partition_of(
+    p: &std::collections::HashMap<String, String>,
+) -> Result<&str, DicomError> {
+    match p.get("partition") {
+        None => Ok(hds_dicom_index::DEFAULT_PARTITION),
+        Some(name)
+            if !name.is_empty()
+                && name.len() <= 64
+                && name != "."
+                && name != ".."
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
+        {
+            Ok(name)
+        }
+        Some(name) => Err(DicomError::BadRequest(format!(
+            "'{name}' is not a partition name: letters, digits, '.', '-' and '_', at most 64"
+        ))),
+    }
+}
+
 /// The service's routes, at the root and under Azure's version prefixes (`/v1`, `/v2`), and
 /// under `/partitions/{partition}` too when data partitions are on.
 pub fn router(state: AppState) -> Router {

@@ -56,7 +56,7 @@ async fn search(
     let extended = s.index.extended_tags().await?;
     let q = QidoQuery::parse_with(level, &params, &extended)
         .map_err(|e| DicomError::BadRequest(e.to_string()))?;
-    let partition = p.get("partition").map_or(DEFAULT_PARTITION, String::as_str);
+    let partition = crate::partition_of(&p)?;
     let scope = Scope {
         partition,
         study: p.get("study").map(String::as_str),

@@ -78,10 +78,7 @@ async fn store(
     body: Body,
     replace: bool,
 ) -> Result<Response, DicomError> {
-    let partition = p
-        .get("partition")
-        .map_or(DEFAULT_PARTITION, String::as_str)
-        .to_owned();
+    let partition = crate::partition_of(&p)?.to_owned();
     let study = p.get("study").cloned();
     let limit = s.config.limits.max_stow_bytes;
     let content_length = headers

@@ -15,13 +15,13 @@ use hds_dicom_model::RenderFormat;
 use crate::media::{self, DicomRetrieve};
 use crate::{AppState, DicomError};
 
-fn target(p: &HashMap<String, String>) -> Target<'_> {
-    Target {
-        partition: p.get("partition").map_or(DEFAULT_PARTITION, String::as_str),
+fn target(p: &HashMap<String, String>) -> Result<Target<'_>, DicomError> {
+    Ok(Target {
+        partition: crate::partition_of(p)?,
         study: p.get("study").map_or("", String::as_str),
         series: p.get("series").map(String::as_str),
         instance: p.get("instance").map(String::as_str),
-    }
+    })
 }
 
 fn not_found(t: &Target<'_>) -> DicomError {
@@ -37,7 +37,7 @@ pub(crate) async fn retrieve(
     Path(p): Path<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, DicomError> {
-    let t = target(&p);
+    let t = target(&p)?;
     let want = media::dicom_retrieve(&headers, t.instance.is_some())?;
     let files = s.index.files(t).await?;
     if files.is_empty() {
@@ -160,7 +160,7 @@ pub(crate) async fn metadata(
     headers: HeaderMap,
 ) -> Result<Response, DicomError> {
     media::wants_json(&headers)?;
-    let t = target(&p);
+    let t = target(&p)?;
     let (texts, tag) = s.index.metadata(t).await?;
     if texts.is_empty() {
         return Err(not_found(&t));
@@ -276,7 +276,7 @@ pub(crate) async fn frames(
             "frames are answered as multipart/related; type=\"application/octet-stream\" (uncompressed, or transfer-syntax=* as stored), or the stored compressed type".into(),
         ));
     };
-    let t = target(&p);
+    let t = target(&p)?;
     let (_, data) = one_file(&s, t).await?;
     let frames =
         tokio::task::spawn_blocking(move || hds_dicom_model::frames(&data, &numbers, as_stored))
@@ -366,7 +366,7 @@ pub(crate) async fn rendered(
             "rendered images are image/jpeg or image/png".into(),
         ));
     };
-    let t = target(&p);
+    let t = target(&p)?;
     let (_, data) = one_file(&s, t).await?;
     let image = tokio::task::spawn_blocking(move || hds_dicom_model::render(&data, frame, format))
         .await
@@ -385,7 +385,7 @@ pub(crate) async fn bulkdata(
     Path(p): Path<HashMap<String, String>>,
 ) -> Result<Response, DicomError> {
     let path = p.get("path").cloned().unwrap_or_default();
-    let t = target(&p);
+    let t = target(&p)?;
     let (_, data) = one_file(&s, t).await?;
     let shown = path.clone();
     let values = tokio::task::spawn_blocking(move || hds_dicom_model::bulkdata(&data, &path))
@@ -417,7 +417,7 @@ pub(crate) async fn delete(
     State(s): State<AppState>,
     Path(p): Path<HashMap<String, String>>,
 ) -> Result<Response, DicomError> {
-    let t = target(&p);
+    let t = target(&p)?;
     let blobs = s.index.delete(t).await?;
     if blobs.is_empty() {
         return Err(not_found(&t));

@@ -727,3 +727,87 @@ async fn extended_query_tags_are_reindexed_then_searchable() {
         404
     );
 }
+
+#[tokio::test]
+async fn data_partitions_keep_their_instances_apart() {
+    let mut cfg = config();
+    cfg.enable_data_partitions = true;
+    let s = start_with(cfg).await;
+    let ct = file(CT);
+    let (status, answer) = stow(
+        &s,
+        "partitions/alpha/studies",
+        &[("application/dicom", &ct)],
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let url = answer["00081199"]["Value"][0]["00081190"]["Value"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(url.contains("/partitions/alpha/studies/"), "{url}");
+    // The same instance is new to another partition and to the default one.
+    let (status, _) = stow(&s, "partitions/beta/studies", &[("application/dicom", &ct)]).await;
+    assert_eq!(status, 200);
+    let (status, _) = stow(&s, "partitions/beta/studies", &[("application/dicom", &ct)]).await;
+    assert_eq!(status, 409, "a duplicate within its partition");
+    assert_eq!(
+        get(&s, "studies", "application/dicom+json").await.status(),
+        204
+    );
+    let (_, alpha) = json(&s, "partitions/alpha/studies?PatientID=1CT1").await;
+    assert_eq!(alpha.as_array().unwrap().len(), 1);
+    let r = s
+        .http
+        .delete(s.url(&format!(
+            "partitions/alpha/studies/{}",
+            alpha[0]["0020000D"]["Value"][0].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        get(&s, "partitions/alpha/studies", "application/dicom+json")
+            .await
+            .status(),
+        204
+    );
+    let (_, beta) = json(&s, "partitions/beta/instances").await;
+    assert_eq!(
+        beta.as_array().unwrap().len(),
+        1,
+        "the other partition keeps its copy"
+    );
+    let feed: Value = s
+        .http
+        .get(s.url("changefeed"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = feed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["PartitionName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alpha", "beta", "alpha"]);
+    let (st, _) = json(&s, "v2/partitions/beta/studies").await;
+    assert_eq!(st, 200, "under Azure's version prefix too");
+    assert_eq!(
+        get(&s, "partitions/a%20b/studies", "application/dicom+json")
+            .await
+            .status(),
+        400
+    );
+    let (status, _) = stow(
+        &s,
+        "partitions/..%2F..%2Fetc/studies",
+        &[("application/dicom", &ct)],
+    )
+    .await;
+    assert_eq!(status, 400, "a partition name never reaches a file key");
+}
