@@ -254,7 +254,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 "DicomService '{name}': fhirSync names FhirService '{fhir}', which is not among the files"
             );
         }
-        let issuer = issuers.iter().find(|i| &i.workspace == &ws_name);
+        let issuer = issuers.iter().find(|i| i.workspace == ws_name);
         let client_id = format!("dicom-fhir-sync-{name}");
         let config = hds_common::config::FhirSyncConfig {
             fhir_url: format!("{base}/fhir/{fhir}"),

@@ -388,14 +388,14 @@ impl QidoQuery {
                     .parse::<i32>()
                     .map_err(|_| invalid("an integer is expected"))?;
             }
-            Kind::Uid => {
-                if uids(value)
-                    .any(|u| u.len() > 64 || !u.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
-                {
-                    return Err(invalid(
-                        "UIDs are digits and dots, at most 64 characters, separated by commas",
-                    ));
-                }
+            Kind::Uid
+                if uids(value).any(|u| {
+                    u.len() > 64 || !u.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+                }) =>
+            {
+                return Err(invalid(
+                    "UIDs are digits and dots, at most 64 characters, separated by commas",
+                ));
             }
             _ => {}
         }

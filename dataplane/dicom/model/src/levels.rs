@@ -198,7 +198,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn brief_tags_are_on_their_levels() {
+    fn listed_tags_are_on_their_levels() {
         let study = [
             0x00080005, 0x00080020, 0x00080030, 0x00080050, 0x00080090, 0x00081030, 0x00100010,
             0x00100020, 0x00100021, 0x00100030, 0x00100040, 0x00101010, 0x00101020, 0x00101030,

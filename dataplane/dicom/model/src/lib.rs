@@ -189,13 +189,12 @@ pub fn parse_file(path: &Path, options: &ParseOptions) -> Result<Instance, Parse
 }
 
 fn unknown_syntax(ts: &str) -> Issue {
-    Issue {
-        keyword: "TransferSyntaxUID",
-        tag: "00020010",
-        reason: format!(
-            "names {ts}, a transfer syntax this service does not know, so the data set was read as explicit VR little endian"
-        ),
-    }
+    Issue::new(
+        "TransferSyntaxUID",
+        "00020010",
+        format!("names {ts}, a transfer syntax this service does not know"),
+        "the data set was read as explicit VR little endian",
+    )
 }
 
 /// Deflated data sets are small in practice; the cap keeps a deflate bomb from exhausting memory.
@@ -226,11 +225,12 @@ fn run<S: Source>(
 ) -> Result<(), ParseError> {
     if enc == Encoding::EXPLICIT_LE && meta::looks_implicit(src)? {
         enc = Encoding::IMPLICIT_LE;
-        issues.push(Issue {
-            keyword: "TransferSyntaxUID",
-            tag: "00020010",
-            reason: "declares explicit VR, but the data set is written in implicit VR".into(),
-        });
+        issues.push(Issue::new(
+            "TransferSyntaxUID",
+            "00020010",
+            "declares explicit VR, but the data set is written in implicit VR".into(),
+            "it was read as implicit VR",
+        ));
     }
     walk::walk(src, state, enc)
 }
@@ -288,11 +288,11 @@ fn build(
                 reason,
             }),
             UidCheck::Usable(value, warnings) => {
-                issues.extend(warnings.into_iter().map(|reason| Issue {
-                    keyword,
-                    tag,
-                    reason,
-                }));
+                issues.extend(
+                    warnings
+                        .into_iter()
+                        .map(|(reason, effect)| Issue::new(keyword, tag, reason, effect)),
+                );
                 Ok(value)
             }
         }
@@ -319,11 +319,12 @@ fn build(
             .as_deref()
             .filter(|m| !m.is_empty() && m != value)
         {
-            issues.push(Issue {
+            issues.push(Issue::new(
                 keyword,
                 tag,
-                reason: format!("is {m}, which differs from {value} in the data set"),
-            });
+                format!("is {m}, which differs from {value} in the data set"),
+                "the data set's value was used",
+            ));
         }
     }
     let index = index_attributes(&state, &mut issues);
@@ -333,6 +334,7 @@ fn build(
             keyword,
             tag,
             reason,
+            ..
         }) = issues.into_iter().next()
         {
             return Err(ParseError::InvalidAttribute {
@@ -366,7 +368,7 @@ fn build(
         instance_json,
         warnings: issues
             .into_iter()
-            .map(|i| format!("{} ({}) {}.", i.keyword, i.tag, i.reason))
+            .map(|i| format!("{} ({}) {}; {}.", i.keyword, i.tag, i.reason, i.effect))
             .collect(),
     })
 }
@@ -391,29 +393,27 @@ fn splice(body: &[u8], marks: &[usize], prefix: &str, wrap: bool) -> String {
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
+const NOT_INDEXED: &str = "it was stored as sent but not indexed";
+
 fn index_attributes(state: &State, issues: &mut Vec<Issue>) -> IndexAttributes {
     let plain = |slot: Indexed| {
         text(state, slot)
             .map(|s| s.trim_matches([' ', '\0']).to_string())
             .filter(|s| !s.is_empty())
     };
-    let mut note = |slot: Indexed, reason: String| {
-        issues.push(Issue {
-            keyword: slot.keyword(),
-            tag: slot.tag(),
-            reason,
-        })
+    let mut note = |slot: Indexed, reason: String, effect: &str| {
+        issues.push(Issue::new(slot.keyword(), slot.tag(), reason, effect))
     };
     let mut checked = |slot: Indexed, check: &dyn Fn(&str) -> Checked<String>| -> Option<String> {
         match check(text(state, slot)?) {
             Checked::Empty => None,
             Checked::Valid(v) => Some(v),
             Checked::Repaired(v, reason) => {
-                note(slot, reason);
+                note(slot, reason, &format!("it was indexed as {v}"));
                 Some(v)
             }
             Checked::Invalid(reason) => {
-                note(slot, reason);
+                note(slot, reason, NOT_INDEXED);
                 None
             }
         }
@@ -427,11 +427,7 @@ fn index_attributes(state: &State, issues: &mut Vec<Issue>) -> IndexAttributes {
         match validate::integer::<i64>(text(state, slot)?, what) {
             Checked::Valid(v) => Some(v),
             Checked::Invalid(reason) => {
-                issues.push(Issue {
-                    keyword: slot.keyword(),
-                    tag: slot.tag(),
-                    reason,
-                });
+                issues.push(Issue::new(slot.keyword(), slot.tag(), reason, NOT_INDEXED));
                 None
             }
             _ => None,
@@ -448,11 +444,12 @@ fn index_attributes(state: &State, issues: &mut Vec<Issue>) -> IndexAttributes {
         if (lo..=hi).contains(&v) {
             Some(v)
         } else {
-            issues.push(Issue {
-                keyword: slot.keyword(),
-                tag: slot.tag(),
-                reason: format!("has the value {v}, outside {lo}..={hi}, so it was not indexed"),
-            });
+            issues.push(Issue::new(
+                slot.keyword(),
+                slot.tag(),
+                format!("has the value {v}, outside {lo}..={hi}"),
+                NOT_INDEXED,
+            ));
             None
         }
     };

@@ -76,7 +76,7 @@ pub(crate) fn header_len(head: &[u8]) -> Result<u64, ParseError> {
         Ok(4)
     } else {
         Err(ParseError::NotDicom(
-            "no DICM magic at offset 128 or 0: not a DICOM Part 10 stream".into(),
+            "no DICM magic at offset 128 or 0".into(),
         ))
     }
 }

@@ -357,7 +357,7 @@ impl<'s> FrameSource<'s> {
             Ok(Ok(())) => Ok(out),
             Ok(Err(e)) => Err(FrameError::Decode {
                 frame: n,
-                reason: e.to_string(),
+                reason: with_causes(&e),
             }),
             Err(_) => Err(FrameError::Decode {
                 frame: n,
@@ -365,6 +365,18 @@ impl<'s> FrameSource<'s> {
             }),
         }
     }
+}
+
+/// An error and its sources, which is where the codecs put the useful part.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// `len` bits from `first`, least significant bit first as DICOM packs 1-bit samples.

@@ -92,7 +92,7 @@ pub fn transcode(bytes: &[u8], to_ts: &str) -> Result<Vec<u8>, TranscodeError> {
     };
     let mut obj = OpenFileOptions::new()
         .from_reader(bytes)
-        .map_err(|e| TranscodeError::Read(e.to_string()))?;
+        .map_err(|e| TranscodeError::Read(pixel::with_causes(&e)))?;
     if let Some((data, info, rgb)) = pixels {
         let vr = if info.bits_allocated > 8 {
             VR::OW
@@ -140,7 +140,7 @@ pub fn transcode(bytes: &[u8], to_ts: &str) -> Result<Vec<u8>, TranscodeError> {
     obj.update_meta(|m| m.set_transfer_syntax(&entries::EXPLICIT_VR_LITTLE_ENDIAN));
     let mut out = Vec::with_capacity(bytes.len() * 2);
     obj.write_all(&mut out)
-        .map_err(|e| TranscodeError::Write(e.to_string()))?;
+        .map_err(|e| TranscodeError::Write(pixel::with_causes(&e)))?;
     Ok(out)
 }
 

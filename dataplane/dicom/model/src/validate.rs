@@ -6,7 +6,7 @@
 pub(crate) enum Checked<T> {
     Empty,
     Valid(T),
-    /// Usable after normalising a retired or sloppy form; worth a warning.
+    /// Usable after normalising a retired form; the reason is worth a warning.
     Repaired(T, String),
     Invalid(String),
 }
@@ -44,7 +44,7 @@ pub(crate) fn date(raw: &str) -> Checked<String> {
     }
     if !s.is_ascii() {
         return Checked::Invalid(format!(
-            "has the value {s:?}, which is not a valid DA date (YYYYMMDD), so it was not indexed"
+            "has the value {s:?}, which is not a valid DA date (YYYYMMDD)"
         ));
     }
     if s.len() == 8 && real_date(&s[..4], &s[4..6], &s[6..]) {
@@ -56,13 +56,10 @@ pub(crate) fn date(raw: &str) -> Checked<String> {
         && real_date(&s[..4], &s[5..7], &s[8..])
     {
         let fixed = format!("{}{}{}", &s[..4], &s[5..7], &s[8..]);
-        return Checked::Repaired(
-            fixed,
-            format!("uses the retired date form {s:?}; it was indexed as a DA date"),
-        );
+        return Checked::Repaired(fixed, format!("uses the retired date form {s:?}"));
     }
     Checked::Invalid(format!(
-        "has the value {s:?}, which is not a valid DA date (YYYYMMDD), so it was not indexed"
+        "has the value {s:?}, which is not a valid DA date (YYYYMMDD)"
     ))
 }
 
@@ -97,15 +94,10 @@ pub(crate) fn time(raw: &str) -> Checked<String> {
     if s.contains(':') {
         let fixed: String = s.chars().filter(|&c| c != ':').collect();
         if real_time(&fixed) {
-            return Checked::Repaired(
-                fixed,
-                format!("uses the retired time form {s:?}; it was indexed as a TM time"),
-            );
+            return Checked::Repaired(fixed, format!("uses the retired time form {s:?}"));
         }
     }
-    Checked::Invalid(format!(
-        "has the value {s:?}, which is not a valid TM time, so it was not indexed"
-    ))
+    Checked::Invalid(format!("has the value {s:?}, which is not a valid TM time"))
 }
 
 /// An integer of the given type from an IS or binary value already rendered as text.
@@ -123,17 +115,16 @@ pub(crate) fn integer<T: TryFrom<i64>>(raw: &str, what: &str) -> Checked<T> {
         .and_then(|v| T::try_from(v).ok())
     {
         Some(v) => Checked::Valid(v),
-        None => Checked::Invalid(format!(
-            "has the value {s:?}, which is not {what}, so it was not indexed"
-        )),
+        None => Checked::Invalid(format!("has the value {s:?}, which is not {what}")),
     }
 }
 
-/// What is wrong with a UID that cannot be used even leniently, or the warnings for one that can.
+/// What is wrong with a UID that cannot be used even leniently, or the warnings (reason and
+/// lenient effect) for one that can.
 pub(crate) enum UidCheck {
     Missing,
     Unusable(String),
-    Usable(String, Vec<String>),
+    Usable(String, Vec<(String, &'static str)>),
 }
 
 /// UIDs name storage paths and URLs, so only digits and dots are ever let through. Trailing
@@ -143,7 +134,10 @@ pub(crate) fn uid(raw: &str) -> UidCheck {
     let value = no_nul.trim_end_matches([' ', '\0']);
     let mut warnings = Vec::new();
     if value.len() != no_nul.len() {
-        warnings.push("is padded with spaces instead of a NUL byte".to_string());
+        warnings.push((
+            "is padded with spaces instead of a NUL byte".to_string(),
+            "the spaces were dropped",
+        ));
     }
     if value.is_empty() {
         return UidCheck::Missing;
@@ -161,8 +155,9 @@ pub(crate) fn uid(raw: &str) -> UidCheck {
         .split('.')
         .any(|part| part.is_empty() || (part.len() > 1 && part.starts_with('0')))
     {
-        warnings.push(format!(
-            "{value:?} is not a well-formed UID (empty components or leading zeros)"
+        warnings.push((
+            format!("has the value {value:?}, which is not a well-formed UID (an empty component or a leading zero)"),
+            "it was stored as sent",
         ));
     }
     UidCheck::Usable(value.to_string(), warnings)

@@ -53,9 +53,8 @@ fn decode<'b>(st: &mut State, bytes: &'b [u8], vr: VR) -> Cow<'b, str> {
             st.issue(
                 "SpecificCharacterSet",
                 "00080005",
-                format!(
-                    "{name} cannot decode some text in the data set, so invalid bytes were replaced"
-                ),
+                format!("is {name}, which cannot decode some of the text"),
+                "the bytes it could not decode were replaced",
             );
             Cow::Owned(String::from_utf8_lossy(bytes).into_owned())
         }
@@ -90,7 +89,8 @@ fn set_charset(st: &mut State, value: &str) {
         st.issue(
             "SpecificCharacterSet",
             "00080005",
-            format!("names the unsupported character set {code:?}, so text was read as ISO_IR 100"),
+            format!("names the unsupported character set {code:?}"),
+            "text was read as ISO_IR 100",
         );
     }
 }

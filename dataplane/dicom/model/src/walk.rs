@@ -21,8 +21,8 @@ const SEQUENCE_END: u32 = 0xFFFE_E0DD;
 pub(crate) const PIXEL_DATA: u32 = 0x7FE0_0010;
 const PADDING: u32 = 0xFFFC_FFFC;
 const UNDEFINED: u32 = u32::MAX;
-/// Values up to this size are inlined; larger binary values become bulk data (the brief's and
-/// Azure's threshold).
+/// Binary values up to this size are inlined; larger ones become bulk data so that metadata
+/// answers stay small (Azure uses the same threshold).
 const INLINE_LIMIT: u64 = 256;
 /// Deep enough for any real data set, shallow enough that hostile nesting cannot exhaust the stack.
 const MAX_DEPTH: u32 = 64;
@@ -32,7 +32,10 @@ const MAX_DEPTH: u32 = 64;
 pub(crate) struct Issue {
     pub keyword: &'static str,
     pub tag: &'static str,
+    /// What is wrong, phrased to follow the attribute's name; strict mode's error says this.
     pub reason: String,
+    /// What lenient mode did about it.
+    pub effect: String,
 }
 
 /// Where a captured value lies in the data set stream.
@@ -80,6 +83,22 @@ pub(crate) struct State {
     pub signed_pixels: bool,
 }
 
+impl Issue {
+    pub(crate) fn new(
+        keyword: &'static str,
+        tag: &'static str,
+        reason: String,
+        effect: &str,
+    ) -> Issue {
+        Issue {
+            keyword,
+            tag,
+            reason,
+            effect: effect.to_string(),
+        }
+    }
+}
+
 impl State {
     pub(crate) fn new(with_levels: bool, capture: Option<HashSet<String>>) -> Self {
         let mut out = Vec::with_capacity(4096);
@@ -101,12 +120,14 @@ impl State {
         }
     }
 
-    pub(crate) fn issue(&mut self, keyword: &'static str, tag: &'static str, reason: String) {
-        self.issues.push(Issue {
-            keyword,
-            tag,
-            reason,
-        });
+    pub(crate) fn issue(
+        &mut self,
+        keyword: &'static str,
+        tag: &'static str,
+        reason: String,
+        effect: &str,
+    ) {
+        self.issues.push(Issue::new(keyword, tag, reason, effect));
     }
 
     fn capturing(&self, tag: u32) -> Option<String> {
@@ -248,9 +269,10 @@ fn dataset<S: Source>(
                     "DataSetTrailingPadding",
                     "FFFCFFFC",
                     format!(
-                        "is not how the data set ends: {} zero bytes follow it instead",
+                        "is missing, and {} bytes that are not a data element follow the last element",
                         rest + 8
                     ),
+                    "they were ignored",
                 );
                 break;
             }
