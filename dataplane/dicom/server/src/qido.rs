@@ -178,10 +178,46 @@ fn answer(root: &str, q: &QidoQuery, m: &QidoMatch) -> Result<Value, serde_json:
             IncludeField::Default => {}
         }
     }
+    // PS3.18 Table 6.7.1-2: these are always returned, empty when the instance has no value.
+    let required: &[(&str, &str)] = match q.level {
+        Level::Study => STUDY_REQUIRED,
+        Level::Series => SERIES_REQUIRED,
+        Level::Instance => INSTANCE_REQUIRED,
+    };
+    for (tag, vr) in required {
+        obj.entry(*tag).or_insert_with(|| json!({"vr": vr}));
+    }
     // Tag order, as a dataset lists them.
     obj.sort_keys();
     Ok(Value::Object(obj))
 }
+
+const STUDY_REQUIRED: &[(&str, &str)] = &[
+    ("00080020", "DA"),
+    ("00080030", "TM"),
+    ("00080050", "SH"),
+    ("00080090", "PN"),
+    ("00100010", "PN"),
+    ("00100020", "LO"),
+    ("00100030", "DA"),
+    ("00100040", "CS"),
+    ("00200010", "SH"),
+];
+const SERIES_REQUIRED: &[(&str, &str)] = &[
+    ("00080060", "CS"),
+    ("0008103E", "LO"),
+    ("00200011", "IS"),
+    ("00400244", "DA"),
+    ("00400245", "TM"),
+];
+const INSTANCE_REQUIRED: &[(&str, &str)] = &[
+    ("00080016", "UI"),
+    ("00200013", "IS"),
+    ("00280008", "IS"),
+    ("00280010", "US"),
+    ("00280011", "US"),
+    ("00280100", "US"),
+];
 
 fn is_bulk(v: &Value) -> bool {
     v.get("BulkDataURI").is_some() || v.get("InlineBinary").is_some()

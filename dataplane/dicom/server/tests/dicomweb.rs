@@ -96,6 +96,14 @@ async fn stored_instances_are_found_and_retrieved_byte_for_byte() {
     }
     let (_, all) = json(&s, "studies").await;
     assert_eq!(all.as_array().unwrap().len(), 2);
+    // PS3.18's required study attributes are there, if only empty.
+    for tag in [
+        "00080020", "00080030", "00080050", "00080056", "00080061", "00080090", "00081190",
+        "00100010", "00100020", "00100030", "00100040", "0020000D", "00200010", "00201206",
+        "00201208",
+    ] {
+        assert!(all[1].get(tag).is_some(), "{tag} missing from {}", all[1]);
+    }
     let (_, limited) = json(&s, "studies?limit=1&offset=1").await;
     assert_eq!(limited.as_array().unwrap().len(), 1);
     let (_, series_found) = json(&s, &format!("studies/{study}/series?Modality=CT")).await;

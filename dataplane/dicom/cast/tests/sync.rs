@@ -1,0 +1,188 @@
+//! The sync against a real FHIR service (the router on a fresh database) and a real DICOM index:
+//! studies become ImagingStudies, a restart resumes from the recorded position, a replayed feed
+//! changes nothing, and a deleted study's ImagingStudy goes.
+
+use hds_common::config::{
+    AuthConfig, AuthMode, FhirServiceConfig, FhirSyncConfig, Limits, PostgresConfig,
+};
+use hds_dicom_cast::Cast;
+use hds_dicom_index::{DEFAULT_PARTITION, Index, NewInstance, Target};
+use serde_json::Value;
+
+fn admin_url() -> String {
+    std::env::var("HDS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn fresh_db() -> String {
+    let admin = admin_url();
+    let db = format!("hds_test_{}", uuid::Uuid::new_v4().simple());
+    hds_common::db::ensure_database(&admin, &db).await.unwrap();
+    let (server, _) = admin.rsplit_once('/').unwrap();
+    format!("{server}/{db}")
+}
+
+async fn fhir_server() -> String {
+    let url = fresh_db().await;
+    let cfg = FhirServiceConfig {
+        name: "fhir".into(),
+        workspace: "ws".into(),
+        listen: None,
+        base_url: None,
+        postgres: PostgresConfig::from_url(url.clone()),
+        auth: AuthConfig {
+            mode: AuthMode::None,
+            ..Default::default()
+        },
+        cors: None,
+        resource_version_policy: Default::default(),
+        limits: Limits::default(),
+        audit: Default::default(),
+        export: Default::default(),
+        validation: Default::default(),
+        import: Default::default(),
+    };
+    let store = hds_fhir_store::Store::open(&url, 4).await.unwrap();
+    let app = hds_fhir_server::router(
+        hds_fhir_server::AppState::new(cfg, store, "")
+            .await
+            .unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    format!("http://{addr}")
+}
+
+fn test_file(name: &str) -> Vec<u8> {
+    let dir = match std::env::var("HDS_DICOM_TEST_FILES") {
+        Ok(d) => d,
+        Err(_) => {
+            let python = std::env::var("HDS_PYTHON").unwrap_or_else(|_| "python3".into());
+            let out = std::process::Command::new(&python)
+                .args(["-c", "import pydicom,os;print(os.path.join(os.path.dirname(pydicom.__file__),'data','test_files'))"])
+                .output()
+                .expect("python runs");
+            assert!(
+                out.status.success(),
+                "pydicom is not importable by {python}; set HDS_PYTHON"
+            );
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        }
+    };
+    std::fs::read(format!("{dir}/{name}")).unwrap()
+}
+
+async fn store(index: &Index, name: &str) -> hds_dicom_model::Instance {
+    let inst = hds_dicom_model::parse(&test_file(name), &Default::default()).unwrap();
+    let item = NewInstance {
+        instance: &inst,
+        blob: format!("test/{}", inst.sop_uid),
+        size: 1,
+    };
+    index
+        .store(DEFAULT_PARTITION, &[item], false)
+        .await
+        .unwrap();
+    inst
+}
+
+async fn search(http: &reqwest::Client, fhir: &str, query: &str) -> Vec<Value> {
+    let b: Value = http
+        .get(format!("{fhir}/{query}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    b["entry"]
+        .as_array()
+        .map(|e| e.iter().map(|x| x["resource"].clone()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn studies_become_imaging_studies_and_a_restart_resumes() {
+    let fhir = fhir_server().await;
+    let index = Index::open(&fresh_db().await, 4).await.unwrap();
+    let config = FhirSyncConfig {
+        fhir_url: fhir.clone(),
+        patient_identifier_system: Some("urn:oid:1.2.3".into()),
+        ..Default::default()
+    };
+    let http = reqwest::Client::new();
+    let ct = store(&index, "CT_small.dcm").await;
+    let mut cast = Cast::new(index.clone(), &config, "dicom", "http://dicom.test/dicom").unwrap();
+    assert_eq!(cast.round().await.unwrap(), 1);
+    let studies = search(
+        &http,
+        &fhir,
+        &format!(
+            "ImagingStudy?identifier=urn:dicom:uid|urn:oid:{}",
+            ct.study_uid
+        ),
+    )
+    .await;
+    assert_eq!(studies.len(), 1);
+    let s = &studies[0];
+    assert_eq!(s["numberOfInstances"], 1);
+    assert_eq!(s["series"][0]["uid"], ct.series_uid.as_str());
+    assert_eq!(s["series"][0]["instance"][0]["uid"], ct.sop_uid.as_str());
+    assert_eq!(s["modality"][0]["code"], "CT");
+    let patients = search(&http, &fhir, "Patient?identifier=urn:oid:1.2.3|1CT1").await;
+    assert_eq!(patients.len(), 1);
+    assert_eq!(
+        s["subject"]["reference"],
+        format!("Patient/{}", patients[0]["id"].as_str().unwrap())
+    );
+    let endpoints = search(&http, &fhir, "Endpoint").await;
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0]["address"], "http://dicom.test/dicom");
+    assert_eq!(cast.round().await.unwrap(), 0, "nothing new");
+
+    // A restarted sync starts from the recorded position.
+    let mr = store(&index, "MR_small.dcm").await;
+    let mut restarted =
+        Cast::new(index.clone(), &config, "dicom", "http://dicom.test/dicom").unwrap();
+    assert_eq!(restarted.round().await.unwrap(), 1, "only the MR's change");
+    assert_eq!(search(&http, &fhir, "ImagingStudy").await.len(), 2);
+
+    // Deleting the CT study deletes its ImagingStudy.
+    index
+        .delete(Target {
+            partition: DEFAULT_PARTITION,
+            study: &ct.study_uid,
+            series: None,
+            instance: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(restarted.round().await.unwrap(), 1);
+    let left = search(&http, &fhir, "ImagingStudy").await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        left[0]["identifier"][0]["value"],
+        format!("urn:oid:{}", mr.study_uid)
+    );
+
+    // Replaying the whole feed changes nothing.
+    index.set_sync_position(0, None).await.unwrap();
+    let mut replay = Cast::new(index.clone(), &config, "dicom", "http://dicom.test/dicom").unwrap();
+    assert_eq!(replay.round().await.unwrap(), 3);
+    assert_eq!(search(&http, &fhir, "ImagingStudy").await.len(), 1);
+    assert_eq!(
+        search(&http, &fhir, "Patient").await.len(),
+        2,
+        "one Patient per PatientID, never two"
+    );
+    assert_eq!(search(&http, &fhir, "Endpoint").await.len(), 1);
+    assert_eq!(index.sync_position().await.unwrap(), 3);
+}
