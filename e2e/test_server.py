@@ -5,13 +5,15 @@ import requests
 from conftest import FHIR_JSON, assert_outcome
 
 
-def test_endpoints_file_describes_the_example_service(hds_server):
-    (svc,) = hds_server.endpoints["services"]
-    assert svc["kind"] == "FhirService"
+def test_endpoints_file_describes_the_example_services(hds_server):
+    by_kind = {s["kind"]: s for s in hds_server.endpoints["services"]}
+    assert sorted(by_kind) == ["DicomService", "FhirService"]
+    svc = by_kind["FhirService"]
     assert svc["name"] == "fhir"
     assert svc["namespace"] == "default"
     assert svc["workspace"] == "demo"
     assert svc["url"] == f"http://{hds_server.listen}/fhir/fhir"
+    assert by_kind["DicomService"]["url"] == f"http://{hds_server.listen}/dicom/dicom"
 
 
 def test_health_check(hds_server):
