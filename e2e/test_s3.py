@@ -79,3 +79,60 @@ def test_export_writes_to_s3_and_import_reads_from_it(tmp_path, s3):
         assert r.status_code == 400, r.text
     finally:
         svc.close()
+
+
+def test_dicom_instances_live_in_s3(tmp_path, s3):
+    """`hds dicom` with `storage.url: s3://...`: STOW writes the file there, WADO reads it back
+    byte for byte, DELETE removes it."""
+    import io
+    import os
+    import signal
+    import subprocess
+    import time
+    import uuid
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from conftest import ADMIN_URL, find_binary
+
+    client, env = s3
+    db = f"hds_test_{uuid.uuid4().hex}"
+    subprocess.run(["psql", ADMIN_URL, "-qc", f'create database "{db}"'], check=True)
+    server, _ = ADMIN_URL.rsplit("/", 1)
+    port = free_port()
+    config = tmp_path / "dicom.yaml"
+    config.write_text(
+        "name: s3dicom\n"
+        f"postgres: {{url: \"{server}/{db}\"}}\n"
+        "auth: {mode: none}\n"
+        f"storage: {{url: \"s3://{BUCKET}/dicom\"}}\n"
+    )
+    log = open(tmp_path / "dicom.log", "wb")
+    proc = subprocess.Popen([str(find_binary()), "dicom", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
+                            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if requests.get(f"{base}/health/check", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        data = open(get_testdata_file("CT_small.dcm"), "rb").read()
+        ds = pydicom.dcmread(io.BytesIO(data))
+        r = requests.post(f"{base}/studies", data=data, headers={"Content-Type": "application/dicom"})
+        assert r.status_code == 200, r.text
+        stored = keys(client, "dicom/")
+        assert len(stored) == 1 and stored[0].endswith(".dcm"), stored
+        assert client.get_object(Bucket=BUCKET, Key=stored[0])["Body"].read() == data
+        url = f"{base}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+        r = requests.get(url, headers={"Accept": "application/dicom; transfer-syntax=*"})
+        assert r.status_code == 200 and r.content == data
+        assert requests.delete(f"{base}/studies/{ds.StudyInstanceUID}").status_code == 204
+        assert keys(client, "dicom/") == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        log.close()
