@@ -69,6 +69,20 @@ pub fn make_service(
     )
 }
 
+/// Responses streamed in several writes (DICOM multipart bodies, search pages) would otherwise
+/// wait on Nagle's algorithm and the client's delayed ACK: 40 ms per keep-alive request.
+pub fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set(tcp: &mut tokio::net::TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
+}
+
 pub async fn listen(
     addr: SocketAddr,
     app: Router,
@@ -77,7 +91,7 @@ pub async fn listen(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    axum::serve(listener, make_service(app))
+    axum::serve(no_delay(listener), make_service(app))
         .with_graceful_shutdown(shutdown)
         .await
         .context("server failed")?;

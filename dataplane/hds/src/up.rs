@@ -287,7 +287,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         workspace_identity::write_private(file, &serde_json::to_vec_pretty(&doc)?)?;
     }
     tracing::info!(listen = %args.listen, "hds up is ready; Ctrl-C stops it");
-    let served = axum::serve(listener_ready, serve::make_service(app))
+    let served = axum::serve(serve::no_delay(listener_ready), serve::make_service(app))
         .with_graceful_shutdown(hds_common::shutdown::signal())
         .await;
     tracing::info!("all requests drained");

@@ -67,10 +67,14 @@ CREATE TABLE dicom_instances (
 -- A SOP Instance UID names one instance in a partition, whatever study a sender puts it in.
 CREATE UNIQUE INDEX dicom_instances_sop ON dicom_instances (partition, sop_uid);
 
--- The change feed: one row per create, replace or delete of an instance, in commit order of
--- `seq` (taken inside the writing transaction).
+-- The change feed: one row per create, replace or delete of an instance. Writers do not
+-- serialise: each inserts its rows under a shared advisory lock held to commit, and a row gets
+-- its public sequence number (`seq`) from whoever reads the feed next (`changefeed::sequence`),
+-- under the same lock taken exclusively, so only committed rows are numbered, in `id` order.
+-- Entries appear in `seq` order, and a reader following by sequence never skips one.
 CREATE TABLE dicom_changes (
-    seq bigserial PRIMARY KEY,
+    id bigserial PRIMARY KEY,
+    seq bigint UNIQUE,
     ts timestamptz NOT NULL DEFAULT clock_timestamp(),
     action text NOT NULL CHECK (action IN ('Create', 'Update', 'Delete')),
     partition text NOT NULL,
@@ -79,5 +83,5 @@ CREATE TABLE dicom_changes (
     sop_uid text NOT NULL,
     watermark bigint NOT NULL
 );
+CREATE INDEX dicom_changes_unsequenced ON dicom_changes (id) WHERE seq IS NULL;
 CREATE INDEX dicom_changes_ts ON dicom_changes (ts, seq);
-CREATE INDEX dicom_changes_instance ON dicom_changes (partition, sop_uid, seq);

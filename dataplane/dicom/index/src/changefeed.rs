@@ -30,18 +30,42 @@ pub struct ChangeQuery {
     pub include_metadata: bool,
 }
 
+/// Writers hold it shared from their change rows to commit; numbering takes it exclusively.
+pub(crate) const CHANGE_FEED_LOCK: i64 = 0x6864_735f_6466_7371;
+
 const SELECT: &str = "SELECT c.seq, c.ts, c.action, c.partition, c.study_uid, c.series_uid,
         c.sop_uid, c.watermark, i.watermark, CASE WHEN $1 THEN i.metadata END
    FROM dicom_changes c
    LEFT JOIN dicom_instances i ON i.partition = c.partition AND i.sop_uid = c.sop_uid";
 
+/// Numbers the committed entries. Holding the lock exclusively means no writer is between its
+/// change rows and its commit, so every row without a number is visible here.
+async fn sequence(c: &mut deadpool_postgres::Object) -> Result<()> {
+    let tx = c.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHANGE_FEED_LOCK])
+        .await?;
+    tx.execute(
+        "WITH ready AS (
+             SELECT id, row_number() OVER (ORDER BY id) AS n FROM dicom_changes
+              WHERE seq IS NULL),
+         base AS (SELECT coalesce(max(seq), 0) AS b FROM dicom_changes)
+         UPDATE dicom_changes c SET seq = base.b + ready.n
+           FROM ready, base WHERE c.id = ready.id",
+        &[],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 impl Index {
     pub async fn changes(&self, q: &ChangeQuery) -> Result<Vec<Change>> {
-        let c = self.pool.get().await?;
+        let mut c = self.pool.get().await?;
+        sequence(&mut c).await?;
         let rows = if q.start.is_some() || q.end.is_some() {
             c.query(
                 &format!(
-                    "{SELECT} WHERE ($2::timestamptz IS NULL OR c.ts >= $2)
+                    "{SELECT} WHERE c.seq IS NOT NULL AND ($2::timestamptz IS NULL OR c.ts >= $2)
                        AND ($3::timestamptz IS NULL OR c.ts < $3)
                      ORDER BY c.seq OFFSET $4 LIMIT $5"
                 ),
@@ -59,10 +83,11 @@ impl Index {
     }
 
     pub async fn latest_change(&self, include_metadata: bool) -> Result<Option<Change>> {
-        let c = self.pool.get().await?;
+        let mut c = self.pool.get().await?;
+        sequence(&mut c).await?;
         let row = c
             .query_opt(
-                &format!("{SELECT} ORDER BY c.seq DESC LIMIT 1"),
+                &format!("{SELECT} WHERE c.seq IS NOT NULL ORDER BY c.seq DESC LIMIT 1"),
                 &[&include_metadata],
             )
             .await?;

@@ -25,11 +25,6 @@ pub enum StoreOutcome {
     },
 }
 
-/// Only this many change-feed writers at once: one. Sequence numbers are drawn inside the lock
-/// and it is held to commit, so entries become visible in `seq` order and a reader following
-/// the feed by offset never skips an entry that commits late.
-const CHANGE_FEED_LOCK: i64 = 0x6864_735f_6463_6d31;
-
 impl Index {
     /// Records `items` in one transaction. With `replace` an instance stored already is
     /// replaced (PUT); without, it is a [`StoreOutcome::Duplicate`] (POST).
@@ -38,6 +33,25 @@ impl Index {
         partition: &str,
         items: &[NewInstance<'_>],
         replace: bool,
+    ) -> Result<Vec<StoreOutcome>> {
+        match self.store_once(partition, items, replace, true).await {
+            // A study or series this store found and left alone was deleted before the
+            // instance went in: write them after all.
+            Err(crate::IndexError::Postgres(e))
+                if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) =>
+            {
+                self.store_once(partition, items, replace, false).await
+            }
+            other => other,
+        }
+    }
+
+    async fn store_once(
+        &self,
+        partition: &str,
+        items: &[NewInstance<'_>],
+        replace: bool,
+        skip_unchanged: bool,
     ) -> Result<Vec<StoreOutcome>> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
@@ -52,16 +66,60 @@ impl Index {
                 &b.sop_uid,
             ))
         });
+        // What is there already, in one round trip: the instances, and the study and series
+        // rows that already say what these instances would write. Those rows are left alone,
+        // so concurrent stores into one study do not queue on its row lock.
         let sops: Vec<&str> = items.iter().map(|i| i.instance.sop_uid.as_str()).collect();
-        let present: Vec<String> = tx
-            .query(
-                "SELECT sop_uid FROM dicom_instances WHERE partition = $1 AND sop_uid = ANY($2)",
-                &[&partition, &sops],
-            )
-            .await?
+        let studies: Vec<&str> = items
             .iter()
-            .map(|r| r.get(0))
+            .map(|i| i.instance.study_uid.as_str())
             .collect();
+        let study_json: Vec<&str> = items
+            .iter()
+            .map(|i| i.instance.study_json.as_str())
+            .collect();
+        let series: Vec<&str> = items
+            .iter()
+            .map(|i| i.instance.series_uid.as_str())
+            .collect();
+        let series_json: Vec<&str> = items
+            .iter()
+            .map(|i| i.instance.series_json.as_str())
+            .collect();
+        let known = tx
+            .query(
+                "SELECT 'i', sop_uid, NULL FROM dicom_instances
+                  WHERE partition = $1 AND sop_uid = ANY($2)
+                 UNION ALL
+                 SELECT 's', study_uid, NULL FROM dicom_studies
+                  WHERE partition = $1
+                    AND (study_uid, study_json) IN (SELECT * FROM unnest($3::text[], $4::text[]))
+                 UNION ALL
+                 SELECT 'e', study_uid, series_uid FROM dicom_series
+                  WHERE partition = $1
+                    AND (study_uid, series_uid, series_json)
+                        IN (SELECT * FROM unnest($3::text[], $5::text[], $6::text[]))",
+                &[
+                    &partition,
+                    &sops,
+                    &studies,
+                    &study_json,
+                    &series,
+                    &series_json,
+                ],
+            )
+            .await?;
+        let mut present: Vec<String> = Vec::new();
+        let mut same_study: Vec<String> = Vec::new();
+        let mut same_series: Vec<(String, String)> = Vec::new();
+        for r in &known {
+            match r.get::<_, &str>(0) {
+                "i" => present.push(r.get(1)),
+                "s" if skip_unchanged => same_study.push(r.get(1)),
+                "e" if skip_unchanged => same_series.push((r.get(1), r.get(2))),
+                _ => {}
+            }
+        }
         let mut outcomes = vec![StoreOutcome::Duplicate; items.len()];
         let mut watermarks = vec![0i64; items.len()];
         let mut last_study: Option<&str> = None;
@@ -75,12 +133,19 @@ impl Index {
                 continue;
             }
             if last_study != Some(inst.study_uid.as_str()) {
-                upsert_study(&tx, partition, inst).await?;
+                if !same_study.contains(&inst.study_uid) {
+                    upsert_study(&tx, partition, inst).await?;
+                }
                 last_study = Some(&inst.study_uid);
                 touched_studies.push(&inst.study_uid);
             }
             if last_series != Some((inst.study_uid.as_str(), inst.series_uid.as_str())) {
-                upsert_series(&tx, partition, inst).await?;
+                if !same_series
+                    .iter()
+                    .any(|(st, se)| st == &inst.study_uid && se == &inst.series_uid)
+                {
+                    upsert_series(&tx, partition, inst).await?;
+                }
                 last_series = Some((&inst.study_uid, &inst.series_uid));
             }
             let (outcome, watermark, old_study) =
@@ -311,8 +376,11 @@ pub(crate) async fn record_changes(
     sops: &[String],
     watermarks: &[i64],
 ) -> Result<()> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHANGE_FEED_LOCK])
-        .await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock_shared($1)",
+        &[&crate::changefeed::CHANGE_FEED_LOCK],
+    )
+    .await?;
     tx.execute(
         "INSERT INTO dicom_changes (action, partition, study_uid, series_uid, sop_uid, watermark)
          SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[])",

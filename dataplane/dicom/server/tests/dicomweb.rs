@@ -818,3 +818,70 @@ async fn data_partitions_keep_their_instances_apart() {
     .await;
     assert_eq!(status, 400, "a partition name never reaches a file key");
 }
+
+/// CT_small under another SOP Instance UID of the same length (every occurrence, meta included).
+fn variant(ct: &[u8], n: usize) -> Vec<u8> {
+    let old = b"1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322";
+    let new = format!("1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.{:05}", 20000 + n);
+    let mut out = ct.to_vec();
+    let mut i = 0;
+    while let Some(at) = out[i..].windows(old.len()).position(|w| w == old) {
+        out[i + at..i + at + old.len()].copy_from_slice(new.as_bytes());
+        i += at + old.len();
+    }
+    out
+}
+
+#[tokio::test]
+async fn concurrent_stores_never_leave_a_gap_a_feed_reader_skips() {
+    let s = std::sync::Arc::new(start().await);
+    let ct = file(CT);
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            let s = s.clone();
+            let ct = ct.clone();
+            tokio::spawn(async move {
+                for k in 0..8 {
+                    let v = variant(&ct, w * 100 + k);
+                    let (status, answer) = stow(&s, "studies", &[("application/dicom", &v)]).await;
+                    assert_eq!(status, 200, "{answer}");
+                }
+            })
+        })
+        .collect();
+    let reader = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let mut last = 0;
+            let mut seen = 0;
+            while seen < 48 {
+                let feed: Value = s
+                    .http
+                    .get(s.url(&format!(
+                        "changefeed?offset={last}&limit=200&includeMetadata=false"
+                    )))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                for e in feed.as_array().unwrap() {
+                    let seq = e["Sequence"].as_i64().unwrap();
+                    assert_eq!(seq, last + 1, "the feed skipped from {last} to {seq}");
+                    last = seq;
+                    seen += 1;
+                }
+            }
+            last
+        })
+    };
+    for w in writers {
+        w.await.unwrap();
+    }
+    let last = tokio::time::timeout(std::time::Duration::from_secs(30), reader)
+        .await
+        .expect("the reader sees every change")
+        .unwrap();
+    assert_eq!(last, 48);
+}
