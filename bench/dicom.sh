@@ -256,7 +256,7 @@ out="$cache/bench-results"
 results="$out/$stamp-dicom.jsonl"
 logs="$out/$stamp-dicom"
 run="$cache/dicom-bench/run-$stamp"
-command_line="$(env | grep -E '^DICOM_BENCH_' | sort | tr '\n' ' ')bench/dicom.sh $*"
+command_line="$({ env | grep -E '^DICOM_BENCH_' || true; } | sort | tr '\n' ' ')bench/dicom.sh $*"
 mkdir -p "$out" "$run"
 
 for p in $peers; do
