@@ -9,6 +9,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// Reads a config file in YAML or JSON (JSON is YAML).
+fn load_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+    serde_yaml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+}
+
 /// Azure's default FHIR request size limit is 4 MB; a Synthea patient bundle is larger, so ours
 /// is 16 MiB by default and configurable.
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: u64 = 16 * 1024 * 1024;
@@ -51,10 +59,7 @@ pub struct FhirServiceConfig {
 impl FhirServiceConfig {
     /// Reads a config file in YAML or JSON (JSON is YAML).
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
-        serde_yaml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+        load_yaml(path)
     }
 }
 
@@ -431,10 +436,7 @@ pub struct FhirSyncConfig {
 
 impl DicomServiceConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
-        serde_yaml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+        load_yaml(path)
     }
 }
 

@@ -39,21 +39,13 @@ pub fn fhir_service_config(
     workspace: Option<&Workspace>,
     postgres: PostgresConfig,
 ) -> Result<FhirServiceConfig, SpecError> {
-    let name = svc.metadata.name.clone().ok_or(SpecError::Unnamed {
-        kind: "FhirService",
-    })?;
     let spec = &svc.spec;
-    if let Some(ws) = workspace {
-        let given = ws.metadata.name.clone().unwrap_or_default();
-        if given != spec.workspace_ref.name {
-            return Err(SpecError::WrongWorkspace {
-                kind: "FhirService",
-                name,
-                wanted: spec.workspace_ref.name.clone(),
-                given,
-            });
-        }
-    }
+    let name = checked_name(
+        "FhirService",
+        svc.metadata.name.as_ref(),
+        &spec.workspace_ref,
+        workspace,
+    )?;
     let auth = &spec.authentication;
     let limits = spec.limits.clone().unwrap_or_default();
     let defaults = Limits::default();
@@ -116,6 +108,28 @@ pub fn fhir_service_config(
     })
 }
 
+/// A service's name, once it is known to belong to the Workspace given (if one is).
+fn checked_name(
+    kind: &'static str,
+    name: Option<&String>,
+    workspace_ref: &hds_crds::common::WorkspaceRef,
+    workspace: Option<&Workspace>,
+) -> Result<String, SpecError> {
+    let name = name.cloned().ok_or(SpecError::Unnamed { kind })?;
+    if let Some(ws) = workspace {
+        let given = ws.metadata.name.clone().unwrap_or_default();
+        if given != workspace_ref.name {
+            return Err(SpecError::WrongWorkspace {
+                kind,
+                name,
+                wanted: workspace_ref.name.clone(),
+                given,
+            });
+        }
+    }
+    Ok(name)
+}
+
 /// Token settings every service shares; SMART identity providers are the FHIR service's own.
 fn auth_config(
     auth: &hds_crds::common::AuthenticationSpec,
@@ -143,21 +157,13 @@ pub fn dicom_service_config(
     workspace: Option<&Workspace>,
     postgres: PostgresConfig,
 ) -> Result<DicomServiceConfig, SpecError> {
-    let name = svc.metadata.name.clone().ok_or(SpecError::Unnamed {
-        kind: "DicomService",
-    })?;
     let spec = &svc.spec;
-    if let Some(ws) = workspace {
-        let given = ws.metadata.name.clone().unwrap_or_default();
-        if given != spec.workspace_ref.name {
-            return Err(SpecError::WrongWorkspace {
-                kind: "DicomService",
-                name,
-                wanted: spec.workspace_ref.name.clone(),
-                given,
-            });
-        }
-    }
+    let name = checked_name(
+        "DicomService",
+        svc.metadata.name.as_ref(),
+        &spec.workspace_ref,
+        workspace,
+    )?;
     let blob = spec
         .storage
         .blob

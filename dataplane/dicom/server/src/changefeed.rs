@@ -120,11 +120,7 @@ fn entry(base: &str, c: &Change) -> Value {
     );
     m.insert("State".into(), json!(c.state));
     if let Some(meta) = &c.metadata {
-        let root = if c.partition == DEFAULT_PARTITION {
-            format!("{base}/")
-        } else {
-            format!("{base}/partitions/{}/", c.partition)
-        };
+        let root = format!("{}/", crate::partition_root(base, &c.partition));
         let text = meta.replace("\"BulkDataURI\":\"", &format!("\"BulkDataURI\":\"{root}"));
         m.insert(
             "Metadata".into(),

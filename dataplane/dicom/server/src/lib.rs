@@ -91,6 +91,16 @@ impl AppState {
     }
 }
 
+/// The URL paths of a partition start with: the base, plus `/partitions/{name}` outside the
+/// default partition.
+pub(crate) fn partition_root(base: &str, partition: &str) -> String {
+    if partition == hds_dicom_index::DEFAULT_PARTITION {
+        base.to_owned()
+    } else {
+        format!("{base}/partitions/{partition}")
+    }
+}
+
 /// The partition a request names (`/partitions/{name}/...`), else the default one. Names are
 /// Azure's: letters, digits, `.`, `-` and `_`, at most 64; they become part of file keys.
 pub(crate) fn partition_of(

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hds_dicom_index::DEFAULT_PARTITION;
 use hds_dicom_index::qido::{IncludeField, Level, QidoMatch, QidoQuery, Scope};
 use serde_json::{Map, Value, json};
 
@@ -65,11 +64,7 @@ async fn search(
     let matches = s.index.qido(scope, &q).await?;
     let mut warning = q.warnings.join(" ");
     let base = s.base_url(&headers);
-    let root = if partition == DEFAULT_PARTITION {
-        base
-    } else {
-        format!("{base}/partitions/{partition}")
-    };
+    let root = crate::partition_root(&base, partition);
     let mut out = Vec::with_capacity(matches.len());
     for m in &matches {
         match answer(&root, &q, m) {

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use hds_dicom_index::{DEFAULT_PARTITION, NewInstance, StoreOutcome};
+use hds_dicom_index::{NewInstance, StoreOutcome};
 use hds_dicom_model::{Instance, ParseOptions};
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncWriteExt;
@@ -424,11 +424,7 @@ fn answer(
     results: &[PartResult],
     outcomes: &[StoreOutcome],
 ) -> Response {
-    let root = if partition == DEFAULT_PARTITION {
-        base.to_owned()
-    } else {
-        format!("{base}/partitions/{partition}")
-    };
+    let root = crate::partition_root(base, partition);
     let mut failed = Vec::new();
     let mut referenced = Vec::new();
     let mut warned = false;

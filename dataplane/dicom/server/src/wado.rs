@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use hds_dicom_index::{DEFAULT_PARTITION, InstanceFile, Target};
+use hds_dicom_index::{InstanceFile, Target};
 use hds_dicom_model::RenderFormat;
 
 use crate::media::{self, DicomRetrieve};
@@ -179,11 +179,7 @@ pub(crate) async fn metadata(
         return Ok(r);
     }
     let base = s.base_url(&headers);
-    let root = if t.partition == DEFAULT_PARTITION {
-        format!("{base}/")
-    } else {
-        format!("{base}/partitions/{}/", t.partition)
-    };
+    let root = format!("{}/", crate::partition_root(&base, t.partition));
     // The stored texts are joined as they are; only relative BulkDataURIs get the base.
     let needle = "\"BulkDataURI\":\"";
     let total: usize = texts.iter().map(|t| t.len() + 1).sum();
