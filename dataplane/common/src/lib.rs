@@ -8,12 +8,14 @@
 //! - [`health`]: `/health/check` and `/metrics`.
 //! - [`shutdown`]: the signal that starts a graceful drain.
 //! - [`db`]: the Postgres pool and the versioned migration runner.
+//! - [`fhir_client`]: calls to a FHIR service with a Workspace client's token.
 //! - [`service_identity`]: the Workspace clients services act with when they call each other.
 
 pub mod auth;
 pub mod blob;
 pub mod config;
 pub mod db;
+pub mod fhir_client;
 pub mod from_spec;
 pub mod health;
 pub mod service_identity;

@@ -1,12 +1,10 @@
-//! The few FHIR interactions the sync needs, over HTTP with a client-credentials token from the
-//! Workspace issuer (renewed a minute before it expires).
-
-use std::time::{Duration, Instant};
+//! The few FHIR interactions the sync needs, through the shared client
+//! ([`hds_common::fhir_client`]) with the sync's Workspace identity.
 
 use hds_common::config::FhirSyncConfig;
-use reqwest::{Client, Method, Response, StatusCode};
+use hds_common::fhir_client::{self, FhirClientError};
+use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
-use tokio::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -22,97 +20,28 @@ pub enum SyncError {
     Config(String),
 }
 
-pub struct FhirClient {
-    http: Client,
-    base: String,
-    credentials: Option<(String, String, String)>,
-    token: Mutex<Option<(String, Instant)>>,
+impl From<FhirClientError> for SyncError {
+    fn from(e: FhirClientError) -> Self {
+        match e {
+            FhirClientError::Unavailable(m) => SyncError::Unavailable(m),
+            FhirClientError::Config(m) => SyncError::Config(m),
+        }
+    }
 }
 
-const FHIR_JSON: &str = "application/fhir+json";
+pub struct FhirClient {
+    inner: fhir_client::FhirClient,
+}
 
 impl FhirClient {
     pub fn new(config: &FhirSyncConfig) -> Result<Self, SyncError> {
-        let secret = match (&config.client_secret, &config.client_secret_file) {
-            (Some(s), _) => Some(s.clone()),
-            (None, Some(f)) => Some(
-                std::fs::read_to_string(f)
-                    .map_err(|e| SyncError::Config(format!("{}: {e}", f.display())))?
-                    .trim()
-                    .to_owned(),
-            ),
-            (None, None) => None,
-        };
-        let credentials = match (&config.token_url, &config.client_id, secret) {
-            (Some(url), Some(id), Some(secret)) => Some((url.clone(), id.clone(), secret)),
-            (None, _, _) => None,
-            _ => {
-                return Err(SyncError::Config(
-                    "tokenUrl needs clientId and clientSecret (or clientSecretFile)".into(),
-                ));
-            }
-        };
         Ok(Self {
-            http: Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .map_err(|e| SyncError::Config(e.to_string()))?,
-            base: config.fhir_url.trim_end_matches('/').to_owned(),
-            credentials,
-            token: Mutex::new(None),
+            inner: fhir_client::FhirClient::new(&config.client())?,
         })
     }
 
     pub fn base(&self) -> &str {
-        &self.base
-    }
-
-    async fn bearer(&self, renew: bool) -> Result<Option<String>, SyncError> {
-        let Some((url, id, secret)) = &self.credentials else {
-            return Ok(None);
-        };
-        let mut held = self.token.lock().await;
-        if !renew
-            && let Some((t, until)) = held.as_ref()
-            && Instant::now() < *until
-        {
-            return Ok(Some(t.clone()));
-        }
-        let r = self
-            .http
-            .post(url)
-            .basic_auth(id, Some(secret))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("resource", &self.base),
-            ])
-            .send()
-            .await
-            .map_err(|e| SyncError::Unavailable(format!("the token endpoint: {e}")))?;
-        if !r.status().is_success() {
-            let status = r.status();
-            let body = r.text().await.unwrap_or_default();
-            return Err(SyncError::Unavailable(format!(
-                "the token endpoint answered {status}: {body}"
-            )));
-        }
-        let v: Value = r
-            .json()
-            .await
-            .map_err(|e| SyncError::Unavailable(format!("the token endpoint: {e}")))?;
-        let token = v["access_token"]
-            .as_str()
-            .ok_or_else(|| {
-                SyncError::Unavailable("the token endpoint sent no access_token".into())
-            })?
-            .to_owned();
-        let life = v["expires_in"]
-            .as_u64()
-            .unwrap_or(300)
-            .saturating_sub(60)
-            .max(10);
-        *held = Some((token.clone(), Instant::now() + Duration::from_secs(life)));
-        Ok(Some(token))
+        self.inner.base()
     }
 
     async fn send(
@@ -122,34 +51,18 @@ impl FhirClient {
         body: Option<&Value>,
         if_none_exist: Option<&str>,
     ) -> Result<Response, SyncError> {
-        let mut renew = false;
-        loop {
-            let mut req = self
-                .http
-                .request(method.clone(), format!("{}/{path}", self.base))
-                .header("accept", FHIR_JSON);
-            if let Some(t) = self.bearer(renew).await? {
-                req = req.bearer_auth(t);
-            }
-            if let Some(b) = body {
-                req = req
-                    .header("content-type", FHIR_JSON)
-                    .header("prefer", "return=representation")
-                    .body(b.to_string());
-            }
-            if let Some(c) = if_none_exist {
-                req = req.header("if-none-exist", c);
-            }
-            let r = req
-                .send()
-                .await
-                .map_err(|e| SyncError::Unavailable(format!("the FHIR service: {e}")))?;
-            if r.status() == StatusCode::UNAUTHORIZED && !renew {
-                renew = true;
-                continue;
-            }
-            return Ok(r);
+        let body = body.map(|b| b.to_string());
+        let mut headers = Vec::new();
+        if body.is_some() {
+            headers.push(("prefer", "return=representation"));
         }
+        if let Some(c) = if_none_exist {
+            headers.push(("if-none-exist", c));
+        }
+        Ok(self
+            .inner
+            .send(method, path, body.as_deref().map(str::as_bytes), &headers)
+            .await?)
     }
 
     async fn id_of(r: Response, what: &str) -> Result<String, SyncError> {
@@ -209,10 +122,7 @@ fn classify(status: StatusCode, what: &str, body: &str) -> SyncError {
         "{what}: {status}: {}",
         body.chars().take(500).collect::<String>()
     );
-    if status.is_server_error()
-        || status == StatusCode::UNAUTHORIZED
-        || status == StatusCode::TOO_MANY_REQUESTS
-    {
+    if fhir_client::is_transient(status) {
         SyncError::Unavailable(why)
     } else {
         SyncError::Refused(why)
