@@ -19,6 +19,9 @@ pub enum VersionCheck {
     Expect(i64),
     /// Azure's versioned-update policy: an existing resource may only be changed with If-Match.
     RequiredIfExists,
+    /// `If-None-Match: *`: only a create; a live resource with the id is a conflict. Lets
+    /// writers that choose ids (the MedTech service) create exactly once under concurrency.
+    Absent,
 }
 
 #[derive(Debug)]
@@ -195,6 +198,11 @@ pub async fn update(
         }
         VersionCheck::RequiredIfExists if matches!(current, Some((_, false))) => {
             return Ok(WriteOutcome::PreconditionRequired);
+        }
+        VersionCheck::Absent if matches!(current, Some((_, false))) => {
+            return Ok(WriteOutcome::VersionConflict {
+                current: current.map(|(v, _)| v),
+            });
         }
         _ => {}
     }

@@ -207,12 +207,19 @@ pub async fn update_in(
     update_response(outcome, rt, id, base, prefer.return_, q)
 }
 
-/// The version check an update asks for: If-Match, or the versioned-update policy's demand for it.
+/// The version check an update asks for: If-Match, `If-None-Match: *` (create only), or the
+/// versioned-update policy's demand for If-Match.
 pub fn version_check(
     s: &AppState,
     rt: &str,
     headers: &HeaderMap,
 ) -> Result<VersionCheck, FhirError> {
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes().trim_ascii() == b"*")
+    {
+        return Ok(VersionCheck::Absent);
+    }
     Ok(match if_match(headers)? {
         Some(v) => VersionCheck::Expect(v),
         None if s.config.resource_version_policy.for_type(rt) == VersionPolicy::VersionedUpdate => {
