@@ -7,8 +7,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    CredentialsSecretRef, LocalObjectRef, SecretKeySelector, ServiceStatus, WorkspaceRef,
-    default_replicas, preserved_object,
+    AuthenticationSpec, CredentialsSecretRef, LocalObjectRef, SecretKeySelector, ServiceStatus,
+    WorkspaceRef, default_replicas, preserved_object,
 };
 
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -36,10 +36,19 @@ use crate::common::{
 pub struct MedTechServiceSpec {
     pub workspace_ref: WorkspaceRef,
     pub ingestion: IngestionSpec,
+    /// Tokens for the HTTP endpoints (`/ingest`, `$validate-mapping`).
+    #[serde(default)]
+    pub authentication: AuthenticationSpec,
     pub device_mapping: MappingTemplate,
     pub fhir_destination: FhirDestination,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_policy: Option<ErrorPolicy>,
+    /// MQTT topic every error record is published to (QoS 1), beside the log and the metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_topic: Option<String>,
+    /// How long measurements wait before they are written (about a second by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffering: Option<Buffering>,
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0))]
     pub replicas: i32,
@@ -51,6 +60,28 @@ pub struct MedTechServiceSpec {
 #[serde(rename_all = "camelCase")]
 pub struct IngestionSpec {
     pub mqtt: MqttIngestion,
+    /// `POST /ingest` for devices that cannot speak MQTT (on unless set false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpIngestion>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpIngestion {
+    pub enabled: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Buffering {
+    /// The longest a measurement waits before it is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 300000))]
+    pub flush_interval_ms: Option<u32>,
+    /// Write once this many messages wait, however young.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_messages: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
@@ -106,6 +137,21 @@ pub struct FhirDestination {
     #[serde(default)]
     pub resource_identity_resolution_type: ResourceIdentityResolutionType,
     pub fhir_mapping: MappingTemplate,
+    #[serde(default)]
+    pub observation_id_scheme: ObservationIdScheme,
+}
+
+/// How Observation ids and identifiers are made. Both are deterministic, so a redelivered
+/// message updates the same Observation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ObservationIdScheme {
+    /// The identifier system names this MedTech service, so two services writing the same
+    /// device and type into one FHIR service never share an Observation.
+    #[default]
+    Hds,
+    /// Azure's own identifier system and ids, so Observations written by Azure's MedTech
+    /// service are updated in place after a migration.
+    Azure,
 }
 
 /// How device/patient references are resolved, spelled as in Azure.

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod medtech;
+pub use medtech::*;
+
 /// Reads a config file in YAML or JSON (JSON is YAML).
 fn load_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(path)
@@ -412,6 +415,25 @@ pub struct DicomServiceConfig {
     pub fhir_sync: Option<FhirSyncConfig>,
 }
 
+/// A FHIR service another service writes to, and the Workspace client it writes as.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FhirClientConfig {
+    /// The FHIR service's base URL.
+    pub fhir_url: String,
+    /// The token endpoint of the Workspace issuer; without it calls go without a token (for a
+    /// FHIR service whose auth is off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// A file holding the client secret (a mounted Secret), read at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_file: Option<PathBuf>,
+}
+
 /// Where the DICOM→FHIR sync writes, and the identity it writes with.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -432,6 +454,18 @@ pub struct FhirSyncConfig {
     /// The identifier system a Patient's DICOM PatientID is matched and created under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient_identifier_system: Option<String>,
+}
+
+impl FhirSyncConfig {
+    pub fn client(&self) -> FhirClientConfig {
+        FhirClientConfig {
+            fhir_url: self.fhir_url.clone(),
+            token_url: self.token_url.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            client_secret_file: self.client_secret_file.clone(),
+        }
+    }
 }
 
 impl DicomServiceConfig {

@@ -3,13 +3,14 @@
 
 use hds_crds::common::{AuthenticationMode, CorsSpec, PostgresStorage};
 use hds_crds::fhir_service::VersioningPolicy;
-use hds_crds::{DicomService, FhirService, Workspace};
+use hds_crds::{DicomService, FhirService, MedTechService, Workspace};
 
 use crate::config::{
-    AuditConfig, AuthConfig, AuthMode, CorsConfig, DicomLimits, DicomServiceConfig,
-    DicomStorageConfig, DicomValidationConfig, ExportConfig, FhirServiceConfig, ImportConfig,
-    Limits, PostgresConfig, ResourceVersionPolicyConfig, SmartApplicationConfig,
-    SmartIdentityProviderConfig, ValidationConfig, VersionPolicy,
+    AuditConfig, AuthConfig, AuthMode, BufferingConfig, CorsConfig, DicomLimits,
+    DicomServiceConfig, DicomStorageConfig, DicomValidationConfig, ExportConfig, FhirClientConfig,
+    FhirServiceConfig, ImportConfig, Limits, MedTechServiceConfig, MqttConfig, PostgresConfig,
+    ResourceVersionPolicyConfig, SmartApplicationConfig, SmartIdentityProviderConfig,
+    ValidationConfig, VersionPolicy,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -194,6 +195,57 @@ pub fn dicom_service_config(
         // Where the FHIR service and the issuer are is known to the runner (operator or
         // `hds up`), which fills this in from `spec.fhirSync`.
         fhir_sync: None,
+    })
+}
+
+/// The service config of a MedTechService. Where its FHIR service and the Workspace issuer are
+/// is known to the runner (operator or `hds up`), which fills in `fhir` and the MQTT secrets.
+pub fn medtech_service_config(
+    svc: &MedTechService,
+    workspace: Option<&Workspace>,
+    fhir: FhirClientConfig,
+) -> Result<MedTechServiceConfig, SpecError> {
+    let spec = &svc.spec;
+    let name = checked_name(
+        "MedTechService",
+        svc.metadata.name.as_ref(),
+        &spec.workspace_ref,
+        workspace,
+    )?;
+    let mqtt = &spec.ingestion.mqtt;
+    let defaults = BufferingConfig::default();
+    let buffering = spec.buffering.clone().unwrap_or_default();
+    Ok(MedTechServiceConfig {
+        workspace: spec.workspace_ref.name.clone(),
+        listen: None,
+        base_url: None,
+        auth: auth_config(&spec.authentication, workspace),
+        mqtt: MqttConfig {
+            broker_url: mqtt.broker_url.clone(),
+            topic_filter: mqtt.topic_filter.clone(),
+            shared_subscription_group: mqtt.shared_subscription_group.clone(),
+            qos: mqtt.qos,
+            client_id: mqtt.client_id.clone(),
+            error_topic: spec.error_topic.clone(),
+            ..MqttConfig::default()
+        },
+        device_mapping: spec.device_mapping.content.clone(),
+        fhir_mapping: spec.fhir_destination.fhir_mapping.content.clone(),
+        fhir,
+        resolution: spec.fhir_destination.resource_identity_resolution_type,
+        error_policy: spec.error_policy.unwrap_or_default(),
+        observation_id_scheme: spec.fhir_destination.observation_id_scheme,
+        buffering: BufferingConfig {
+            flush_interval_ms: buffering
+                .flush_interval_ms
+                .map_or(defaults.flush_interval_ms, u64::from),
+            max_messages: buffering
+                .max_messages
+                .map_or(defaults.max_messages, |m| m as usize),
+            ..defaults
+        },
+        http_ingestion: spec.ingestion.http.as_ref().is_none_or(|h| h.enabled),
+        name,
     })
 }
 

@@ -4,10 +4,14 @@
 //!   process, on an embedded PostgreSQL unless one is given.
 //! - `hds fhir --config FILE`: runs one FHIR service from the config the operator renders.
 //! - `hds dicom --config FILE`: runs one DICOM service the same way.
+//! - `hds medtech --config FILE`: runs one MedTech service; `hds medtech test` is the mapping
+//!   debugger.
 //! - `hds import <files|dirs> --server URL`: loads NDJSON and Bundle files into a FHIR service.
 
 mod embedded_postgres;
 mod import;
+mod medtech;
+mod mqtt_broker;
 mod serve;
 mod up;
 mod workspace_identity;
@@ -48,6 +52,9 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Run one MedTech service (device messages → FHIR Observations), or debug its templates
+    /// with `hds medtech test`.
+    Medtech(medtech::MedTechArgs),
     /// Load NDJSON files and Bundles into a FHIR service through its API, resumably.
     /// Exit status: 0 all imported, 1 stopped by an error (run again to resume), 2 done but
     /// some lines were refused (each is reported with its file and line).
@@ -64,6 +71,11 @@ async fn main() -> std::process::ExitCode {
         Command::Up(args) => up::run(args).await,
         Command::Fhir { config, listen } => serve::fhir(config, listen).await,
         Command::Dicom { config, listen } => serve::dicom(config, listen).await,
+        Command::Medtech(args) => match medtech::run(args).await {
+            Ok(true) => Ok(()),
+            Ok(false) => return std::process::ExitCode::from(1),
+            Err(e) => Err(e),
+        },
         Command::Import(args) => match import::run(args).await {
             Ok(true) => Ok(()),
             Ok(false) => return std::process::ExitCode::from(2),

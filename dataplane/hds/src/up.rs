@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use axum::Router;
 use hds_common::config::PostgresConfig;
-use hds_common::from_spec::{dicom_service_config, fhir_service_config, postgres_source};
+use hds_common::from_spec::{
+    dicom_service_config, fhir_service_config, medtech_service_config, postgres_source,
+};
 use hds_crds::common::PostgresStorage;
-use hds_crds::{DicomService, FhirService, Manifest, Workspace};
+use hds_crds::{DicomService, FhirService, Manifest, MedTechService, Workspace};
 use serde_json::json;
 
 use crate::embedded_postgres::EmbeddedPostgres;
@@ -34,6 +36,10 @@ pub struct UpArgs {
     /// Write the services' URLs here as JSON once they are ready.
     #[arg(long)]
     endpoints_file: Option<PathBuf>,
+    /// The embedded MQTT broker (MQTT 3.1.1 here, MQTT 5 on the next port), started for
+    /// MedTechServices whose brokerUrl is a cluster address (`*.svc`) or `mqtt://embedded`.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    mqtt_listen: SocketAddr,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -42,6 +48,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut fhir_services: Vec<FhirService> = Vec::new();
     let mut dicom_services: Vec<DicomService> = Vec::new();
+    let mut medtech_services: Vec<MedTechService> = Vec::new();
     let mut service_identities = Vec::new();
     for m in manifests {
         match m {
@@ -52,15 +59,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             Manifest::Secret { name, data, .. } => {
                 secrets.insert(name, data);
             }
-            // Not run yet, but their identities are registered now, so credentials are stable
-            // from the first run on.
             Manifest::MedTechService(m) => {
                 service_identities.extend(hds_common::service_identity::medtech(&m));
-                tracing::info!(
-                    kind = "MedTechService",
-                    name = m.metadata.name.as_deref().unwrap_or(""),
-                    "not run by this version of hds up; its client identity is registered"
-                );
+                medtech_services.push(m);
             }
             Manifest::DicomService(d) => {
                 service_identities.extend(hds_common::service_identity::dicom_fhir_sync(&d));
@@ -267,6 +268,76 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         hds_dicom_cast::spawn(index, &config, &name, &dicom_url)
             .with_context(|| format!("DicomService '{name}': fhirSync"))?;
     }
+    let broker = if medtech_services
+        .iter()
+        .any(|m| uses_embedded_broker(&m.spec.ingestion.mqtt.broker_url))
+    {
+        let b = crate::mqtt_broker::start(args.mqtt_listen)?;
+        println!(
+            "MQTT broker (embedded): mqtt://{} (MQTT 3.1.1), mqtt://{} (MQTT 5)",
+            b.v4, b.v5
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for svc in &medtech_services {
+        let name = svc
+            .metadata
+            .name
+            .clone()
+            .context("a MedTechService has no metadata.name")?;
+        if !seen.insert(name.clone()) {
+            bail!("two MedTechServices are named '{name}'; names must be unique");
+        }
+        let fhir = &svc.spec.fhir_destination.fhir_service_ref.name;
+        if !fhir_services
+            .iter()
+            .any(|f| f.metadata.name.as_deref() == Some(fhir.as_str()))
+        {
+            bail!(
+                "MedTechService '{name}': fhirServiceRef names FhirService '{fhir}', which is not among the files"
+            );
+        }
+        let ws_name = &svc.spec.workspace_ref.name;
+        let ws = workspaces.get(ws_name);
+        let issuer = issuers.iter().find(|i| &i.workspace == ws_name);
+        let client_id = format!("medtech-{name}");
+        let client = hds_common::config::FhirClientConfig {
+            fhir_url: format!("{base}/fhir/{fhir}"),
+            token_url: issuer.map(|i| i.issuer.token_endpoint()),
+            client_secret: issuer.and_then(|i| i.service_credentials.get(&client_id).cloned()),
+            client_id: Some(client_id),
+            client_secret_file: None,
+        };
+        let mut config = medtech_service_config(svc, ws, client)?;
+        let prefix = format!("/medtech/{name}");
+        let service_url = format!("{base}{prefix}");
+        config.base_url = Some(service_url.clone());
+        if config.auth.workspace_issuer.is_none() {
+            config.auth.workspace_issuer = Some(workspace_identity::issuer_url(ws_name, ws, &base));
+        }
+        if let Some(b) = broker
+            .as_ref()
+            .filter(|_| uses_embedded_broker(&config.mqtt.broker_url))
+        {
+            config.mqtt.broker_url = b.v5_url();
+        }
+        let routes = hds_medtech_server::service(config)
+            .await
+            .with_context(|| format!("MedTechService '{name}'"))?;
+        app = app.nest(&prefix, routes);
+        println!("MedTechService {name}: {service_url}");
+        endpoints.push(json!({
+            "kind": "MedTechService",
+            "name": name,
+            "namespace": svc.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            "workspace": ws_name,
+            "url": service_url,
+            "mqtt": broker.as_ref().map(|b| format!("mqtt://{}", b.v4)),
+        }));
+    }
     app = app.merge(hds_common::health::router(serve::probe(dbs)));
 
     let listener_ready = {
@@ -296,6 +367,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         std::mem::forget(e);
     }
     served.context("server failed")
+}
+
+/// A broker only a cluster can reach (`*.svc`, `*.svc.cluster.local`), or `mqtt://embedded`:
+/// on one machine that is the embedded broker, as a PVC is the data directory.
+fn uses_embedded_broker(url: &str) -> bool {
+    let host = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("");
+    host == "embedded" || host.ends_with(".svc") || host.ends_with(".svc.cluster.local")
 }
 
 fn display_addr(addr: SocketAddr) -> String {
@@ -423,6 +506,15 @@ mod tests {
             "host=h user=u dbname=d"
         );
         assert_eq!(database_name("fhir", "My-Fhir"), "hds_fhir_my_fhir");
+    }
+
+    #[test]
+    fn cluster_brokers_become_the_embedded_one() {
+        assert!(uses_embedded_broker("mqtt://mosquitto.default.svc:1883"));
+        assert!(uses_embedded_broker("mqtts://b.ns.svc.cluster.local"));
+        assert!(uses_embedded_broker("mqtt://embedded"));
+        assert!(!uses_embedded_broker("mqtt://127.0.0.1:1883"));
+        assert!(!uses_embedded_broker("mqtts://broker.example.org:8883"));
     }
 
     #[test]

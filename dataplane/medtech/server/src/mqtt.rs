@@ -1,0 +1,159 @@
+//! The MQTT side: one persistent session (clean start off, a week's session expiry, so the
+//! broker keeps what arrives while the service restarts), a shared subscription when replicas
+//! split the stream, and manual acknowledgements: the pipeline acknowledges a message once its
+//! outcome is durable.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use hds_common::config::MqttConfig;
+use rumqttc::Transport;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions, mqttbytes::v5::Packet};
+use tokio::sync::mpsc;
+
+use crate::envelope::{MessageMeta, wrap};
+use crate::pipeline::{Delivery, Done};
+
+/// How long the broker keeps our session (and queues for it) while we are away.
+const SESSION_EXPIRY_SECONDS: u32 = 7 * 24 * 3600;
+
+pub fn qos(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        2 => QoS::ExactlyOnce,
+        _ => QoS::AtLeastOnce,
+    }
+}
+
+pub fn connect(
+    cfg: &MqttConfig,
+    service: &str,
+    receive_maximum: u16,
+) -> anyhow::Result<(AsyncClient, EventLoop)> {
+    let url = url::Url::parse(&cfg.broker_url)
+        .with_context(|| format!("brokerUrl '{}' is not a URL", cfg.broker_url))?;
+    let tls = match url.scheme() {
+        "mqtt" | "tcp" => false,
+        "mqtts" | "ssl" => true,
+        other => anyhow::bail!("brokerUrl scheme '{other}' is neither mqtt:// nor mqtts://"),
+    };
+    let host = url
+        .host_str()
+        .with_context(|| format!("brokerUrl '{}' names no host", cfg.broker_url))?;
+    let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
+    let client_id = cfg
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("hds-medtech-{service}"));
+    let mut options = MqttOptions::new(client_id, host, port);
+    options
+        .set_clean_start(false)
+        .set_session_expiry_interval(Some(SESSION_EXPIRY_SECONDS))
+        .set_manual_acks(true)
+        .set_receive_maximum(Some(receive_maximum))
+        .set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(Some(16 * 1024 * 1024))
+        .set_request_channel_capacity(usize::from(receive_maximum) + 1024);
+    let password = match (&cfg.password, &cfg.password_file) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("MQTT password file {}", f.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    if let Some(user) = &cfg.username {
+        options.set_credentials(user.clone(), password.unwrap_or_default());
+    }
+    if tls {
+        let transport = match &cfg.ca_file {
+            Some(f) => Transport::tls(
+                std::fs::read(f).with_context(|| format!("MQTT CA file {}", f.display()))?,
+                None,
+                None,
+            ),
+            None => Transport::tls_with_default_config(),
+        };
+        options.set_transport(transport);
+    }
+    Ok(AsyncClient::new(
+        options,
+        usize::from(receive_maximum) + 1024,
+    ))
+}
+
+/// The subscription, shared among replicas when a group is configured.
+pub fn filter(cfg: &MqttConfig) -> String {
+    match &cfg.shared_subscription_group {
+        Some(g) => format!("$share/{g}/{}", cfg.topic_filter),
+        None => cfg.topic_filter.clone(),
+    }
+}
+
+/// Polls the connection for as long as the pipeline listens: reconnects with backoff (the
+/// session, and every unacknowledged message, survives), subscribes on each connection, and
+/// hands each publish to the pipeline.
+pub async fn run(
+    client: AsyncClient,
+    mut eventloop: EventLoop,
+    cfg: MqttConfig,
+    service: String,
+    tx: mpsc::Sender<Delivery>,
+) {
+    let filter = filter(&cfg);
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                backoff = Duration::from_millis(200);
+                tracing::info!(service = %service, broker = %cfg.broker_url, session_present = ack.session_present, "connected to the MQTT broker; subscribing to '{filter}'");
+                if let Err(e) = client.subscribe(filter.clone(), qos(cfg.qos)).await {
+                    tracing::error!(service = %service, "cannot subscribe to '{filter}': {e}");
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                tracing::debug!(service = %service, "subscribed: {:?}", ack.return_codes);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                let (user_properties, content_type) = match &p.properties {
+                    Some(props) => (props.user_properties.clone(), props.content_type.clone()),
+                    None => (Vec::new(), None),
+                };
+                let enqueued = Utc::now();
+                let envelope = wrap(
+                    &p.payload,
+                    &MessageMeta {
+                        topic: &topic,
+                        user_properties: &user_properties,
+                        content_type: content_type.as_deref(),
+                        enqueued,
+                    },
+                );
+                let delivery = Delivery {
+                    envelope,
+                    size: p.payload.len(),
+                    source: topic,
+                    enqueued,
+                    done: Done::Mqtt(Box::new(p)),
+                };
+                if tx.send(delivery).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if tx.is_closed() {
+                    return;
+                }
+                tracing::warn!(service = %service, broker = %cfg.broker_url, "MQTT connection lost, reconnecting in {backoff:?}: {e}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}

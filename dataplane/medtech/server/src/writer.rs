@@ -1,0 +1,146 @@
+//! Writes one measurement group into its Observation: resolves the subjects, merges into what
+//! is stored (kept from our last write when we can, read otherwise) and PUTs it under a version
+//! precondition, so concurrent writers (replicas sharing a subscription) never lose each other's
+//! points: a 412 means read again and merge again.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::Utc;
+use hds_medtech_fhir::{
+    FhirMapping, GroupKey, IdScheme, Rendered, Subjects, observation_identity, render,
+};
+use hds_medtech_normalize::{ErrorType, Measurement, MedTechError};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::fhir::{Fhir, Precondition, Version, WriteError};
+use crate::identity::Resolver;
+use crate::metrics as m;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Saved {
+    Created,
+    Updated,
+    NoOperation,
+}
+
+impl Saved {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Saved::Created => "Created",
+            Saved::Updated => "Updated",
+            Saved::NoOperation => "NoOperation",
+        }
+    }
+}
+
+pub struct Writer {
+    pub fhir: Fhir,
+    pub resolver: Resolver,
+    pub mapping: std::sync::Arc<FhirMapping>,
+    pub scheme: IdScheme,
+    /// The system of the extra coding every Observation carries (its typeName as code).
+    pub service_system: String,
+    pub service: String,
+    /// Our last write of each Observation, so a merge needs no read when no one else wrote.
+    written: Mutex<HashMap<String, (Value, Version)>>,
+}
+
+const CONTENTION_ATTEMPTS: usize = 10;
+
+impl Writer {
+    pub fn new(
+        fhir: Fhir,
+        resolver: Resolver,
+        mapping: std::sync::Arc<FhirMapping>,
+        scheme: IdScheme,
+        service: &str,
+    ) -> Self {
+        Self {
+            fhir,
+            resolver,
+            mapping,
+            scheme,
+            service_system: crate::SERVICE_SYSTEM.into(),
+            service: service.to_owned(),
+            written: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub async fn write(
+        &self,
+        key: &GroupKey,
+        measurements: &[Measurement],
+    ) -> Result<(String, Saved), WriteError> {
+        let template = self.mapping.template(&key.type_name).ok_or_else(|| {
+            WriteError::Failed(MedTechError::new(
+                ErrorType::FhirTemplateError,
+                "TemplateNotFound",
+                format!("no CodeValueFhir template has typeName '{}'", key.type_name),
+            ))
+        })?;
+        let resolved = self
+            .resolver
+            .resolve(
+                &self.fhir,
+                &key.device_id,
+                key.patient_id.as_deref(),
+                key.encounter_id.as_deref(),
+            )
+            .await?;
+        let subjects = Subjects {
+            patient_id: &resolved.patient,
+            device_id: &resolved.device,
+            encounter_id: resolved.encounter.as_deref(),
+        };
+        let identity = observation_identity(&self.scheme, key, &subjects, measurements);
+        let id = identity.id.clone();
+        for _ in 0..CONTENTION_ATTEMPTS {
+            let cached = self.written.lock().unwrap().get(&id).cloned();
+            let existing = match cached {
+                Some(c) => Some(c),
+                None => self.fhir.read("Observation", &id).await?,
+            };
+            let rendered = render(
+                template,
+                key,
+                measurements,
+                &subjects,
+                &identity,
+                &self.service_system,
+                existing.as_ref().map(|(v, _)| v),
+                Utc::now(),
+            )
+            .map_err(WriteError::Failed)?;
+            let (body, saved) = match rendered {
+                Rendered::Unchanged => return Ok((id, Saved::NoOperation)),
+                Rendered::Created(v) => (v, Saved::Created),
+                Rendered::Updated(v) => (v, Saved::Updated),
+            };
+            let pre = match &existing {
+                Some((_, version)) => Precondition::Version(version),
+                None => Precondition::Absent,
+            };
+            match self.fhir.put("Observation", &id, &body, pre).await? {
+                Some(version) => {
+                    let mut written = self.written.lock().unwrap();
+                    if written.len() > 50_000 {
+                        written.clear();
+                    }
+                    written.insert(id.clone(), (body, version));
+                    return Ok((id, saved));
+                }
+                None => {
+                    metrics::counter!(m::FHIR_RESOURCE_CONTENTION, "service" => self.service.clone())
+                        .increment(1);
+                    self.written.lock().unwrap().remove(&id);
+                }
+            }
+        }
+        Err(WriteError::Transient(format!(
+            "Observation/{id} kept changing under {CONTENTION_ATTEMPTS} attempts to merge into it"
+        )))
+    }
+}
