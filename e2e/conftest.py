@@ -61,6 +61,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_port_pair() -> int:
+    """A free port whose successor is free too (the embedded MQTT broker takes both)."""
+    for _ in range(50):
+        port = free_port()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no two adjacent free ports")
+
+
 def _output(log_path: Path) -> str:
     try:
         return log_path.read_text(errors="replace")[-20000:]
@@ -98,19 +111,23 @@ def run_hds(
     *,
     listen: str | None = None,
     check: Callable[[dict], str | None] | None = None,
+    data_dir: Path | None = None,
 ) -> Iterator[HdsServer]:
     """Runs `hds up -f <manifests>` (embedded PostgreSQL, fresh data directory) until the block
     ends. Ready means the endpoints file is written; `check` may then refuse its content by
     returning why. `listen` (`127.0.0.1:<port>`) lets the caller know the service URLs before the
-    manifests are written; by default a free port is taken. Failing to start or to stop cleanly
-    is a test failure with the server's output, never a skip."""
+    manifests are written; by default a free port is taken. `data_dir` keeps the data (embedded
+    PostgreSQL, credentials) for a later run; by default it is fresh and removed. The embedded
+    MQTT broker, when a MedTechService asks for it, gets free ports. Failing to start or to stop
+    cleanly is a test failure with the server's output, never a skip."""
     binary = find_binary()
     assert manifests.is_dir(), f"{manifests} is missing"
     listen = listen or f"127.0.0.1:{free_port()}"
     tmp = Path(tempfile.mkdtemp(prefix="hds-e2e-"))
     # Under root the embedded PostgreSQL runs as an unprivileged user, which must reach the dir.
     os.chmod(tmp, 0o755)
-    data_dir = tmp / "data"
+    keep = data_dir is not None
+    data_dir = data_dir or tmp / "data"
     endpoints_file = tmp / "endpoints.json"
     log_path = tmp / "hds.log"
     log = open(log_path, "wb")
@@ -129,6 +146,8 @@ def run_hds(
         str(data_dir),
         "--endpoints-file",
         str(endpoints_file),
+        "--mqtt-listen",
+        f"127.0.0.1:{free_port_pair()}",
     ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(tmp))
 
@@ -177,8 +196,9 @@ def run_hds(
                 f"----- output -----\n{_output(log_path)}",
                 pytrace=False,
             )
-        # The embedded PostgreSQL has stopped with hds; its files can go.
-        shutil.rmtree(tmp, ignore_errors=True)
+        # The embedded PostgreSQL has stopped with hds; its files can go (unless kept).
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _examples_endpoints(endpoints: dict) -> str | None:

@@ -224,6 +224,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             "url": service_url,
         }));
     }
+    // MedTech services start after the issuers (they need their credentials), but are audiences
+    // of them all the same.
+    for svc in &medtech_services {
+        audiences
+            .entry(svc.spec.workspace_ref.name.clone())
+            .or_default()
+            .push(format!(
+                "{base}/medtech/{}",
+                svc.metadata.name.as_deref().unwrap_or_default()
+            ));
+    }
     let mut issuers = Vec::new();
     for (ws_name, auds) in audiences {
         let issuer = workspace_identity::build(
