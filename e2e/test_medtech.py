@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -134,18 +135,19 @@ class Hds:
         return SyncFHIRClient(self.url("FhirService"), authorization=f"Bearer {self.token()}")
 
 
-def manifests(dir: Path, fhir_name: str, broker_port: int, client_id: str) -> Path:
+def manifests(dir: Path, fhir_name: str, broker_port: int, client_id: str, *, scheme: str = "mqtt",
+              mqtt: dict | None = None, extra: list | None = None) -> Path:
     dir.mkdir(parents=True, exist_ok=True)
     (dir / "workspace.yaml").write_text((EXAMPLES / "workspace.yaml").read_text())
-    docs = [
+    docs = (extra or []) + [
         {"apiVersion": "hds.dev/v1alpha1", "kind": "FhirService", "metadata": {"name": fhir_name},
          "spec": {"workspaceRef": {"name": "demo"}, "kind": "fhir-R4"}},
         {"apiVersion": "hds.dev/v1alpha1", "kind": "MedTechService", "metadata": {"name": "vitals"},
          "spec": {
              "workspaceRef": {"name": "demo"},
-             "ingestion": {"mqtt": {"brokerUrl": f"mqtt://127.0.0.1:{broker_port}",
+             "ingestion": {"mqtt": {"brokerUrl": f"{scheme}://127.0.0.1:{broker_port}",
                                     "topicFilter": "devices/+/messages/events", "qos": 1,
-                                    "clientId": client_id}},
+                                    "clientId": client_id, **(mqtt or {})}},
              "errorTopic": "hds/errors",
              "deviceMapping": {"content": json.loads((TEMPLATES / "devicemapping.json").read_text())},
              "fhirDestination": {
@@ -330,6 +332,45 @@ def test_restarting_the_service_and_the_broker_mid_stream_loses_and_duplicates_n
         assert o["valueQuantity"]["value"] == 90 + i % 10
 
 
+def completed(hds: Hds) -> int:
+    for line in requests.get(f"http://{hds.listen}/metrics", timeout=10).text.splitlines():
+        if line.startswith("CompletedEvent{") and 'service="vitals"' in line:
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+
+
+def test_replicas_split_a_shared_subscription(tmp_path):
+    """Two services (as two replicas would be) in one subscription group, writing into one FHIR
+    database: each takes part of the stream, and every message is written once."""
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    fhir_name = f"f{uuid.uuid4().hex[:10]}"
+    replicas = [Hds(tmp_path / f"r{i}", manifests(tmp_path / f"r{i}" / "manifests", fhir_name, broker.port,
+                                                    f"e2e-{fhir_name}-{i}", mqtt={"sharedSubscriptionGroup": "vitals"}))
+                for i in range(2)]
+    try:
+        for r in replicas:
+            r.tmp.mkdir(parents=True, exist_ok=True)
+            r.start()
+        u = uuid.uuid4().hex[:8]
+        base = 1764583200000
+        msgs = [{"deviceId": f"sh-{u}-{i % 4}", "patientId": f"p-{u}",
+                 "readings": [{"type": "spo2", "value": 95, "ts": base + i * 1000}]} for i in range(200)]
+        broker.publish_lines(topic(f"sh-{u}"), msgs)
+        wait_for("200 messages done between the two", lambda: sum(completed(r) for r in replicas) >= 200)
+        split = [completed(r) for r in replicas]
+        assert sum(split) == 200 and all(n > 0 for n in split), split
+        fhir = replicas[0].fhir()
+        total = sum(len(observations(fhir, "59408-5", f"sh-{u}-{d}")) for d in range(4))
+        assert total == 200
+        assert len(fhir.resources("Patient").search(identifier=f"p-{u}").fetch_all()) == 1
+    finally:
+        for r in replicas:
+            r.stop()
+        broker.stop()
+        drop_database(fhir_name)
+
+
 def test_http_ingestion_and_the_mapping_debugger(stack, tmp_path):
     _, hds = stack
     u = uuid.uuid4().hex[:8]
@@ -373,6 +414,61 @@ def test_http_ingestion_and_the_mapping_debugger(stack, tmp_path):
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 1
     assert json.loads(run.stdout)["errors"][0]["name"] == "InvalidQuantityFhirValue"
+
+
+def test_a_broker_with_tls_and_a_password(tmp_path):
+    """mqtts:// with a private CA and a username, both from Secrets among the manifests."""
+    # Mosquitto started as root reads these after dropping to its own user.
+    certs = Path(tempfile.mkdtemp(prefix="hds-mqtt-tls-"))
+    os.chmod(certs, 0o755)
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=certs, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=e2e-ca",
+            "-keyout", "ca.key", "-out", "ca.pem")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
+            "-out", "server.csr")
+    (certs / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(certs / "passwords"), "medtech", "s3cret"], check=True)
+    for f in certs.iterdir():
+        os.chmod(f, 0o644)
+    broker = Mosquitto(tmp_path / "broker")
+    broker.conf.write_text(
+        f"listener {broker.port} 127.0.0.1\n"
+        f"cafile {certs / 'ca.pem'}\ncertfile {certs / 'server.pem'}\nkeyfile {certs / 'server.key'}\n"
+        f"allow_anonymous false\npassword_file {certs / 'passwords'}\n"
+    )
+    tls = ["-h", "127.0.0.1", "--cafile", str(certs / "ca.pem"), "-u", "medtech", "-P", "s3cret"]
+    broker.proc = subprocess.Popen(["mosquitto", "-c", str(broker.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    wait_for("the TLS broker", lambda: subprocess.run(
+        ["mosquitto_pub", "-p", str(broker.port), *tls, "-t", "ping", "-m", "x"], capture_output=True).returncode == 0,
+        timeout=10)
+    fhir_name = f"f{uuid.uuid4().hex[:10]}"
+    secrets = [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "broker-login"},
+         "stringData": {"username": "medtech", "password": "s3cret"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "broker-ca"},
+         "stringData": {"ca.crt": (certs / "ca.pem").read_text()}},
+    ]
+    hds = Hds(tmp_path, manifests(tmp_path / "manifests", fhir_name, broker.port, f"e2e-{fhir_name}", scheme="mqtts",
+                                  mqtt={"credentialsSecretRef": {"name": "broker-login"},
+                                        "tls": {"enabled": True, "caSecretRef": {"name": "broker-ca", "key": "ca.crt"}}},
+                                  extra=secrets))
+    hds.start()
+    try:
+        u = uuid.uuid4().hex[:8]
+        subprocess.run(["mosquitto_pub", "-p", str(broker.port), *tls, "-q", "1", "-t", topic(f"tls-{u}"), "-m",
+                        json.dumps({"deviceId": f"tls-{u}", "patientId": f"p-{u}", "time": f"{HOUR}:00:00Z",
+                                    "event": "fall"})], check=True, timeout=10)
+        wait_for("the Observation through TLS", lambda: observations(hds.fhir(), "1912002", f"tls-{u}"))
+    finally:
+        hds.stop()
+        broker.stop()
+        drop_database(fhir_name)
+        shutil.rmtree(certs, ignore_errors=True)
 
 
 def test_examples_run_on_the_embedded_broker(hds_server, http, base_url):

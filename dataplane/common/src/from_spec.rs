@@ -226,6 +226,7 @@ pub fn medtech_service_config(
             shared_subscription_group: mqtt.shared_subscription_group.clone(),
             qos: mqtt.qos,
             client_id: mqtt.client_id.clone(),
+            tls: mqtt.tls.as_ref().is_some_and(|t| t.enabled),
             error_topic: spec.error_topic.clone(),
             ..MqttConfig::default()
         },
@@ -361,6 +362,28 @@ mod tests {
         let yaml = serde_yaml::to_string(&cfg).unwrap();
         assert_eq!(
             serde_yaml::from_str::<FhirServiceConfig>(&yaml).unwrap(),
+            cfg
+        );
+    }
+
+    #[test]
+    fn the_example_medtech_service_becomes_a_config() {
+        let hds_crds::manifest::Manifest::MedTechService(svc) = example("MedTechService") else {
+            unreachable!()
+        };
+        let fhir = FhirClientConfig {
+            fhir_url: "http://h/fhir".into(),
+            ..Default::default()
+        };
+        let cfg = medtech_service_config(&svc, None, fhir).unwrap();
+        assert_eq!(cfg.mqtt.topic_filter, "devices/+/vitals");
+        assert_eq!(cfg.mqtt.qos, 1);
+        assert_eq!(cfg.buffering.flush_interval_ms, 1000);
+        assert_eq!(cfg.device_mapping["templateType"], "CollectionContent");
+        assert!(cfg.http_ingestion);
+        let yaml = serde_yaml::to_string(&cfg).unwrap();
+        assert_eq!(
+            serde_yaml::from_str::<MedTechServiceConfig>(&yaml).unwrap(),
             cfg
         );
     }

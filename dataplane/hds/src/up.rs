@@ -334,6 +334,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .filter(|_| uses_embedded_broker(&config.mqtt.broker_url))
         {
             config.mqtt.broker_url = b.v5_url();
+        } else {
+            broker_secrets(
+                &mut config.mqtt,
+                &svc.spec.ingestion.mqtt,
+                &secrets,
+                &args.data_dir,
+                &name,
+            )?;
         }
         let routes = hds_medtech_server::service(config)
             .await
@@ -378,6 +386,47 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         std::mem::forget(e);
     }
     served.context("server failed")
+}
+
+/// The broker's credentials and CA from the Secrets among the files.
+fn broker_secrets(
+    config: &mut hds_common::config::MqttConfig,
+    spec: &hds_crds::medtech_service::MqttIngestion,
+    secrets: &BTreeMap<String, BTreeMap<String, String>>,
+    data_dir: &std::path::Path,
+    service: &str,
+) -> anyhow::Result<()> {
+    let secret = |name: &str, key: &str| -> anyhow::Result<String> {
+        secrets
+            .get(name)
+            .and_then(|s| s.get(key))
+            .cloned()
+            .with_context(|| format!("MedTechService '{service}': Secret '{name}' with key '{key}' is not among the files"))
+    };
+    if let Some(c) = &spec.credentials_secret_ref {
+        config.username = Some(secret(&c.name, &c.username_key)?);
+        config.password = Some(secret(&c.name, &c.password_key)?);
+    }
+    if let Some(tls) = &spec.tls {
+        if tls.insecure_skip_verify {
+            bail!(
+                "MedTechService '{service}': tls.insecureSkipVerify is not supported; give the broker's CA in tls.caSecretRef"
+            );
+        }
+        if let Some(ca) = &tls.ca_secret_ref {
+            let path = data_file(data_dir, &format!("mqtt-ca-{service}.pem"))?;
+            std::fs::write(&path, secret(&ca.name, &ca.key)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            config.ca_file = Some(path);
+        }
+    }
+    Ok(())
+}
+
+fn data_file(data_dir: &std::path::Path, file: &str) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    Ok(std::path::absolute(data_dir.join(file))?)
 }
 
 /// A broker only a cluster can reach (`*.svc`, `*.svc.cluster.local`), or `mqtt://embedded`:

@@ -73,7 +73,10 @@ pub struct MqttConfig {
     pub password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
-    /// A PEM CA bundle for `mqtts://` brokers with private certificates.
+    /// TLS even when the URL says `mqtt://` (`mqtts://` always is).
+    #[serde(default)]
+    pub tls: bool,
+    /// A PEM CA bundle for brokers with private certificates; the system's roots otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     /// Where error records are published (QoS 1), if anywhere.

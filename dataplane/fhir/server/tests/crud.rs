@@ -135,6 +135,34 @@ async fn update_as_create_and_if_match() {
 }
 
 #[tokio::test]
+async fn if_none_match_star_makes_a_put_create_only() {
+    let s = start().await;
+    let body = json!({"resourceType": "Device", "id": "d1"});
+    let put = |b: &serde_json::Value| {
+        s.http
+            .put(s.url("Device/d1"))
+            .header("content-type", FHIR_JSON)
+            .header("if-none-match", "*")
+            .body(b.to_string())
+            .send()
+    };
+    assert_eq!(put(&body).await.unwrap().status(), 201);
+    let again = put(&json!({"resourceType": "Device", "id": "d1", "status": "active"}))
+        .await
+        .unwrap();
+    assert_eq!(header(&again, "etag"), "W/\"1\"");
+    outcome(again, 412).await;
+    let stored = json(s.get("Device/d1").await).await;
+    assert!(
+        stored.get("status").is_none(),
+        "the losing write changed nothing"
+    );
+    // A deleted resource may be created again.
+    assert_eq!(s.delete("Device/d1").await.status(), 204);
+    assert_eq!(put(&body).await.unwrap().status(), 201);
+}
+
+#[tokio::test]
 async fn conditional_read() {
     let s = start().await;
     let p = s.create(&patient("1")).await;

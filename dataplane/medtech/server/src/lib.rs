@@ -14,6 +14,9 @@ mod mqtt;
 pub mod pipeline;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -35,7 +35,7 @@ pub fn connect(
     let url = url::Url::parse(&cfg.broker_url)
         .with_context(|| format!("brokerUrl '{}' is not a URL", cfg.broker_url))?;
     let tls = match url.scheme() {
-        "mqtt" | "tcp" => false,
+        "mqtt" | "tcp" => cfg.tls,
         "mqtts" | "ssl" => true,
         other => anyhow::bail!("brokerUrl scheme '{other}' is neither mqtt:// nor mqtts://"),
     };
