@@ -343,6 +343,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_sync_config_refuses_unknown_keys_at_both_levels() {
+        let c: FhirSyncConfig = serde_yaml::from_str(
+            "fhir: {fhirUrl: http://f, clientId: c}\npatientIdentifierSystem: urn:x\n",
+        )
+        .unwrap();
+        assert_eq!(c.fhir.fhir_url, "http://f");
+        assert_eq!(c.fhir.client_id.as_deref(), Some("c"));
+        assert_eq!(c.patient_identifier_system.as_deref(), Some("urn:x"));
+        for bad in [
+            "fhir: {fhirUrl: http://f, fhirUlr: x}\n",
+            "fhir: {fhirUrl: http://f}\nsystem: x\n",
+        ] {
+            assert!(
+                serde_yaml::from_str::<FhirSyncConfig>(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn minimal_yaml_gets_secure_defaults() {
         let cfg: FhirServiceConfig =
             serde_yaml::from_str("name: fhir\npostgres: {url: 'postgres://x/y'}\n").unwrap();
@@ -438,34 +458,11 @@ pub struct FhirClientConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FhirSyncConfig {
-    /// The FHIR service's base URL.
-    pub fhir_url: String,
-    /// The token endpoint of the Workspace issuer; without it the sync calls without a token
-    /// (for a FHIR service whose auth is off).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<String>,
-    /// A file holding the client secret (a mounted Secret), read at start.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_secret_file: Option<PathBuf>,
+    /// The FHIR service, and the client the sync writes as.
+    pub fhir: FhirClientConfig,
     /// The identifier system a Patient's DICOM PatientID is matched and created under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient_identifier_system: Option<String>,
-}
-
-impl FhirSyncConfig {
-    pub fn client(&self) -> FhirClientConfig {
-        FhirClientConfig {
-            fhir_url: self.fhir_url.clone(),
-            token_url: self.token_url.clone(),
-            client_id: self.client_id.clone(),
-            client_secret: self.client_secret.clone(),
-            client_secret_file: self.client_secret_file.clone(),
-        }
-    }
 }
 
 impl DicomServiceConfig {

@@ -266,14 +266,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 "DicomService '{name}': fhirSync names FhirService '{fhir}', which is not among the files"
             );
         }
-        let issuer = issuers.iter().find(|i| i.workspace == ws_name);
-        let client_id = format!("dicom-fhir-sync-{name}");
         let config = hds_common::config::FhirSyncConfig {
-            fhir_url: format!("{base}/fhir/{fhir}"),
-            token_url: issuer.map(|i| i.issuer.token_endpoint()),
-            client_secret: issuer.and_then(|i| i.service_credentials.get(&client_id).cloned()),
-            client_id: Some(client_id),
-            client_secret_file: None,
+            fhir: service_client(
+                &issuers,
+                &ws_name,
+                format!("dicom-fhir-sync-{name}"),
+                format!("{base}/fhir/{fhir}"),
+            ),
             patient_identifier_system: sync.patient_identifier_system.clone(),
         };
         hds_dicom_cast::spawn(index, &config, &name, &dicom_url)
@@ -313,15 +312,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         let ws_name = &svc.spec.workspace_ref.name;
         let ws = workspaces.get(ws_name);
-        let issuer = issuers.iter().find(|i| &i.workspace == ws_name);
-        let client_id = format!("medtech-{name}");
-        let client = hds_common::config::FhirClientConfig {
-            fhir_url: format!("{base}/fhir/{fhir}"),
-            token_url: issuer.map(|i| i.issuer.token_endpoint()),
-            client_secret: issuer.and_then(|i| i.service_credentials.get(&client_id).cloned()),
-            client_id: Some(client_id),
-            client_secret_file: None,
-        };
+        let client = service_client(
+            &issuers,
+            ws_name,
+            format!("medtech-{name}"),
+            format!("{base}/fhir/{fhir}"),
+        );
         let mut config = medtech_service_config(svc, ws, client)?;
         let prefix = format!("/medtech/{name}");
         let service_url = format!("{base}{prefix}");
@@ -386,6 +382,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         std::mem::forget(e);
     }
     served.context("server failed")
+}
+
+/// How a service calls a FHIR service in `hds up`: as its Workspace client `client_id`, with
+/// the secret the Workspace issuer registered for it.
+fn service_client(
+    issuers: &[workspace_identity::LocalIssuer],
+    workspace: &str,
+    client_id: String,
+    fhir_url: String,
+) -> hds_common::config::FhirClientConfig {
+    let issuer = issuers.iter().find(|i| i.workspace == workspace);
+    hds_common::config::FhirClientConfig {
+        fhir_url,
+        token_url: issuer.map(|i| i.issuer.token_endpoint()),
+        client_secret: issuer.and_then(|i| i.service_credentials.get(&client_id).cloned()),
+        client_id: Some(client_id),
+        client_secret_file: None,
+    }
 }
 
 /// The broker's credentials and CA from the Secrets among the files.

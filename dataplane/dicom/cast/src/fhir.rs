@@ -36,7 +36,7 @@ pub struct FhirClient {
 impl FhirClient {
     pub fn new(config: &FhirSyncConfig) -> Result<Self, SyncError> {
         Ok(Self {
-            inner: fhir_client::FhirClient::new(&config.client())?,
+            inner: fhir_client::FhirClient::new(&config.fhir)?,
         })
     }
 

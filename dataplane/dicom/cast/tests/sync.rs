@@ -2,63 +2,16 @@
 //! studies become ImagingStudies, a restart resumes from the recorded position, a replayed feed
 //! changes nothing, and a deleted study's ImagingStudy goes.
 
-use hds_common::config::{
-    AuthConfig, AuthMode, FhirServiceConfig, FhirSyncConfig, Limits, PostgresConfig,
-};
+use hds_common::config::{FhirClientConfig, FhirSyncConfig};
 use hds_dicom_cast::Cast;
 use hds_dicom_index::{DEFAULT_PARTITION, Index, NewInstance, Target};
+use hds_fhir_server::testing::fresh_database as fresh_db;
 use serde_json::Value;
 
-fn admin_url() -> String {
-    std::env::var("HDS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-async fn fresh_db() -> String {
-    let admin = admin_url();
-    let db = format!("hds_test_{}", uuid::Uuid::new_v4().simple());
-    hds_common::db::ensure_database(&admin, &db).await.unwrap();
-    let (server, _) = admin.rsplit_once('/').unwrap();
-    format!("{server}/{db}")
-}
-
 async fn fhir_server() -> String {
-    let url = fresh_db().await;
-    let cfg = FhirServiceConfig {
-        name: "fhir".into(),
-        workspace: "ws".into(),
-        listen: None,
-        base_url: None,
-        postgres: PostgresConfig::from_url(url.clone()),
-        auth: AuthConfig {
-            mode: AuthMode::None,
-            ..Default::default()
-        },
-        cors: None,
-        resource_version_policy: Default::default(),
-        limits: Limits::default(),
-        audit: Default::default(),
-        export: Default::default(),
-        validation: Default::default(),
-        import: Default::default(),
-    };
-    let store = hds_fhir_store::Store::open(&url, 4).await.unwrap();
-    let app = hds_fhir_server::router(
-        hds_fhir_server::AppState::new(cfg, store, "")
-            .await
-            .unwrap(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
+    hds_fhir_server::testing::serve(hds_fhir_server::testing::config())
         .await
-        .unwrap()
-    });
-    format!("http://{addr}")
+        .0
 }
 
 fn test_file(name: &str) -> Vec<u8> {
@@ -114,9 +67,11 @@ async fn studies_become_imaging_studies_and_a_restart_resumes() {
     let fhir = fhir_server().await;
     let index = Index::open(&fresh_db().await, 4).await.unwrap();
     let config = FhirSyncConfig {
-        fhir_url: fhir.clone(),
+        fhir: FhirClientConfig {
+            fhir_url: fhir.clone(),
+            ..Default::default()
+        },
         patient_identifier_system: Some("urn:oid:1.2.3".into()),
-        ..Default::default()
     };
     let http = reqwest::Client::new();
     let ct = store(&index, "CT_small.dcm").await;

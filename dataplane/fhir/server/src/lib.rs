@@ -16,6 +16,7 @@ pub mod profiles;
 pub mod smart;
 mod smart_configuration;
 pub mod subset;
+pub mod testing;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use hds_common::config::{
-    AuthConfig, AuthMode, FhirClientConfig, FhirServiceConfig, PostgresConfig,
-};
+use hds_common::config::FhirClientConfig;
 use hds_common::fhir_client::FhirClient;
 use hds_crds::medtech_service::ResourceIdentityResolutionType as Mode;
 use hds_medtech_fhir::{FhirMapping, IdScheme, group_key};
@@ -21,46 +19,9 @@ use crate::identity::Resolver;
 use crate::writer::Writer;
 
 async fn fhir_server() -> String {
-    let admin = std::env::var("HDS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let db = format!("hds_test_{}", uuid::Uuid::new_v4().simple());
-    hds_common::db::ensure_database(&admin, &db).await.unwrap();
-    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
-    let cfg = FhirServiceConfig {
-        name: "fhir".into(),
-        workspace: "ws".into(),
-        listen: None,
-        base_url: None,
-        postgres: PostgresConfig::from_url(url.clone()),
-        auth: AuthConfig {
-            mode: AuthMode::None,
-            ..Default::default()
-        },
-        cors: None,
-        resource_version_policy: Default::default(),
-        limits: Default::default(),
-        audit: Default::default(),
-        export: Default::default(),
-        validation: Default::default(),
-        import: Default::default(),
-    };
-    let store = hds_fhir_store::Store::open(&url, 8).await.unwrap();
-    let app = hds_fhir_server::router(
-        hds_fhir_server::AppState::new(cfg, store, "")
-            .await
-            .unwrap(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
+    hds_fhir_server::testing::serve(hds_fhir_server::testing::config())
         .await
-        .unwrap()
-    });
-    format!("http://{addr}")
+        .0
 }
 
 fn fhir(base: &str) -> Fhir {

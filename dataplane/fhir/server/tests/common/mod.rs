@@ -2,9 +2,7 @@
 
 #![allow(dead_code)]
 
-use hds_common::config::{AuthConfig, AuthMode, FhirServiceConfig, Limits, PostgresConfig};
-use hds_fhir_server::{AppState, router};
-use hds_fhir_store::Store;
+use hds_common::config::{AuthMode, FhirServiceConfig};
 use reqwest::{Client, Response};
 use serde_json::Value;
 
@@ -17,65 +15,19 @@ pub struct TestServer {
     pub db_url: String,
 }
 
-pub fn admin_url() -> String {
-    std::env::var("HDS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-pub fn config() -> FhirServiceConfig {
-    FhirServiceConfig {
-        name: "test".into(),
-        workspace: "ws".into(),
-        listen: None,
-        base_url: None,
-        postgres: PostgresConfig::from_url(""),
-        auth: AuthConfig {
-            mode: AuthMode::None,
-            ..Default::default()
-        },
-        cors: None,
-        resource_version_policy: Default::default(),
-        limits: Limits::default(),
-        audit: Default::default(),
-        export: Default::default(),
-        validation: Default::default(),
-        import: Default::default(),
-    }
-}
+#[allow(unused_imports)]
+pub use hds_fhir_server::testing::{admin_url, config};
 
 pub async fn start() -> TestServer {
     start_with(config()).await
 }
 
-pub async fn start_with(mut cfg: FhirServiceConfig) -> TestServer {
-    let admin = admin_url();
-    let db = format!("hds_test_{}", uuid::Uuid::new_v4().simple());
-    hds_common::db::ensure_database(&admin, &db)
-        .await
-        .expect("the test PostgreSQL must be reachable (HDS_TEST_POSTGRES_URL)");
-    let url = match admin.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{db}"),
-        None => panic!("HDS_TEST_POSTGRES_URL must be a postgres:// URL"),
-    };
-    cfg.postgres = PostgresConfig::from_url(url.clone());
-    let store = Store::open(&url, 8)
-        .await
-        .expect("store opens and migrates");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router(AppState::new(cfg, store, "").await.expect("state loads"));
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
+pub async fn start_with(cfg: FhirServiceConfig) -> TestServer {
+    let (base, db_url) = hds_fhir_server::testing::serve(cfg).await;
     TestServer {
-        base: format!("http://{addr}"),
+        base,
         http: Client::new(),
-        db_url: url,
+        db_url,
     }
 }
 
