@@ -22,7 +22,7 @@ use crate::pipeline::{Delivery, Done};
 #[derive(Clone)]
 pub struct HttpState {
     pub tokens: Option<Arc<hds_auth::Validator>>,
-    pub ingest: Option<mpsc::Sender<Delivery>>,
+    pub ingest: Option<mpsc::UnboundedSender<Delivery>>,
     pub device_mapping: Arc<Value>,
     pub fhir_mapping: Arc<Value>,
     pub scheme: hds_medtech_fhir::IdScheme,
@@ -102,7 +102,7 @@ async fn ingest(State(s): State<HttpState>, Query(q): Query<IngestQuery>, body: 
         enqueued,
         done: Done::Http(tx),
     };
-    if ingest.send(delivery).await.is_err() {
+    if ingest.send(delivery).is_err() {
         return problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "the MedTech service is stopping",

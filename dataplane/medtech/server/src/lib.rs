@@ -101,7 +101,10 @@ pub async fn service(config: MedTechServiceConfig) -> anyhow::Result<Router> {
         acker: Some(mqtt_client.clone()),
         buffering: config.buffering.clone(),
     };
-    let (tx, rx) = mpsc::channel(usize::from(receive_maximum).max(1024));
+    // Unbounded on purpose: the broker never has more than `receive_maximum` QoS 1/2 messages
+    // unacknowledged with us, and the MQTT loop must never wait on the pipeline, or the acks and
+    // error records the pipeline sends through that loop could never leave.
+    let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(pipeline.run(rx));
     tokio::spawn(mqtt::run(
         mqtt_client,

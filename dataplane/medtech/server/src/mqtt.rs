@@ -102,7 +102,7 @@ pub async fn run(
     mut eventloop: EventLoop,
     cfg: MqttConfig,
     service: String,
-    tx: mpsc::Sender<Delivery>,
+    tx: mpsc::UnboundedSender<Delivery>,
 ) {
     let filter = filter(&cfg);
     let mut backoff = Duration::from_millis(200);
@@ -141,7 +141,7 @@ pub async fn run(
                     enqueued,
                     done: Done::Mqtt(Box::new(p)),
                 };
-                if tx.send(delivery).await.is_err() {
+                if tx.send(delivery).is_err() {
                     return;
                 }
             }

@@ -85,7 +85,7 @@ struct Batch {
 }
 
 impl Pipeline {
-    pub async fn run(self, mut rx: mpsc::Receiver<Delivery>) {
+    pub async fn run(self, mut rx: mpsc::UnboundedReceiver<Delivery>) {
         let mut batch = Batch::default();
         let interval = Duration::from_millis(self.buffering.flush_interval_ms.max(1));
         let idle = Duration::from_millis(self.buffering.idle_flush_ms.max(1));
