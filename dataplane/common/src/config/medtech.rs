@@ -88,15 +88,16 @@ fn qos1() -> u8 {
     1
 }
 
-/// How measurements wait to be written: a flush every `flushIntervalMs` at the latest, sooner
-/// when `maxMessages` are waiting or the stream pauses for `idleFlushMs`.
+/// How measurements wait to be written: one batch is written at a time while the next fills; a
+/// batch goes as soon as the previous write is done and its first message has waited
+/// `batchDelayMs` (never more than `flushIntervalMs`), or when `maxMessages` wait.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BufferingConfig {
     #[serde(default = "flush_interval")]
     pub flush_interval_ms: u64,
-    #[serde(default = "idle_flush")]
-    pub idle_flush_ms: u64,
+    #[serde(default = "batch_delay")]
+    pub batch_delay_ms: u64,
     #[serde(default = "max_messages")]
     pub max_messages: usize,
     /// Observations written at once.
@@ -110,7 +111,7 @@ pub struct BufferingConfig {
 fn flush_interval() -> u64 {
     1000
 }
-fn idle_flush() -> u64 {
+fn batch_delay() -> u64 {
     50
 }
 fn max_messages() -> usize {
@@ -127,7 +128,7 @@ impl Default for BufferingConfig {
     fn default() -> Self {
         Self {
             flush_interval_ms: flush_interval(),
-            idle_flush_ms: idle_flush(),
+            batch_delay_ms: batch_delay(),
             max_messages: max_messages(),
             write_concurrency: write_concurrency(),
             identity_cache_ttl_seconds: identity_ttl(),

@@ -97,12 +97,17 @@ impl Writer {
         };
         let identity = observation_identity(&self.scheme, key, &subjects, measurements);
         let id = identity.id.clone();
+        // Without our own last write, first assume the Observation is new (most are, with
+        // per-measurement windows): a create that finds it exists costs what a read would.
+        let mut read_first = false;
         for _ in 0..CONTENTION_ATTEMPTS {
             let cached = self.written.lock().unwrap().get(&id).cloned();
             let existing = match cached {
                 Some(c) => Some(c),
-                None => self.fhir.read("Observation", &id).await?,
+                None if read_first => self.fhir.read("Observation", &id).await?,
+                None => None,
             };
+            read_first = true;
             let rendered = render(
                 template,
                 key,
@@ -133,8 +138,10 @@ impl Writer {
                     return Ok((id, saved));
                 }
                 None => {
-                    metrics::counter!(m::FHIR_RESOURCE_CONTENTION, "service" => self.service.clone())
-                        .increment(1);
+                    if existing.is_some() {
+                        metrics::counter!(m::FHIR_RESOURCE_CONTENTION, "service" => self.service.clone())
+                            .increment(1);
+                    }
                     self.written.lock().unwrap().remove(&id);
                 }
             }
