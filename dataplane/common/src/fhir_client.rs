@@ -64,6 +64,15 @@ impl FhirClient {
         &self.base
     }
 
+    /// `{base}/{path}`; the base itself for an empty path (where Bundles go).
+    fn url(&self, path: &str) -> String {
+        if path.is_empty() {
+            self.base.clone()
+        } else {
+            format!("{}/{path}", self.base)
+        }
+    }
+
     async fn bearer(&self, renew: bool) -> Result<Option<String>, FhirClientError> {
         let Some((url, id, secret)) = &self.credentials else {
             return Ok(None);
@@ -120,7 +129,7 @@ impl FhirClient {
         loop {
             let mut req = self
                 .http
-                .request(method.clone(), format!("{}/{path}", self.base))
+                .request(method.clone(), self.url(path))
                 .header("accept", FHIR_JSON);
             if let Some(t) = self.bearer(renew).await? {
                 req = req.bearer_auth(t);

@@ -177,6 +177,75 @@ impl Fhir {
     }
 }
 
+impl Fhir {
+    /// PUTs of `kind` resources under preconditions, as one transaction Bundle: the new
+    /// versions in order, or None when the service refused the transaction (a precondition
+    /// failed, or an entry was refused: the caller finds which by writing them one by one).
+    pub async fn transaction(
+        &self,
+        kind: &str,
+        entries: &[(&str, &Value, Precondition<'_>)],
+    ) -> Result<Option<Vec<Version>>, WriteError> {
+        let entry: Vec<Value> = entries
+            .iter()
+            .map(|(id, body, pre)| {
+                let mut request =
+                    serde_json::json!({"method": "PUT", "url": format!("{kind}/{id}")});
+                match pre {
+                    Precondition::Absent => request["ifNoneMatch"] = "*".into(),
+                    Precondition::Version(v) => request["ifMatch"] = format!("W/\"{v}\"").into(),
+                }
+                serde_json::json!({"resource": body, "request": request})
+            })
+            .collect();
+        let bundle =
+            serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": entry});
+        let bytes =
+            serde_json::to_vec(&bundle).map_err(|e| WriteError::Transient(e.to_string()))?;
+        let r = self
+            .client
+            .send(
+                Method::POST,
+                "",
+                Some(&bytes),
+                &[("prefer", "return=minimal")],
+            )
+            .await?;
+        let status = r.status();
+        if !status.is_success() {
+            if is_transient(status) {
+                return Err(failure(r, "a transaction of Observations").await);
+            }
+            return Ok(None);
+        }
+        let answer: Value = r
+            .json()
+            .await
+            .map_err(|e| WriteError::Transient(format!("a transaction's answer: {e}")))?;
+        let versions: Vec<Version> = answer["entry"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        e["response"]["etag"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .trim_start_matches("W/")
+                            .trim_matches('"')
+                            .to_owned()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if versions.len() != entries.len() || versions.iter().any(String::is_empty) {
+            return Err(WriteError::Transient(
+                "the transaction's answer does not name a version for every entry".into(),
+            ));
+        }
+        Ok(Some(versions))
+    }
+}
+
 #[derive(Clone, Copy)]
 pub enum Precondition<'a> {
     Absent,

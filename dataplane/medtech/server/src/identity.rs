@@ -21,6 +21,16 @@ pub struct Resolved {
     pub encounter: Option<String>,
 }
 
+impl Resolved {
+    pub fn subjects(&self) -> hds_medtech_fhir::Subjects<'_> {
+        hds_medtech_fhir::Subjects {
+            patient_id: &self.patient,
+            device_id: &self.device,
+            encounter_id: self.encounter.as_deref(),
+        }
+    }
+}
+
 type Key = (String, Option<String>, Option<String>);
 
 pub struct Resolver {

@@ -28,7 +28,12 @@ use tokio::sync::{mpsc, oneshot};
 use crate::errors::ErrorSink;
 use crate::fhir::WriteError;
 use crate::metrics as m;
-use crate::writer::{Saved, Writer};
+use crate::writer::{PendingWrite, Prepared, Saved, Writer};
+
+/// Observations per transaction Bundle (the FHIR service takes up to 500).
+const TRANSACTION_ENTRIES: usize = 100;
+/// Transactions of one batch in flight at once.
+const TRANSACTIONS_AT_ONCE: usize = 4;
 
 /// One device message on its way in.
 pub struct Delivery {
@@ -209,16 +214,7 @@ impl Pipeline {
             .increment(groups.len() as u64);
         metrics::histogram!(m::MEASUREMENT_BATCH_SIZE, "service" => self.label())
             .record(waiting.len() as f64);
-        let concurrency = self.buffering.write_concurrency.max(1);
-        let results: HashMap<GroupKey, Result<ObservationOutcome, MedTechError>> =
-            futures::stream::iter(groups)
-                .map(|(key, ms)| async move {
-                    let r = this.write_until_durable(&key, &ms).await;
-                    (key, r)
-                })
-                .buffer_unordered(concurrency)
-                .collect()
-                .await;
+        let results = this.write_groups(groups).await;
         for (key, r) in &results {
             match r {
                 Ok(o) => metrics::counter!(m::FHIR_RESOURCE_SAVED,
@@ -246,6 +242,85 @@ impl Pipeline {
             }
             self.complete(w).await;
         }
+    }
+
+    /// Every group of a batch: prepared (subjects resolved, merged into our last write) a few
+    /// at a time, then sent as transactions of up to [`TRANSACTION_ENTRIES`] Observations, so
+    /// that a batch costs a few commits rather than one per Observation. A transaction that
+    /// fails (someone else wrote one of its Observations, or one is refused) is redone one
+    /// group at a time, which finds out which and merges again.
+    async fn write_groups(
+        &self,
+        groups: HashMap<GroupKey, Vec<Measurement>>,
+    ) -> HashMap<GroupKey, Result<ObservationOutcome, MedTechError>> {
+        let concurrency = self.buffering.write_concurrency.max(1);
+        let prepared: Vec<_> = futures::stream::iter(groups)
+            .map(|(key, ms)| async move {
+                let p = self.writer.prepare(&key, &ms).await;
+                (key, ms, p)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let mut results = HashMap::new();
+        let mut pending = Vec::new();
+        let mut alone = Vec::new();
+        for (key, ms, p) in prepared {
+            match p {
+                Ok(Prepared::Done(id, saved)) => {
+                    results.insert(key, Ok(ObservationOutcome { id, saved }));
+                }
+                Ok(Prepared::Write(w)) => pending.push((key, ms, w)),
+                Err(WriteError::Failed(e)) => {
+                    results.insert(key.clone(), Err(e.in_template(&key.type_name)));
+                }
+                Err(WriteError::Transient(_)) => alone.push((key, ms)),
+            }
+        }
+        let chunks: Vec<Vec<_>> = {
+            let mut chunks = Vec::new();
+            let mut it = pending.into_iter().peekable();
+            while it.peek().is_some() {
+                chunks.push(it.by_ref().take(TRANSACTION_ENTRIES).collect());
+            }
+            chunks
+        };
+        let committed: Vec<_> = futures::stream::iter(chunks)
+            .map(
+                |chunk: Vec<(GroupKey, Vec<Measurement>, PendingWrite)>| async move {
+                    let writes: Vec<&PendingWrite> = chunk.iter().map(|(_, _, w)| w).collect();
+                    let ok = matches!(self.writer.commit(&writes).await, Ok(true));
+                    (chunk, ok)
+                },
+            )
+            .buffer_unordered(TRANSACTIONS_AT_ONCE)
+            .collect()
+            .await;
+        for (chunk, ok) in committed {
+            for (key, ms, w) in chunk {
+                if ok {
+                    results.insert(
+                        key,
+                        Ok(ObservationOutcome {
+                            id: w.id,
+                            saved: w.saved,
+                        }),
+                    );
+                } else {
+                    alone.push((key, ms));
+                }
+            }
+        }
+        let one_by_one: Vec<_> = futures::stream::iter(alone)
+            .map(|(key, ms)| async move {
+                let r = self.write_until_durable(&key, &ms).await;
+                (key, r)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        results.extend(one_by_one);
+        results
     }
 
     /// Retries what is transient for as long as it takes: the messages stay unacknowledged

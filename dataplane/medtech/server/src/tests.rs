@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::fhir::{Fhir, WriteError};
 use crate::identity::Resolver;
-use crate::writer::Writer;
+use crate::writer::{Prepared, Writer};
 
 async fn fhir_server() -> String {
     hds_fhir_server::testing::serve(hds_fhir_server::testing::config())
@@ -174,9 +174,7 @@ fn heart_rate(second: u32, value: u32) -> Measurement {
     }
 }
 
-#[tokio::test]
-async fn two_writers_merging_into_one_observation_keep_each_others_points() {
-    let base = fhir_server().await;
+fn vitals_mapping() -> Arc<FhirMapping> {
     let mapping: Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -185,19 +183,84 @@ async fn two_writers_merging_into_one_observation_keep_each_others_points() {
         .unwrap(),
     )
     .unwrap();
-    let mapping = Arc::new(FhirMapping::parse(&mapping).unwrap());
-    let writer = |base: &str| {
-        Writer::new(
-            fhir(base),
-            Resolver::new(Mode::Create, Duration::from_secs(60)),
-            mapping.clone(),
-            IdScheme::Hds {
-                service: "t".into(),
-            },
-            "t",
-        )
-    };
-    let (a, b) = (Arc::new(writer(&base)), Arc::new(writer(&base)));
+    Arc::new(FhirMapping::parse(&mapping).unwrap())
+}
+
+fn writer(base: &str, mapping: &Arc<FhirMapping>) -> Writer {
+    Writer::new(
+        fhir(base),
+        Resolver::new(Mode::Create, Duration::from_secs(60)),
+        mapping.clone(),
+        IdScheme::Hds {
+            service: "t".into(),
+        },
+        "t",
+    )
+}
+
+async fn prepare_all(
+    w: &Writer,
+    groups: &[(hds_medtech_fhir::GroupKey, Vec<Measurement>)],
+) -> Vec<crate::writer::PendingWrite> {
+    let mut out = Vec::new();
+    for (k, ms) in groups {
+        match w.prepare(k, ms).await.map_err(|e| e.to_string()).unwrap() {
+            Prepared::Write(p) => out.push(p),
+            Prepared::Done(..) => panic!("nothing to write"),
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_transaction_writes_a_batch_and_a_refused_one_is_redone_group_by_group() {
+    let base = fhir_server().await;
+    let mapping = vitals_mapping();
+    let groups: Vec<(hds_medtech_fhir::GroupKey, Vec<Measurement>)> = (0..3)
+        .map(|d| {
+            let mut m = heart_rate(d, 70);
+            m.device_id = format!("dev-{d}");
+            (group_key(&mapping, &m).unwrap(), vec![m])
+        })
+        .collect();
+    let a = writer(&base, &mapping);
+    let writes = prepare_all(&a, &groups).await;
+    assert!(a.commit(&writes.iter().collect::<Vec<_>>()).await.unwrap());
+    assert_eq!(search(&base, "Observation?code=8867-4").await.len(), 3);
+    // Another writer (no cache) believes they are new: its transaction is refused whole...
+    let b = writer(&base, &mapping);
+    let stale = prepare_all(&b, &groups).await;
+    assert!(!b.commit(&stale.iter().collect::<Vec<_>>()).await.unwrap());
+    // ...and one by one each group merges into what is stored.
+    for (k, ms) in &groups {
+        let later: Vec<Measurement> = ms
+            .iter()
+            .map(|m| Measurement {
+                occurrence_time: m.occurrence_time + chrono::Duration::seconds(1),
+                ..m.clone()
+            })
+            .collect();
+        b.write(k, &later).await.map_err(|e| e.to_string()).unwrap();
+    }
+    for o in search(&base, "Observation?code=8867-4").await {
+        assert!(
+            o["valueSampledData"]["data"]
+                .as_str()
+                .unwrap()
+                .ends_with("70 70"),
+            "{o}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_writers_merging_into_one_observation_keep_each_others_points() {
+    let base = fhir_server().await;
+    let mapping = vitals_mapping();
+    let (a, b) = (
+        Arc::new(writer(&base, &mapping)),
+        Arc::new(writer(&base, &mapping)),
+    );
     let mut tasks = Vec::new();
     for round in 0..5u32 {
         for (w, offset) in [(a.clone(), 0), (b.clone(), 1)] {

@@ -7,15 +7,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use chrono::Utc;
-use hds_medtech_fhir::{
-    FhirMapping, GroupKey, IdScheme, Rendered, Subjects, observation_identity, render,
-};
+use hds_medtech_fhir::{FhirMapping, GroupKey, IdScheme, Rendered, observation_identity, render};
 use hds_medtech_normalize::{ErrorType, Measurement, MedTechError};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::fhir::{Fhir, Precondition, Version, WriteError};
-use crate::identity::Resolver;
+use crate::identity::{Resolved, Resolver};
 use crate::metrics as m;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -50,6 +48,20 @@ pub struct Writer {
 
 const CONTENTION_ATTEMPTS: usize = 10;
 
+pub enum Prepared {
+    /// Nothing to write (the Observation already holds these points).
+    Done(String, Saved),
+    Write(PendingWrite),
+}
+
+pub struct PendingWrite {
+    pub id: String,
+    body: Value,
+    /// The version our last write made, which the stored one must still be.
+    version: Option<Version>,
+    pub saved: Saved,
+}
+
 impl Writer {
     pub fn new(
         fhir: Fhir,
@@ -69,11 +81,72 @@ impl Writer {
         }
     }
 
-    pub async fn write(
+    /// What one group needs written: its Observation merged into our last write of it (or
+    /// built new), not yet sent. Transactions of these are [`Writer::commit`]; a group whose
+    /// transaction fails goes through [`Writer::write`] on its own.
+    pub async fn prepare(
         &self,
         key: &GroupKey,
         measurements: &[Measurement],
-    ) -> Result<(String, Saved), WriteError> {
+    ) -> Result<Prepared, WriteError> {
+        let (template, resolved) = self.subjects(key).await?;
+        let subjects = resolved.subjects();
+        let identity = observation_identity(&self.scheme, key, &subjects, measurements);
+        let cached = self.written.lock().unwrap().get(&identity.id).cloned();
+        let rendered = render(
+            template,
+            key,
+            measurements,
+            &subjects,
+            &identity,
+            &self.service_system,
+            cached.as_ref().map(|(v, _)| v),
+            Utc::now(),
+        )
+        .map_err(WriteError::Failed)?;
+        let (body, saved) = match rendered {
+            Rendered::Unchanged => return Ok(Prepared::Done(identity.id, Saved::NoOperation)),
+            Rendered::Created(v) => (v, Saved::Created),
+            Rendered::Updated(v) => (v, Saved::Updated),
+        };
+        Ok(Prepared::Write(PendingWrite {
+            id: identity.id,
+            body,
+            version: cached.map(|(_, v)| v),
+            saved,
+        }))
+    }
+
+    /// Sends prepared writes as one FHIR transaction: all are stored, or none (Ok(false), and
+    /// each should then be written on its own).
+    pub async fn commit(&self, writes: &[&PendingWrite]) -> Result<bool, WriteError> {
+        let entries: Vec<(&str, &Value, Precondition)> = writes
+            .iter()
+            .map(|w| {
+                let pre = match &w.version {
+                    Some(v) => Precondition::Version(v),
+                    None => Precondition::Absent,
+                };
+                (w.id.as_str(), &w.body, pre)
+            })
+            .collect();
+        let Some(versions) = self.fhir.transaction("Observation", &entries).await? else {
+            return Ok(false);
+        };
+        let mut written = self.written.lock().unwrap();
+        if written.len() > 50_000 {
+            written.clear();
+        }
+        for (w, version) in writes.iter().zip(versions) {
+            written.insert(w.id.clone(), (w.body.clone(), version));
+        }
+        Ok(true)
+    }
+
+    async fn subjects(
+        &self,
+        key: &GroupKey,
+    ) -> Result<(&hds_medtech_fhir::CodeValueFhir, Resolved), WriteError> {
         let template = self.mapping.template(&key.type_name).ok_or_else(|| {
             WriteError::Failed(MedTechError::new(
                 ErrorType::FhirTemplateError,
@@ -90,11 +163,18 @@ impl Writer {
                 key.encounter_id.as_deref(),
             )
             .await?;
-        let subjects = Subjects {
-            patient_id: &resolved.patient,
-            device_id: &resolved.device,
-            encounter_id: resolved.encounter.as_deref(),
-        };
+        Ok((template, resolved))
+    }
+
+    /// One group on its own, merging into whatever is stored until its write is not
+    /// contended.
+    pub async fn write(
+        &self,
+        key: &GroupKey,
+        measurements: &[Measurement],
+    ) -> Result<(String, Saved), WriteError> {
+        let (template, resolved) = self.subjects(key).await?;
+        let subjects = resolved.subjects();
         let identity = observation_identity(&self.scheme, key, &subjects, measurements);
         let id = identity.id.clone();
         // Without our own last write, first assume the Observation is new (most are, with
