@@ -469,3 +469,49 @@ async fn creates_written_together_index_like_single_writes() {
         assert_eq!(rows_of[0], rows_of[1], "{rt}");
     }
 }
+
+#[tokio::test]
+async fn create_only_puts_in_a_transaction_are_created_together_or_refused_together() {
+    let s = start().await;
+    let put_new = |id: &str, mrn: &str| {
+        let mut p = patient(mrn);
+        p["id"] = json!(id);
+        json!({"resource": p, "request": {"method": "PUT", "url": format!("Patient/{id}"), "ifNoneMatch": "*"}})
+    };
+    let first = bundle(
+        "transaction",
+        vec![
+            put_new("cp-1", "m1"),
+            put_new("cp-2", "m2"),
+            post(
+                "urn:uuid:0d9c1b0e-9f54-4a52-9a51-0f4b0a3b1c01",
+                observation("Patient/cp-1"),
+            ),
+        ],
+    );
+    let r = send(&s, &first).await;
+    assert_eq!(r.status(), 200);
+    let answer = json(r).await;
+    for e in answer["entry"].as_array().unwrap() {
+        assert!(
+            e["response"]["status"].as_str().unwrap().starts_with("201"),
+            "{e}"
+        );
+        assert_eq!(e["response"]["etag"], "W/\"1\"");
+    }
+    assert_eq!(total(&s, "Patient?identifier=urn:mrn|m1").await, 1);
+    // One id taken: nothing of the transaction is written.
+    let again = bundle(
+        "transaction",
+        vec![put_new("cp-3", "m3"), put_new("cp-1", "changed")],
+    );
+    let r = send(&s, &again).await;
+    assert_eq!(r.status(), 412);
+    assert_eq!(total(&s, "Patient?identifier=urn:mrn|m3").await, 0);
+    assert_eq!(total(&s, "Patient?identifier=urn:mrn|changed").await, 0);
+    // The id in the body must be the one in the URL.
+    let mut wrong = put_new("cp-4", "m4");
+    wrong["resource"]["id"] = json!("other");
+    let r = send(&s, &bundle("transaction", vec![wrong])).await;
+    assert_eq!(r.status(), 400);
+}

@@ -31,9 +31,9 @@ use crate::metrics as m;
 use crate::writer::{PendingWrite, Prepared, Saved, Writer};
 
 /// Observations per transaction Bundle (the FHIR service takes up to 500).
-const TRANSACTION_ENTRIES: usize = 100;
+const TRANSACTION_ENTRIES: usize = 50;
 /// Transactions of one batch in flight at once.
-const TRANSACTIONS_AT_ONCE: usize = 4;
+const TRANSACTIONS_AT_ONCE: usize = 8;
 
 /// One device message on its way in.
 pub struct Delivery {

@@ -97,12 +97,26 @@ impl EntryRequest {
     /// The transaction processing order of FHIR R4 (3.1.0.11.2): deletes, creates, updates
     /// and patches, then reads.
     pub fn phase(&self) -> u8 {
+        if self.is_create_only_put() {
+            return 1;
+        }
         match self.method {
             Method::DELETE => 0,
             Method::POST => 1,
             Method::PUT | Method::PATCH => 2,
             _ => 3,
         }
+    }
+
+    /// A PUT with `ifNoneMatch: *`: a create under the id the client chose, which a transaction
+    /// writes together with its other creates.
+    pub fn is_create_only_put(&self) -> bool {
+        self.method == Method::PUT
+            && matches!(self.target, Target::Instance { .. })
+            && self
+                .headers
+                .get(header::IF_NONE_MATCH)
+                .is_some_and(|v| v.as_bytes().trim_ascii() == b"*")
     }
 
     pub fn is_conditional(&self) -> bool {

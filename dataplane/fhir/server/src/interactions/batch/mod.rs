@@ -204,7 +204,7 @@ impl Context<'_> {
             let Some(e) = slots[i].take() else {
                 continue;
             };
-            if e.method == Method::POST && !creates_done {
+            if (e.method == Method::POST || e.is_create_only_put()) && !creates_done {
                 slots[i] = Some(e);
                 self.create_all(&tx, &mut slots, &access, &mut assigned, &mut responses)
                     .await?;
@@ -235,15 +235,21 @@ impl Context<'_> {
     ) -> Result<(), FhirError> {
         let mut prepared = Vec::new();
         for (i, slot) in slots.iter_mut().enumerate() {
-            if slot.as_ref().is_none_or(|e| e.method != Method::POST) {
+            if slot
+                .as_ref()
+                .is_none_or(|e| e.method != Method::POST && !e.is_create_only_put())
+            {
                 continue;
             }
             let e = slot.take().expect("checked above");
             let label = Label::of(&e);
-            let id = assigned.remove(&i);
-            let new = self
-                .prepare_create(e, &access[i], id)
-                .map_err(|err| failed(&label, err))?;
+            let new = if e.method == Method::PUT {
+                self.prepare_put_create(e, &access[i])
+            } else {
+                let id = assigned.remove(&i);
+                self.prepare_create(e, &access[i], id)
+            }
+            .map_err(|err| failed(&label, err))?;
             prepared.push((i, label, new));
         }
         // Plain creates (nothing to match first, nothing to check after) go in one multi-row
@@ -264,9 +270,19 @@ impl Context<'_> {
                 .zip(resources)
                 .map(|((_, _, rt, id, index), r)| (rt.as_str(), id.as_str(), r, index))
                 .collect();
-            let stored = store::create_many(tx, items)
-                .await
-                .map_err(|err| failed(&owners[0].1, err.into()))?;
+            let stored = store::create_many(tx, items).await.map_err(|err| {
+                // Only a create-only PUT can name an id that is taken.
+                let taken = matches!(&err, hds_fhir_store::StoreError::Db(db)
+                    if db.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION));
+                let err = if taken {
+                    FhirError::precondition_failed(
+                        "If-None-Match: * (ifNoneMatch), and a resource with one of the ids exists",
+                    )
+                } else {
+                    err.into()
+                };
+                failed(&owners[0].1, err)
+            })?;
             for ((i, _, rt, _, _), v) in owners.iter().zip(&stored) {
                 metrics::counter!("hds_fhir_resources_created_total", "type" => rt.clone())
                     .increment(1);
@@ -314,6 +330,27 @@ impl Context<'_> {
             resource,
             e.if_none_exist.as_deref(),
         )
+    }
+
+    /// A create-only PUT (`ifNoneMatch: *`), checked and indexed as a create under its URL's id.
+    fn prepare_put_create(
+        &self,
+        e: EntryRequest,
+        access: &Access,
+    ) -> Result<NewResource, FhirError> {
+        let Target::Instance { rt, id, .. } = &e.target else {
+            unreachable!("checked by is_create_only_put")
+        };
+        let resource = e.resource.expect("checked when parsed");
+        if resource.get("id").and_then(serde_json::Value::as_str) != Some(id.as_str()) {
+            return Err(FhirError::bad_request(format!(
+                "the resource's id must be '{id}', the id in the entry's request.url"
+            )));
+        }
+        if rt == "SearchParameter" {
+            reindex::check_search_parameter(&resource)?;
+        }
+        NewResource::prepare(self.s, access, rt, id, resource, None)
     }
 
     /// The resource an entry will write, as (type, id): a create's new id (or the one resource
