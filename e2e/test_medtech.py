@@ -6,6 +6,7 @@ ingestion, the mapping debugger, and the embedded broker of `hds up -f examples/
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -469,6 +470,55 @@ def test_a_broker_with_tls_and_a_password(tmp_path):
         broker.stop()
         drop_database(fhir_name)
         shutil.rmtree(certs, ignore_errors=True)
+
+
+def test_one_service_from_its_config_file_with_azure_ids_and_the_discard_policy(stack, tmp_path):
+    """`hds medtech --config` (what the operator deploys), writing into the stack's FHIR service
+    as the dev client: DiscardMatchAndExtractErrors keeps a message's good readings, and Azure's
+    id scheme makes the ids Azure's MedTech service would."""
+    broker, hds = stack
+    client = next(c for c in hds.endpoints["clients"] if c["clientId"] == "hds-dev")
+    port = free_port()
+    config = {
+        "name": "solo", "listen": f"127.0.0.1:{port}", "auth": {"mode": "none"},
+        "mqtt": {"brokerUrl": f"mqtt://127.0.0.1:{broker.port}", "topicFilter": "solo/+", "clientId": f"solo-{port}"},
+        "deviceMapping": json.loads((TEMPLATES / "devicemapping.json").read_text()),
+        "fhirMapping": json.loads((TEMPLATES / "fhirmapping.json").read_text()),
+        "fhir": {"fhirUrl": hds.url("FhirService"), "tokenUrl": hds.endpoints["tokenUrl"],
+                 "clientId": client["clientId"], "clientSecret": client["clientSecret"]},
+        "resolution": "Create", "errorPolicy": "DiscardMatchAndExtractErrors", "observationIdScheme": "Azure",
+    }
+    (tmp_path / "medtech.yaml").write_text(json.dumps(config))
+    log = (tmp_path / "solo.log").open("w")
+    proc = subprocess.Popen([str(find_binary()), "medtech", "--config", str(tmp_path / "medtech.yaml")],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for("the service to listen", lambda: _healthy(port), timeout=30)
+        u = uuid.uuid4().hex[:8]
+        ts = 1764583200000
+        broker.publish(f"solo/{u}", {"deviceId": f"solo-{u}", "patientId": f"p-{u}", "readings": [
+            {"type": "spo2", "value": 96, "ts": ts}, {"type": "spo2", "ts": ts + 1000}]})
+        fhir = hds.fhir()
+        got = wait_for("the good reading's Observation", lambda: observations(fhir, "59408-5", f"solo-{u}"))
+        time.sleep(1)
+        got = observations(fhir, "59408-5", f"solo-{u}")
+        assert len(got) == 1 and got[0]["valueQuantity"]["value"] == 96
+        ident = got[0]["identifier"][0]
+        assert ident["system"] == "https://azure.microsoft.com/en-us/services/iomt-fhir-connector/"
+        assert got[0]["id"] == hashlib.sha256(f"{ident['system']}_{ident['value']}".encode()).hexdigest()
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'name="RequiredValueNotFound"' in metrics
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/health/check", timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
 
 
 def test_examples_run_on_the_embedded_broker(hds_server, http, base_url):
