@@ -508,6 +508,13 @@ def test_one_service_from_its_config_file_with_azure_ids_and_the_discard_policy(
         assert got[0]["id"] == hashlib.sha256(f"{ident['system']}_{ident['value']}".encode()).hexdigest()
         metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         assert 'name="RequiredValueNotFound"' in metrics
+        # Not ready without its broker, ready again once it is back.
+        broker.stop()
+        wait_for("readiness to fail", lambda: not _healthy(port), timeout=15)
+        r = requests.get(f"http://127.0.0.1:{port}/health/check", timeout=2)
+        assert r.status_code == 503 and "MQTT" in r.json()["reason"]
+        broker.start()
+        wait_for("readiness to come back", lambda: _healthy(port), timeout=30)
     finally:
         proc.terminate()
         proc.wait(20)

@@ -339,10 +339,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 &name,
             )?;
         }
-        let routes = hds_medtech_server::service(config)
+        let running = hds_medtech_server::service(config)
             .await
             .with_context(|| format!("MedTechService '{name}'"))?;
-        app = app.nest(&prefix, routes);
+        app = app.nest(&prefix, running.routes);
         println!("MedTechService {name}: {service_url}");
         endpoints.push(json!({
             "kind": "MedTechService",

@@ -18,6 +18,7 @@ mod writer;
 mod tests;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -48,9 +49,15 @@ pub fn id_scheme(config: &MedTechServiceConfig) -> IdScheme {
     }
 }
 
-/// Checks both templates, connects to the broker, and starts the pipeline. The router answers
-/// `/ingest` and `/$validate-mapping`; the caller mounts it and adds health and metrics.
-pub async fn service(config: MedTechServiceConfig) -> anyhow::Result<Router> {
+/// A started service: its routes (`/ingest`, `/$validate-mapping`; the caller mounts them and
+/// adds health and metrics), and whether its MQTT session is up, for the readiness probe.
+pub struct Running {
+    pub routes: Router,
+    pub connected: Arc<AtomicBool>,
+}
+
+/// Checks both templates, connects to the broker, and starts the pipeline.
+pub async fn service(config: MedTechServiceConfig) -> anyhow::Result<Running> {
     let name = config.name.clone();
     let device_mapping = DeviceMapping::parse(&config.device_mapping)
         .map_err(|e| template_errors("device mapping", e))?;
@@ -106,19 +113,22 @@ pub async fn service(config: MedTechServiceConfig) -> anyhow::Result<Router> {
     // error records the pipeline sends through that loop could never leave.
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(pipeline.run(rx));
+    let connected = Arc::new(AtomicBool::new(false));
     tokio::spawn(mqtt::run(
         mqtt_client,
         eventloop,
         config.mqtt.clone(),
         name.clone(),
         tx.clone(),
+        connected.clone(),
     ));
     tracing::info!(service = %name, broker = %config.mqtt.broker_url, filter = %mqtt::filter(&config.mqtt), fhir = %config.fhir.fhir_url, "MedTech service started");
-    Ok(http::router(http::HttpState {
+    let routes = http::router(http::HttpState {
         tokens: tokens.map(Arc::new),
         ingest: config.http_ingestion.then_some(tx),
         device_mapping: Arc::new(config.device_mapping.clone()),
         fhir_mapping: Arc::new(config.fhir_mapping.clone()),
         scheme: id_scheme(&config),
-    }))
+    });
+    Ok(Running { routes, connected })
 }

@@ -3,6 +3,8 @@
 //! split the stream, and manual acknowledgements: the pipeline acknowledges a message once its
 //! outcome is durable.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -103,6 +105,7 @@ pub async fn run(
     cfg: MqttConfig,
     service: String,
     tx: mpsc::UnboundedSender<Delivery>,
+    connected: Arc<AtomicBool>,
 ) {
     let filter = filter(&cfg);
     let mut backoff = Duration::from_millis(200);
@@ -110,6 +113,7 @@ pub async fn run(
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(200);
+                connected.store(true, Ordering::Relaxed);
                 tracing::info!(service = %service, broker = %cfg.broker_url, session_present = ack.session_present, "connected to the MQTT broker; subscribing to '{filter}'");
                 if let Err(e) = client.subscribe(filter.clone(), qos(cfg.qos)).await {
                     tracing::error!(service = %service, "cannot subscribe to '{filter}': {e}");
@@ -147,6 +151,7 @@ pub async fn run(
             }
             Ok(_) => {}
             Err(e) => {
+                connected.store(false, Ordering::Relaxed);
                 if tx.is_closed() {
                     return;
                 }
