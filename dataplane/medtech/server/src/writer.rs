@@ -93,21 +93,16 @@ impl Writer {
         let subjects = resolved.subjects();
         let identity = observation_identity(&self.scheme, key, &subjects, measurements);
         let cached = self.written.lock().unwrap().get(&identity.id).cloned();
-        let rendered = render(
+        let merged = self.merge(
             template,
             key,
             measurements,
             &subjects,
             &identity,
-            &self.service_system,
             cached.as_ref().map(|(v, _)| v),
-            Utc::now(),
-        )
-        .map_err(WriteError::Failed)?;
-        let (body, saved) = match rendered {
-            Rendered::Unchanged => return Ok(Prepared::Done(identity.id, Saved::NoOperation)),
-            Rendered::Created(v) => (v, Saved::Created),
-            Rendered::Updated(v) => (v, Saved::Updated),
+        )?;
+        let Some((body, saved)) = merged else {
+            return Ok(Prepared::Done(identity.id, Saved::NoOperation));
         };
         Ok(Prepared::Write(PendingWrite {
             id: identity.id,
@@ -141,6 +136,34 @@ impl Writer {
             written.insert(w.id.clone(), (w.body.clone(), version));
         }
         Ok(true)
+    }
+
+    /// The group's Observation merged into `existing`, or None when it holds the points already.
+    fn merge(
+        &self,
+        template: &hds_medtech_fhir::CodeValueFhir,
+        key: &GroupKey,
+        measurements: &[Measurement],
+        subjects: &hds_medtech_fhir::Subjects,
+        identity: &hds_medtech_fhir::ObservationIdentity,
+        existing: Option<&Value>,
+    ) -> Result<Option<(Value, Saved)>, WriteError> {
+        let rendered = render(
+            template,
+            key,
+            measurements,
+            subjects,
+            identity,
+            &self.service_system,
+            existing,
+            Utc::now(),
+        )
+        .map_err(WriteError::Failed)?;
+        Ok(match rendered {
+            Rendered::Unchanged => None,
+            Rendered::Created(v) => Some((v, Saved::Created)),
+            Rendered::Updated(v) => Some((v, Saved::Updated)),
+        })
     }
 
     async fn subjects(
@@ -188,21 +211,16 @@ impl Writer {
                 None => None,
             };
             read_first = true;
-            let rendered = render(
+            let merged = self.merge(
                 template,
                 key,
                 measurements,
                 &subjects,
                 &identity,
-                &self.service_system,
                 existing.as_ref().map(|(v, _)| v),
-                Utc::now(),
-            )
-            .map_err(WriteError::Failed)?;
-            let (body, saved) = match rendered {
-                Rendered::Unchanged => return Ok((id, Saved::NoOperation)),
-                Rendered::Created(v) => (v, Saved::Created),
-                Rendered::Updated(v) => (v, Saved::Updated),
+            )?;
+            let Some((body, saved)) = merged else {
+                return Ok((id, Saved::NoOperation));
             };
             let pre = match &existing {
                 Some((_, version)) => Precondition::Version(version),
