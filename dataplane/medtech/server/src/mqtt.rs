@@ -58,18 +58,21 @@ pub fn connect(
         .set_keep_alive(Duration::from_secs(30))
         .set_max_packet_size(Some(16 * 1024 * 1024))
         .set_request_channel_capacity(usize::from(receive_maximum) + 1024);
-    let password = match (&cfg.password, &cfg.password_file) {
-        (Some(p), _) => Some(p.clone()),
-        (None, Some(f)) => Some(
-            std::fs::read_to_string(f)
-                .with_context(|| format!("MQTT password file {}", f.display()))?
-                .trim()
-                .to_owned(),
-        ),
-        (None, None) => None,
+    let read = |value: &Option<String>, file: &Option<std::path::PathBuf>, what: &str| {
+        anyhow::Ok(match (value, file) {
+            (Some(v), _) => Some(v.clone()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("MQTT {what} file {}", f.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        })
     };
-    if let Some(user) = &cfg.username {
-        options.set_credentials(user.clone(), password.unwrap_or_default());
+    let password = read(&cfg.password, &cfg.password_file, "password")?;
+    if let Some(user) = read(&cfg.username, &cfg.username_file, "username")? {
+        options.set_credentials(user, password.unwrap_or_default());
     }
     if tls {
         let transport = match &cfg.ca_file {

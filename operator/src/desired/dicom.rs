@@ -1,0 +1,80 @@
+//! A DicomService's objects.
+
+use hds_common::config::{FhirClientConfig, FhirSyncConfig};
+use hds_common::from_spec::{DICOM_MOUNT, dicom_service_config};
+use hds_crds::{DicomService, Workspace};
+
+use super::pod::{Pod, Workload};
+use super::{
+    CLIENT_SECRET_KEY, Context, Desired, DesiredError, FHIR_CLIENT_DIR, Owner, client_secret_name,
+    listen, postgres, render, workspace_token_url,
+};
+
+/// The objects of a DicomService: `hds dicom` with the config `hds_common::from_spec` makes of
+/// its spec, its blob storage (own or the Workspace's) as a mounted claim or `AWS_*`
+/// variables, and, when `fhirSync` is on, the FhirService's in-cluster URL and the secret of
+/// the Workspace client `dicom-fhir-sync-<name>` the sync writes as.
+pub fn dicom_service(
+    svc: &DicomService,
+    ws: Option<&Workspace>,
+    ctx: &Context,
+) -> Result<Desired, DesiredError> {
+    let owner = Owner::of(svc, "DicomService", "dicom", ctx)?;
+    let mut cfg = dicom_service_config(svc, ws, postgres())?;
+    cfg.listen = Some(listen());
+    cfg.base_url = Some(owner.url(ctx));
+
+    let spec = &svc.spec;
+    let mut pod = Pod::default();
+    // The same choice `dicom_service_config` makes for `storage.url`.
+    let blob = spec
+        .storage
+        .blob
+        .as_ref()
+        .or_else(|| ws.and_then(|w| w.spec.defaults.blob_storage.as_ref()));
+    if let Some(b) = blob {
+        pod.blob_storage(&owner, "blobs", b, DICOM_MOUNT, spec.replicas);
+    }
+    let s3: Vec<_> = blob.and_then(|b| b.s3.as_ref()).into_iter().collect();
+    pod.s3(&owner, &s3)?;
+
+    if let Some(sync) = spec.fhir_sync.as_ref().filter(|s| s.enabled) {
+        let fhir = &sync.fhir_service_ref.name;
+        if fhir.is_empty() {
+            return Err(DesiredError::MissingFhirService {
+                kind: owner.kind,
+                name: owner.name.clone(),
+                field: "spec.fhirSync.fhirServiceRef",
+            });
+        }
+        let client_id = format!("dicom-fhir-sync-{}", owner.name);
+        let secret = client_secret_name(&spec.workspace_ref.name, &client_id);
+        pod.secret_files(
+            "fhir-client",
+            &secret,
+            &[(CLIENT_SECRET_KEY, CLIENT_SECRET_KEY)],
+            FHIR_CLIENT_DIR,
+        );
+        cfg.fhir_sync = Some(FhirSyncConfig {
+            fhir: FhirClientConfig {
+                fhir_url: owner.sibling_url(fhir, ctx),
+                token_url: workspace_token_url(ws),
+                client_id: Some(client_id),
+                client_secret: None,
+                client_secret_file: Some(format!("{FHIR_CLIENT_DIR}/{CLIENT_SECRET_KEY}").into()),
+            },
+            patient_identifier_system: sync.patient_identifier_system.clone(),
+        });
+    }
+
+    Ok(Workload {
+        owner: &owner,
+        command: "dicom",
+        replicas: spec.replicas,
+        resources: spec.resources.clone(),
+        config_yaml: render(&owner, &cfg)?,
+        database: true,
+        pod,
+    }
+    .build(ctx))
+}

@@ -1,0 +1,118 @@
+//! Golden tests: the desired objects of every service in `examples/`, compared with
+//! `tests/golden/<kind>-<name>.json`. `HDS_UPDATE_GOLDEN=1` rewrites the files instead.
+
+use std::path::{Path, PathBuf};
+
+use hds_crds::{Manifest, Workspace, parse_manifests};
+use hds_operator::desired::{Context, Desired, dicom_service, fhir_service, medtech_service};
+use serde_json::Value;
+
+/// Resources read from files have no uid; the apiserver would give them one.
+const UID: &str = "00000000-0000-4000-8000-000000000001";
+
+fn examples() -> Vec<Manifest> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            parse_manifests(&std::fs::read_to_string(f).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+        })
+        .collect()
+}
+
+/// Object keys in order at every level, so the files do not depend on field order.
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(o) => {
+            let mut entries: Vec<_> = o.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+fn has_null(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(o) => o.values().any(has_null),
+        Value::Array(a) => a.iter().any(has_null),
+        _ => false,
+    }
+}
+
+fn check(kind: &str, name: &str, desired: Desired) -> Option<String> {
+    let objects = desired.objects();
+    assert!(
+        !objects.iter().any(has_null),
+        "{kind} {name}: an object holds a null"
+    );
+    let text = serde_json::to_string_pretty(&sorted(Value::Array(objects))).unwrap() + "\n";
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{}-{name}.json", kind.to_lowercase()));
+    if std::env::var("HDS_UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &text).unwrap();
+        return None;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    (want != text).then(|| {
+        format!(
+            "{} differs from what {kind} '{name}' now yields (HDS_UPDATE_GOLDEN=1 rewrites it)",
+            path.display()
+        )
+    })
+}
+
+#[test]
+fn the_examples_yield_their_golden_objects() {
+    let manifests = examples();
+    let workspaces: Vec<&Workspace> = manifests
+        .iter()
+        .filter_map(|m| match m {
+            Manifest::Workspace(w) => Some(w),
+            _ => None,
+        })
+        .collect();
+    let ws = |name: &str| {
+        workspaces
+            .iter()
+            .copied()
+            .find(|w| w.metadata.name.as_deref() == Some(name))
+    };
+    let ctx = Context::new("ghcr.io/hds-dev/hds:0.1.0");
+    let mut failures = Vec::new();
+    let mut seen = 0;
+    for m in &manifests {
+        let (kind, name) = (m.kind(), m.name().unwrap_or_default());
+        let desired = match m.clone() {
+            Manifest::FhirService(mut s) => {
+                s.metadata.uid = Some(UID.into());
+                fhir_service(&s, ws(&s.spec.workspace_ref.name), &ctx)
+            }
+            Manifest::DicomService(mut s) => {
+                s.metadata.uid = Some(UID.into());
+                dicom_service(&s, ws(&s.spec.workspace_ref.name), &ctx)
+            }
+            Manifest::MedTechService(mut s) => {
+                s.metadata.uid = Some(UID.into());
+                medtech_service(&s, ws(&s.spec.workspace_ref.name), &ctx)
+            }
+            _ => continue,
+        };
+        seen += 1;
+        let desired = desired.unwrap_or_else(|e| panic!("{kind} {name}: {e}"));
+        failures.extend(check(kind, name, desired));
+    }
+    assert_eq!(seen, 3, "one example of each service kind");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
