@@ -105,6 +105,21 @@ def _stop(proc: subprocess.Popen) -> bool:
         return False
 
 
+def wait_ready(base: str, deadline: float) -> str | None:
+    """Polls `/health/check` until 200; why not, if the deadline passes."""
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            r = requests.get(f"{base}/health/check", timeout=2)
+            if r.status_code == 200:
+                return None
+            last = f"{r.status_code} {r.text}"
+        except requests.ConnectionError as e:
+            last = str(e)
+        time.sleep(0.1)
+    return f"was not ready (/health/check: {last})"
+
+
 @contextmanager
 def run_hds(
     manifests: Path,
@@ -172,6 +187,10 @@ def run_hds(
         time.sleep(0.1)
     if endpoints is None:
         fail_startup(f"did not write {endpoints_file} within {STARTUP_TIMEOUT_S} s")
+    # Ready also means every MedTech service is subscribed to its broker (the health check says).
+    why = wait_ready(f"http://{listen}", deadline)
+    if why:
+        fail_startup(why)
     if check is not None:
         why = check(endpoints)
         if why:

@@ -23,7 +23,7 @@ import pytest
 import requests
 from fhirpy import SyncFHIRClient
 
-from conftest import ADMIN_URL, EXAMPLES, client_token, find_binary, free_port, free_port_pair
+from conftest import ADMIN_URL, EXAMPLES, client_token, find_binary, free_port, free_port_pair, wait_ready
 
 TEMPLATES = EXAMPLES / "templates" / "vitals"
 HOUR = "2026-12-01T10"
@@ -104,9 +104,12 @@ class Hds:
             if self.endpoints_file.exists():
                 try:
                     self.endpoints = json.loads(self.endpoints_file.read_text())
-                    return
                 except json.JSONDecodeError:
-                    pass
+                    continue
+                # Subscribed, not only listening: a message published before would be lost.
+                why = wait_ready(f"http://{self.listen}", time.monotonic() + 30)
+                assert why is None, f"{why}\n{self.log()}"
+                return
             time.sleep(0.1)
         pytest.fail("hds up did not come up:\n" + self.log())
 

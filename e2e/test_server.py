@@ -7,13 +7,15 @@ from conftest import FHIR_JSON, assert_outcome
 
 def test_endpoints_file_describes_the_example_services(hds_server):
     by_kind = {s["kind"]: s for s in hds_server.endpoints["services"]}
-    assert sorted(by_kind) == ["DicomService", "FhirService"]
+    assert sorted(by_kind) == ["DicomService", "FhirService", "MedTechService"]
     svc = by_kind["FhirService"]
     assert svc["name"] == "fhir"
     assert svc["namespace"] == "default"
     assert svc["workspace"] == "demo"
     assert svc["url"] == f"http://{hds_server.listen}/fhir/fhir"
     assert by_kind["DicomService"]["url"] == f"http://{hds_server.listen}/dicom/dicom"
+    assert by_kind["MedTechService"]["url"] == f"http://{hds_server.listen}/medtech/vitals"
+    assert by_kind["MedTechService"]["mqtt"].startswith("mqtt://127.0.0.1:")
 
 
 def test_health_check(hds_server):

@@ -85,18 +85,12 @@ pub async fn run(args: MedTechArgs) -> anyhow::Result<bool> {
                 .listen
                 .or(config.listen)
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8080)));
+            let name = config.name.clone();
             let running = hds_medtech_server::service(config).await?;
-            // Ready while the MQTT session is up: without it no device data arrives.
-            let connected = running.connected.clone();
-            let probe: health::Probe = std::sync::Arc::new(move || {
-                let up = connected.load(std::sync::atomic::Ordering::Relaxed);
-                Box::pin(async move {
-                    if up {
-                        Ok(())
-                    } else {
-                        Err("not connected to the MQTT broker".to_owned())
-                    }
-                })
+            // Ready while subscribed to the broker: without it no device data arrives.
+            let probe = crate::serve::probe(crate::serve::Databases {
+                mqtt: vec![(name, running.connected.clone())],
+                ..Default::default()
             });
             let app = running.routes.merge(health::router(probe));
             tracing::info!(%addr, "MedTech service listening");

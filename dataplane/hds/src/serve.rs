@@ -34,6 +34,8 @@ pub async fn fhir_service(
 pub struct Databases {
     pub fhir: Vec<Store>,
     pub dicom: Vec<hds_dicom_index::Index>,
+    /// Each MedTech service's "subscribed to its broker" flag: without it no device data comes.
+    pub mqtt: Vec<(String, Arc<std::sync::atomic::AtomicBool>)>,
 }
 
 pub fn probe(dbs: Databases) -> health::Probe {
@@ -46,6 +48,13 @@ pub fn probe(dbs: Databases) -> health::Probe {
             }
             for i in dbs.dicom.iter() {
                 i.ping().await.map_err(|e| e.to_string())?;
+            }
+            for (name, subscribed) in dbs.mqtt.iter() {
+                if !subscribed.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(format!(
+                        "MedTechService '{name}' is not subscribed to its MQTT broker"
+                    ));
+                }
             }
             Ok(())
         })

@@ -343,6 +343,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("MedTechService '{name}'"))?;
         app = app.nest(&prefix, running.routes);
+        dbs.mqtt.push((name.clone(), running.connected));
         println!("MedTechService {name}: {service_url}");
         endpoints.push(json!({
             "kind": "MedTechService",

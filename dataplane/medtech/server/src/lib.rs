@@ -50,7 +50,8 @@ pub fn id_scheme(config: &MedTechServiceConfig) -> IdScheme {
 }
 
 /// A started service: its routes (`/ingest`, `/$validate-mapping`; the caller mounts them and
-/// adds health and metrics), and whether its MQTT session is up, for the readiness probe.
+/// adds health and metrics), and whether it is subscribed to its broker, for the readiness
+/// probe.
 pub struct Running {
     pub routes: Router,
     pub connected: Arc<AtomicBool>,

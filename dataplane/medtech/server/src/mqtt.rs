@@ -12,6 +12,7 @@ use chrono::Utc;
 use hds_common::config::MqttConfig;
 use rumqttc::Transport;
 use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions, mqttbytes::v5::Packet};
 use tokio::sync::mpsc;
 
@@ -116,14 +117,22 @@ pub async fn run(
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(200);
-                connected.store(true, Ordering::Relaxed);
                 tracing::info!(service = %service, broker = %cfg.broker_url, session_present = ack.session_present, "connected to the MQTT broker; subscribing to '{filter}'");
                 if let Err(e) = client.subscribe(filter.clone(), qos(cfg.qos)).await {
                     tracing::error!(service = %service, "cannot subscribe to '{filter}': {e}");
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                tracing::debug!(service = %service, "subscribed: {:?}", ack.return_codes);
+                let granted = ack
+                    .return_codes
+                    .iter()
+                    .all(|c| matches!(c, SubscribeReasonCode::Success(_)));
+                if granted {
+                    tracing::info!(service = %service, "subscribed to '{filter}'");
+                } else {
+                    tracing::error!(service = %service, "the broker refused the subscription to '{filter}': {:?}", ack.return_codes);
+                }
+                connected.store(granted, Ordering::Relaxed);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let topic = String::from_utf8_lossy(&p.topic).into_owned();
