@@ -65,6 +65,25 @@ pub async fn connect(url: &str, max_size: usize) -> Result<Pool, DbError> {
     Ok(pool)
 }
 
+/// For tests: the admin URL of the test PostgreSQL (`HDS_TEST_POSTGRES_URL`).
+pub fn test_admin_url() -> String {
+    std::env::var("HDS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// For tests: a new, empty database on the test PostgreSQL; its URL.
+pub async fn fresh_test_database() -> String {
+    let admin = test_admin_url();
+    let db = format!("hds_test_{}", uuid::Uuid::new_v4().simple());
+    ensure_database(&admin, &db)
+        .await
+        .expect("the test PostgreSQL must be reachable (HDS_TEST_POSTGRES_URL)");
+    match admin.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{db}"),
+        None => panic!("HDS_TEST_POSTGRES_URL must be a postgres:// URL"),
+    }
+}
+
 /// Creates the database `name` on the server behind `admin_url` unless it exists. Used by
 /// `hds up` and tests; in a cluster the operator provisions databases.
 pub async fn ensure_database(admin_url: &str, name: &str) -> Result<(), DbError> {

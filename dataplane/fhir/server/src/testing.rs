@@ -5,24 +5,7 @@ use hds_common::config::{AuthConfig, AuthMode, FhirServiceConfig, Limits, Postgr
 
 use crate::{AppState, router};
 
-/// The admin URL of the PostgreSQL tests use.
-pub fn admin_url() -> String {
-    std::env::var("HDS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A new, empty database on it; its URL.
-pub async fn fresh_database() -> String {
-    let admin = admin_url();
-    let db = format!("hds_test_{}", uuid::Uuid::new_v4().simple());
-    hds_common::db::ensure_database(&admin, &db)
-        .await
-        .expect("the test PostgreSQL must be reachable (HDS_TEST_POSTGRES_URL)");
-    match admin.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{db}"),
-        None => panic!("HDS_TEST_POSTGRES_URL must be a postgres:// URL"),
-    }
-}
+pub use hds_common::db::{fresh_test_database as fresh_database, test_admin_url as admin_url};
 
 /// A service config with auth off and every default.
 pub fn config() -> FhirServiceConfig {

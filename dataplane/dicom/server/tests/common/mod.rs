@@ -23,11 +23,6 @@ impl TestServer {
     }
 }
 
-pub fn admin_url() -> String {
-    std::env::var("HDS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 pub fn config() -> DicomServiceConfig {
     DicomServiceConfig {
         name: "test".into(),
@@ -52,15 +47,7 @@ pub async fn start() -> TestServer {
 }
 
 pub async fn start_with(mut cfg: DicomServiceConfig) -> TestServer {
-    let admin = admin_url();
-    let db = format!("hds_test_{}", uuid::Uuid::new_v4().simple());
-    hds_common::db::ensure_database(&admin, &db)
-        .await
-        .expect("the test PostgreSQL must be reachable (HDS_TEST_POSTGRES_URL)");
-    let url = match admin.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{db}"),
-        None => panic!("HDS_TEST_POSTGRES_URL must be a postgres:// URL"),
-    };
+    let url = hds_common::db::fresh_test_database().await;
     let blob_dir = tempfile::tempdir().unwrap();
     cfg.postgres = PostgresConfig::from_url(url.clone());
     cfg.storage.url = Some(format!("file://{}", blob_dir.path().display()));
