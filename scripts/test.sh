@@ -31,6 +31,8 @@ log "clippy"
 cargo clippy --workspace --all-targets -q -- -D warnings
 log "generated CRD YAML is current"
 bash scripts/gen-crds.sh --check
+log "Helm chart: lint, render, validate against the Kubernetes schemas"
+bash scripts/check-chart.sh
 log "generated R4 search parameters are current"
 bash scripts/gen-r4-search.sh --check
 

@@ -38,6 +38,9 @@ use crate::common::{
 )]
 #[serde(rename_all = "camelCase")]
 pub struct FhirServiceSpec {
+    /// Fixed at creation: moving a service between Workspaces would change who may call it
+    /// and where its identities come from under running clients.
+    #[x_kube(validation = ::kube::core::Rule::new("self == oldSelf").message("workspaceRef is immutable"))]
     pub workspace_ref: WorkspaceRef,
     /// FHIR version. Changing it would reinterpret every stored resource, hence immutable.
     #[serde(default)]

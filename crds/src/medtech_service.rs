@@ -34,6 +34,9 @@ use crate::common::{
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MedTechServiceSpec {
+    /// Fixed at creation: moving a service between Workspaces would change who may call it
+    /// and where its identities come from under running clients.
+    #[x_kube(validation = ::kube::core::Rule::new("self == oldSelf").message("workspaceRef is immutable"))]
     pub workspace_ref: WorkspaceRef,
     pub ingestion: IngestionSpec,
     /// Tokens for the HTTP endpoints (`/ingest`, `$validate-mapping`).

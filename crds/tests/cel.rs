@@ -15,6 +15,7 @@ use kube::{
     CustomResourceExt,
     core::cel::{self, ValidationErrors},
 };
+use serde::Deserialize as _;
 use serde_json::{Value, json};
 
 fn fhir(spec: FhirServiceSpec) -> FhirService {
@@ -371,4 +372,34 @@ fn all_rules_compile_within_budget() {
         walk(&schema, crd.spec.names.kind.as_str(), &mut found);
     }
     assert!(found >= 10, "only {found} rules found");
+}
+
+#[test]
+fn every_service_keeps_its_workspace() {
+    for kind in ["FhirService", "DicomService", "MedTechService"] {
+        let current = match kind {
+            "FhirService" => serde_json::to_value(fhir(fhir_spec())).unwrap(),
+            other => {
+                let text = std::fs::read_to_string(format!(
+                    "{}/../examples/{}.yaml",
+                    env!("CARGO_MANIFEST_DIR"),
+                    if other == "DicomService" { "dicom-service" } else { "medtech-service" }
+                ))
+                .unwrap();
+                let doc = serde_yaml::Deserializer::from_str(&text)
+                    .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+                    .find(|d| d["kind"].as_str() == Some(other))
+                    .unwrap();
+                serde_json::to_value(doc).unwrap()
+            }
+        };
+        let mut moved = current.clone();
+        moved["spec"]["workspaceRef"]["name"] = json!("other");
+        let result = match kind {
+            "FhirService" => validate_json::<FhirService>(&moved, Some(&current)),
+            "DicomService" => validate_json::<DicomService>(&moved, Some(&current)),
+            _ => validate_json::<MedTechService>(&moved, Some(&current)),
+        };
+        assert_rejected(result, "workspaceRef is immutable");
+    }
 }
