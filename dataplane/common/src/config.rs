@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod issuer;
 mod medtech;
+pub use issuer::*;
 pub use medtech::*;
 
 /// Reads a config file in YAML or JSON (JSON is YAML).

@@ -6,10 +6,12 @@
 //! - `hds dicom --config FILE`: runs one DICOM service the same way.
 //! - `hds medtech --config FILE`: runs one MedTech service; `hds medtech test` is the mapping
 //!   debugger.
+//! - `hds issuer --config FILE`: runs one Workspace's token issuer (what the operator deploys).
 //! - `hds import <files|dirs> --server URL`: loads NDJSON and Bundle files into a FHIR service.
 
 mod embedded_postgres;
 mod import;
+mod issuer;
 mod medtech;
 mod mqtt_broker;
 mod serve;
@@ -55,6 +57,15 @@ enum Command {
     /// Run one MedTech service (device messages → FHIR Observations), or debug its templates
     /// with `hds medtech test`.
     Medtech(medtech::MedTechArgs),
+    /// Run one Workspace's token issuer (OpenID discovery, JWKS, client-credentials token
+    /// endpoint) from an issuer config file (what the operator deploys).
+    Issuer {
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Overrides the config's listen address.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
     /// Load NDJSON files and Bundles into a FHIR service through its API, resumably.
     /// Exit status: 0 all imported, 1 stopped by an error (run again to resume), 2 done but
     /// some lines were refused (each is reported with its file and line).
@@ -76,6 +87,7 @@ async fn main() -> std::process::ExitCode {
             Ok(false) => return std::process::ExitCode::from(1),
             Err(e) => Err(e),
         },
+        Command::Issuer { config, listen } => issuer::run(&config, listen).await,
         Command::Import(args) => match import::run(args).await {
             Ok(true) => Ok(()),
             Ok(false) => return std::process::ExitCode::from(2),
