@@ -1,10 +1,12 @@
-//! Golden tests: the desired objects of every service in `examples/`, compared with
-//! `tests/golden/<kind>-<name>.json`. `HDS_UPDATE_GOLDEN=1` rewrites the files instead.
+//! Golden tests: the desired objects of every Workspace and service in `examples/`, compared
+//! with `tests/golden/<kind>-<name>.json`. `HDS_UPDATE_GOLDEN=1` rewrites the files instead.
 
 use std::path::{Path, PathBuf};
 
 use hds_crds::{Manifest, Workspace, parse_manifests};
-use hds_operator::desired::{Context, Desired, dicom_service, fhir_service, medtech_service};
+use hds_operator::desired::{
+    Context, WorkspaceService, dicom_service, fhir_service, medtech_service, workspace,
+};
 use serde_json::Value;
 
 /// Resources read from files have no uid; the apiserver would give them one.
@@ -49,8 +51,7 @@ fn has_null(v: &Value) -> bool {
     }
 }
 
-fn check(kind: &str, name: &str, desired: Desired) -> Option<String> {
-    let objects = desired.objects();
+fn check(kind: &str, name: &str, objects: Vec<Value>) -> Option<String> {
     assert!(
         !objects.iter().any(has_null),
         "{kind} {name}: an object holds a null"
@@ -111,8 +112,45 @@ fn the_examples_yield_their_golden_objects() {
         };
         seen += 1;
         let desired = desired.unwrap_or_else(|e| panic!("{kind} {name}: {e}"));
-        failures.extend(check(kind, name, desired));
+        failures.extend(check(kind, name, desired.objects()));
     }
     assert_eq!(seen, 3, "one example of each service kind");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_example_workspaces_yield_their_golden_objects() {
+    let manifests = examples();
+    let ctx = Context::new("ghcr.io/hds-dev/hds:0.1.0");
+    let mut failures = Vec::new();
+    let mut seen = 0;
+    for m in &manifests {
+        let Manifest::Workspace(ws) = m else { continue };
+        let mut ws = ws.clone();
+        ws.metadata.uid = Some(UID.into());
+        let name = ws.metadata.name.clone().unwrap_or_default();
+        // What the controller would find naming the Workspace in its namespace.
+        let services: Vec<WorkspaceService> = manifests
+            .iter()
+            .filter_map(|m| match m {
+                Manifest::FhirService(s) if s.spec.workspace_ref.name == name => {
+                    WorkspaceService::fhir(s)
+                }
+                Manifest::DicomService(s) if s.spec.workspace_ref.name == name => {
+                    WorkspaceService::dicom(s)
+                }
+                Manifest::MedTechService(s) if s.spec.workspace_ref.name == name => {
+                    WorkspaceService::medtech(s)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(services.len(), 3, "Workspace {name}: its example services");
+        seen += 1;
+        let desired =
+            workspace(&ws, &services, &ctx).unwrap_or_else(|e| panic!("Workspace {name}: {e}"));
+        failures.extend(check("Workspace", &name, desired.objects()));
+    }
+    assert_eq!(seen, 1, "the example Workspace");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -7,8 +7,9 @@ use hds_crds::{DicomService, Workspace};
 use super::pod::{Pod, Workload};
 use super::{
     CLIENT_SECRET_KEY, Context, Desired, DesiredError, FHIR_CLIENT_DIR, Owner, client_secret_name,
-    listen, postgres, render, workspace_token_url,
+    listen, postgres, render, workspace_issuer, workspace_token_url,
 };
+use crate::identity::{ROTATION_ANNOTATION, rotate_value};
 
 /// The objects of a DicomService: `hds dicom` with the config `hds_common::from_spec` makes of
 /// its spec, its blob storage (own or the Workspace's) as a mounted claim or `AWS_*`
@@ -23,6 +24,7 @@ pub fn dicom_service(
     let mut cfg = dicom_service_config(svc, ws, postgres())?;
     cfg.listen = Some(listen());
     cfg.base_url = Some(owner.url(ctx));
+    cfg.auth.workspace_issuer = workspace_issuer(ws, ctx).or(cfg.auth.workspace_issuer);
 
     let spec = &svc.spec;
     let mut pod = Pod::default();
@@ -55,10 +57,14 @@ pub fn dicom_service(
             &[(CLIENT_SECRET_KEY, CLIENT_SECRET_KEY)],
             FHIR_CLIENT_DIR,
         );
+        // The secret is read at start: a rotation of the Workspace's credentials rolls the pods.
+        if let Some(rotation) = ws.and_then(rotate_value) {
+            pod.annotate(ROTATION_ANNOTATION, rotation);
+        }
         cfg.fhir_sync = Some(FhirSyncConfig {
             fhir: FhirClientConfig {
                 fhir_url: owner.sibling_url(fhir, ctx),
-                token_url: workspace_token_url(ws),
+                token_url: workspace_token_url(ws, ctx),
                 client_id: Some(client_id),
                 client_secret: None,
                 client_secret_file: Some(format!("{FHIR_CLIENT_DIR}/{CLIENT_SECRET_KEY}").into()),
@@ -69,6 +75,8 @@ pub fn dicom_service(
 
     Ok(Workload {
         owner: &owner,
+        name: owner.name.clone(),
+        config_map: format!("{}-config", owner.name),
         command: "dicom",
         replicas: spec.replicas,
         resources: spec.resources.clone(),

@@ -4,7 +4,7 @@ use hds_common::from_spec::{EXPORT_MOUNT, IMPORT_MOUNT, fhir_service_config};
 use hds_crds::{FhirService, Workspace};
 
 use super::pod::{Pod, Workload};
-use super::{Context, Desired, DesiredError, Owner, listen, postgres, render};
+use super::{Context, Desired, DesiredError, Owner, listen, postgres, render, workspace_issuer};
 
 /// The objects of a FhirService: `hds fhir` with the config `hds_common::from_spec` makes of
 /// its spec, the database URL from the Secret `<name>-db`, and the export and import
@@ -18,6 +18,7 @@ pub fn fhir_service(
     let mut cfg = fhir_service_config(svc, ws, postgres())?;
     cfg.listen = Some(listen());
     cfg.base_url = Some(owner.url(ctx));
+    cfg.auth.workspace_issuer = workspace_issuer(ws, ctx).or(cfg.auth.workspace_issuer);
 
     let spec = &svc.spec;
     let replicas = spec.replicas;
@@ -39,6 +40,8 @@ pub fn fhir_service(
 
     Ok(Workload {
         owner: &owner,
+        name: owner.name.clone(),
+        config_map: format!("{}-config", owner.name),
         command: "fhir",
         replicas,
         resources: spec.resources.clone(),

@@ -7,8 +7,9 @@ use hds_crds::{MedTechService, Workspace};
 use super::pod::{Pod, Workload};
 use super::{
     CLIENT_SECRET_KEY, Context, Desired, DesiredError, FHIR_CLIENT_DIR, Owner, client_secret_name,
-    listen, render, workspace_token_url,
+    listen, render, workspace_issuer, workspace_token_url,
 };
+use crate::identity::{ROTATION_ANNOTATION, rotate_value};
 
 /// Where the broker credentials Secret is mounted: files `username` and `password`.
 pub const MQTT_CREDENTIALS_DIR: &str = "/var/run/hds/mqtt";
@@ -49,9 +50,13 @@ pub fn medtech_service(
         &[(CLIENT_SECRET_KEY, CLIENT_SECRET_KEY)],
         FHIR_CLIENT_DIR,
     );
+    // The secret is read at start: a rotation of the Workspace's credentials rolls the pods.
+    if let Some(rotation) = ws.and_then(rotate_value) {
+        pod.annotate(ROTATION_ANNOTATION, rotation);
+    }
     let client = FhirClientConfig {
         fhir_url: owner.sibling_url(fhir, ctx),
-        token_url: workspace_token_url(ws),
+        token_url: workspace_token_url(ws, ctx),
         client_id: Some(client_id),
         client_secret: None,
         client_secret_file: Some(format!("{FHIR_CLIENT_DIR}/{CLIENT_SECRET_KEY}").into()),
@@ -59,6 +64,7 @@ pub fn medtech_service(
     let mut cfg = medtech_service_config(svc, ws, client)?;
     cfg.listen = Some(listen());
     cfg.base_url = Some(owner.url(ctx));
+    cfg.auth.workspace_issuer = workspace_issuer(ws, ctx).or(cfg.auth.workspace_issuer);
 
     if let Some(c) = &mqtt.credentials_secret_ref {
         pod.secret_files(
@@ -77,6 +83,8 @@ pub fn medtech_service(
 
     Ok(Workload {
         owner: &owner,
+        name: owner.name.clone(),
+        config_map: format!("{}-config", owner.name),
         command: "medtech",
         replicas: spec.replicas,
         resources: spec.resources.clone(),

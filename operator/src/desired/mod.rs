@@ -6,11 +6,16 @@
 //! `hds_common::from_spec` functions `hds up` uses), a ServiceAccount, a ClusterIP Service, a
 //! Deployment of the `hds` image, and a PodDisruptionBudget when it runs more than one replica;
 //! filesystem claims with a `size` become PersistentVolumeClaims.
+//!
+//! A Workspace becomes its token issuer (`hds issuer`): a ConfigMap, ServiceAccount, Service
+//! and Deployment `<workspace>-issuer` ([`workspace()`]). The services trust that issuer and
+//! get their tokens from it, at [`issuer_url`].
 
 mod dicom;
 mod fhir;
 mod medtech;
 mod pod;
+mod workspace;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,6 +33,10 @@ use sha2::{Digest, Sha256};
 pub use dicom::dicom_service;
 pub use fhir::fhir_service;
 pub use medtech::medtech_service;
+pub use workspace::{
+    CLIENTS_DIR, DesiredWorkspace, SIGNING_KEY_DIR, SIGNING_KEY_KEY, WorkspaceService, issuer_name,
+    issuer_url, signing_key_secret_name, workspace,
+};
 
 /// The port every `hds` service listens on inside its pod, and its Service's port.
 pub const PORT: i32 = 8080;
@@ -124,6 +133,20 @@ pub enum DesiredError {
         "MedTechService '{name}': tls.insecureSkipVerify is not supported; give the broker's CA in tls.caSecretRef"
     )]
     InsecureSkipVerify { name: String },
+    #[error(
+        "Workspace '{workspace}': client '{client_id}' needs exactly one of secretRef or secretHash"
+    )]
+    ClientCredentials {
+        workspace: String,
+        client_id: String,
+    },
+    #[error(
+        "Workspace '{workspace}': client '{client_id}' is reserved for a service's own identity"
+    )]
+    ReservedClientId {
+        workspace: String,
+        client_id: String,
+    },
     #[error("{kind} '{name}': the config cannot be rendered: {message}")]
     Render {
         kind: &'static str,
@@ -150,10 +173,14 @@ pub fn db_secret_name(name: &str) -> String {
     format!("{name}-db")
 }
 
-/// The token endpoint of a Workspace's issuer, when the Workspace declares the issuer's URL.
-pub fn workspace_token_url(ws: Option<&hds_crds::Workspace>) -> Option<String> {
-    ws.and_then(hds_common::from_spec::workspace_issuer_url)
-        .map(|issuer| format!("{issuer}/oauth2/token"))
+/// The token endpoint of a Workspace's issuer ([`issuer_url`]), when the Workspace exists.
+pub fn workspace_token_url(ws: Option<&hds_crds::Workspace>, ctx: &Context) -> Option<String> {
+    ws.map(|ws| format!("{}/oauth2/token", issuer_url(ws, ctx)))
+}
+
+/// The issuer a service of the Workspace trusts ([`issuer_url`]), when the Workspace exists.
+fn workspace_issuer(ws: Option<&hds_crds::Workspace>, ctx: &Context) -> Option<String> {
+    ws.map(|ws| issuer_url(ws, ctx))
 }
 
 /// The hex SHA-256 of a ConfigMap's data: each key and value, in key order, each followed by

@@ -1,4 +1,5 @@
-//! What the three services share: the pod, its volumes, and the objects around it.
+//! What the three services and the Workspace issuer share: the pod, its volumes, and the
+//! objects around it.
 
 use std::collections::BTreeMap;
 
@@ -8,9 +9,10 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume,
-    VolumeMount, VolumeResourceRequirements,
+    PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecretProjection, SecretVolumeSource, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeProjection,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -26,16 +28,66 @@ pub const RUN_AS: i64 = 65532;
 /// Files of mounted Secrets: readable by the owner and the pod's group only.
 const SECRET_MODE: i32 = 0o440;
 
-/// Volumes, mounts and variables a service's pod needs beyond the config and the database.
+/// Volumes, mounts, variables and pod annotations a pod needs beyond the config and the
+/// database.
 #[derive(Default)]
 pub(super) struct Pod {
     volumes: Vec<Volume>,
     mounts: Vec<VolumeMount>,
     env: Vec<EnvVar>,
     claims: Vec<PersistentVolumeClaim>,
+    annotations: BTreeMap<String, String>,
 }
 
 impl Pod {
+    /// An annotation of the pod template: changing its value rolls the pods.
+    pub(super) fn annotate(&mut self, key: &str, value: &str) {
+        self.annotations.insert(key.into(), value.into());
+    }
+
+    /// Mounts keys of several Secrets as files of one directory: `(secret, key, file name)`.
+    pub(super) fn projected_secrets(
+        &mut self,
+        volume: &str,
+        files: &[(String, String, String)],
+        dir: &str,
+    ) {
+        let mut sources: Vec<VolumeProjection> = Vec::new();
+        for (secret, key, path) in files {
+            let item = KeyToPath {
+                key: key.clone(),
+                path: path.clone(),
+                mode: None,
+            };
+            // One source per Secret, holding every key taken from it.
+            match sources.iter_mut().find_map(|s| {
+                s.secret
+                    .as_mut()
+                    .filter(|p| p.name == *secret)
+                    .and_then(|p| p.items.as_mut())
+            }) {
+                Some(items) => items.push(item),
+                None => sources.push(VolumeProjection {
+                    secret: Some(SecretProjection {
+                        name: secret.clone(),
+                        items: Some(vec![item]),
+                        optional: None,
+                    }),
+                    ..VolumeProjection::default()
+                }),
+            }
+        }
+        self.volumes.push(Volume {
+            name: volume.into(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(sources),
+                default_mode: Some(SECRET_MODE),
+            }),
+            ..Volume::default()
+        });
+        self.mount(volume, dir, true);
+    }
+
     /// Mounts the keys of Secret `secret` as files in `dir`: `items` maps key to file name.
     pub(super) fn secret_files(
         &mut self,
@@ -195,10 +247,15 @@ impl Pod {
     }
 }
 
-/// Everything a service's objects are made from.
+/// Everything a service's (or the Workspace issuer's) objects are made from.
 pub(super) struct Workload<'a> {
     pub owner: &'a Owner,
-    /// The `hds` subcommand: `fhir`, `dicom` or `medtech`.
+    /// The name of the ServiceAccount, Service, Deployment and PDB: the resource's name for a
+    /// service, `<workspace>-issuer` for the issuer.
+    pub name: String,
+    /// The name of the ConfigMap holding the config.
+    pub config_map: String,
+    /// The `hds` subcommand: `fhir`, `dicom`, `medtech` or `issuer`.
     pub command: &'static str,
     pub replicas: i32,
     pub resources: Option<ResourceRequirements>,
@@ -211,11 +268,11 @@ pub(super) struct Workload<'a> {
 impl Workload<'_> {
     pub(super) fn build(self, ctx: &Context) -> Desired {
         let owner = self.owner;
-        let name = &owner.name;
+        let name = &self.name;
         let data = BTreeMap::from([(CONFIG_KEY.to_owned(), self.config_yaml)]);
         let hash = config_hash(&data);
         let config_map = ConfigMap {
-            metadata: owner.meta(format!("{name}-config")),
+            metadata: owner.meta(self.config_map.clone()),
             data: Some(data),
             ..ConfigMap::default()
         };
@@ -259,7 +316,7 @@ impl Workload<'_> {
             Volume {
                 name: "config".into(),
                 config_map: Some(ConfigMapVolumeSource {
-                    name: format!("{name}-config"),
+                    name: self.config_map.clone(),
                     ..ConfigMapVolumeSource::default()
                 }),
                 ..Volume::default()
@@ -283,12 +340,13 @@ impl Workload<'_> {
                 ..VolumeMount::default()
             },
         ];
-        // The database Secret, which the database provisioning writes.
+        // The database Secret, which the database provisioning writes (named after the
+        // resource).
         let mut db = Pod::default();
         if self.database {
             db.secret_files(
                 "db",
-                &db_secret_name(name),
+                &db_secret_name(&owner.name),
                 &[(DB_URL_KEY, DB_URL_KEY)],
                 DB_DIR,
             );
@@ -359,7 +417,11 @@ impl Workload<'_> {
                 template: PodTemplateSpec {
                     metadata: Some(ObjectMeta {
                         labels: Some(owner.labels()),
-                        annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.into(), hash)])),
+                        annotations: Some({
+                            let mut a = pod.annotations;
+                            a.insert(CONFIG_HASH_ANNOTATION.into(), hash);
+                            a
+                        }),
                         ..ObjectMeta::default()
                     }),
                     spec: Some(PodSpec {
