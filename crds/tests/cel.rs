@@ -383,7 +383,11 @@ fn every_service_keeps_its_workspace() {
                 let text = std::fs::read_to_string(format!(
                     "{}/../examples/{}.yaml",
                     env!("CARGO_MANIFEST_DIR"),
-                    if other == "DicomService" { "dicom-service" } else { "medtech-service" }
+                    if other == "DicomService" {
+                        "dicom-service"
+                    } else {
+                        "medtech-service"
+                    }
                 ))
                 .unwrap();
                 let doc = serde_yaml::Deserializer::from_str(&text)
