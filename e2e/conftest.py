@@ -24,6 +24,7 @@ from typing import Callable, Iterator
 import pytest
 import requests
 
+collect_ignore = ["cluster"]  # needs a Kubernetes cluster: e2e/cluster/run.sh runs it
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 STARTUP_TIMEOUT_S = 60
