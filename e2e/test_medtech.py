@@ -516,6 +516,8 @@ def test_one_service_from_its_config_file_with_azure_ids_and_the_discard_policy(
         wait_for("readiness to fail", lambda: not _healthy(port), timeout=15)
         r = requests.get(f"http://127.0.0.1:{port}/health/check", timeout=2)
         assert r.status_code == 503 and "MQTT" in r.json()["reason"]
+        # Liveness does not follow the broker: the kubelet must not restart the pod for it.
+        assert requests.get(f"http://127.0.0.1:{port}/health/live", timeout=2).status_code == 200
         broker.start()
         wait_for("readiness to come back", lambda: _healthy(port), timeout=30)
     finally:

@@ -1,5 +1,7 @@
-//! The two endpoints every service answers without a token: `/health/check`, which the kubelet
-//! probes and which fails when the database is unreachable, and `/metrics` for Prometheus.
+//! The endpoints every service answers without a token: `/health/check`, the readiness the
+//! kubelet probes, which fails when the database is unreachable; `/health/live`, which answers
+//! while the process serves HTTP (liveness must not follow a database outage, or the outage
+//! becomes a restart loop); and `/metrics` for Prometheus.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,7 +13,7 @@ use axum::{Json, Router, http::StatusCode, response::IntoResponse, routing::get}
 pub type Probe =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
-/// Routes for `/health/check` and `/metrics`.
+/// Routes for `/health/check`, `/health/live` and `/metrics`.
 pub fn router(probe: Probe) -> Router {
     Router::new()
         .route(
@@ -31,6 +33,10 @@ pub fn router(probe: Probe) -> Router {
                     }
                 }
             }),
+        )
+        .route(
+            "/health/live",
+            get(|| async { Json(serde_json::json!({"status": "Alive"})) }),
         )
         .route("/metrics", get(metrics))
 }

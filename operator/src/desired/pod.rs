@@ -23,6 +23,11 @@ use super::{
     DesiredError, Owner, PORT, config_hash, db_secret_name,
 };
 
+/// Answers while the process serves HTTP.
+const LIVE: &str = "/health/live";
+/// Answers 200 only while the service can do its work (database reachable, broker subscribed).
+const READY: &str = "/health/check";
+
 /// The user and group the containers run as (distroless's `nonroot`).
 pub const RUN_AS: i64 = 65532;
 /// Files of mounted Secrets: readable by the owner and the pod's group only.
@@ -356,9 +361,9 @@ impl Workload<'_> {
         volumes.append(&mut pod.volumes);
         mounts.append(&mut pod.mounts);
 
-        let probe = |period: i32, failures: i32| Probe {
+        let probe = |path: &str, period: i32, failures: i32| Probe {
             http_get: Some(HTTPGetAction {
-                path: Some("/health/check".into()),
+                path: Some(path.into()),
                 port: IntOrString::String("http".into()),
                 scheme: Some("HTTP".into()),
                 ..HTTPGetAction::default()
@@ -392,9 +397,11 @@ impl Workload<'_> {
             env: (!pod.env.is_empty()).then_some(pod.env),
             resources: self.resources,
             // Migrations run before the service answers: up to five minutes.
-            startup_probe: Some(probe(5, 60)),
-            readiness_probe: Some(probe(10, 3)),
-            liveness_probe: Some(probe(20, 3)),
+            startup_probe: Some(probe(LIVE, 5, 60)),
+            // Readiness follows the database (and the broker): an outage takes the pods out of
+            // the Service. Liveness does not, or the outage would become a restart loop.
+            readiness_probe: Some(probe(READY, 10, 3)),
+            liveness_probe: Some(probe(LIVE, 20, 3)),
             security_context: Some(SecurityContext {
                 allow_privilege_escalation: Some(false),
                 read_only_root_filesystem: Some(true),
