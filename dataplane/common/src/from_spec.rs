@@ -226,6 +226,7 @@ pub fn medtech_service_config(
             shared_subscription_group: mqtt.shared_subscription_group.clone(),
             qos: mqtt.qos,
             client_id: mqtt.client_id.clone(),
+            client_id_suffix_env: None,
             tls: mqtt.tls.as_ref().is_some_and(|t| t.enabled),
             error_topic: spec.error_topic.clone(),
             ..MqttConfig::default()

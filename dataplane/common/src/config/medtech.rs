@@ -67,6 +67,12 @@ pub struct MqttConfig {
     /// while the service is away. Defaults to `hds-medtech-<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// An environment variable whose value is appended to the client id (`<id>-<value>`), so
+    /// the replicas of one Deployment, which share this file, connect as distinct clients
+    /// (the operator sets `POD_NAME`); two clients with one id would take each other's
+    /// session in turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id_suffix_env: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// A file holding the username (a mounted Secret), read at start.

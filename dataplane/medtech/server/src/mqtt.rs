@@ -46,10 +46,7 @@ pub fn connect(
         .host_str()
         .with_context(|| format!("brokerUrl '{}' names no host", cfg.broker_url))?;
     let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
-    let client_id = cfg
-        .client_id
-        .clone()
-        .unwrap_or_else(|| format!("hds-medtech-{service}"));
+    let client_id = client_id(cfg, service, |name| std::env::var(name).ok())?;
     let mut options = MqttOptions::new(client_id, host, port);
     options
         .set_clean_start(false)
@@ -172,5 +169,52 @@ pub async fn run(
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
+    }
+}
+
+/// The MQTT client id: the configured one (or `hds-medtech-<service>`), with the value of
+/// `clientIdSuffixEnv` appended when that is set. A named but unset variable is an error: the
+/// replicas would otherwise share one id.
+fn client_id(
+    cfg: &MqttConfig,
+    service: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<String> {
+    let base = cfg
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("hds-medtech-{service}"));
+    Ok(match &cfg.client_id_suffix_env {
+        None => base,
+        Some(var) => match env(var).filter(|v| !v.is_empty()) {
+            Some(v) => format!("{base}-{v}"),
+            None => anyhow::bail!("mqtt.clientIdSuffixEnv names {var}, which is not set"),
+        },
+    })
+}
+
+#[cfg(test)]
+mod client_id_tests {
+    use super::*;
+
+    fn cfg(suffix: Option<&str>) -> MqttConfig {
+        serde_json::from_value(serde_json::json!({
+            "brokerUrl": "mqtt://broker:1883",
+            "topicFilter": "devices/+/vitals",
+            "clientIdSuffixEnv": suffix,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn replicas_get_distinct_ids_from_their_pod_names() {
+        let env = |v: &str| (v == "POD_NAME").then(|| "vitals-7d9f-abcde".to_owned());
+        assert_eq!(client_id(&cfg(None), "vitals", env).unwrap(), "hds-medtech-vitals");
+        assert_eq!(
+            client_id(&cfg(Some("POD_NAME")), "vitals", env).unwrap(),
+            "hds-medtech-vitals-vitals-7d9f-abcde"
+        );
+        let err = client_id(&cfg(Some("NOPE")), "vitals", env).unwrap_err();
+        assert!(err.to_string().contains("NOPE"), "{err}");
     }
 }
