@@ -73,8 +73,11 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // The log line is what a pod's logs keep; stderr is what a terminal shows.
             tracing::error!("{e:#}");
-            eprintln!("hds-operator: {e:#}");
+            if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() {
+                eprintln!("hds-operator: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }

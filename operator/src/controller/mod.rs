@@ -160,7 +160,23 @@ fn service_controller<S: ServiceResource>(
     let client = ctx.client.clone();
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
-    Controller::new(api::<S>(&client, namespace), watcher::Config::default())
+    let controller = Controller::new(api::<S>(&client, namespace), watcher::Config::default());
+    // A Workspace's defaults and issuer are part of each of its services' config.
+    let services = controller.store();
+    controller
+        .watches(
+            api::<Workspace>(&client, namespace),
+            watcher::Config::default(),
+            move |ws: Workspace| {
+                let (name, ns) = (ws.name_any(), ws.namespace());
+                services
+                    .state()
+                    .into_iter()
+                    .filter(|s| s.workspace_name() == name && s.namespace() == ns)
+                    .map(|s| ObjectRef::from_obj(&*s))
+                    .collect::<Vec<_>>()
+            },
+        )
         .owns(api::<Deployment>(&client, namespace), owned.clone())
         .owns(api::<Service>(&client, namespace), owned.clone())
         .owns(api::<ConfigMap>(&client, namespace), owned.clone())
