@@ -14,7 +14,7 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from conftest import client_token
+from conftest import EXAMPLES, client_token, run_hds
 
 # Compressed and uncompressed, single and multi-frame; all in pydicom's own package.
 FILES = [
@@ -254,3 +254,39 @@ def test_stored_studies_appear_in_fhir_and_lead_back_to_their_instances(client, 
         time.sleep(0.3)
     assert found == [], "the ImagingStudy of a deleted study is deleted"
     assert len(fhir.resources("Patient").search(identifier=f"{system}|{ds.PatientID}").fetch()) == 1
+
+
+VIEWER = "http://localhost:3000"
+DICOM_WITH_CORS = f"""\
+apiVersion: hds.dev/v1alpha1
+kind: DicomService
+metadata: {{name: imaging, namespace: default}}
+spec:
+  workspaceRef: {{name: demo}}
+  cors: {{origins: ["{VIEWER}"], headers: [authorization, accept], maxAge: 600}}
+"""
+
+
+def test_a_browser_viewer_is_let_in_by_the_services_cors(tmp_path):
+    """spec.cors of a DicomService: the preflight a browser viewer sends before a QIDO with a
+    token is answered without one, for its origin only, and answers expose what it reads."""
+    (tmp_path / "workspace.yaml").write_text((EXAMPLES / "workspace.yaml").read_text())
+    (tmp_path / "dicom.yaml").write_text(DICOM_WITH_CORS)
+    with run_hds(tmp_path) as hds:
+        (url,) = [s["url"] for s in hds.endpoints["services"] if s["kind"] == "DicomService"]
+        ask = {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"}
+        r = requests.options(f"{url}/v2/studies", headers={"Origin": VIEWER, **ask}, timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.headers["Access-Control-Allow-Origin"] == VIEWER
+        assert "authorization" in r.headers["Access-Control-Allow-Headers"].lower()
+        r = requests.options(f"{url}/v2/studies", headers={"Origin": "http://evil.example", **ask}, timeout=10)
+        assert "Access-Control-Allow-Origin" not in r.headers
+        r = requests.get(
+            f"{url}/v2/studies",
+            headers={"Origin": VIEWER, "Authorization": f"Bearer {client_token(hds.endpoints)}"},
+            timeout=10,
+        )
+        assert r.status_code in (200, 204), r.text
+        assert r.headers["Access-Control-Allow-Origin"] == VIEWER
+        exposed = r.headers["Access-Control-Expose-Headers"].lower()
+        assert "content-location" in exposed and "warning" in exposed, exposed

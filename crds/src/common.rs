@@ -1,5 +1,7 @@
 //! Types shared by several hds.dev kinds.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::Condition};
 use kube::KubeSchema;
 use schemars::JsonSchema;
@@ -237,6 +239,114 @@ pub struct AuditSpec {
     /// service's store.
     #[serde(default)]
     pub audit_events: bool,
+}
+
+/// A HorizontalPodAutoscaler (`autoscaling/v2`) for the service's Deployment. While it is set
+/// the operator leaves the Deployment's replica count to the autoscaler.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+// The apiserver refuses an HPA whose bounds cross; saying so here refuses the spec at apply time
+// instead of leaving a service whose autoscaler can never be created.
+#[x_kube(validation = ::kube::core::Rule::new(
+    "!has(self.minReplicas) || self.maxReplicas >= self.minReplicas"
+).message("autoscaling.maxReplicas must be at least minReplicas"))]
+pub struct AutoscalingSpec {
+    /// The fewest pods; defaults to `spec.replicas` (at least 1, at most `maxReplicas`). Above
+    /// 1, a PodDisruptionBudget keeps all but one of them through node drains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: Option<i32>,
+    #[schemars(range(min = 1))]
+    pub max_replicas: i32,
+    /// Average CPU use the autoscaler aims at, in percent of the pods' CPU request (default 80).
+    /// Utilization is measured against requests, so set `resources.requests.cpu`.
+    #[serde(
+        default,
+        rename = "targetCPUUtilizationPercentage",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: Option<i32>,
+    /// Average memory use the autoscaler aims at, in percent of the pods' memory request; no
+    /// memory target unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_memory_utilization_percentage: Option<i32>,
+}
+
+/// How clients outside the cluster reach a service: an Ingress or a Gateway API HTTPRoute made
+/// by the operator, or only the URL of a route made elsewhere. The public URL becomes the
+/// service's base URL (the absolute URLs it answers) and `status.url`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+// One public URL per service: two routes would each need it.
+#[x_kube(validation = ::kube::core::Rule::new("!(has(self.ingress) && has(self.httpRoute))")
+    .message("exposure: set at most one of ingress or httpRoute"))]
+pub struct ExposureSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_route: Option<HttpRouteSpec>,
+    /// The public base URL, when it cannot be derived from the route (TLS terminated at a
+    /// gateway, a load balancer in front, a route made by hand). Wins over the derived one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = ::kube::core::Rule::new("self.matches('^https?://[^/]+')")
+        .message("exposure.url must be an http:// or https:// URL"))]
+    pub url: Option<String>,
+}
+
+/// A `networking.k8s.io/v1` Ingress to the service's port 8080.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressSpec {
+    /// The IngressClass; the cluster's default class when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    pub host: String,
+    /// Path prefix (default `/`). The service answers at its root, so a longer prefix needs an
+    /// ingress controller that strips it (set through `annotations`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = ::kube::core::Rule::new("self.startsWith('/')")
+        .message("ingress.path must start with /"))]
+    pub path: Option<String>,
+    /// A TLS Secret for `host`; with it the public URL is `https://`, without it `http://`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_name: Option<String>,
+    /// Annotations of the Ingress, read by its controller (cert-manager, rewrites, timeouts).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A `gateway.networking.k8s.io/v1` HTTPRoute to the service's port 8080. Gateways terminate
+/// TLS, so the public URL is `https://<host><path>`, with the first hostname that is not a
+/// wildcard, unless `exposure.url` says otherwise.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteSpec {
+    /// The Gateways (or their listeners) the route attaches to.
+    #[schemars(length(min = 1))]
+    pub parent_refs: Vec<GatewayParentRef>,
+    #[schemars(length(min = 1))]
+    pub hostnames: Vec<String>,
+    /// Path prefix (default `/`); the route strips it before the request reaches the service,
+    /// which answers at its root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = ::kube::core::Rule::new("self.startsWith('/')")
+        .message("httpRoute.path must start with /"))]
+    pub path: Option<String>,
+}
+
+/// A Gateway an HTTPRoute attaches to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayParentRef {
+    pub name: String,
+    /// The Gateway's namespace; the service's own when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// A listener of the Gateway, when the route must attach to only one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
 }
 
 /// Observed state shared by the service kinds.

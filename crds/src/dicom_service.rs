@@ -6,8 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    AuthenticationSpec, BlobStorage, CorsSpec, LocalObjectRef, PostgresStorage, ServiceStatus,
-    WorkspaceRef, default_replicas,
+    AuditSpec, AuthenticationSpec, AutoscalingSpec, BlobStorage, CorsSpec, ExposureSpec,
+    LocalObjectRef, PostgresStorage, ServiceStatus, WorkspaceRef, default_replicas,
 };
 
 // Each printcolumn repeats `type_ = "string"`, which clippy mistakes for a duplicated attribute.
@@ -44,6 +44,12 @@ pub struct DicomServiceSpec {
     pub authentication: AuthenticationSpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsSpec>,
+    /// One audit record per request (docs/audit.md). AuditEvents need a FHIR store, which a
+    /// DICOM service has not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = ::kube::core::Rule::new("!has(self.auditEvents) || !self.auditEvents")
+        .message("audit.auditEvents is for FHIR services; a DICOM service writes audit records to its log"))]
+    pub audit: Option<AuditSpec>,
     #[serde(default)]
     pub storage: DicomStorage,
     /// Partitions change the identity of every stored instance, so, as in Azure, the choice is
@@ -62,6 +68,14 @@ pub struct DicomServiceSpec {
     pub replicas: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// A HorizontalPodAutoscaler between `minReplicas` and `maxReplicas`; `replicas` is then
+    /// only the default of `minReplicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+    /// An Ingress or HTTPRoute for clients outside the cluster, and the public URL the service
+    /// then answers with. Cluster only: `hds up` ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure: Option<ExposureSpec>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    AuditSpec, AuthenticationMode, AuthenticationSpec, BlobStorage, CorsSpec, PostgresStorage,
-    ServiceStatus, WorkspaceRef, default_replicas,
+    AuditSpec, AuthenticationMode, AuthenticationSpec, AutoscalingSpec, BlobStorage, CorsSpec,
+    ExposureSpec, PostgresStorage, ServiceStatus, WorkspaceRef, default_replicas,
 };
 
 // Each printcolumn repeats `type_ = "string"`, which clippy mistakes for a duplicated attribute.
@@ -69,6 +69,14 @@ pub struct FhirServiceSpec {
     pub replicas: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// A HorizontalPodAutoscaler between `minReplicas` and `maxReplicas`; `replicas` is then
+    /// only the default of `minReplicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+    /// An Ingress or HTTPRoute for clients outside the cluster, and the public URL the service
+    /// then answers with. Cluster only: `hds up` ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure: Option<ExposureSpec>,
 }
 
 /// FHIR version, spelled as Azure's `kind` property.

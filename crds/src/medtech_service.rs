@@ -7,8 +7,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    AuthenticationSpec, CredentialsSecretRef, LocalObjectRef, SecretKeySelector, ServiceStatus,
-    WorkspaceRef, default_replicas, preserved_object,
+    AuthenticationSpec, AutoscalingSpec, CredentialsSecretRef, LocalObjectRef, SecretKeySelector,
+    ServiceStatus, WorkspaceRef, default_replicas, preserved_object,
 };
 
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -57,6 +57,10 @@ pub struct MedTechServiceSpec {
     pub replicas: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// A HorizontalPodAutoscaler between `minReplicas` and `maxReplicas`; `replicas` is then
+    /// only the default of `minReplicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -5,7 +5,8 @@ use hds_crds::{
     DicomService, DicomServiceSpec, FhirService, FhirServiceSpec, MedTechService, Workspace,
     WorkspaceSpec,
     common::{
-        BlobStorage, CnpgRef, ConnectionSecretRef, CorsSpec, FilesystemStorage, PostgresStorage,
+        AutoscalingSpec, BlobStorage, CnpgRef, ConnectionSecretRef, CorsSpec, ExposureSpec,
+        FilesystemStorage, GatewayParentRef, HttpRouteSpec, IngressSpec, PostgresStorage,
         S3Storage, SecretKeySelector, WorkspaceRef,
     },
     fhir_service::{ExportSpec, FhirStorage},
@@ -39,6 +40,8 @@ fn fhir_spec() -> FhirServiceSpec {
         limits: None,
         replicas: 1,
         resources: None,
+        autoscaling: None,
+        exposure: None,
     }
 }
 
@@ -238,6 +241,7 @@ fn dicom_data_partitions_are_immutable() {
                 },
                 authentication: Default::default(),
                 cors: None,
+                audit: None,
                 storage: Default::default(),
                 enable_data_partitions,
                 fhir_sync: None,
@@ -245,6 +249,8 @@ fn dicom_data_partitions_are_immutable() {
                 validation: None,
                 replicas: 1,
                 resources: None,
+                autoscaling: None,
+                exposure: None,
             },
         )
     };
@@ -258,6 +264,162 @@ fn dicom_data_partitions_are_immutable() {
         cel::validate_cel_update(&dicom(false), &dicom(true)),
         "enableDataPartitions is immutable",
     );
+}
+
+#[test]
+fn autoscaling_bounds_must_not_cross() {
+    let with = |min_replicas: Option<i32>, max_replicas: i32| {
+        fhir(FhirServiceSpec {
+            autoscaling: Some(AutoscalingSpec {
+                min_replicas,
+                max_replicas,
+                ..Default::default()
+            }),
+            ..fhir_spec()
+        })
+    };
+    assert!(cel::validate_cel(&with(Some(2), 5)).is_ok());
+    assert!(cel::validate_cel(&with(Some(3), 3)).is_ok());
+    // Without minReplicas, spec.replicas is the floor (the operator keeps it within bounds).
+    assert!(cel::validate_cel(&with(None, 1)).is_ok());
+    assert_rejected(
+        cel::validate_cel(&with(Some(4), 2)),
+        "autoscaling.maxReplicas must be at least minReplicas",
+    );
+}
+
+#[test]
+fn autoscaling_ranges_are_in_the_schema() {
+    let schema = crd_schema::<FhirService>();
+    let a = &schema["properties"]["spec"]["properties"]["autoscaling"];
+    assert_eq!(a["required"], json!(["maxReplicas"]));
+    let p = &a["properties"];
+    assert_eq!(p["minReplicas"]["minimum"].as_f64(), Some(1.0));
+    assert_eq!(p["maxReplicas"]["minimum"].as_f64(), Some(1.0));
+    assert_eq!(
+        p["targetCPUUtilizationPercentage"]["minimum"].as_f64(),
+        Some(1.0)
+    );
+    assert_eq!(
+        p["targetCPUUtilizationPercentage"]["maximum"].as_f64(),
+        Some(100.0)
+    );
+    assert_eq!(
+        p["targetMemoryUtilizationPercentage"]["maximum"].as_f64(),
+        Some(100.0)
+    );
+    // MedTech scales too, but has nothing to expose.
+    let medtech = crd_schema::<MedTechService>();
+    let props = &medtech["properties"]["spec"]["properties"];
+    assert!(props["autoscaling"].is_object());
+    assert!(props.get("exposure").is_none());
+}
+
+fn ingress() -> IngressSpec {
+    IngressSpec {
+        host: "fhir.example.org".into(),
+        ..Default::default()
+    }
+}
+
+fn http_route() -> HttpRouteSpec {
+    HttpRouteSpec {
+        parent_refs: vec![GatewayParentRef {
+            name: "public".into(),
+            ..Default::default()
+        }],
+        hostnames: vec!["fhir.example.org".into()],
+        path: None,
+    }
+}
+
+fn exposed(exposure: ExposureSpec) -> FhirService {
+    fhir(FhirServiceSpec {
+        exposure: Some(exposure),
+        ..fhir_spec()
+    })
+}
+
+#[test]
+fn exposure_is_an_ingress_or_an_http_route_not_both() {
+    assert!(
+        cel::validate_cel(&exposed(ExposureSpec {
+            ingress: Some(ingress()),
+            ..Default::default()
+        }))
+        .is_ok()
+    );
+    assert!(
+        cel::validate_cel(&exposed(ExposureSpec {
+            http_route: Some(http_route()),
+            ..Default::default()
+        }))
+        .is_ok()
+    );
+    // Only a URL: the route is made elsewhere.
+    assert!(
+        cel::validate_cel(&exposed(ExposureSpec {
+            url: Some("https://fhir.example.org".into()),
+            ..Default::default()
+        }))
+        .is_ok()
+    );
+    assert_rejected(
+        cel::validate_cel(&exposed(ExposureSpec {
+            ingress: Some(ingress()),
+            http_route: Some(http_route()),
+            url: None,
+        })),
+        "at most one of ingress or httpRoute",
+    );
+}
+
+#[test]
+fn exposure_url_and_paths_are_checked() {
+    for ok in ["https://fhir.example.org", "http://10.0.0.1:8080/fhir"] {
+        assert!(
+            cel::validate_cel(&exposed(ExposureSpec {
+                url: Some(ok.into()),
+                ..Default::default()
+            }))
+            .is_ok(),
+            "{ok}"
+        );
+    }
+    for bad in ["fhir.example.org", "ftp://fhir.example.org", "https://"] {
+        assert_rejected(
+            cel::validate_cel(&exposed(ExposureSpec {
+                url: Some(bad.into()),
+                ..Default::default()
+            })),
+            "exposure.url must be an http:// or https:// URL",
+        );
+    }
+    assert_rejected(
+        cel::validate_cel(&exposed(ExposureSpec {
+            ingress: Some(IngressSpec {
+                path: Some("fhir".into()),
+                ..ingress()
+            }),
+            ..Default::default()
+        })),
+        "ingress.path must start with /",
+    );
+    assert_rejected(
+        cel::validate_cel(&exposed(ExposureSpec {
+            http_route: Some(HttpRouteSpec {
+                path: Some("fhir".into()),
+                ..http_route()
+            }),
+            ..Default::default()
+        })),
+        "httpRoute.path must start with /",
+    );
+    // The list minimums are in the schema, for the apiserver to enforce.
+    let schema = crd_schema::<DicomService>();
+    let route = &schema["properties"]["spec"]["properties"]["exposure"]["properties"]["httpRoute"];
+    assert_eq!(route["properties"]["parentRefs"]["minItems"], json!(1));
+    assert_eq!(route["properties"]["hostnames"]["minItems"], json!(1));
 }
 
 fn client(id: &str) -> WorkspaceClient {
@@ -406,4 +568,22 @@ fn every_service_keeps_its_workspace() {
         };
         assert_rejected(result, "workspaceRef is immutable");
     }
+}
+
+#[test]
+fn a_dicom_service_cannot_ask_for_audit_events() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/dicom-service.yaml"
+    ))
+    .unwrap();
+    let mut dicom: Value =
+        serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(&text).unwrap()).unwrap();
+    dicom["spec"]["audit"] = json!({"log": "stdout"});
+    assert!(validate_json::<DicomService>(&dicom, None).is_ok());
+    dicom["spec"]["audit"] = json!({"auditEvents": true});
+    assert_rejected(
+        validate_json::<DicomService>(&dicom, None),
+        "audit.auditEvents is for FHIR services",
+    );
 }

@@ -88,6 +88,19 @@ pub struct What {
     pub resource_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// DICOM services: the DICOMweb transaction (`STOW`, `QIDO`, `WADO`, `DELETE`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// DICOM services: the data partition the path names (absent for the default one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// DICOM services: the UIDs the path names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub study_instance_uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub series_instance_uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sop_instance_uid: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -12,15 +12,30 @@ pub fn token_validator(
     auth: &AuthConfig,
     base_url: Option<&str>,
 ) -> Option<hds_auth::Validator> {
+    validator_config(service, auth, base_url).map(hds_auth::Validator::new)
+}
+
+/// What [`token_validator`] builds its validator from: None when authentication is off.
+pub fn validator_config(
+    service: &str,
+    auth: &AuthConfig,
+    base_url: Option<&str>,
+) -> Option<hds_auth::ValidatorConfig> {
     if auth.mode == AuthMode::None {
         return None;
     }
-    let audiences: Vec<String> = auth
+    // The audience (by default the base URL), then the service's other URLs.
+    let mut audiences: Vec<String> = auth
         .audience
         .clone()
         .or_else(|| base_url.map(str::to_owned))
         .into_iter()
         .collect();
+    for a in &auth.additional_audiences {
+        if !audiences.contains(a) {
+            audiences.push(a.clone());
+        }
+    }
     let mut authorities: Vec<hds_auth::AuthorityConfig> = auth
         .authority
         .iter()
@@ -90,8 +105,84 @@ pub fn token_validator(
     } else if audiences.is_empty() {
         tracing::warn!(service = %service, "no audience configured or derivable from the base URL: tokens for any audience of the authority are accepted");
     }
-    Some(hds_auth::Validator::new(hds_auth::ValidatorConfig {
+    Some(hds_auth::ValidatorConfig {
         authorities,
         leeway: std::time::Duration::from_secs(auth.leeway_seconds.unwrap_or(60)),
-    }))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audiences(auth: &AuthConfig, base_url: Option<&str>) -> Vec<(String, Vec<String>)> {
+        validator_config("test", auth, base_url)
+            .unwrap()
+            .authorities
+            .into_iter()
+            .map(|a| (a.issuer, a.audiences))
+            .collect()
+    }
+
+    #[test]
+    fn the_audience_is_the_base_url_unless_configured() {
+        let auth = AuthConfig {
+            workspace_issuer: Some("http://issuer".into()),
+            ..AuthConfig::default()
+        };
+        assert_eq!(
+            audiences(&auth, Some("https://fhir.example.org")),
+            [(
+                "http://issuer".into(),
+                vec!["https://fhir.example.org".into()]
+            )]
+        );
+        let explicit = AuthConfig {
+            audience: Some("api://fhir".into()),
+            ..auth.clone()
+        };
+        assert_eq!(
+            audiences(&explicit, Some("https://fhir.example.org")),
+            [("http://issuer".into(), vec!["api://fhir".into()])]
+        );
+        // Neither: any audience of the authority (with a warning), as before.
+        assert_eq!(audiences(&auth, None), [("http://issuer".into(), vec![])]);
+        let off = AuthConfig {
+            mode: AuthMode::None,
+            ..auth
+        };
+        assert!(validator_config("test", &off, None).is_none());
+    }
+
+    #[test]
+    fn additional_audiences_are_accepted_from_every_authority() {
+        let auth = AuthConfig {
+            authority: Some("https://login.example/t".into()),
+            workspace_issuer: Some("http://issuer".into()),
+            additional_audiences: vec![
+                "http://fhir.ns1.svc.cluster.local:8080".into(),
+                "https://fhir.example.org".into(),
+            ],
+            ..AuthConfig::default()
+        };
+        let both = vec![
+            "https://fhir.example.org".to_owned(),
+            "http://fhir.ns1.svc.cluster.local:8080".to_owned(),
+        ];
+        // The base URL first, and not twice.
+        assert_eq!(
+            audiences(&auth, Some("https://fhir.example.org")),
+            [
+                ("https://login.example/t".into(), both.clone()),
+                ("http://issuer".into(), both),
+            ]
+        );
+        // The config names the field as the operator writes it.
+        let yaml = "additionalAudiences: [http://fhir.ns1.svc.cluster.local:8080]\n";
+        let parsed: AuthConfig = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(
+            parsed.additional_audiences,
+            ["http://fhir.ns1.svc.cluster.local:8080"]
+        );
+    }
 }

@@ -133,6 +133,12 @@ pub struct AuthConfig {
     pub authority: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
+    /// Further audiences accepted besides `audience` (by default the base URL): the service's
+    /// other URLs. The operator lists the in-cluster URL of a service whose base URL is public,
+    /// since callers inside the cluster (MedTech, DICOM→FHIR sync) ask the Workspace issuer for
+    /// tokens naming the URL they call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_audiences: Vec<String>,
     /// Dotted path of the roles claim: `roles` (Entra ID, the default), `realm_access.roles`
     /// (Keycloak).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -421,6 +427,13 @@ pub struct DicomServiceConfig {
     pub postgres: PostgresConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Cross-origin access for browser viewers, as the FHIR service's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsConfig>,
+    /// The audit log (one record per request, docs/audit.md). `auditEvents` needs a FHIR store,
+    /// so a DICOM service refuses it.
+    #[serde(default)]
+    pub audit: AuditConfig,
     #[serde(default)]
     pub storage: DicomStorageConfig,
     #[serde(default)]

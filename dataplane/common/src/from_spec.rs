@@ -26,6 +26,13 @@ pub enum SpecError {
     },
 }
 
+fn audit(spec: Option<&hds_crds::common::AuditSpec>) -> AuditConfig {
+    spec.map_or_else(AuditConfig::default, |a| AuditConfig {
+        log: a.log.clone().unwrap_or_else(|| AuditConfig::default().log),
+        audit_events: a.audit_events,
+    })
+}
+
 /// Where a service's database comes from: its own spec, else its Workspace's default.
 pub fn postgres_source<'a>(
     own: Option<&'a PostgresStorage>,
@@ -76,13 +83,7 @@ pub fn fhir_service_config(
             ..auth_config(&auth.common(), workspace)
         },
         cors: spec.cors.as_ref().map(cors),
-        audit: spec
-            .audit
-            .as_ref()
-            .map_or_else(AuditConfig::default, |a| AuditConfig {
-                log: a.log.clone().unwrap_or_else(|| AuditConfig::default().log),
-                audit_events: a.audit_events,
-            }),
+        audit: audit(spec.audit.as_ref()),
         resource_version_policy: ResourceVersionPolicyConfig {
             default: version_policy(spec.resource_version_policy.default),
             resource_type_overrides: spec
@@ -143,6 +144,7 @@ fn auth_config(
         },
         authority: auth.authority.clone(),
         audience: auth.audience.clone(),
+        additional_audiences: Vec::new(),
         roles_claim: auth.roles_claim.clone(),
         leeway_seconds: None,
         // Without a configured URL the runner (operator or `hds up`) knows where the
@@ -177,6 +179,8 @@ pub fn dicom_service_config(
         base_url: None,
         postgres,
         auth: auth_config(&spec.authentication, workspace),
+        cors: spec.cors.as_ref().map(cors),
+        audit: audit(spec.audit.as_ref()),
         storage: DicomStorageConfig {
             url: blob.map(|b| storage_url(b, DICOM_MOUNT)),
         },
@@ -443,5 +447,31 @@ spec:
             fhir_service_config(&svc, Some(&ws), PostgresConfig::from_url("x")),
             Err(SpecError::WrongWorkspace { .. })
         ));
+    }
+
+    #[test]
+    fn a_dicom_service_keeps_its_cors_and_logs_audit_records_by_default() {
+        let svc: DicomService = serde_yaml::from_str(
+            r#"
+apiVersion: hds.dev/v1alpha1
+kind: DicomService
+metadata: {name: d}
+spec:
+  workspaceRef: {name: ws}
+  cors: {origins: ["https://viewer.example"], headers: ["*"]}
+"#,
+        )
+        .unwrap();
+        let cfg = dicom_service_config(&svc, None, PostgresConfig::from_url("x")).unwrap();
+        assert_eq!(cfg.cors.unwrap().origins, ["https://viewer.example"]);
+        assert_eq!(cfg.audit, AuditConfig::default());
+        assert_eq!(cfg.audit.log, "stdout");
+        let mut svc = svc;
+        svc.spec.audit = Some(hds_crds::common::AuditSpec {
+            log: Some("/var/log/hds/audit.jsonl".into()),
+            audit_events: false,
+        });
+        let cfg = dicom_service_config(&svc, None, PostgresConfig::from_url("x")).unwrap();
+        assert_eq!(cfg.audit.log, "/var/log/hds/audit.jsonl");
     }
 }

@@ -23,6 +23,19 @@ pub struct ExtendedTag {
     pub status: String,
     pub query_enabled: bool,
     pub operation: Option<String>,
+    /// Instances the reindex could not index (see [`TagIndexError`]).
+    pub errors: i64,
+}
+
+/// An instance whose value of a tag the reindex could not index, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagIndexError {
+    pub partition: String,
+    pub study_uid: String,
+    pub series_uid: String,
+    pub sop_uid: String,
+    pub message: String,
+    pub created: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,35 +78,135 @@ pub struct TagValue {
     pub date: Option<chrono::NaiveDate>,
 }
 
-/// The value of `tag` (top level) in an instance's DICOM JSON, as `vr` matches it.
-pub fn value_of(metadata: &Value, tag: &str, vr: &str) -> Option<TagValue> {
-    let v = metadata.get(tag)?.get("Value")?.get(0)?;
-    let text = match v {
+/// The value of `tag` (top level) in an instance's DICOM JSON, as `vr` matches it: None when
+/// the instance has none, an error (Azure's reasons, in our words) when it has one that cannot
+/// be indexed. Only single values are indexed, as in Azure.
+pub fn value_of(metadata: &Value, tag: &str, vr: &str) -> Result<Option<TagValue>, String> {
+    let Some(attr) = metadata.get(tag) else {
+        return Ok(None);
+    };
+    let values = match attr.get("Value").and_then(Value::as_array) {
+        Some(v) if !v.is_empty() => v,
+        _ => return Ok(None),
+    };
+    match attr.get("vr").and_then(Value::as_str) {
+        Some(found) if found != vr => {
+            return Err(format!("the instance gives {tag} the VR {found}, not {vr}"));
+        }
+        _ => {}
+    }
+    if values.len() > 1 {
+        return Err(format!(
+            "{tag} has {} values; only single values are indexed",
+            values.len()
+        ));
+    }
+    let text = match &values[0] {
         Value::String(s) => s.trim().to_owned(),
         Value::Number(n) => n.to_string(),
-        Value::Object(pn) => pn.get("Alphabetic")?.as_str()?.to_owned(),
-        _ => return None,
+        Value::Object(pn) => match pn.get("Alphabetic").and_then(Value::as_str) {
+            Some(a) => a.trim().to_owned(),
+            None => return Ok(None),
+        },
+        Value::Null => return Ok(None),
+        _ => return Err(format!("the value of {tag} is not a {vr} value")),
     };
-    let mut out = TagValue::default();
-    match vr {
-        "DA" => out.date = Some(dicom_date(&text)?),
-        "DS" | "FD" | "FL" | "IS" | "SL" | "SS" | "UL" | "US" => {
-            out.number = Some(text.parse::<f64>().ok().filter(|f| f.is_finite())?)
-        }
-        "PN" => out.text = Some(name_words(&text)),
-        _ => out.text = Some(text),
+    if text.is_empty() {
+        return Ok(None);
     }
-    Some(out)
+    checked(vr, &text)
+        .map(Some)
+        .map_err(|why| format!("the value '{text}' of {tag} is not a valid {vr}: {why}"))
+}
+
+/// `text` as the column of its VR holds it, or what is wrong with it (PS3.5 6.2).
+fn checked(vr: &str, text: &str) -> Result<TagValue, &'static str> {
+    let mut out = TagValue::default();
+    let integer = |min: i64, max: i64| {
+        text.trim_start_matches('+')
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .map(|n| n as f64)
+            .ok_or("not an integer in the range of the VR")
+    };
+    let longest = match vr {
+        "DA" => {
+            out.date = Some(dicom_date(text).ok_or("a date is YYYYMMDD")?);
+            return Ok(out);
+        }
+        "DS" | "FD" | "FL" => {
+            let n = text.parse::<f64>().ok().filter(|f| f.is_finite());
+            out.number = Some(n.ok_or("not a decimal number")?);
+            return Ok(out);
+        }
+        "IS" | "SL" => {
+            out.number = Some(integer(i32::MIN.into(), i32::MAX.into())?);
+            return Ok(out);
+        }
+        "SS" => {
+            out.number = Some(integer(i16::MIN.into(), i16::MAX.into())?);
+            return Ok(out);
+        }
+        "UL" => {
+            out.number = Some(integer(0, u32::MAX.into())?);
+            return Ok(out);
+        }
+        "US" => {
+            out.number = Some(integer(0, u16::MAX.into())?);
+            return Ok(out);
+        }
+        "PN" => {
+            if text.split('=').any(|group| group.chars().count() > 64) {
+                return Err("a component group is longer than 64 characters");
+            }
+            out.text = Some(name_words(text));
+            return Ok(out);
+        }
+        "AS" => {
+            let b = text.as_bytes();
+            if b.len() != 4 || !b[..3].iter().all(u8::is_ascii_digit) || !b"DWMY".contains(&b[3]) {
+                return Err("an age is three digits and D, W, M or Y");
+            }
+            4
+        }
+        "UI" => {
+            if !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                return Err("a UID is digits and dots");
+            }
+            64
+        }
+        "AE" | "CS" | "SH" => 16,
+        "TM" => 14,
+        "DT" => 26,
+        _ => 64,
+    };
+    if text.chars().count() > longest {
+        return Err("longer than the VR allows");
+    }
+    out.text = Some(text.to_owned());
+    Ok(out)
 }
 
 impl Index {
     pub async fn extended_tags(&self) -> Result<Vec<ExtendedTag>> {
+        self.tags_named(None).await
+    }
+
+    pub async fn extended_tag(&self, tag: &str) -> Result<Option<ExtendedTag>> {
+        Ok(self.tags_named(Some(tag)).await?.pop())
+    }
+
+    /// Every tag, or the one named, with its count of indexing errors.
+    async fn tags_named(&self, tag: Option<&str>) -> Result<Vec<ExtendedTag>> {
         let c = self.pool.get().await?;
         let rows = c
             .query(
-                "SELECT tag, vr, private_creator, level, status, query_enabled, operation
-                   FROM dicom_extended_tags ORDER BY tag",
-                &[],
+                "SELECT t.tag, vr, private_creator, level, status, query_enabled, operation,
+                        (SELECT count(*) FROM dicom_tag_errors e WHERE e.tag = t.tag)
+                   FROM dicom_extended_tags t WHERE $1::text IS NULL OR t.tag = $1
+                  ORDER BY t.tag",
+                &[&tag],
             )
             .await?;
         Ok(rows
@@ -106,6 +219,54 @@ impl Index {
                 status: r.get(4),
                 query_enabled: r.get(5),
                 operation: r.get::<_, Option<uuid::Uuid>>(6).map(|u| u.to_string()),
+                errors: r.get(7),
+            })
+            .collect())
+    }
+
+    /// Azure's QueryStatus: whether QIDO may match on a tag. A reindex that meets errors turns
+    /// it off; the caller may turn it back on, accepting that some instances are not indexed.
+    /// None when there is no such tag.
+    pub async fn set_query_enabled(&self, tag: &str, enabled: bool) -> Result<Option<ExtendedTag>> {
+        let c = self.pool.get().await?;
+        let n = c
+            .execute(
+                "UPDATE dicom_extended_tags SET query_enabled = $2 WHERE tag = $1",
+                &[&tag, &enabled],
+            )
+            .await?;
+        drop(c);
+        if n == 0 {
+            return Ok(None);
+        }
+        self.extended_tag(tag).await
+    }
+
+    /// A page of a tag's indexing errors, in the order the reindex met them.
+    pub async fn tag_errors(
+        &self,
+        tag: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<TagIndexError>> {
+        let c = self.pool.get().await?;
+        let rows = c
+            .query(
+                "SELECT partition, study_uid, series_uid, sop_uid, message, created
+                   FROM dicom_tag_errors WHERE tag = $1
+                  ORDER BY partition, sop_uid LIMIT $2 OFFSET $3",
+                &[&tag, &limit, &offset],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| TagIndexError {
+                partition: r.get(0),
+                study_uid: r.get(1),
+                series_uid: r.get(2),
+                sop_uid: r.get(3),
+                message: r.get(4),
+                created: r.get(5),
             })
             .collect())
     }
@@ -233,11 +394,15 @@ impl Index {
                     &[&cp, &cs],
                 )
                 .await?;
+            let mut errors = Vec::new();
             for r in &rows {
                 let meta: Value = serde_json::from_str(r.get::<_, &str>(4)).unwrap_or(Value::Null);
                 let ids: [&str; 4] = [r.get(0), r.get(1), r.get(2), r.get(3)];
-                write_values(&tx, &defs, ids, &meta).await?;
+                for (tag, message) in write_values(&tx, &defs, ids, &meta).await? {
+                    errors.push((ids.map(str::to_owned), tag, message));
+                }
             }
+            record_errors(&tx, &errors).await?;
             indexed += rows.len() as u64;
             match rows.last() {
                 Some(last) => {
@@ -271,33 +436,41 @@ impl Index {
     }
 }
 
-/// The current tags' values of one instance, replacing what it had.
+/// The current tags' values of one instance, replacing what it had (and the errors an earlier
+/// reindex recorded for it). Returns the (tag, reason) of each value that cannot be indexed.
 pub(crate) async fn write_values(
     tx: &Transaction<'_>,
     defs: &[(String, String)],
     [partition, study, series, sop]: [&str; 4],
     metadata: &Value,
-) -> Result<()> {
+) -> Result<Vec<(String, String)>> {
     let mut tags = Vec::new();
     let mut texts = Vec::new();
     let mut numbers = Vec::new();
     let mut dates = Vec::new();
+    let mut errors = Vec::new();
     for (tag, vr) in defs {
-        if let Some(v) = value_of(metadata, tag, vr) {
-            tags.push(tag.clone());
-            texts.push(v.text);
-            numbers.push(v.number);
-            dates.push(v.date);
+        match value_of(metadata, tag, vr) {
+            Ok(Some(v)) => {
+                tags.push(tag.clone());
+                texts.push(v.text);
+                numbers.push(v.number);
+                dates.push(v.date);
+            }
+            Ok(None) => {}
+            Err(why) => errors.push((tag.clone(), why)),
         }
     }
     let tag_names: Vec<&str> = defs.iter().map(|(t, _)| t.as_str()).collect();
     tx.execute(
-        "DELETE FROM dicom_tag_values WHERE partition = $1 AND sop_uid = $2 AND tag = ANY($3)",
+        "WITH errors AS (DELETE FROM dicom_tag_errors
+                          WHERE partition = $1 AND sop_uid = $2 AND tag = ANY($3))
+         DELETE FROM dicom_tag_values WHERE partition = $1 AND sop_uid = $2 AND tag = ANY($3)",
         &[&partition, &sop, &tag_names],
     )
     .await?;
     if tags.is_empty() {
-        return Ok(());
+        return Ok(errors);
     }
     let params: [&(dyn ToSql + Sync); 8] = [
         &partition, &study, &series, &sop, &tags, &texts, &numbers, &dates,
@@ -307,6 +480,47 @@ pub(crate) async fn write_values(
              text_value, number_value, date_value)
          SELECT $1, $2, $3, $4, * FROM unnest($5::text[], $6::text[], $7::float8[], $8::date[])",
         &params,
+    )
+    .await?;
+    Ok(errors)
+}
+
+/// Keeps what a reindex batch could not index, and turns querying off for the tags concerned
+/// (Azure's behaviour: matching on them would silently miss those instances).
+async fn record_errors(
+    tx: &Transaction<'_>,
+    errors: &[([String; 4], String, String)],
+) -> Result<()> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let column = |i: usize| {
+        errors
+            .iter()
+            .map(|(ids, _, _)| ids[i].clone())
+            .collect::<Vec<_>>()
+    };
+    let tags: Vec<&str> = errors.iter().map(|(_, t, _)| t.as_str()).collect();
+    let messages: Vec<&str> = errors.iter().map(|(_, _, m)| m.as_str()).collect();
+    let params: [&(dyn ToSql + Sync); 6] = [
+        &tags,
+        &column(0),
+        &column(1),
+        &column(2),
+        &column(3),
+        &messages,
+    ];
+    tx.execute(
+        "INSERT INTO dicom_tag_errors (tag, partition, study_uid, series_uid, sop_uid, message)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+         ON CONFLICT (tag, partition, sop_uid)
+         DO UPDATE SET message = excluded.message, created = now()",
+        &params,
+    )
+    .await?;
+    tx.execute(
+        "UPDATE dicom_extended_tags SET query_enabled = false WHERE tag = ANY($1)",
+        &[&tags],
     )
     .await?;
     Ok(())
@@ -320,4 +534,47 @@ pub(crate) async fn active(tx: &Transaction<'_>) -> Result<Vec<(String, String)>
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn meta(vr: &str, value: Value) -> Value {
+        json!({"00101010": {"vr": vr, "Value": value}})
+    }
+
+    #[test]
+    fn values_are_checked_against_their_vr() {
+        let ok = |vr: &str, v: Value| value_of(&meta(vr, v), "00101010", vr).unwrap();
+        assert_eq!(
+            ok("AS", json!(["035Y"])).unwrap().text.as_deref(),
+            Some("035Y")
+        );
+        assert_eq!(ok("US", json!([512])).unwrap().number, Some(512.0));
+        assert_eq!(ok("DS", json!(["5.0"])).unwrap().number, Some(5.0));
+        assert_eq!(
+            ok("PN", json!([{"Alphabetic": "Doe^Jane"}]))
+                .unwrap()
+                .text
+                .as_deref(),
+            Some("doe jane")
+        );
+        assert_eq!(ok("DA", json!([""])), None, "an empty value is no value");
+        assert_eq!(value_of(&json!({}), "00101010", "AS"), Ok(None));
+        for (vr, v, why) in [
+            ("DA", json!(["1997XX30"]), "YYYYMMDD"),
+            ("AS", json!(["35 years"]), "three digits"),
+            ("CS", json!(["A CODE LONGER THAN SIXTEEN"]), "longer"),
+            ("US", json!([70000]), "range"),
+            ("UI", json!(["1.2.abc"]), "digits and dots"),
+            ("CS", json!(["A", "B"]), "single values"),
+        ] {
+            let e = value_of(&meta(vr, v.clone()), "00101010", vr).unwrap_err();
+            assert!(e.contains(why), "{vr} {v}: {e}");
+        }
+        let e = value_of(&meta("SH", json!(["CT01"])), "00101010", "DA").unwrap_err();
+        assert!(e.contains("VR SH, not DA"), "{e}");
+    }
 }

@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "extended_query_tags",
         sql: include_str!("../migrations/0003_extended_query_tags.sql"),
     },
+    Migration {
+        version: 4,
+        name: "extended_tag_errors",
+        sql: include_str!("../migrations/0004_extended_tag_errors.sql"),
+    },
 ];
 
 /// The partition every request uses when data partitions are off (Azure's name for it).
@@ -195,7 +200,8 @@ impl Index {
         let sops: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
         let watermarks: Vec<i64> = rows.iter().map(|r| r.get(2)).collect();
         tx.execute(
-            "DELETE FROM dicom_tag_values WHERE partition = $1 AND sop_uid = ANY($2)",
+            "WITH errors AS (DELETE FROM dicom_tag_errors WHERE partition = $1 AND sop_uid = ANY($2))
+             DELETE FROM dicom_tag_values WHERE partition = $1 AND sop_uid = ANY($2)",
             &[&target.partition, &sops],
         )
         .await?;

@@ -2,179 +2,21 @@
 //! (Azure's searchable set), and compiled into SQL over the study, series and instance tables.
 
 use chrono::NaiveDate;
-use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
-use dicom_dictionary_std::StandardDataDictionary;
 use tokio_postgres::types::ToSql;
 
 use crate::extended::ExtendedTag;
 use crate::{Index, Result, dicom_date, name_words};
+
+mod attributes;
+
+use attributes::{Kind, SEARCHABLE, Searchable};
+pub use attributes::{dictionary_vr, is_standard_searchable, keyword_of, tag_of};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     Study,
     Series,
     Instance,
-}
-
-/// How an attribute is matched, and on which column.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
-    /// A list of UIDs (`,` or `\` separated), matched exactly.
-    Uid,
-    /// Single-value matching, `*` and `?` wildcards; case-sensitive as DICOM strings are.
-    Text,
-    /// The same, case-insensitive (descriptions are typed by people).
-    TextFolded,
-    /// PersonName: case-insensitive on words; `fuzzymatching` makes each query word a prefix
-    /// of some word of the name.
-    Name,
-    /// A date or a range `a-b`, `a-`, `-b`.
-    Date,
-    /// Any series of the study has one of the listed modalities.
-    Modalities,
-    Integer,
-    /// Numbers of any numeric VR, compared as double precision (extended query tags).
-    Number,
-}
-
-#[derive(Debug)]
-struct Searchable {
-    tag: &'static str,
-    keyword: &'static str,
-    level: Level,
-    kind: Kind,
-    column: &'static str,
-}
-
-const SEARCHABLE: &[Searchable] = &[
-    s(
-        "0020000D",
-        "StudyInstanceUID",
-        Level::Study,
-        Kind::Uid,
-        "t.study_uid",
-    ),
-    s(
-        "00100020",
-        "PatientID",
-        Level::Study,
-        Kind::Text,
-        "t.patient_id",
-    ),
-    s(
-        "00100010",
-        "PatientName",
-        Level::Study,
-        Kind::Name,
-        "t.patient_name_words",
-    ),
-    s(
-        "00080050",
-        "AccessionNumber",
-        Level::Study,
-        Kind::Text,
-        "t.accession_number",
-    ),
-    s(
-        "00080090",
-        "ReferringPhysicianName",
-        Level::Study,
-        Kind::Name,
-        "t.referring_physician_words",
-    ),
-    s(
-        "00080020",
-        "StudyDate",
-        Level::Study,
-        Kind::Date,
-        "t.study_date",
-    ),
-    s(
-        "00100030",
-        "PatientBirthDate",
-        Level::Study,
-        Kind::Date,
-        "t.patient_birth_date",
-    ),
-    s(
-        "00081030",
-        "StudyDescription",
-        Level::Study,
-        Kind::TextFolded,
-        "t.study_description",
-    ),
-    s(
-        "00080061",
-        "ModalitiesInStudy",
-        Level::Study,
-        Kind::Modalities,
-        "",
-    ),
-    s(
-        "0020000E",
-        "SeriesInstanceUID",
-        Level::Series,
-        Kind::Uid,
-        "s.series_uid",
-    ),
-    s(
-        "00080060",
-        "Modality",
-        Level::Series,
-        Kind::Text,
-        "s.modality",
-    ),
-    s(
-        "00400244",
-        "PerformedProcedureStepStartDate",
-        Level::Series,
-        Kind::Date,
-        "s.pps_start_date",
-    ),
-    s(
-        "00081090",
-        "ManufacturerModelName",
-        Level::Series,
-        Kind::Text,
-        "s.manufacturer_model_name",
-    ),
-    s(
-        "00080018",
-        "SOPInstanceUID",
-        Level::Instance,
-        Kind::Uid,
-        "i.sop_uid",
-    ),
-    s(
-        "00080016",
-        "SOPClassUID",
-        Level::Instance,
-        Kind::Uid,
-        "i.sop_class_uid",
-    ),
-    s(
-        "00200013",
-        "InstanceNumber",
-        Level::Instance,
-        Kind::Integer,
-        "i.instance_number",
-    ),
-];
-
-const fn s(
-    tag: &'static str,
-    keyword: &'static str,
-    level: Level,
-    kind: Kind,
-    column: &'static str,
-) -> Searchable {
-    Searchable {
-        tag,
-        keyword,
-        level,
-        kind,
-        column,
-    }
 }
 
 /// A filter on an extended query tag.
@@ -207,6 +49,9 @@ pub struct QidoQuery {
     /// Parameters that were understood but cannot be matched here, one sentence each, for the
     /// Warning header; they were ignored.
     pub warnings: Vec<String>,
+    /// Extended query tags matched on although their reindex met errors (some instances are
+    /// not indexed on them): Azure's `erroneous-dicom-attributes` header.
+    pub erroneous: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -221,41 +66,14 @@ pub enum QidoError {
         value: String,
         reason: &'static str,
     },
+    #[error("the attribute {name} cannot be matched: {reason}")]
+    NotQueryable { name: String, reason: String },
     #[error("{0}")]
     InvalidControl(String),
 }
 
 pub const DEFAULT_LIMIT: i64 = 100;
 pub const MAX_LIMIT: i64 = 200;
-
-/// A tag given as a keyword or 8 hex digits, as its 8 upper-case hex digits.
-pub fn tag_of(name: &str) -> Option<String> {
-    if name.len() == 8 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Some(name.to_ascii_uppercase());
-    }
-    StandardDataDictionary.by_name(name).map(|e| {
-        let t = e.tag_range().inner();
-        format!("{:04X}{:04X}", t.group(), t.element())
-    })
-}
-
-/// The VR the standard dictionary gives a tag (8 hex digits), when it gives exactly one.
-pub fn dictionary_vr(tag: &str) -> Option<String> {
-    let group = u16::from_str_radix(tag.get(..4)?, 16).ok()?;
-    let element = u16::from_str_radix(tag.get(4..8)?, 16).ok()?;
-    match StandardDataDictionary
-        .by_tag(dicom_core::Tag(group, element))?
-        .vr
-    {
-        dicom_core::dictionary::VirtualVr::Exact(vr) => Some(vr.to_string().to_owned()),
-        _ => None,
-    }
-}
-
-/// Whether a tag is one QIDO matches without being added (Azure refuses those as extended).
-pub fn is_standard_searchable(tag: &str) -> bool {
-    SEARCHABLE.iter().any(|s| s.tag == tag)
-}
 
 impl QidoQuery {
     pub fn parse(level: Level, params: &[(String, String)]) -> Result<Self, QidoError> {
@@ -278,6 +96,7 @@ impl QidoQuery {
             offset: 0,
             include: IncludeField::Default,
             warnings: Vec::new(),
+            erroneous: Vec::new(),
         };
         for (name, value) in params {
             match name.as_str() {
@@ -353,6 +172,9 @@ impl QidoQuery {
             return self.extended_filter(name, value, ext);
         }
         let Some(attr) = found else {
+            // The contract (and PS3.18's leniency): an attribute that cannot be matched
+            // is ignored with a Warning rather than refused. Extended tags that exist but are
+            // not ready are refused in `extended_filter`: the caller asked for them by name.
             if name.contains('.') || tag_of(name).is_some() {
                 self.warnings.push(format!(
                     "The attribute {name} is not supported for matching; it was ignored."
@@ -414,11 +236,26 @@ impl QidoQuery {
             "Series" => Level::Series,
             _ => Level::Instance,
         };
-        if ext.status != "Ready" || !ext.query_enabled {
-            self.warnings.push(format!(
-                "The extended query tag {name} is not ready for matching (its reindex has not completed, or querying it is off); it was ignored."
-            ));
-            return Ok(());
+        let not_queryable = |reason: String| QidoError::NotQueryable {
+            name: name.to_owned(),
+            reason,
+        };
+        if ext.status != "Ready" {
+            return Err(not_queryable(format!(
+                "the extended query tag {} is {}: its reindex operation has not completed yet",
+                ext.tag, ext.status
+            )));
+        }
+        if !ext.query_enabled {
+            return Err(not_queryable(format!(
+                "querying the extended query tag {tag} is disabled (QueryStatus Disabled), since its reindex could not index {n} instance(s) (GET extendedquerytags/{tag}/errors); PATCH its queryStatus to Enabled to match on it anyway",
+                tag = ext.tag,
+                n = ext.errors
+            )));
+        }
+        let keyword = keyword_of(&ext.tag);
+        if ext.errors > 0 && !self.erroneous.contains(&keyword) {
+            self.erroneous.push(keyword);
         }
         if level > self.level {
             self.warnings.push(format!(
@@ -816,7 +653,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_parameters_are_errors_and_unsupported_ones_warnings() {
+    fn bad_parameters_are_errors_and_unmatchable_ones_warnings() {
         assert_eq!(
             QidoQuery::parse(Level::Study, &p(&[("Bogus", "1")])).unwrap_err(),
             QidoError::UnknownParameter("Bogus".into())
@@ -827,10 +664,46 @@ mod tests {
         ));
         assert!(QidoQuery::parse(Level::Study, &p(&[("limit", "201")])).is_err());
         assert!(QidoQuery::parse(Level::Study, &p(&[("StudyInstanceUID", "1.2.x")])).is_err());
-        let q = QidoQuery::parse(Level::Study, &p(&[("StationName", "CT1")])).unwrap();
-        assert_eq!(q.warnings.len(), 1);
+        for name in ["StationName", "00081010", "00081032.00080100"] {
+            let q = QidoQuery::parse(Level::Study, &p(&[(name, "CT1")])).unwrap();
+            assert_eq!(q.warnings.len(), 1, "{name} is ignored with a warning");
+        }
         let q = QidoQuery::parse(Level::Study, &p(&[("Modality", "CT")])).unwrap();
         assert_eq!(q.warnings.len(), 1, "a series attribute at study level");
+    }
+
+    #[test]
+    fn extended_tags_match_only_when_ready_and_enabled() {
+        let tag = |status: &str, query_enabled: bool, errors: i64| ExtendedTag {
+            tag: "00101010".into(),
+            vr: "AS".into(),
+            private_creator: None,
+            level: "Study".into(),
+            status: status.into(),
+            query_enabled,
+            operation: None,
+            errors,
+        };
+        let parse = |t: ExtendedTag| {
+            QidoQuery::parse_with(Level::Study, &p(&[("PatientAge", "035Y")]), &[t])
+        };
+        let q = parse(tag("Ready", true, 0)).unwrap();
+        assert_eq!((q.extended.len(), q.erroneous.len()), (1, 0));
+        let e = parse(tag("Adding", true, 0)).unwrap_err().to_string();
+        assert!(e.contains("not completed"), "{e}");
+        let e = parse(tag("Ready", false, 3)).unwrap_err().to_string();
+        assert!(
+            e.contains("QueryStatus Disabled") && e.contains("3 instance"),
+            "{e}"
+        );
+        // Enabled again by hand: matched, and the answer says which tags miss instances.
+        let q = parse(tag("Ready", true, 3)).unwrap();
+        assert_eq!(q.erroneous, ["PatientAge"]);
+        assert_eq!(
+            keyword_of("00091002"),
+            "00091002",
+            "private tags have no keyword"
+        );
     }
 
     #[test]

@@ -166,6 +166,8 @@ impl Index {
                 let meta: serde_json::Value =
                     serde_json::from_str(&inst.metadata).unwrap_or(serde_json::Value::Null);
                 let ids = [partition, &inst.study_uid, &inst.series_uid, &inst.sop_uid];
+                // A value that cannot be indexed is left out, as a malformed indexed attribute
+                // is; only a reindex keeps errors, as Azure's does.
                 crate::extended::write_values(&tx, &tags, ids, &meta).await?;
             }
         }

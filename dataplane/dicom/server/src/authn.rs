@@ -1,5 +1,6 @@
 //! Every request carries a valid bearer token whose roles grant what the method does: DICOM
-//! Data Reader reads, DICOM Data Owner also stores and deletes (Azure's two DICOM roles).
+//! Data Reader reads, DICOM Data Owner also stores and deletes (Azure's two DICOM roles). The
+//! caller and the action are left on the response for the audit layer, refused or not.
 
 use axum::extract::{Request, State};
 use axum::http::{Method, header};
@@ -7,6 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hds_auth::DataAction;
 use hds_auth::actions::{ServiceKind, allowed};
+use hds_common::audit::Caller;
 
 use crate::{AppState, DicomError};
 
@@ -35,12 +37,17 @@ pub(crate) async fn authenticate(State(s): State<AppState>, req: Request, next: 
             action,
         ),
     };
-    if !granted {
-        return DicomError::Forbidden(format!(
+    let caller = Caller(principal);
+    let mut resp = if granted {
+        next.run(req).await
+    } else {
+        DicomError::Forbidden(format!(
             "the caller's roles do not grant '{}' on this DICOM service (DICOM Data Reader reads; DICOM Data Owner reads, stores and deletes)",
             action.as_str()
         ))
-        .into_response();
-    }
-    next.run(req).await
+        .into_response()
+    };
+    resp.extensions_mut().insert(caller);
+    resp.extensions_mut().insert(action);
+    resp
 }

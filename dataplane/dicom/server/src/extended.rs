@@ -1,10 +1,11 @@
 //! `/extendedquerytags` (Azure's shape): add tags (an asynchronous reindex makes them
-//! searchable, followed at `/operations/{id}`), list, read and delete them.
+//! searchable, followed at `/operations/{id}`), list, read, update (QueryStatus) and delete them,
+//! and list the instances a reindex could not index (`/extendedquerytags/{tag}/errors`).
 
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hds_dicom_index::extended::{ExtendedTag, SUPPORTED_VRS, TagError};
@@ -109,6 +110,7 @@ fn check(t: &NewTag) -> Result<ExtendedTag, DicomError> {
         status: "Adding".into(),
         query_enabled: true,
         operation: None,
+        errors: 0,
     })
 }
 
@@ -119,8 +121,13 @@ fn describe(base: &str, t: &ExtendedTag) -> Value {
         "level": t.level,
         "status": t.status,
         "queryStatus": if t.query_enabled { "Enabled" } else { "Disabled" },
-        "errors": {"count": 0},
     });
+    if t.errors > 0 {
+        v["errors"] = json!({
+            "count": t.errors,
+            "href": format!("{base}/extendedquerytags/{}/errors", t.tag),
+        });
+    }
     if let Some(p) = &t.private_creator {
         v["privateCreator"] = json!(p);
     }
@@ -144,19 +151,116 @@ fn named(p: &HashMap<String, String>) -> Result<String, DicomError> {
     tag_of(path).ok_or_else(|| DicomError::BadRequest(format!("'{path}' is not a tag or keyword")))
 }
 
+fn no_such(tag: &str) -> DicomError {
+    DicomError::NotFound(format!("there is no extended query tag {tag}"))
+}
+
 pub(crate) async fn get(
     State(s): State<AppState>,
     Path(p): Path<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, DicomError> {
     let tag = named(&p)?;
-    let base = s.base_url(&headers);
-    let tags = s.index.extended_tags().await?;
-    let t = tags
+    let t = s
+        .index
+        .extended_tag(&tag)
+        .await?
+        .ok_or_else(|| no_such(&tag))?;
+    Ok(Json(describe(&s.base_url(&headers), &t)).into_response())
+}
+
+/// Azure's "Extended Query Tag for Updating": `{"queryStatus": "Enabled" | "Disabled"}`, names
+/// in any case as ASP.NET binds them.
+pub(crate) async fn update(
+    State(s): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, DicomError> {
+    let tag = named(&p)?;
+    let bad = || {
+        DicomError::BadRequest(
+            "the body is a JSON object {\"queryStatus\": \"Enabled\" or \"Disabled\"}".into(),
+        )
+    };
+    let fields: serde_json::Map<String, Value> =
+        serde_json::from_slice(&body).map_err(|_| bad())?;
+    let mut enabled = None;
+    for (name, value) in &fields {
+        if !name.eq_ignore_ascii_case("queryStatus") {
+            return Err(DicomError::BadRequest(format!(
+                "'{name}' cannot be updated; only queryStatus can"
+            )));
+        }
+        enabled = match value.as_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("enabled") => Some(true),
+            Some("disabled") => Some(false),
+            _ => return Err(bad()),
+        };
+    }
+    let enabled = enabled.ok_or_else(bad)?;
+    let t = s
+        .index
+        .set_query_enabled(&tag, enabled)
+        .await?
+        .ok_or_else(|| no_such(&tag))?;
+    Ok(Json(describe(&s.base_url(&headers), &t)).into_response())
+}
+
+/// Azure's "List Extended Query Tag Errors": the instances a reindex could not index on the
+/// tag, `limit` (1–200, default 100) at a time from `offset`.
+pub(crate) async fn errors(
+    State(s): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, DicomError> {
+    let tag = named(&p)?;
+    let (mut limit, mut offset) = (100, 0);
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let n = value.parse::<i64>().ok();
+        match name.as_ref() {
+            "limit" => {
+                limit = n.filter(|l| (1..=200).contains(l)).ok_or_else(|| {
+                    DicomError::BadRequest(format!(
+                        "limit must be an integer from 1 to 200, not '{value}'"
+                    ))
+                })?;
+            }
+            "offset" => {
+                offset = n.filter(|o| *o >= 0).ok_or_else(|| {
+                    DicomError::BadRequest(format!(
+                        "offset must be a non-negative integer, not '{value}'"
+                    ))
+                })?;
+            }
+            other => {
+                return Err(DicomError::BadRequest(format!(
+                    "'{other}' is not a parameter of the errors list (limit, offset)"
+                )));
+            }
+        }
+    }
+    if s.index.extended_tag(&tag).await?.is_none() {
+        return Err(no_such(&tag));
+    }
+    let page = s.index.tag_errors(&tag, limit, offset).await?;
+    let body: Vec<Value> = page
         .iter()
-        .find(|t| t.tag == tag)
-        .ok_or_else(|| DicomError::NotFound(format!("there is no extended query tag {tag}")))?;
-    Ok(Json(describe(&base, t)).into_response())
+        .map(|e| {
+            let mut v = json!({
+                "studyInstanceUid": e.study_uid,
+                "seriesInstanceUid": e.series_uid,
+                "sopInstanceUid": e.sop_uid,
+                "createdTime": e.created.to_rfc3339(),
+                "errorMessage": e.message,
+            });
+            if e.partition != hds_dicom_index::DEFAULT_PARTITION {
+                v["partitionName"] = json!(e.partition);
+            }
+            v
+        })
+        .collect();
+    Ok(Json(body).into_response())
 }
 
 pub(crate) async fn delete(

@@ -2,8 +2,10 @@
 //! (`stow`), QIDO-RS (`qido`), WADO-RS (`wado`: instances, metadata, frames, rendered images,
 //! bulk data), delete and the change feed (`changefeed`). Instance files live in an object store
 //! (`blobs`), everything else in the index (`hds-dicom-index`); what an instance says comes from
-//! `hds-dicom-model`.
+//! `hds-dicom-model`. Every request leaves an audit record (`audit`); browser viewers are let in
+//! by the service's CORS settings.
 
+mod audit;
 mod authn;
 mod blobs;
 mod changefeed;
@@ -17,7 +19,7 @@ mod wado;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName, header};
 use axum::routing::get;
 use hds_common::config::{AuthMode, DicomServiceConfig};
 use hds_dicom_index::Index;
@@ -33,6 +35,7 @@ pub struct Inner {
     pub index: Index,
     pub blobs: Blobs,
     tokens: Option<hds_auth::Validator>,
+    auditor: hds_common::audit::Auditor,
     /// Wakes the reindex worker when tags are added.
     reindex: tokio::sync::Notify,
     /// Where the service is mounted below the listener's root (`/dicom/<name>` under `hds up`).
@@ -48,6 +51,8 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(config: DicomServiceConfig, index: Index, prefix: &str) -> anyhow::Result<Self> {
+        check_config(&config)
+            .map_err(|e| anyhow::anyhow!("DicomService '{}': {e}", config.name))?;
         let url = config.storage.url.clone().unwrap_or_else(|| {
             let dir = std::env::temp_dir()
                 .join("hds-dicom")
@@ -66,11 +71,13 @@ impl AppState {
             &config.auth,
             config.base_url.as_deref(),
         );
+        let auditor = audit::start(&config);
         Ok(Self(Arc::new(Inner {
             config,
             index,
             blobs,
             tokens,
+            auditor,
             reindex: tokio::sync::Notify::new(),
             prefix: prefix.trim_end_matches('/').to_owned(),
         })))
@@ -90,6 +97,25 @@ impl AppState {
         format!("{proto}://{host}{}", self.prefix)
     }
 }
+
+/// What in a config would make the service misbehave, found before it starts.
+pub fn check_config(config: &DicomServiceConfig) -> Result<(), String> {
+    if let Some(c) = &config.cors {
+        hds_common::cors::layer(c, &[]).map(drop)?;
+    }
+    audit::check(config)
+}
+
+/// What a browser viewer reads of an answer: the media type, where things are, the QIDO
+/// warnings and erroneous tags, and metadata validators.
+const EXPOSED: [HeaderName; 6] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LOCATION,
+    header::LOCATION,
+    header::WARNING,
+    header::ETAG,
+    HeaderName::from_static(qido::ERRONEOUS_ATTRIBUTES),
+];
 
 /// The URL paths of a partition start with: the base, plus `/partitions/{name}` outside the
 /// default partition.
@@ -139,19 +165,35 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/extendedquerytags/{tag}",
-            get(extended::get).delete(extended::delete),
+            get(extended::get)
+                .delete(extended::delete)
+                .patch(extended::update),
         )
+        .route("/extendedquerytags/{tag}/errors", get(extended::errors))
         .route("/operations/{id}", get(extended::operation));
     if state.config.enable_data_partitions {
         versioned = versioned.nest("/partitions/{partition}", data);
     }
-    Router::new()
+    let mut router = Router::new()
         .merge(versioned.clone())
         .nest("/v1", versioned.clone())
         .nest("/v2", versioned)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authn::authenticate,
+        ));
+    // Outside authentication: a preflight carries no token. `check_config` has refused a bad
+    // config before start; should a runner skip it, no CORS is the safe side.
+    if let Some(c) = &state.config.cors {
+        match hds_common::cors::layer(c, &EXPOSED) {
+            Ok(cors) => router = router.layer(cors),
+            Err(e) => tracing::error!(service = %state.config.name, "{e}; CORS is off"),
+        }
+    }
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            hds_common::audit::record::<AppState>,
         ))
         .with_state(state)
 }

@@ -13,6 +13,10 @@ use serde_json::{Map, Value, json};
 
 use crate::{AppState, DicomError, media};
 
+/// Azure's header naming the extended query tags matched on whose reindex met errors, so a
+/// caller knows the answer may miss instances.
+pub(crate) const ERRONEOUS_ATTRIBUTES: &str = "erroneous-dicom-attributes";
+
 pub(crate) async fn studies(
     s: State<AppState>,
     p: Path<HashMap<String, String>>,
@@ -89,6 +93,11 @@ async fn search(
         );
         r
     };
+    if !q.erroneous.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&q.erroneous.join(","))
+    {
+        r.headers_mut().insert(ERRONEOUS_ATTRIBUTES, v);
+    }
     if !warning.is_empty() {
         warning = format!(
             "299 {}: \"{}\"",

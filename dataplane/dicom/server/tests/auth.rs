@@ -4,30 +4,12 @@
 mod common;
 
 use common::*;
-use hds_auth::testing::{ec_key, now, sign, start_authority};
-use hds_common::config::{AuthConfig, AuthMode};
-use serde_json::json;
 
 #[tokio::test]
 async fn roles_decide_what_a_caller_may_do() {
-    let authority = start_authority().await;
-    let key = ec_key("k1");
-    authority.jwks.lock().unwrap().push(key.jwk.clone());
-    let mut cfg = config();
-    cfg.auth = AuthConfig {
-        mode: AuthMode::Oidc,
-        authority: Some(authority.issuer.clone()),
-        audience: Some("https://dicom.test".into()),
-        ..Default::default()
-    };
-    let s = start_with(cfg).await;
-    let token = |roles: &[&str]| {
-        sign(
-            &key,
-            &json!({"iss": authority.issuer, "aud": "https://dicom.test", "sub": "u",
-                    "exp": now() + 300, "iat": now(), "roles": roles}),
-        )
-    };
+    let t = start_secured(|_| {}).await;
+    let s = &t.s;
+    let token = |roles: &[&str]| t.token("app", roles);
     let ct = file("CT_small.dcm");
     let (ctype, body) = multipart(&[("application/dicom", &ct)]);
     let post = |t: Option<String>| {

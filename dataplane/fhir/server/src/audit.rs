@@ -1,20 +1,13 @@
 //! One audit record per request (schema: docs/audit.md), to the service's audit log and,
 //! when configured, as an AuditEvent resource in its own store (IHE Basic Audit Log Patterns).
 //!
-//! The layer sits outside everything but CORS, so refused, unknown and failed requests are
-//! recorded too. It learns who called and which data action was needed from the response's
-//! extensions, where `authenticate` leaves them.
+//! The layer is [`hds_common::audit`]'s, outside everything; this module says what a FHIR
+//! request names (resource type and id) and turns records into AuditEvents.
 
-use std::net::SocketAddr;
-use std::time::Instant;
-
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::Request;
 use base64::Engine as _;
-use hds_auth::audit::{AuditLog, AuditRecord, ServiceRef, Who};
-use hds_auth::{DataAction, Principal};
+use hds_auth::audit::{AuditRecord, ServiceRef, What};
+use hds_common::audit::{Audited, Auditor};
 use hds_common::config::FhirServiceConfig;
 use hds_fhir_store::Store;
 use serde_json::{Value, json};
@@ -22,130 +15,49 @@ use tokio::sync::mpsc;
 
 use crate::AppState;
 
+pub use hds_common::audit::Caller;
+
 /// AuditEvents waiting to be written; beyond this, records are dropped and counted.
 const QUEUE: usize = 4096;
 
-/// The caller `authenticate` accepted, left on the response for this layer.
-#[derive(Clone)]
-pub struct Caller(pub Principal);
-
-pub struct AuditSink {
-    log: AuditLog,
-    events: Option<mpsc::Sender<AuditRecord>>,
-}
-
-impl AuditSink {
-    /// Opens the configured log (a file that cannot be opened falls back to stderr, loudly) and
-    /// starts the AuditEvent writer when asked for.
-    pub fn start(config: &FhirServiceConfig, store: &Store) -> Self {
-        let log = AuditLog::open(&config.audit.log).unwrap_or_else(|e| {
-            tracing::error!(service = %config.name, log = %config.audit.log, "cannot open the audit log ({e}); audit records go to stderr");
-            AuditLog::Stderr
-        });
-        let events = config.audit.audit_events.then(|| {
-            let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(write_audit_events(store.clone(), config.name.clone(), rx));
-            tx
-        });
-        Self { log, events }
+/// Opens the configured log and starts the AuditEvent writer when asked for.
+pub fn start(config: &FhirServiceConfig, store: &Store) -> Auditor {
+    let service = ServiceRef {
+        kind: "fhir",
+        name: config.name.clone(),
+        workspace: config.workspace.clone(),
+    };
+    let auditor = Auditor::open(service, &config.audit.log);
+    if !config.audit.audit_events {
+        return auditor;
     }
-
-    /// Whether anything reads records: a log other than `off`, or AuditEvents.
-    fn records(&self) -> bool {
-        !matches!(self.log, AuditLog::Off) || self.events.is_some()
-    }
-
-    fn submit(&self, record: AuditRecord) {
-        self.log.write(&record);
-        if let Some(tx) = &self.events
-            && tx.try_send(record).is_err()
-        {
-            hds_auth::audit::failed("auditEvent", "the AuditEvent queue is full or closed");
-        }
-    }
+    let (tx, rx) = mpsc::channel(QUEUE);
+    tokio::spawn(write_audit_events(store.clone(), config.name.clone(), rx));
+    auditor.forward_to("auditEvent", tx)
 }
 
 /// Checks that the configured audit log can be opened, before the service starts.
 pub fn check(config: &FhirServiceConfig) -> Result<(), String> {
-    AuditLog::open(&config.audit.log)
-        .map(|_| ())
-        .map_err(|e| format!("audit.log '{}' cannot be opened: {e}", config.audit.log))
+    hds_common::audit::check(&config.audit.log)
 }
 
-pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    // With the log off and no AuditEvents nothing reads a record: only the request id is due.
-    if !s.audit.records() {
-        let id = request_id(&req);
-        let mut resp = next.run(req).await;
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            resp.headers_mut().insert("x-request-id", v);
+impl Audited for AppState {
+    fn auditor(&self) -> &Auditor {
+        &self.audit
+    }
+
+    fn describe(&self, req: &Request, what: &mut What) {
+        let path = self.local_path(req.uri().path());
+        what.path = path.to_owned();
+        let mut segments = path.trim_start_matches('/').split('/');
+        if let Some(t) = segments.next().filter(|t| is_type(t)) {
+            what.resource_type = Some(t.to_owned());
+            what.id = segments
+                .next()
+                .filter(|id| !id.is_empty() && !id.starts_with(['_', '$']))
+                .map(str::to_owned);
         }
-        return resp;
     }
-    let start = Instant::now();
-    let mut record = describe(&s, &req);
-    let mut resp = next.run(req).await;
-    record.outcome.status = resp.status().as_u16();
-    record.outcome.duration_ms = (start.elapsed().as_secs_f64() * 1e6).round() / 1e3;
-    record.who = resp
-        .extensions_mut()
-        .remove::<Caller>()
-        .map(|c| Who::from(&c.0));
-    record.what.action = resp
-        .extensions_mut()
-        .remove::<DataAction>()
-        .map(|a| a.as_str().to_owned());
-    if let Ok(v) = HeaderValue::from_str(&record.request_id) {
-        resp.headers_mut().insert("x-request-id", v);
-    }
-    s.audit.submit(record);
-    resp
-}
-
-/// The client's `X-Request-Id` (up to 200 characters), else a new UUID.
-fn request_id(req: &Request) -> String {
-    req.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 200)
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
-}
-
-/// What the request says of itself: the record before the outcome is known.
-fn describe(s: &AppState, req: &Request) -> AuditRecord {
-    let mut record = AuditRecord::new(
-        ServiceRef {
-            kind: "fhir",
-            name: s.config.name.clone(),
-            workspace: s.config.workspace.clone(),
-        },
-        request_id(req),
-    );
-    let path = s.local_path(req.uri().path());
-    record.what.method = req.method().as_str().to_owned();
-    record.what.path = path.to_owned();
-    record.what.query = req.uri().query().map(str::to_owned);
-    let mut segments = path.trim_start_matches('/').split('/');
-    if let Some(t) = segments.next().filter(|t| is_type(t)) {
-        record.what.resource_type = Some(t.to_owned());
-        record.what.id = segments
-            .next()
-            .filter(|id| !id.is_empty() && !id.starts_with(['_', '$']))
-            .map(str::to_owned);
-    }
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    record.where_.source_ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
-    record.where_.forwarded_for = header("x-forwarded-for");
-    record.where_.user_agent = header(header::USER_AGENT.as_str());
-    record
 }
 
 /// A resource type segment: `Patient`, not `metadata`, `_history` or `$reindex`.
@@ -297,6 +209,8 @@ fn interaction(r: &AuditRecord) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hds_auth::Principal;
+    use hds_auth::audit::Who;
 
     fn rec(method: &str, path: &str) -> AuditRecord {
         let mut r = AuditRecord::new(

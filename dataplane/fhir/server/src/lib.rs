@@ -57,7 +57,7 @@ pub struct AppState {
     pub reindex_wake: Arc<Notify>,
     /// Checks bearer tokens; `None` only with `auth.mode: none`.
     pub tokens: Option<hds_auth::Validator>,
-    pub audit: Arc<audit::AuditSink>,
+    pub audit: Arc<hds_common::audit::Auditor>,
     /// Runs `$export` jobs; `None` when the export storage could not be opened (logged).
     pub exporter: Option<Arc<hds_fhir_bulk::Exporter>>,
     /// Runs `$import` jobs; `None` when import is off or its storage could not be opened.
@@ -126,7 +126,7 @@ impl AppState {
                 .map(|b| b.trim_end_matches('/').to_owned()),
             path_prefix: path_prefix.trim_end_matches('/').to_owned(),
             tokens: authn::token_validator(&config),
-            audit: Arc::new(audit::AuditSink::start(&config, &store)),
+            audit: Arc::new(audit::start(&config, &store)),
             store,
             config,
             capability,
@@ -139,10 +139,7 @@ impl AppState {
     /// A request path (or matched route) below the service's mount point: nested under
     /// `hds up`, the router may see it with or without `/fhir/<name>`. Never empty.
     pub fn local_path<'p>(&self, path: &'p str) -> &'p str {
-        match path.strip_prefix(self.path_prefix.as_str()).unwrap_or(path) {
-            "" => "/",
-            p => p,
-        }
+        hds_common::audit::below(&self.path_prefix, path)
     }
 
     /// A request's URL as the client would write it: the base, the path below the mount point,
@@ -416,7 +413,10 @@ pub fn router(state: AppState) -> Router {
     if let Some(cors) = cors {
         router = router.layer(cors);
     }
-    router.layer(middleware::from_fn_with_state(audit_state, audit::record))
+    router.layer(middleware::from_fn_with_state(
+        audit_state,
+        hds_common::audit::record::<AppState>,
+    ))
 }
 
 async fn negotiate(req: Request, next: Next) -> Response {

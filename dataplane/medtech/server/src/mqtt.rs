@@ -209,7 +209,10 @@ mod client_id_tests {
     #[test]
     fn replicas_get_distinct_ids_from_their_pod_names() {
         let env = |v: &str| (v == "POD_NAME").then(|| "vitals-7d9f-abcde".to_owned());
-        assert_eq!(client_id(&cfg(None), "vitals", env).unwrap(), "hds-medtech-vitals");
+        assert_eq!(
+            client_id(&cfg(None), "vitals", env).unwrap(),
+            "hds-medtech-vitals"
+        );
         assert_eq!(
             client_id(&cfg(Some("POD_NAME")), "vitals", env).unwrap(),
             "hds-medtech-vitals-vitals-7d9f-abcde"

@@ -5,8 +5,10 @@
 
 use std::path::PathBuf;
 
+use hds_auth::testing::{Authority, TestKey, ec_key, now, sign, start_authority};
 use hds_common::config::{
-    AuthConfig, AuthMode, DicomLimits, DicomServiceConfig, DicomStorageConfig, PostgresConfig,
+    AuditConfig, AuthConfig, AuthMode, DicomLimits, DicomServiceConfig, DicomStorageConfig,
+    PostgresConfig,
 };
 use reqwest::Client;
 
@@ -34,6 +36,12 @@ pub fn config() -> DicomServiceConfig {
             mode: AuthMode::None,
             ..Default::default()
         },
+        cors: None,
+        // Records to stdout would drown the test output; tests/audit.rs reads them from a file.
+        audit: AuditConfig {
+            log: "off".into(),
+            ..Default::default()
+        },
         storage: DicomStorageConfig::default(),
         limits: DicomLimits::default(),
         validation: Default::default(),
@@ -56,12 +64,54 @@ pub async fn start_with(mut cfg: DicomServiceConfig) -> TestServer {
         .expect("service starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    // With the peer address, as `hds` serves it: audit records carry it.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     TestServer {
         base: format!("http://{addr}"),
         http: Client::new(),
         db_url: url,
         blob_dir,
+    }
+}
+
+/// A service that checks tokens of a loopback authority, and the means to sign them.
+pub struct Secured {
+    pub s: TestServer,
+    pub authority: Authority,
+    pub key: TestKey,
+}
+
+pub const AUDIENCE: &str = "https://dicom.test";
+
+impl Secured {
+    /// A token of `client` (its subject `<client>-sub`) holding `roles`.
+    pub fn token(&self, client: &str, roles: &[&str]) -> String {
+        sign(
+            &self.key,
+            &serde_json::json!({"iss": self.authority.issuer, "aud": AUDIENCE,
+                "sub": format!("{client}-sub"), "azp": client,
+                "exp": now() + 300, "iat": now(), "roles": roles}),
+        )
+    }
+}
+
+pub async fn start_secured(change: impl FnOnce(&mut DicomServiceConfig)) -> Secured {
+    let authority = start_authority().await;
+    let key = ec_key("k1");
+    authority.jwks.lock().unwrap().push(key.jwk.clone());
+    let mut cfg = config();
+    cfg.auth = AuthConfig {
+        mode: AuthMode::Oidc,
+        authority: Some(authority.issuer.clone()),
+        audience: Some(AUDIENCE.into()),
+        ..Default::default()
+    };
+    change(&mut cfg);
+    Secured {
+        s: start_with(cfg).await,
+        authority,
+        key,
     }
 }
 
@@ -176,4 +226,37 @@ pub fn failure_reasons(answer: &serde_json::Value) -> Vec<u64> {
 
 pub fn referenced(answer: &serde_json::Value) -> usize {
     answer["00081199"]["Value"].as_array().map_or(0, Vec::len)
+}
+
+pub async fn get(s: &TestServer, path: &str, accept: &str) -> reqwest::Response {
+    s.http
+        .get(s.url(path))
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A QIDO (or other DICOM JSON) answer: its status and body (Null when empty).
+pub async fn json(s: &TestServer, path: &str) -> (u16, serde_json::Value) {
+    let r = get(s, path, "application/dicom+json").await;
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// CT_small under another SOP Instance UID of the same length (every occurrence, meta included).
+pub fn variant(ct: &[u8], n: usize) -> Vec<u8> {
+    let old = b"1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322";
+    let new = format!("1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.{:05}", 20000 + n);
+    let mut out = ct.to_vec();
+    let mut i = 0;
+    while let Some(at) = out[i..].windows(old.len()).position(|w| w == old) {
+        out[i + at..i + at + old.len()].copy_from_slice(new.as_bytes());
+        i += at + old.len();
+    }
+    out
 }
