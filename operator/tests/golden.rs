@@ -1,5 +1,6 @@
-//! Golden tests: the desired objects of every Workspace and service in `examples/`, compared
-//! with `tests/golden/<kind>-<name>.json`. `HDS_UPDATE_GOLDEN=1` rewrites the files instead.
+//! Golden tests: the desired objects of every Workspace and service in `examples/` (and in
+//! `tests/fixtures/`, for what `hds up` has no use for: autoscaling, exposure), compared with
+//! `tests/golden/<kind>-<name>.json`. `HDS_UPDATE_GOLDEN=1` rewrites the files instead.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,12 @@ use serde_json::Value;
 const UID: &str = "00000000-0000-4000-8000-000000000001";
 
 fn examples() -> Vec<Manifest> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    manifests_in("../examples")
+}
+
+/// Every manifest in the YAML files of `dir` (relative to the crate), in file-name order.
+fn manifests_in(dir: &str) -> Vec<Manifest> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -74,9 +80,8 @@ fn check(kind: &str, name: &str, objects: Vec<Value>) -> Option<String> {
     })
 }
 
-#[test]
-fn the_examples_yield_their_golden_objects() {
-    let manifests = examples();
+/// Checks the services of `manifests` against their golden files: how many, and the failures.
+fn check_services(manifests: &[Manifest]) -> (usize, Vec<String>) {
     let workspaces: Vec<&Workspace> = manifests
         .iter()
         .filter_map(|m| match m {
@@ -93,7 +98,7 @@ fn the_examples_yield_their_golden_objects() {
     let ctx = Context::new("ghcr.io/hds-dev/hds:0.1.0");
     let mut failures = Vec::new();
     let mut seen = 0;
-    for m in &manifests {
+    for m in manifests {
         let (kind, name) = (m.kind(), m.name().unwrap_or_default());
         let desired = match m.clone() {
             Manifest::FhirService(mut s) => {
@@ -114,17 +119,23 @@ fn the_examples_yield_their_golden_objects() {
         let desired = desired.unwrap_or_else(|e| panic!("{kind} {name}: {e}"));
         failures.extend(check(kind, name, desired.objects()));
     }
+    (seen, failures)
+}
+
+#[test]
+fn the_examples_yield_their_golden_objects() {
+    let (seen, failures) = check_services(&examples());
     assert_eq!(seen, 3, "one example of each service kind");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-#[test]
-fn the_example_workspaces_yield_their_golden_objects() {
-    let manifests = examples();
+/// Checks the Workspaces of `manifests` against their golden files, each with the services
+/// naming it (`services_expected` of them): how many, and the failures.
+fn check_workspaces(manifests: &[Manifest], services_expected: usize) -> (usize, Vec<String>) {
     let ctx = Context::new("ghcr.io/hds-dev/hds:0.1.0");
     let mut failures = Vec::new();
     let mut seen = 0;
-    for m in &manifests {
+    for m in manifests {
         let Manifest::Workspace(ws) = m else { continue };
         let mut ws = ws.clone();
         ws.metadata.uid = Some(UID.into());
@@ -145,12 +156,35 @@ fn the_example_workspaces_yield_their_golden_objects() {
                 _ => None,
             })
             .collect();
-        assert_eq!(services.len(), 3, "Workspace {name}: its example services");
+        assert_eq!(
+            services.len(),
+            services_expected,
+            "Workspace {name}: its services"
+        );
         seen += 1;
         let desired =
             workspace(&ws, &services, &ctx).unwrap_or_else(|e| panic!("Workspace {name}: {e}"));
         failures.extend(check("Workspace", &name, desired.objects()));
     }
+    (seen, failures)
+}
+
+#[test]
+fn the_example_workspaces_yield_their_golden_objects() {
+    let (seen, failures) = check_workspaces(&examples(), 3);
     assert_eq!(seen, 1, "the example Workspace");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// An autoscaled FhirService behind an Ingress and a DicomService behind an HTTPRoute, and
+/// their Workspace, whose issuer mints tokens for their public URLs too.
+#[test]
+fn exposed_services_yield_their_golden_objects() {
+    let manifests = manifests_in("tests/fixtures");
+    let (services, mut failures) = check_services(&manifests);
+    assert_eq!(services, 2, "tests/fixtures/exposed.yaml's services");
+    let (workspaces, more) = check_workspaces(&manifests, 2);
+    assert_eq!(workspaces, 1, "tests/fixtures/exposed.yaml's Workspace");
+    failures.extend(more);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

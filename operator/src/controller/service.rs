@@ -13,8 +13,11 @@ use std::time::Duration;
 use hds_crds::common::{PostgresStorage, ServiceStatus};
 use hds_crds::{DicomService, FhirService, MedTechService, Workspace};
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{self, finalizer};
@@ -23,7 +26,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::apply::{apply, create_if_absent, delete_if_present, get_opt, is_status};
+use super::apply::{
+    apply, create_if_absent, delete_if_owned, delete_if_owned_in, delete_if_present, get_opt,
+    is_status,
+};
 use super::database;
 use super::status::{Blocked, DatabaseState, Observed, Rollout, conditions, rollout};
 use super::{Ctx, ReconcileError};
@@ -55,11 +61,14 @@ pub trait ServiceResource:
         ctx: &desired::Context,
     ) -> Result<Desired, DesiredError>;
     fn service_status(&self) -> Option<&ServiceStatus>;
+    /// The public URL, when the spec exposes the service outside the cluster.
+    fn public_url(&self) -> Option<String>;
 }
 
 /// The three impls differ only in these parts.
 macro_rules! service_resource {
-    ($ty:ty, $kind:literal, database: $db:literal, own_postgres: $own:expr, desired: $desired:path) => {
+    ($ty:ty, $kind:literal, database: $db:literal, own_postgres: $own:expr, desired: $desired:path,
+     public_url: $public:expr) => {
         impl ServiceResource for $ty {
             const KIND: &'static str = $kind;
             fn workspace_name(&self) -> &str {
@@ -82,16 +91,22 @@ macro_rules! service_resource {
             fn service_status(&self) -> Option<&ServiceStatus> {
                 self.status.as_ref()
             }
+            fn public_url(&self) -> Option<String> {
+                let public: fn(&Self) -> Option<String> = $public;
+                public(self)
+            }
         }
     };
 }
 
 service_resource!(FhirService, "FhirService", database: true,
-    own_postgres: |s| s.spec.storage.postgres.as_ref(), desired: desired::fhir_service);
+    own_postgres: |s| s.spec.storage.postgres.as_ref(), desired: desired::fhir_service,
+    public_url: |s| desired::public_url(s.spec.exposure.as_ref()));
 service_resource!(DicomService, "DicomService", database: true,
-    own_postgres: |s| s.spec.storage.postgres.as_ref(), desired: desired::dicom_service);
+    own_postgres: |s| s.spec.storage.postgres.as_ref(), desired: desired::dicom_service,
+    public_url: |s| desired::public_url(s.spec.exposure.as_ref()));
 service_resource!(MedTechService, "MedTechService", database: false,
-    own_postgres: |_| None, desired: desired::medtech_service);
+    own_postgres: |_| None, desired: desired::medtech_service, public_url: |_| None);
 
 /// The controller's entry point for one service object.
 pub async fn reconcile<S: ServiceResource>(
@@ -157,19 +172,28 @@ async fn apply_service<S: ServiceResource>(
                 Some(b) => Observed::Blocked(b),
                 None => match svc.desired(Some(ws), &ctx.desired) {
                     Err(e) => Observed::Blocked(Blocked::fault("InvalidSpec", e.to_string())),
-                    Ok(d) => match apply_desired(ctx, &d).await {
-                        Ok(rollout) => Observed::Workload(rollout),
-                        Err(ReconcileError::Kube(e)) if is_status(&e, 409) => {
-                            Observed::Blocked(Blocked::fault("ApplyConflict", conflict_message(&e)))
+                    Ok(d) => {
+                        match apply_desired(ctx, &d, svc.meta().uid.as_deref().unwrap_or_default())
+                            .await
+                        {
+                            Ok(observed) => observed,
+                            Err(ReconcileError::Kube(e)) if is_status(&e, 409) => {
+                                Observed::Blocked(Blocked::fault(
+                                    "ApplyConflict",
+                                    conflict_message(&e),
+                                ))
+                            }
+                            Err(e) => return Err(e),
                         }
-                        Err(e) => return Err(e),
-                    },
+                    }
                 },
             }
         }
     };
 
-    let url = desired::service_url(&name, &ns, &ctx.desired);
+    let internal_url = desired::service_url(&name, &ns, &ctx.desired);
+    // What clients should use: the public URL of an exposed service, else the in-cluster one.
+    let url = svc.public_url().unwrap_or_else(|| internal_url.clone());
     let previous = svc
         .service_status()
         .map(|s| s.conditions.as_slice())
@@ -183,7 +207,7 @@ async fn apply_service<S: ServiceResource>(
             "observedGeneration": generation,
             "conditions": conds,
             "url": url,
-            "internalUrl": url,
+            "internalUrl": internal_url,
         }
     });
     Api::<S>::namespaced(ctx.client.clone(), &ns)
@@ -215,8 +239,24 @@ async fn apply_service<S: ServiceResource>(
     }
 }
 
-/// Applies `d` in order and returns the Deployment's rollout as the server reports it.
-async fn apply_desired(ctx: &Ctx, d: &Desired) -> Result<Rollout, ReconcileError> {
+/// `gateway.networking.k8s.io/v1` `HTTPRoute`, for `Api<DynamicObject>`.
+pub fn http_route_resource() -> ApiResource {
+    let gvk = GroupVersionKind::gvk(
+        desired::GATEWAY_API_GROUP,
+        desired::GATEWAY_API_VERSION,
+        desired::HTTP_ROUTE_KIND,
+    );
+    ApiResource::from_gvk_with_plural(&gvk, desired::HTTP_ROUTES)
+}
+
+/// Applies `d` in order and returns what came of it: the Deployment's rollout as the server
+/// reports it, or a wait for the Gateway API when an HTTPRoute is asked for without it.
+/// Objects the spec no longer asks for go, when they are the service's (`owner_uid`).
+async fn apply_desired(
+    ctx: &Ctx,
+    d: &Desired,
+    owner_uid: &str,
+) -> Result<Observed, ReconcileError> {
     apply(&ctx.client, &d.config_map).await?;
     apply(&ctx.client, &d.service_account).await?;
     for claim in &d.persistent_volume_claims {
@@ -224,18 +264,60 @@ async fn apply_desired(ctx: &Ctx, d: &Desired) -> Result<Rollout, ReconcileError
     }
     apply(&ctx.client, &d.service).await?;
     let deployment = apply(&ctx.client, &d.deployment).await?;
+    let ns = d.deployment.namespace().unwrap_or_default();
+    let name = d.deployment.name_any();
+    match &d.horizontal_pod_autoscaler {
+        Some(hpa) => {
+            apply(&ctx.client, hpa).await?;
+        }
+        // Left behind, it would go on scaling a Deployment that has its count back.
+        None => {
+            delete_if_owned::<HorizontalPodAutoscaler>(&ctx.client, &ns, &name, owner_uid).await?
+        }
+    }
     match &d.pod_disruption_budget {
         Some(pdb) => {
             apply(&ctx.client, pdb).await?;
         }
         None => {
             // A budget left from when the service ran several replicas would block drains.
-            let ns = d.deployment.namespace().unwrap_or_default();
-            delete_if_present::<PodDisruptionBudget>(&ctx.client, &ns, &d.deployment.name_any())
-                .await?;
+            delete_if_present::<PodDisruptionBudget>(&ctx.client, &ns, &name).await?;
         }
     }
-    Ok(rollout(&deployment))
+    // Routes go last, so outside traffic never reaches a Service before its pods exist.
+    match &d.ingress {
+        Some(ingress) => {
+            apply(&ctx.client, ingress).await?;
+        }
+        None => delete_if_owned::<Ingress>(&ctx.client, &ns, &name, owner_uid).await?,
+    }
+    let routes: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &ns, &http_route_resource());
+    match &d.http_route {
+        Some(route) => {
+            let applied = routes
+                .patch(&name, &PatchParams::apply(MANAGER), &Patch::Apply(route))
+                .await;
+            match applied {
+                Ok(_) => {}
+                // Server-side apply creates what is missing, so a 404 means the kind itself is
+                // unknown: the Gateway API CRDs are not installed. The user's to provide.
+                Err(e) if is_status(&e, 404) => {
+                    return Ok(Observed::Blocked(Blocked::waiting(
+                        "GatewayApiNotInstalled",
+                        format!(
+                            "spec.exposure.httpRoute needs the Gateway API ({}/{} HTTPRoute), which is not installed",
+                            desired::GATEWAY_API_GROUP,
+                            desired::GATEWAY_API_VERSION
+                        ),
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        None => delete_if_owned_in(&routes, &name, owner_uid).await?,
+    }
+    Ok(Observed::Workload(rollout(&deployment)))
 }
 
 async fn cleanup_service<S: ServiceResource>(

@@ -15,6 +15,8 @@ use crate::identity::{ROTATION_ANNOTATION, rotate_value};
 pub const MQTT_CREDENTIALS_DIR: &str = "/var/run/hds/mqtt";
 /// Where the broker's CA bundle is mounted: file `ca.crt`.
 pub const MQTT_CA_DIR: &str = "/var/run/hds/mqtt-ca";
+/// The variable holding the pod's name, appended to the MQTT client id.
+const POD_NAME_ENV: &str = "POD_NAME";
 
 /// The objects of a MedTechService: `hds medtech` with the config `hds_common::from_spec`
 /// makes of its spec, writing to the named FhirService's in-cluster URL as the Workspace
@@ -65,6 +67,14 @@ pub fn medtech_service(
     cfg.listen = Some(listen());
     cfg.base_url = Some(owner.url(ctx));
     cfg.auth.workspace_issuer = workspace_issuer(ws, ctx).or(cfg.auth.workspace_issuer);
+    // Replicas split the stream through one shared subscription, and each connects under its
+    // own client id (the pod's name appended): one id shared by two pods would have the broker
+    // hand the session back and forth between them.
+    cfg.mqtt
+        .shared_subscription_group
+        .get_or_insert_with(|| format!("hds-medtech-{}", owner.name));
+    cfg.mqtt.client_id_suffix_env = Some(POD_NAME_ENV.into());
+    pod.pod_name_env(POD_NAME_ENV);
 
     if let Some(c) = &mqtt.credentials_secret_ref {
         pod.secret_files(
@@ -87,6 +97,7 @@ pub fn medtech_service(
         config_map: format!("{}-config", owner.name),
         command: "medtech",
         replicas: spec.replicas,
+        autoscaling: spec.autoscaling.as_ref(),
         resources: spec.resources.clone(),
         config_yaml: render(&owner, &cfg)?,
         database: false,

@@ -5,13 +5,16 @@
 //! Each service becomes a ConfigMap holding the service config (rendered by the same
 //! `hds_common::from_spec` functions `hds up` uses), a ServiceAccount, a ClusterIP Service, a
 //! Deployment of the `hds` image, and a PodDisruptionBudget when it runs more than one replica;
-//! filesystem claims with a `size` become PersistentVolumeClaims.
+//! filesystem claims with a `size` become PersistentVolumeClaims. When the spec asks, a
+//! HorizontalPodAutoscaler, and an Ingress or a Gateway API HTTPRoute whose public URL becomes
+//! the service's base URL ([`public_url`]).
 //!
 //! A Workspace becomes its token issuer (`hds issuer`): a ConfigMap, ServiceAccount, Service
 //! and Deployment `<workspace>-issuer` ([`workspace()`]). The services trust that issuer and
 //! get their tokens from it, at [`issuer_url`].
 
 mod dicom;
+mod exposure;
 mod fhir;
 mod medtech;
 mod pod;
@@ -24,13 +27,19 @@ use std::path::PathBuf;
 use hds_common::config::PostgresConfig;
 use hds_common::from_spec::SpecError;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use sha2::{Digest, Sha256};
 
 pub use dicom::dicom_service;
+pub use exposure::{
+    DEFAULT_TARGET_CPU, GATEWAY_API_GROUP, GATEWAY_API_VERSION, HTTP_ROUTE_KIND, HTTP_ROUTES,
+    public_url,
+};
 pub use fhir::fhir_service;
 pub use medtech::medtech_service;
 pub use workspace::{
@@ -86,9 +95,17 @@ pub struct Desired {
     pub config_map: ConfigMap,
     pub service_account: ServiceAccount,
     pub service: Service,
+    /// Without `spec.replicas` while a HorizontalPodAutoscaler scales it.
     pub deployment: Deployment,
-    /// Only when the service runs more than one replica.
+    /// Only when `spec.autoscaling` asks for one.
+    pub horizontal_pod_autoscaler: Option<HorizontalPodAutoscaler>,
+    /// Only when the service runs more than one replica (or autoscales from more than one).
     pub pod_disruption_budget: Option<PodDisruptionBudget>,
+    /// Only when `spec.exposure.ingress` asks for one.
+    pub ingress: Option<Ingress>,
+    /// A `gateway.networking.k8s.io/v1` HTTPRoute (k8s-openapi has no Gateway API types), only
+    /// when `spec.exposure.httpRoute` asks for one.
+    pub http_route: Option<serde_json::Value>,
     /// Filesystem claims the spec asks the operator to create (those with a `size`). They carry
     /// no owner reference, so the data outlives the resource, and are to be created only when
     /// absent: a claim's spec is mostly immutable.
@@ -97,7 +114,8 @@ pub struct Desired {
 
 impl Desired {
     /// Every object as JSON (with `apiVersion` and `kind`), in apply order: config, identity,
-    /// storage, network, workload, budget.
+    /// storage, network, workload, scaling, budget, exposure (the route last, so it never sends
+    /// outside traffic to a Service without pods).
     pub fn objects(&self) -> Vec<serde_json::Value> {
         fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
             serde_json::to_value(v).expect("k8s-openapi objects always serialize")
@@ -106,7 +124,10 @@ impl Desired {
         out.extend(self.persistent_volume_claims.iter().map(json));
         out.push(json(&self.service));
         out.push(json(&self.deployment));
+        out.extend(self.horizontal_pod_autoscaler.iter().map(json));
         out.extend(self.pod_disruption_budget.iter().map(json));
+        out.extend(self.ingress.iter().map(json));
+        out.extend(self.http_route.iter().cloned());
         out
     }
 }

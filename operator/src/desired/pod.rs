@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use hds_crds::common::{BlobStorage, FilesystemStorage, S3Storage};
+use hds_crds::common::{AutoscalingSpec, BlobStorage, FilesystemStorage, S3Storage};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
@@ -18,6 +18,7 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::exposure::{horizontal_pod_autoscaler, min_replicas};
 use super::{
     CONFIG_DIR, CONFIG_HASH_ANNOTATION, CONFIG_KEY, Context, DB_DIR, DB_URL_KEY, Desired,
     DesiredError, Owner, PORT, config_hash, db_secret_name,
@@ -46,6 +47,21 @@ pub(super) struct Pod {
 
 impl Pod {
     /// An annotation of the pod template: changing its value rolls the pods.
+    /// Sets `name` to the pod's own name (the Downward API).
+    pub(super) fn pod_name_env(&mut self, name: &str) {
+        self.env.push(EnvVar {
+            name: name.into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                field_ref: Some(k8s_openapi::api::core::v1::ObjectFieldSelector {
+                    api_version: Some("v1".into()),
+                    field_path: "metadata.name".into(),
+                }),
+                ..EnvVarSource::default()
+            }),
+        });
+    }
+
     pub(super) fn annotate(&mut self, key: &str, value: &str) {
         self.annotations.insert(key.into(), value.into());
     }
@@ -263,6 +279,8 @@ pub(super) struct Workload<'a> {
     /// The `hds` subcommand: `fhir`, `dicom`, `medtech` or `issuer`.
     pub command: &'static str,
     pub replicas: i32,
+    /// A HorizontalPodAutoscaler instead of the fixed `replicas`.
+    pub autoscaling: Option<&'a AutoscalingSpec>,
     pub resources: Option<ResourceRequirements>,
     pub config_yaml: String,
     /// Whether the service has a database, whose Secret `<name>-db` is then mounted.
@@ -306,15 +324,17 @@ impl Workload<'_> {
             match_labels: Some(owner.selector()),
             match_expressions: None,
         };
-        let pod_disruption_budget = (self.replicas > 1).then(|| PodDisruptionBudget {
-            metadata: owner.meta(name.clone()),
-            spec: Some(PodDisruptionBudgetSpec {
-                max_unavailable: Some(IntOrString::Int(1)),
-                selector: Some(selector.clone()),
-                ..PodDisruptionBudgetSpec::default()
-            }),
-            status: None,
-        });
+        // A budget keeps all but one pod through drains, so it needs more than one at all times.
+        let pod_disruption_budget =
+            (min_replicas(self.replicas, self.autoscaling) > 1).then(|| PodDisruptionBudget {
+                metadata: owner.meta(name.clone()),
+                spec: Some(PodDisruptionBudgetSpec {
+                    max_unavailable: Some(IntOrString::Int(1)),
+                    selector: Some(selector.clone()),
+                    ..PodDisruptionBudgetSpec::default()
+                }),
+                status: None,
+            });
 
         let mut pod = self.pod;
         let mut volumes = vec![
@@ -419,7 +439,11 @@ impl Workload<'_> {
         let deployment = Deployment {
             metadata: owner.meta(name.clone()),
             spec: Some(DeploymentSpec {
-                replicas: Some(self.replicas),
+                // While an autoscaler scales the Deployment the operator must not own the count:
+                // server-side apply would set it back on every reconcile, fighting the HPA. The
+                // first apply without it may reset the count the operator owned until then to 1,
+                // until the HPA (whose minimum is at least 1) scales it again.
+                replicas: self.autoscaling.is_none().then_some(self.replicas),
                 selector,
                 template: PodTemplateSpec {
                     metadata: Some(ObjectMeta {
@@ -451,12 +475,18 @@ impl Workload<'_> {
             }),
             status: None,
         };
+        let horizontal_pod_autoscaler = self
+            .autoscaling
+            .map(|a| horizontal_pod_autoscaler(owner, name, self.replicas, a));
         Desired {
             config_map,
             service_account,
             service,
             deployment,
+            horizontal_pod_autoscaler,
             pod_disruption_budget,
+            ingress: None,
+            http_route: None,
             persistent_volume_claims: pod.claims,
         }
     }

@@ -247,6 +247,28 @@ fn medtech_writes_to_the_named_fhir_service_as_its_own_client() {
 }
 
 #[test]
+fn medtech_replicas_share_one_subscription_under_their_own_client_ids() {
+    let d = medtech_service(&medtech(""), None, &ctx()).unwrap();
+    let cfg = config(&d);
+    assert_eq!(cfg["mqtt"]["sharedSubscriptionGroup"], "hds-medtech-vitals");
+    assert_eq!(cfg["mqtt"]["clientIdSuffixEnv"], "POD_NAME");
+    let pod = d.deployment.spec.unwrap().template.spec.unwrap();
+    let env = pod.containers[0].env.clone().unwrap();
+    let pod_name = env.iter().find(|e| e.name == "POD_NAME").unwrap();
+    let field = pod_name
+        .value_from
+        .as_ref()
+        .unwrap()
+        .field_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(field.field_path, "metadata.name");
+    // A group the spec names is kept.
+    let named = medtech_service(&medtech("sharedSubscriptionGroup: mine"), None, &ctx()).unwrap();
+    assert_eq!(config(&named)["mqtt"]["sharedSubscriptionGroup"], "mine");
+}
+
+#[test]
 fn medtech_without_a_fhir_service_is_refused() {
     let mut svc = medtech("");
     svc.spec.fhir_destination.fhir_service_ref.name.clear();

@@ -4,7 +4,8 @@
 //! The issuer's config lists the Workspace's clients (the spec's, with their secrets mounted
 //! from the Secrets they name or given as hashes) and the identities of its services (MedTech,
 //! DICOM→FHIR sync), whose secrets are the Secrets `<workspace>-client-<clientId>` the
-//! operator generates ([`crate::identity`]). Its audiences are the services' in-cluster URLs.
+//! operator generates ([`crate::identity`]). Its audiences are the services' in-cluster URLs,
+//! and the public URLs of those exposed outside the cluster.
 
 use hds_common::config::{IssuerClientConfig, WorkspaceIssuerConfig};
 use hds_common::from_spec::workspace_issuer_url;
@@ -17,8 +18,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::pod::{Pod, Workload};
 use super::{
-    CLIENT_SECRET_KEY, Context, DesiredError, Owner, client_secret_name, listen, render,
-    service_url,
+    CLIENT_SECRET_KEY, Context, DesiredError, Owner, client_secret_name, listen, public_url,
+    render, service_url,
 };
 use crate::identity::{ROTATION_ANNOTATION, rotate_value};
 
@@ -61,6 +62,8 @@ pub struct WorkspaceService {
     pub name: String,
     /// The Workspace client the service acts as, when it calls another service.
     pub identity: Option<ServiceIdentity>,
+    /// The public URL of a service exposed outside the cluster ([`public_url`]).
+    pub public_url: Option<String>,
 }
 
 impl WorkspaceService {
@@ -70,6 +73,7 @@ impl WorkspaceService {
             kind: ServiceKind::FhirService,
             name: svc.metadata.name.clone()?,
             identity: None,
+            public_url: public_url(svc.spec.exposure.as_ref()),
         })
     }
 
@@ -79,6 +83,7 @@ impl WorkspaceService {
             kind: ServiceKind::DicomService,
             name: svc.metadata.name.clone()?,
             identity: service_identity::dicom_fhir_sync(svc),
+            public_url: public_url(svc.spec.exposure.as_ref()),
         })
     }
 
@@ -87,6 +92,7 @@ impl WorkspaceService {
             kind: ServiceKind::MedTechService,
             name: svc.metadata.name.clone()?,
             identity: service_identity::medtech(svc),
+            public_url: None,
         })
     }
 }
@@ -154,11 +160,18 @@ pub fn workspace(
     let mut services: Vec<&WorkspaceService> = services.iter().collect();
     services.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     services.dedup_by(|a, b| (a.kind, &a.name) == (b.kind, &b.name));
+    // Each service's in-cluster URL (what callers in the cluster name), then its public URL
+    // (what clients outside name): the service accepts tokens for either.
     let mut audiences: Vec<String> = Vec::new();
     for s in &services {
-        let url = service_url(&s.name, &owner.namespace, ctx);
-        if !audiences.contains(&url) {
-            audiences.push(url);
+        let urls = [
+            Some(service_url(&s.name, &owner.namespace, ctx)),
+            s.public_url.clone(),
+        ];
+        for url in urls.into_iter().flatten() {
+            if !audiences.contains(&url) {
+                audiences.push(url);
+            }
         }
     }
 
@@ -241,6 +254,7 @@ pub fn workspace(
         config_map: name,
         command: "issuer",
         replicas: 1,
+        autoscaling: None,
         resources: Some(issuer_resources()),
         config_yaml: render(&owner, &cfg)?,
         database: false,

@@ -3,6 +3,7 @@
 //! its body is kept for the test to inspect, and the scripted answer is sent back. A request
 //! the script does not expect fails the test. PostgreSQL, where a path needs one, is real.
 
+mod exposure;
 mod service;
 mod workspace;
 

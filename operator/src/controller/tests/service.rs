@@ -9,10 +9,10 @@ use super::*;
 use crate::controller::service::reconcile;
 use crate::database::{self, admin};
 
-const API: &str = "/apis/hds.dev/v1alpha1/namespaces";
-const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces";
+pub(super) const API: &str = "/apis/hds.dev/v1alpha1/namespaces";
+pub(super) const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces";
 
-fn workspace_json(ns: &str, postgres: Value) -> Value {
+pub(super) fn workspace_json(ns: &str, postgres: Value) -> Value {
     json!({
         "apiVersion": "hds.dev/v1alpha1", "kind": "Workspace",
         "metadata": {"name": "demo", "namespace": ns, "uid": "uid-ws", "generation": 1},
@@ -20,7 +20,7 @@ fn workspace_json(ns: &str, postgres: Value) -> Value {
     })
 }
 
-fn fhir_json(ns: &str, max_age: u32) -> Value {
+pub(super) fn fhir_json(ns: &str, max_age: u32) -> Value {
     json!({
         "apiVersion": "hds.dev/v1alpha1", "kind": "FhirService",
         "metadata": {
@@ -45,7 +45,7 @@ fn deleting(mut v: Value) -> Value {
 }
 
 /// A Deployment as the apiserver returns it after an apply: the applied object plus status.
-fn deployment_answer(available: bool) -> impl FnOnce(&Value) -> (u16, Value) + Send {
+pub(super) fn deployment_answer(available: bool) -> impl FnOnce(&Value) -> (u16, Value) + Send {
     move |body| {
         let mut d = body.clone();
         d["metadata"]["generation"] = json!(1);
@@ -59,7 +59,7 @@ fn deployment_answer(available: bool) -> impl FnOnce(&Value) -> (u16, Value) + S
 }
 
 /// The status subresource answers with the whole object.
-fn status_answer(obj: Value) -> impl FnOnce(&Value) -> (u16, Value) + Send {
+pub(super) fn status_answer(obj: Value) -> impl FnOnce(&Value) -> (u16, Value) + Send {
     move |body| {
         let mut o = obj;
         o["status"] = body["status"].clone();
@@ -87,9 +87,22 @@ fn workload(ns: &str, obj: &Value, available: bool) -> Vec<Expect> {
             format!("/apis/apps/v1/namespaces/{ns}/deployments/fhir"),
             deployment_answer(available),
         ),
+        // No autoscaling, budget or exposure asked for: none is left behind.
+        not_found(
+            Method::GET,
+            format!("/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/fhir"),
+        ),
         not_found(
             Method::DELETE,
             format!("/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/fhir"),
+        ),
+        not_found(
+            Method::GET,
+            format!("/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses/fhir"),
+        ),
+        not_found(
+            Method::GET,
+            format!("/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes/fhir"),
         ),
         expect(
             Method::PATCH,
@@ -99,14 +112,15 @@ fn workload(ns: &str, obj: &Value, available: bool) -> Vec<Expect> {
     ]
 }
 
-fn connection_path(ns: &str, obj: &Value, available: bool) -> Vec<Expect> {
+/// The Workspace and the database through a connection Secret, up to `<name>-db`.
+pub(super) fn connection_prefix(ns: &str) -> Vec<Expect> {
     let ws = workspace_json(ns, json!({"connectionSecretRef": {"name": "pg-conn"}}));
     let conn = secret(
         "pg-conn",
         ns,
         &[("uri", "postgres://app:pw@db.example:5432/fhir")],
     );
-    let mut script = vec![
+    vec![
         expect(
             Method::GET,
             format!("{API}/{ns}/workspaces/demo"),
@@ -121,18 +135,22 @@ fn connection_path(ns: &str, obj: &Value, available: bool) -> Vec<Expect> {
             Method::PATCH,
             format!("/api/v1/namespaces/{ns}/secrets/fhir-db"),
         ),
-    ];
+    ]
+}
+
+fn connection_path(ns: &str, obj: &Value, available: bool) -> Vec<Expect> {
+    let mut script = connection_prefix(ns);
     script.extend(workload(ns, obj, available));
     script
 }
 
-fn find<'a>(seen: &'a [Seen], method: Method, suffix: &str) -> &'a Seen {
+pub(super) fn find<'a>(seen: &'a [Seen], method: Method, suffix: &str) -> &'a Seen {
     seen.iter()
         .find(|s| s.method == method && s.path.ends_with(suffix))
         .unwrap_or_else(|| panic!("no {method} …{suffix}"))
 }
 
-fn condition<'a>(status_patch: &'a Value, type_: &str) -> &'a Value {
+pub(super) fn condition<'a>(status_patch: &'a Value, type_: &str) -> &'a Value {
     status_patch["status"]["conditions"]
         .as_array()
         .unwrap()
@@ -141,7 +159,7 @@ fn condition<'a>(status_patch: &'a Value, type_: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no condition {type_} in {status_patch}"))
 }
 
-async fn run(
+pub(super) async fn run(
     obj: &Value,
     script: Vec<Expect>,
 ) -> (Result<Action, crate::controller::ReconcileError>, Vec<Seen>) {
