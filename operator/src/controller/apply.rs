@@ -54,20 +54,6 @@ pub async fn create_if_absent<K: Namespaced>(client: &Client, obj: &K) -> Result
     }
 }
 
-/// Delete `name` if it exists.
-pub async fn delete_if_present<K: Namespaced>(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<(), kube::Error> {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_status(&e, 404) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Delete `name` if it exists and the object whose uid is `owner_uid` is its controller. For
 /// objects a spec may stop asking for (an autoscaler, an Ingress, an HTTPRoute) whose names a
 /// user may well have used for objects of their own, which are left alone.

@@ -27,8 +27,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::apply::{
-    apply, create_if_absent, delete_if_owned, delete_if_owned_in, delete_if_present, get_opt,
-    is_status,
+    apply, create_if_absent, delete_if_owned, delete_if_owned_in, get_opt, is_status,
 };
 use super::database;
 use super::status::{Blocked, DatabaseState, Observed, Rollout, conditions, rollout};
@@ -280,8 +279,9 @@ async fn apply_desired(
             apply(&ctx.client, pdb).await?;
         }
         None => {
-            // A budget left from when the service ran several replicas would block drains.
-            delete_if_present::<PodDisruptionBudget>(&ctx.client, &ns, &name).await?;
+            // A budget left from when the service ran several replicas would block drains; one
+            // of the user's own under this name is theirs.
+            delete_if_owned::<PodDisruptionBudget>(&ctx.client, &ns, &name, owner_uid).await?;
         }
     }
     // Routes go last, so outside traffic never reaches a Service before its pods exist.

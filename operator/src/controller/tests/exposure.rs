@@ -159,7 +159,7 @@ async fn an_http_route_without_the_gateway_api_waits_for_it() {
     let mut script = up_to_the_deployment();
     script.extend([
         not_found(Method::GET, HPA),
-        not_found(Method::DELETE, PDB),
+        not_found(Method::GET, PDB),
         not_found(Method::GET, INGRESS),
         // The kind is unknown: the apiserver has no such path.
         not_found(Method::PATCH, ROUTE),
@@ -230,7 +230,7 @@ async fn objects_no_longer_asked_for_go_only_when_they_are_the_services() {
     script.extend([
         expect(Method::GET, HPA, move |_| (200, hpa)),
         echo(Method::DELETE, HPA),
-        not_found(Method::DELETE, PDB),
+        not_found(Method::GET, PDB),
         expect(Method::GET, INGRESS, move |_| (200, ingress)),
         expect(Method::GET, ROUTE, move |_| (200, route)),
         status(&obj),

@@ -93,7 +93,7 @@ fn workload(ns: &str, obj: &Value, available: bool) -> Vec<Expect> {
             format!("/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/fhir"),
         ),
         not_found(
-            Method::DELETE,
+            Method::GET,
             format!("/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/fhir"),
         ),
         not_found(
