@@ -448,6 +448,53 @@ pub struct DicomServiceConfig {
     /// service ("DICOM cast").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fhir_sync: Option<FhirSyncConfig>,
+    /// The sweep that removes instance files the index does not name (left by a process killed
+    /// between a file write and the index commit, or between a delete's commit and the file's
+    /// removal).
+    #[serde(default)]
+    pub orphan_sweep: DicomOrphanSweepConfig,
+}
+
+/// When the orphan-file sweep runs, and which files it may take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DicomOrphanSweepConfig {
+    #[serde(default = "default_orphan_sweep_enabled")]
+    pub enabled: bool,
+    /// Files younger than this are never removed: a STOW writes its files before its index
+    /// commit, so this must exceed the longest STOW request.
+    #[serde(default = "default_orphan_grace")]
+    pub grace_seconds: u64,
+    /// The first sweep starts this long after the service.
+    #[serde(default = "default_orphan_delay")]
+    pub start_delay_seconds: u64,
+    /// Then one every this many hours (at least 1).
+    #[serde(default = "default_orphan_interval")]
+    pub interval_hours: u64,
+}
+
+fn default_orphan_sweep_enabled() -> bool {
+    true
+}
+fn default_orphan_grace() -> u64 {
+    3600
+}
+fn default_orphan_delay() -> u64 {
+    600
+}
+fn default_orphan_interval() -> u64 {
+    24
+}
+
+impl Default for DicomOrphanSweepConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            grace_seconds: default_orphan_grace(),
+            start_delay_seconds: default_orphan_delay(),
+            interval_hours: default_orphan_interval(),
+        }
+    }
 }
 
 /// A FHIR service another service writes to, and the Workspace client it writes as.

@@ -196,6 +196,7 @@ pub fn dicom_service_config(
             strict: spec.validation.as_ref().is_some_and(|v| v.strict),
         },
         enable_data_partitions: spec.enable_data_partitions,
+        orphan_sweep: Default::default(),
         // Where the FHIR service and the issuer are is known to the runner (operator or
         // `hds up`), which fills this in from `spec.fhirSync`.
         fhir_sync: None,

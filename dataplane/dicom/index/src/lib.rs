@@ -7,6 +7,7 @@
 
 pub mod changefeed;
 pub mod extended;
+pub mod orphans;
 pub mod qido;
 pub mod study;
 mod write;

@@ -3,7 +3,8 @@
 //! bulk data), delete and the change feed (`changefeed`). Instance files live in an object store
 //! (`blobs`), everything else in the index (`hds-dicom-index`); what an instance says comes from
 //! `hds-dicom-model`. Every request leaves an audit record (`audit`); browser viewers are let in
-//! by the service's CORS settings.
+//! by the service's CORS settings. Files no instance row names are removed by the orphan sweep
+//! (`sweep`).
 
 mod audit;
 mod authn;
@@ -14,6 +15,7 @@ mod extended;
 mod media;
 mod qido;
 mod stow;
+mod sweep;
 mod wado;
 
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use hds_dicom_index::Index;
 
 pub use blobs::Blobs;
 pub use error::DicomError;
+pub use sweep::{SweepOutcome, owner, sweep_orphans};
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -263,5 +266,12 @@ pub async fn service(config: DicomServiceConfig, prefix: &str) -> anyhow::Result
         .map_err(|e| anyhow::anyhow!("DicomService '{}': its database: {e}", config.name))?;
     let state = AppState::new(config, index.clone(), prefix)?;
     tokio::spawn(extended::reindex_worker(state.clone()));
+    // Before any file is stored: a service sharing the store must see this one's mark.
+    if let Err(e) = state.blobs.mark_owner(&sweep::owner(&state.config)).await {
+        tracing::warn!(service = %state.config.name, error = %e, "cannot mark the blob store as this service's");
+    }
+    if state.config.orphan_sweep.enabled {
+        tokio::spawn(sweep::worker(state.clone()));
+    }
     Ok((router(state), index))
 }

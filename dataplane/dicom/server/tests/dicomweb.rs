@@ -542,13 +542,18 @@ async fn an_oversize_request_is_refused_whole() {
     );
 }
 
+/// Instance files under `dir` (the service's own mark in the store is not one).
 fn walk(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(Result::ok)
                 .map(|e| {
                     let p = e.path();
-                    if p.is_dir() { walk(&p) } else { 1 }
+                    if p.is_dir() {
+                        walk(&p)
+                    } else {
+                        usize::from(p.extension().is_some_and(|e| e == "dcm"))
+                    }
                 })
                 .sum()
         })

@@ -47,6 +47,7 @@ pub fn config() -> DicomServiceConfig {
         validation: Default::default(),
         enable_data_partitions: false,
         fhir_sync: None,
+        orphan_sweep: Default::default(),
     }
 }
 
