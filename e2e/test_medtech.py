@@ -6,6 +6,7 @@ ingestion, the mapping debugger, and the embedded broker of `hds up -f examples/
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import os
@@ -41,6 +42,10 @@ class Mosquitto:
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
+            # Started as root, Mosquitto drops to the `mosquitto` user, who cannot write into
+            # this private temp dir: its database would never be saved, and a restart would
+            # lose the sessions the test relies on. Staying the user who runs the test keeps it.
+            f"user {getpass.getuser()}\n"
             "persistence true\n"
             f"persistence_location {tmp}/\n"
             "autosave_interval 1\n"
