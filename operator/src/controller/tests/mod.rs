@@ -20,6 +20,10 @@ use serde_json::{Value, json};
 use super::Ctx;
 use crate::desired;
 
+/// How long the script waits for the operator's next request. Generous: between two requests
+/// the operator may run real SQL (DROP DATABASE … WITH (FORCE) waits on a busy server).
+const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+
 type Respond = Box<dyn FnOnce(&Value) -> (u16, Value) + Send>;
 
 pub struct Expect {
@@ -103,18 +107,17 @@ pub fn scripted(script: Vec<Expect>) -> (Client, tokio::task::JoinHandle<Vec<See
         let mut script: VecDeque<Expect> = script.into();
         let mut seen = Vec::new();
         while let Some(next) = script.pop_front() {
-            let (request, send) =
-                tokio::time::timeout(Duration::from_secs(10), handle.next_request())
-                    .await
-                    .unwrap_or_else(|_| {
-                        panic!(
-                            "the operator stopped before {} {} (seen: {:#?})",
-                            next.method,
-                            next.path,
-                            summary(&seen)
-                        )
-                    })
-                    .expect("the client went away");
+            let (request, send) = tokio::time::timeout(STEP_TIMEOUT, handle.next_request())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "the operator stopped before {} {} (seen: {:#?})",
+                        next.method,
+                        next.path,
+                        summary(&seen)
+                    )
+                })
+                .expect("the client went away");
             let (parts, body) = request.into_parts();
             let bytes = body.collect_bytes().await.unwrap();
             let body: Value = if bytes.is_empty() {
