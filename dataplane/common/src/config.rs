@@ -533,7 +533,7 @@ impl DicomServiceConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DicomStorageConfig {
     /// Where instance files go: `file:///var/lib/hds/dicom` or `s3://bucket/prefix` (the
@@ -541,6 +541,25 @@ pub struct DicomStorageConfig {
     /// temporary directory named after the service; `hds up` uses its data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// For a `file://` store: a STOW is answered only once its files are on stable storage
+    /// (one `syncfs` shared by the requests that finish writing together), so a power cut
+    /// never leaves the index naming a lost file. `false` trades that for speed, as Orthanc's
+    /// `SyncStorageArea: false` does. Other stores are durable when a write returns.
+    #[serde(default = "default_storage_sync")]
+    pub sync: bool,
+}
+
+fn default_storage_sync() -> bool {
+    true
+}
+
+impl Default for DicomStorageConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            sync: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -183,6 +183,7 @@ pub fn dicom_service_config(
         audit: audit(spec.audit.as_ref()),
         storage: DicomStorageConfig {
             url: blob.map(|b| storage_url(b, DICOM_MOUNT)),
+            ..DicomStorageConfig::default()
         },
         limits: DicomLimits {
             max_stow_bytes: spec

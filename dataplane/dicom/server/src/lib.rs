@@ -62,7 +62,14 @@ impl AppState {
                 .join(format!("{}-{}", config.workspace, config.name));
             format!("file://{}", dir.display())
         });
-        let blobs = Blobs::open(&url).map_err(anyhow::Error::msg)?;
+        let mut blobs = Blobs::open(&url).map_err(anyhow::Error::msg)?;
+        if !config.storage.sync {
+            tracing::warn!(
+                service = %config.name,
+                "storage.sync is off: a crash or power cut may lose instance files the index names"
+            );
+            blobs = blobs.without_sync();
+        }
         if config.auth.mode == AuthMode::None {
             tracing::warn!(
                 service = %config.name,

@@ -162,6 +162,15 @@ async fn store(
             PartResult::Failed { .. } => None,
         })
         .collect();
+    if !items.is_empty()
+        && let Err(e) = s.blobs.make_durable().await
+    {
+        tracing::error!(error = %e, "could not sync the instance files to disk");
+        s.blobs.remove(written_blobs().collect::<Vec<_>>()).await;
+        return Err(DicomError::Internal(format!(
+            "the instance files could not be synced to disk, so nothing was stored: {e}"
+        )));
+    }
     let outcomes = if items.is_empty() {
         Vec::new()
     } else {
