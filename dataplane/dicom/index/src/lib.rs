@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "extended_tag_errors",
         sql: include_str!("../migrations/0004_extended_tag_errors.sql"),
     },
+    Migration {
+        version: 5,
+        name: "lz4",
+        sql: include_str!("../migrations/0005_lz4.sql"),
+    },
 ];
 
 /// The partition every request uses when data partitions are off (Azure's name for it).

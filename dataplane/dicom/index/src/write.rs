@@ -122,38 +122,29 @@ impl Index {
         }
         let mut outcomes = vec![StoreOutcome::Duplicate; items.len()];
         let mut watermarks = vec![0i64; items.len()];
-        let mut last_study: Option<&str> = None;
-        let mut last_series: Option<(&str, &str)> = None;
-        let mut touched_studies: Vec<&str> = Vec::new();
+        // What goes in, in lock order; a POST leaves out what is stored already.
+        let wanted: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&i| replace || !present.iter().any(|p| p == &items[i].instance.sop_uid))
+            .collect();
+        let touched_studies = upsert_studies(&tx, partition, items, &wanted, &same_study).await?;
+        upsert_series(&tx, partition, items, &wanted, &same_series).await?;
         let mut moved_from: Vec<String> = Vec::new();
-        for &i in &order {
-            let item = &items[i];
-            let inst = item.instance;
-            if !replace && present.iter().any(|p| p == &inst.sop_uid) {
-                continue;
-            }
-            if last_study != Some(inst.study_uid.as_str()) {
-                if !same_study.contains(&inst.study_uid) {
-                    upsert_study(&tx, partition, inst).await?;
+        if replace {
+            for &i in &wanted {
+                let (outcome, watermark, old_study) =
+                    replace_instance(&tx, partition, &items[i]).await?;
+                outcomes[i] = outcome;
+                watermarks[i] = watermark;
+                if let Some(old) = old_study.filter(|o| o != &items[i].instance.study_uid) {
+                    moved_from.push(old);
                 }
-                last_study = Some(&inst.study_uid);
-                touched_studies.push(&inst.study_uid);
             }
-            if last_series != Some((inst.study_uid.as_str(), inst.series_uid.as_str())) {
-                if !same_series
-                    .iter()
-                    .any(|(st, se)| st == &inst.study_uid && se == &inst.series_uid)
-                {
-                    upsert_series(&tx, partition, inst).await?;
-                }
-                last_series = Some((&inst.study_uid, &inst.series_uid));
-            }
-            let (outcome, watermark, old_study) =
-                insert_instance(&tx, partition, item, replace).await?;
-            outcomes[i] = outcome;
-            watermarks[i] = watermark;
-            if let Some(old) = old_study.filter(|o| o != &inst.study_uid) {
-                moved_from.push(old);
+        } else {
+            for (i, watermark) in insert_instances(&tx, partition, items, &wanted).await? {
+                outcomes[i] = StoreOutcome::Stored;
+                watermarks[i] = watermark;
             }
         }
         let tags = crate::extended::active(&tx).await?;
@@ -183,8 +174,8 @@ impl Index {
             moved_from.dedup();
             for s in moved_from
                 .iter()
+                .chain(touched_studies.iter())
                 .map(String::as_str)
-                .chain(touched_studies.iter().copied())
             {
                 drop_empty(&tx, partition, s).await?;
             }
@@ -224,13 +215,53 @@ impl Index {
     }
 }
 
-async fn upsert_study(tx: &Transaction<'_>, partition: &str, inst: &Instance) -> Result<()> {
-    let a = &inst.index;
+/// The first of `wanted` for each key, in order: the rows one statement may upsert (a row
+/// cannot be updated twice by one `INSERT ... ON CONFLICT DO UPDATE`).
+fn first_per<'a, K: PartialEq>(
+    items: &'a [NewInstance<'_>],
+    wanted: &[usize],
+    key: impl Fn(&'a Instance) -> K,
+) -> Vec<&'a Instance> {
+    let mut out: Vec<&Instance> = Vec::new();
+    for &i in wanted {
+        let inst = items[i].instance;
+        if out.last().is_none_or(|last| key(last) != key(inst)) {
+            out.push(inst);
+        }
+    }
+    out
+}
+
+/// Writes the study rows of `wanted` (sorted by study) that do not already say what these
+/// instances would write, in one statement; returns every study `wanted` touches.
+async fn upsert_studies(
+    tx: &Transaction<'_>,
+    partition: &str,
+    items: &[NewInstance<'_>],
+    wanted: &[usize],
+    same: &[String],
+) -> Result<Vec<String>> {
+    let studies = first_per(items, wanted, |i| i.study_uid.as_str());
+    let touched = studies.iter().map(|i| i.study_uid.clone()).collect();
+    let rows: Vec<&Instance> = studies
+        .into_iter()
+        .filter(|i| !same.contains(&i.study_uid))
+        .collect();
+    if rows.is_empty() {
+        return Ok(touched);
+    }
+    let text = |f: fn(&Instance) -> Option<String>| rows.iter().map(|i| f(i)).collect::<Vec<_>>();
+    let date = |f: fn(&Instance) -> Option<&str>| {
+        rows.iter()
+            .map(|i| f(i).and_then(dicom_date))
+            .collect::<Vec<_>>()
+    };
     tx.execute(
         "INSERT INTO dicom_studies (partition, study_uid, patient_id, patient_name,
              patient_name_words, patient_birth_date, study_date, accession_number,
              referring_physician_words, study_description, study_json)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::date[],
+             $7::date[], $8::text[], $9::text[], $10::text[], $11::text[])
          ON CONFLICT (partition, study_uid) DO UPDATE SET
              patient_id = EXCLUDED.patient_id, patient_name = EXCLUDED.patient_name,
              patient_name_words = EXCLUDED.patient_name_words,
@@ -240,90 +271,169 @@ async fn upsert_study(tx: &Transaction<'_>, partition: &str, inst: &Instance) ->
              study_description = EXCLUDED.study_description, study_json = EXCLUDED.study_json",
         &[
             &partition,
-            &inst.study_uid,
-            &a.patient_id,
-            &a.patient_name,
-            &a.patient_name.as_deref().map(name_words),
-            &a.patient_birth_date.as_deref().and_then(dicom_date),
-            &a.study_date.as_deref().and_then(dicom_date),
-            &a.accession_number,
-            &a.referring_physician_name.as_deref().map(name_words),
-            &a.study_description,
-            &inst.study_json,
+            &text(|i| Some(i.study_uid.clone())),
+            &text(|i| i.index.patient_id.clone()),
+            &text(|i| i.index.patient_name.clone()),
+            &text(|i| i.index.patient_name.as_deref().map(name_words)),
+            &date(|i| i.index.patient_birth_date.as_deref()),
+            &date(|i| i.index.study_date.as_deref()),
+            &text(|i| i.index.accession_number.clone()),
+            &text(|i| i.index.referring_physician_name.as_deref().map(name_words)),
+            &text(|i| i.index.study_description.clone()),
+            &text(|i| Some(i.study_json.clone())),
         ],
     )
     .await?;
-    Ok(())
+    Ok(touched)
 }
 
-async fn upsert_series(tx: &Transaction<'_>, partition: &str, inst: &Instance) -> Result<()> {
-    let a = &inst.index;
+/// The series rows, as [`upsert_studies`] writes the study rows.
+async fn upsert_series(
+    tx: &Transaction<'_>,
+    partition: &str,
+    items: &[NewInstance<'_>],
+    wanted: &[usize],
+    same: &[(String, String)],
+) -> Result<()> {
+    let rows: Vec<&Instance> = first_per(items, wanted, |i| (&i.study_uid, &i.series_uid))
+        .into_iter()
+        .filter(|i| {
+            !same
+                .iter()
+                .any(|(st, se)| st == &i.study_uid && se == &i.series_uid)
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let text = |f: fn(&Instance) -> Option<&str>| rows.iter().map(|i| f(i)).collect::<Vec<_>>();
+    let pps: Vec<_> = rows
+        .iter()
+        .map(|i| {
+            i.index
+                .performed_procedure_step_start_date
+                .as_deref()
+                .and_then(dicom_date)
+        })
+        .collect();
     tx.execute(
         "INSERT INTO dicom_series (partition, study_uid, series_uid, modality, pps_start_date,
              manufacturer_model_name, series_json)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::date[], $6::text[],
+             $7::text[])
          ON CONFLICT (partition, study_uid, series_uid) DO UPDATE SET
              modality = EXCLUDED.modality, pps_start_date = EXCLUDED.pps_start_date,
              manufacturer_model_name = EXCLUDED.manufacturer_model_name,
              series_json = EXCLUDED.series_json",
         &[
             &partition,
-            &inst.study_uid,
-            &inst.series_uid,
-            &a.modality,
-            &a.performed_procedure_step_start_date
-                .as_deref()
-                .and_then(dicom_date),
-            &a.manufacturer_model_name,
-            &inst.series_json,
+            &text(|i| Some(&i.study_uid)),
+            &text(|i| Some(&i.series_uid)),
+            &text(|i| i.index.modality.as_deref()),
+            &pps,
+            &text(|i| i.index.manufacturer_model_name.as_deref()),
+            &text(|i| Some(&i.series_json)),
         ],
     )
     .await?;
     Ok(())
 }
 
-async fn insert_instance(
+/// A POST's new instances in one statement; what a concurrent store got in first is left out
+/// (a duplicate). Returns the index in `items` and the watermark of each row written.
+async fn insert_instances(
+    tx: &Transaction<'_>,
+    partition: &str,
+    items: &[NewInstance<'_>],
+    wanted: &[usize],
+) -> Result<Vec<(usize, i64)>> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let numbers = column(items, wanted, |i| i.instance.index.instance_number);
+    let sizes = column(items, wanted, |i| i.size);
+    // The row order of the arrays is kept by `WITH ORDINALITY`, so each returned row says
+    // which item it is even when a request holds one SOP Instance UID twice.
+    let rows = tx
+        .query(
+            "INSERT INTO dicom_instances (partition, study_uid, series_uid, sop_uid,
+                 sop_class_uid, instance_number, transfer_syntax, blob, size, metadata,
+                 instance_json)
+             SELECT $1, st, se, sop, cl, num, ts, bl, sz, md, ij
+               FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+                           $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[])
+                    WITH ORDINALITY AS u(st, se, sop, cl, num, ts, bl, sz, md, ij, n)
+              ORDER BY n
+             ON CONFLICT (partition, sop_uid) DO NOTHING
+             RETURNING blob, watermark",
+            &[
+                &partition,
+                &column(items, wanted, |i| i.instance.study_uid.as_str()),
+                &column(items, wanted, |i| i.instance.series_uid.as_str()),
+                &column(items, wanted, |i| i.instance.sop_uid.as_str()),
+                &column(items, wanted, |i| i.instance.sop_class_uid.as_str()),
+                &numbers,
+                &column(items, wanted, |i| i.instance.transfer_syntax.as_str()),
+                &column(items, wanted, |i| i.blob.as_str()),
+                &sizes,
+                &column(items, wanted, |i| i.instance.metadata.as_str()),
+                &column(items, wanted, |i| i.instance.instance_json.as_str()),
+            ],
+        )
+        .await?;
+    // Blob keys are fresh per part, so they tell the items apart.
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let blob: &str = r.get(0);
+            let i = wanted.iter().copied().find(|&i| items[i].blob == blob)?;
+            Some((i, r.get(1)))
+        })
+        .collect())
+}
+
+/// One value of each of `wanted`, as a statement's array parameter.
+fn column<'a, 'b, T>(
+    items: &'a [NewInstance<'b>],
+    wanted: &[usize],
+    f: impl Fn(&'a NewInstance<'b>) -> T,
+) -> Vec<T> {
+    wanted.iter().map(|&i| f(&items[i])).collect()
+}
+
+/// A PUT's instance: inserted, or replacing the one stored under its SOP Instance UID (whose
+/// file and former study are returned, to be removed or emptied).
+async fn replace_instance(
     tx: &Transaction<'_>,
     partition: &str,
     item: &NewInstance<'_>,
-    replace: bool,
 ) -> Result<(StoreOutcome, i64, Option<String>)> {
     let inst = item.instance;
-    let sql = if replace {
-        "INSERT INTO dicom_instances (partition, study_uid, series_uid, sop_uid, sop_class_uid,
-             instance_number, transfer_syntax, blob, size, metadata, instance_json)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (partition, sop_uid) DO UPDATE SET
-             study_uid = EXCLUDED.study_uid, series_uid = EXCLUDED.series_uid,
-             sop_class_uid = EXCLUDED.sop_class_uid, instance_number = EXCLUDED.instance_number,
-             transfer_syntax = EXCLUDED.transfer_syntax,
-             watermark = nextval('dicom_watermark'),
-             blob = EXCLUDED.blob, size = EXCLUDED.size, metadata = EXCLUDED.metadata,
-             instance_json = EXCLUDED.instance_json, created = now()
-         RETURNING watermark"
-    } else {
-        "INSERT INTO dicom_instances (partition, study_uid, series_uid, sop_uid, sop_class_uid,
-             instance_number, transfer_syntax, blob, size, metadata, instance_json)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (partition, sop_uid) DO NOTHING
-         RETURNING watermark"
-    };
     // What is replaced, read (and locked) first: a CTE in the same statement would see the row
     // only after this statement's own update.
-    let old = if replace {
-        tx.query_opt(
+    let old = tx
+        .query_opt(
             "SELECT blob, study_uid FROM dicom_instances
               WHERE partition = $1 AND sop_uid = $2 FOR UPDATE",
             &[&partition, &inst.sop_uid],
         )
         .await?
-        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
-    } else {
-        None
-    };
+        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)));
     let row = tx
-        .query_opt(
-            sql,
+        .query_one(
+            "INSERT INTO dicom_instances (partition, study_uid, series_uid, sop_uid,
+                 sop_class_uid, instance_number, transfer_syntax, blob, size, metadata,
+                 instance_json)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (partition, sop_uid) DO UPDATE SET
+                 study_uid = EXCLUDED.study_uid, series_uid = EXCLUDED.series_uid,
+                 sop_class_uid = EXCLUDED.sop_class_uid,
+                 instance_number = EXCLUDED.instance_number,
+                 transfer_syntax = EXCLUDED.transfer_syntax,
+                 watermark = nextval('dicom_watermark'),
+                 blob = EXCLUDED.blob, size = EXCLUDED.size, metadata = EXCLUDED.metadata,
+                 instance_json = EXCLUDED.instance_json, created = now()
+             RETURNING watermark",
             &[
                 &partition,
                 &inst.study_uid,
@@ -339,14 +449,13 @@ async fn insert_instance(
             ],
         )
         .await?;
-    Ok(match (row, old) {
-        (None, _) => (StoreOutcome::Duplicate, 0, None),
-        (Some(r), Some((old_blob, old_study))) => (
+    Ok(match old {
+        Some((old_blob, old_study)) => (
             StoreOutcome::Replaced { old_blob },
-            r.get(0),
+            row.get(0),
             Some(old_study),
         ),
-        (Some(r), None) => (StoreOutcome::Stored, r.get(0), None),
+        None => (StoreOutcome::Stored, row.get(0), None),
     })
 }
 

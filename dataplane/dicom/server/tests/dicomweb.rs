@@ -697,3 +697,64 @@ async fn concurrent_stores_never_leave_a_gap_a_feed_reader_skips() {
         .unwrap();
     assert_eq!(last, 48);
 }
+
+/// The index writes a request's instances in one statement: every part must still get its own
+/// outcome, in the order sent, whatever repeats or is stored already.
+#[tokio::test]
+async fn one_request_mixing_new_stored_and_repeated_instances() {
+    let s = start().await;
+    let ct = file(CT);
+    let (v1, v2, v3) = (variant(&ct, 1), variant(&ct, 2), variant(&ct, 3));
+    let mr = file(MR_RLE);
+    assert_eq!(
+        stow(&s, "studies", &[("application/dicom", &v1)]).await.0,
+        200
+    );
+
+    let (status, answer) = stow(
+        &s,
+        "studies",
+        &[
+            ("application/dicom", &v2),
+            ("application/dicom", &v1),
+            ("application/dicom", &v2),
+            ("application/dicom", &mr),
+            ("application/dicom", &v3),
+        ],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(failure_reasons(&answer), [45070, 45070]);
+    assert_eq!(referenced(&answer), 3);
+    let stored: Vec<String> = (0..3).map(|i| uid(&answer, i).2).collect();
+    let (ct_study, ct_series, _) = uid(&answer, 0);
+    assert!(stored[0].ends_with(".20002") && stored[2].ends_with(".20003"));
+
+    let (_, found) = json(
+        &s,
+        &format!("studies/{ct_study}/series/{ct_series}/instances"),
+    )
+    .await;
+    assert_eq!(found.as_array().unwrap().len(), 3, "v1, v2 and v3");
+    let (_, studies) = json(&s, "studies").await;
+    assert_eq!(studies.as_array().unwrap().len(), 2);
+
+    // One change-feed entry per stored instance, in the order they were sent.
+    let (_, feed) = json(&s, "changefeed").await;
+    let sops: Vec<&str> = feed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["SopInstanceUid"].as_str().unwrap())
+        .collect();
+    assert_eq!(sops.len(), 4, "{feed}");
+    assert!(sops[0].ends_with(".20001"));
+    let mut later = sops[1..].to_vec();
+    later.sort();
+    let mut expected: Vec<&str> = stored.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(later, expected);
+
+    // The repeated part's file went with its refusal: one file per stored instance.
+    assert_eq!(walk(s.blob_dir.path()), 4);
+}
