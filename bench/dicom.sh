@@ -31,6 +31,8 @@
 #   DICOM_BENCH_DISK_MB     size of the dd/fio test file (2048)
 #   DICOM_BENCH_POOL        hds PostgreSQL pool size (16)
 #   DICOM_BENCH_ORTHANC_FIND  Orthanc's StorageAccessOnFind (Always, as shipped; or Answers, Never)
+#   DICOM_BENCH_LARGE_COUNT large instances for the byte-throughput cells (16; 0 skips them)
+#   DICOM_BENCH_LARGE_MB    size of each, about (64)
 #   DICOM_BENCH_KEEP        1 keeps the servers' stores after the run
 #   DICOM_BENCH_TARGET      cargo target dir ($HOME/.cache/hds-bench-target)
 #   DICOM_BENCH_VENV        Python venv with pydicom ($HOME/.cache/hds-bench-venv)
@@ -150,6 +152,26 @@ if [[ ${1:-} == __inner ]]; then
         load "$server" --mode wado --name wado-instance --urls "$DB_DATA/urls/wado-instance.txt" \
             --concurrency "$DB_WADO_CONCURRENCY" --duration "$DB_DURATION" --warmup "$DB_WARMUP"
     done
+
+    # Bytes rather than requests: large instances, stored once, then retrieved from the disk
+    # (page cache dropped, each file once) and again from memory.
+    if [[ -n $DB_LARGE ]]; then
+        for server in $DB_PEERS; do
+            ilog "$server: STOW of the large instances, 1 per request, 2 workers"
+            load "$server" --mode stow --name stow-large --dir "$DB_LARGE/large" --per-request 1 \
+                --workers 2
+        done
+        for server in $DB_PEERS; do
+            ilog "$server: WADO of the large instances, page cache dropped first"
+            sync
+            echo 3 >/proc/sys/vm/drop_caches
+            load "$server" --mode wado --name wado-large-cold --urls "$DB_LARGE/urls/wado-large.txt" \
+                --concurrency "$DB_WADO_CONCURRENCY" --once
+            ilog "$server: WADO of the large instances, from memory"
+            load "$server" --mode wado --name wado-large-warm --urls "$DB_LARGE/urls/wado-large.txt" \
+                --concurrency "$DB_WADO_CONCURRENCY" --duration "$DB_DURATION" --warmup "$DB_WARMUP"
+        done
+    fi
     exit 0
 fi
 
@@ -182,6 +204,7 @@ report() { # results.jsonl
         | ($run.data.load_instances) as $n
         | ($run.workers) as $w
         | (map(select(.mode == "disk"))[0]) as $disk
+        | ($run.large) as $large
         | row("STOW load 0 → \($n), 50/request, \($w) workers"; "instances/s"; "stow"; "load"; "instances_per_s"),
           row("STOW at \($n), 50/request, \($w) workers"; "instances/s"; "stow"; "stow50"; "instances_per_s"),
           row("STOW at \($n), 1/request, \($w) workers"; "instances/s"; "stow"; "stow1"; "instances_per_s"),
@@ -198,6 +221,12 @@ report() { # results.jsonl
           row("WADO instance retrieve, \($run.wado_concurrency) clients"; "instances/s"; "wado"; "wado-instance"; "rps"),
           row("WADO instance retrieve, \($run.wado_concurrency) clients"; "MB/s"; "wado"; "wado-instance"; "mb_per_s"),
           row("WADO instance retrieve, p99"; "ms"; "wado"; "wado-instance"; "p99_ms"),
+          (if $large then
+             row("STOW of \($large.count) large instances (\($large.bytes / 1e6 | round) MB), 1/request, 2 workers"; "MB/s"; "stow"; "stow-large"; "mb_per_s"),
+             row("WADO large instance retrieve from disk (page cache dropped), \($run.wado_concurrency) clients"; "MB/s"; "wado"; "wado-large-cold"; "mb_per_s"),
+             row("WADO large instance retrieve from memory, \($run.wado_concurrency) clients"; "MB/s"; "wado"; "wado-large-warm"; "mb_per_s"),
+             row("WADO large instance retrieve from memory, p99"; "ms"; "wado"; "wado-large-warm"; "p99_ms")
+           else empty end),
           row("store after the load: files"; "MB"; "store"; "after-load"; "store_mb"),
           row("store after the load: index (PostgreSQL database / SQLite file)"; "MB"; "store"; "after-load"; "db_mb"),
           "",
@@ -207,6 +236,12 @@ report() { # results.jsonl
               | select($c != null) | "\($c.mb_per_s) MB/s (\($who), \($c.mb_per_s / $disk.dd_mb_per_s * 1000 | round / 10)% of dd)")
              | join(" and "))
           + ". The stored files fit in the page cache, so this sets the serving path against the disk, not disk against disk."
+          + (if $large then
+              " Large instances read from the disk: "
+              + (["hds", "orthanc"] | map(. as $who | ($all | cell("wado"; "wado-large-cold"; $who)) as $c
+                  | select($c != null) | "\($c.mb_per_s) MB/s (\($who), \($c.mb_per_s / $disk.dd_mb_per_s * 1000 | round / 10)% of dd)")
+                 | join(" and ")) + "."
+             else "" end)
         ' "$1"
     echo
     echo "hds/Orthanc above 1 is better for hds in instances/s and MB/s, below 1 in ms; MB are 10^6 bytes."
@@ -247,6 +282,8 @@ disk_mb="${DICOM_BENCH_DISK_MB:-2048}"
 pool="${DICOM_BENCH_POOL:-16}"
 orthanc_find="${DICOM_BENCH_ORTHANC_FIND:-Always}"
 keep="${DICOM_BENCH_KEEP:-0}"
+large_count="${DICOM_BENCH_LARGE_COUNT:-16}"
+large_mb="${DICOM_BENCH_LARGE_MB:-64}"
 venv="${DICOM_BENCH_VENV:-$HOME/.cache/hds-bench-venv}"
 hds_port=18380
 orthanc_port=18042
@@ -312,6 +349,21 @@ if [[ ! -f $data/manifest.json ]]; then
     mv "$data.tmp" "$data"
 fi
 log "data: $(jq -c . "$data/manifest.json")"
+large=""
+large_manifest=null
+if ((large_count > 0)); then
+    large_hash=$(sha256sum "$root/bench/dicom_gen_large.py" | cut -c1-12)
+    large="$cache/dicom-bench-data/large-c$large_count-m$large_mb-$large_hash"
+    if [[ ! -f $large/manifest.json ]]; then
+        log "generating $large_count large instances of ~$large_mb MB into $large"
+        rm -rf "$large.tmp"
+        "$venv/bin/python" "$root/bench/dicom_gen_large.py" --out "$large.tmp" \
+            --count "$large_count" --mb "$large_mb" >&2
+        mv "$large.tmp" "$large"
+    fi
+    large_manifest=$(jq -c . "$large/manifest.json")
+    log "large instances: $large_manifest"
+fi
 
 # --- disk baseline: sequential read of a fresh file, bypassing the page cache ---------------
 # The file lies on the filesystem of the servers' stores. dd and fio both read with O_DIRECT in
@@ -374,7 +426,8 @@ export DB_PEERS="$peers" DB_RUN="$run" DB_LOGS="$logs" DB_RESULTS="$results" DB_
     DB_ORTHANC_PORT="$orthanc_port" DB_INSTANCES="$instances" DB_SAMPLE="$sample" \
     DB_WORKERS="$workers" DB_DURATION="$duration" DB_WARMUP="$warmup" \
     DB_QIDO_CONCURRENCY="$qido_concurrency" DB_WADO_CONCURRENCY="$wado_concurrency" \
-    DB_METADATA_MIN="$metadata_min" DB_PG_SOCKET="$pg_socket" DB_HDS_DB="$hds_db"
+    DB_METADATA_MIN="$metadata_min" DB_PG_SOCKET="$pg_socket" DB_HDS_DB="$hds_db" \
+    DB_LARGE="$large"
 commit="$(git -C "$root" rev-parse --short HEAD)"
 git -C "$root" diff --quiet HEAD -- 2>/dev/null || commit="$commit + uncommitted changes"
 jq -nc --arg orthanc "$orthanc_version" --arg dicomweb "$dicomweb_version" \
@@ -384,9 +437,10 @@ jq -nc --arg orthanc "$orthanc_version" --arg dicomweb "$dicomweb_version" \
     --argjson memory_gb "$(awk '/MemTotal/ { printf "%d", $2 / 1048576 + 0.5 }' /proc/meminfo)" \
     --argjson workers "$workers" --argjson wado_concurrency "$wado_concurrency" \
     --argjson qido_concurrency "$qido_concurrency" --argjson duration "$duration" \
+    --argjson large "$large_manifest" \
     '{label: "run", mode: "run", $orthanc, $dicomweb, $orthanc_find, $data, $peers, $command,
       $commit, $date, $cores, $memory_gb, $workers, $wado_concurrency, $qido_concurrency,
-      $duration}' >>"$results"
+      $duration, $large}' >>"$results"
 log "measuring: $peers (results: $results)"
 unshare --net -- bash "$self" __inner
 

@@ -81,6 +81,10 @@ struct Args {
     /// qido/metadata/wado: keep the window open until this many requests were counted.
     #[arg(long, default_value_t = 0)]
     min_requests: u64,
+    /// GET modes: request each path exactly once, without warm-up or duration (a cold-cache
+    /// pass over large instances).
+    #[arg(long)]
+    once: bool,
     /// Tokio worker threads. One leaves the (scarce) cores to the servers; both see the same
     /// client.
     #[arg(long, default_value_t = 1)]
@@ -392,8 +396,9 @@ async fn get(args: &Args) -> anyhow::Result<Value> {
         _ => "application/dicom+json",
     };
     let client = client(args, args.concurrency)?;
+    let once = args.once;
     let start = Instant::now();
-    let measure_from = start + Duration::from_secs_f64(args.warmup);
+    let measure_from = start + Duration::from_secs_f64(if once { 0.0 } else { args.warmup });
     let stop_at = measure_from + Duration::from_secs_f64(args.duration);
     let cursor = Arc::new(AtomicUsize::new(0));
     let counted = Arc::new(AtomicUsize::new(0));
@@ -420,10 +425,14 @@ async fn get(args: &Args) -> anyhow::Result<Value> {
             };
             loop {
                 let sent = Instant::now();
-                if sent >= stop_at && counted.load(Ordering::Relaxed) >= min_requests {
+                if !once && sent >= stop_at && counted.load(Ordering::Relaxed) >= min_requests {
                     break;
                 }
-                let url = &paths[cursor.fetch_add(1, Ordering::Relaxed) % paths.len()];
+                let next = cursor.fetch_add(1, Ordering::Relaxed);
+                if once && next >= paths.len() {
+                    break;
+                }
+                let url = &paths[next % paths.len()];
                 // The body is read to the end: a request is not done until the client has it.
                 let outcome = match client.get(url).header("accept", accept).send().await {
                     Ok(resp) => {
@@ -434,12 +443,12 @@ async fn get(args: &Args) -> anyhow::Result<Value> {
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("")
                             .to_owned();
-                        match resp.bytes().await {
-                            Ok(body) => match check_answer(mode, status, &ct, &body) {
-                                Ok(items) => Ok((items, body.len() as u64)),
+                        match read_body(resp, mode).await {
+                            Ok((head, len)) => match check_answer(mode, status, &ct, &head) {
+                                Ok(items) => Ok((items, len)),
                                 Err(e) => Err((
                                     Some(status),
-                                    format!("{e}: {}", String::from_utf8_lossy(&body)),
+                                    format!("{e}: {}", String::from_utf8_lossy(&head)),
                                 )),
                             },
                             Err(e) => Err((Some(status), format!("body: {e}"))),
@@ -506,6 +515,27 @@ async fn get(args: &Args) -> anyhow::Result<Value> {
         "mean_ms": round3(hist.mean() / 1000.0),
         "first_error": first_error.take(),
     }))
+}
+
+/// An answer's body: whole for JSON answers, which are parsed; for WADO only the first 2 KiB
+/// (where the DICM magic is) are kept and the rest is counted as it arrives, so a large
+/// instance costs the client no copy.
+async fn read_body(mut resp: reqwest::Response, mode: Mode) -> reqwest::Result<(Vec<u8>, u64)> {
+    if mode != Mode::Wado {
+        let body = resp.bytes().await?;
+        let len = body.len() as u64;
+        return Ok((body.into(), len));
+    }
+    let mut head = Vec::with_capacity(2048);
+    let mut len = 0u64;
+    while let Some(chunk) = resp.chunk().await? {
+        if head.len() < 2048 {
+            let take = (2048 - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
+        len += chunk.len() as u64;
+    }
+    Ok((head, len))
 }
 
 fn round2(x: f64) -> f64 {
