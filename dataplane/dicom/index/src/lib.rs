@@ -15,7 +15,7 @@ mod write;
 use deadpool_postgres::Pool;
 use hds_common::db::{self, DbError, Migration};
 
-pub use write::{NewInstance, StoreOutcome};
+pub use write::{NewInstance, StoreOutcome, StoreReport};
 
 pub const MIGRATIONS: &[Migration] = &[
     Migration {

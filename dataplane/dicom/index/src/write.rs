@@ -25,6 +25,15 @@ pub enum StoreOutcome {
     },
 }
 
+/// What became of each of a request's instances, in the order given.
+#[derive(Debug)]
+pub struct StoreReport {
+    pub outcomes: Vec<StoreOutcome>,
+    /// Per instance: the extended query tags whose values could not be indexed, and why. The
+    /// instance is stored without them (lenient, as for standard attributes).
+    pub warnings: Vec<Vec<String>>,
+}
+
 impl Index {
     /// Records `items` in one transaction. With `replace` an instance stored already is
     /// replaced (PUT); without, it is a [`StoreOutcome::Duplicate`] (POST).
@@ -33,7 +42,7 @@ impl Index {
         partition: &str,
         items: &[NewInstance<'_>],
         replace: bool,
-    ) -> Result<Vec<StoreOutcome>> {
+    ) -> Result<StoreReport> {
         match self.store_once(partition, items, replace, true).await {
             // A study or series this store found and left alone was deleted before the
             // instance went in: write them after all.
@@ -52,7 +61,7 @@ impl Index {
         items: &[NewInstance<'_>],
         replace: bool,
         skip_unchanged: bool,
-    ) -> Result<Vec<StoreOutcome>> {
+    ) -> Result<StoreReport> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
         // Rows are locked in (study, series) order by every writer, so two requests sharing
@@ -147,6 +156,7 @@ impl Index {
                 watermarks[i] = watermark;
             }
         }
+        let mut warnings = vec![Vec::new(); items.len()];
         let tags = crate::extended::active(&tx).await?;
         if !tags.is_empty() {
             for (i, item) in items.iter().enumerate() {
@@ -158,8 +168,16 @@ impl Index {
                     serde_json::from_str(&inst.metadata).unwrap_or(serde_json::Value::Null);
                 let ids = [partition, &inst.study_uid, &inst.series_uid, &inst.sop_uid];
                 // A value that cannot be indexed is left out, as a malformed indexed attribute
-                // is; only a reindex keeps errors, as Azure's does.
-                crate::extended::write_values(&tx, &tags, ids, &meta).await?;
+                // is, and the answer says so; only a reindex keeps errors, as Azure's does.
+                let errors = crate::extended::write_values(&tx, &tags, ids, &meta).await?;
+                warnings[i] = errors
+                    .into_iter()
+                    .map(|(tag, why)| {
+                        format!(
+                            "the extended query tag {tag} is not indexed for this instance: {why}"
+                        )
+                    })
+                    .collect();
             }
         }
         let stored: Vec<usize> = order
@@ -211,7 +229,7 @@ impl Index {
             .await?;
         }
         tx.commit().await?;
-        Ok(outcomes)
+        Ok(StoreReport { outcomes, warnings })
     }
 }
 

@@ -15,14 +15,18 @@ use serde_json::{Value, json};
 
 use crate::{AppState, DicomError};
 
+/// Azure's "Extended Query Tag for Adding". Its server reads member names case-insensitively,
+/// so clients written against it send `Path`/`VR` as well as `path`/`vr`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct NewTag {
+    #[serde(alias = "Path")]
     path: String,
-    #[serde(default)]
+    #[serde(default, alias = "VR", alias = "Vr")]
     vr: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "PrivateCreator")]
     private_creator: Option<String>,
+    #[serde(alias = "Level")]
     level: String,
 }
 
@@ -316,5 +320,24 @@ pub(crate) async fn reindex_worker(s: AppState) {
             Err(e) => tracing::warn!(error = %e, "reindexing extended query tags failed; retrying"),
         }
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), s.reindex.notified()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_tags_are_read_in_either_case_as_azure_reads_them() {
+        for body in [
+            r#"{"path": "00101010", "vr": "AS", "level": "Study"}"#,
+            r#"{"Path": "00101010", "VR": "AS", "Level": "Study"}"#,
+        ] {
+            let t: NewTag = serde_json::from_str(body).unwrap();
+            assert_eq!((t.path.as_str(), t.vr.as_deref()), ("00101010", Some("AS")));
+        }
+        assert!(
+            serde_json::from_str::<NewTag>(r#"{"path": "x", "level": "Study", "x": 1}"#).is_err()
+        );
     }
 }

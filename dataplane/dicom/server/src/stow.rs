@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use hds_dicom_index::{NewInstance, StoreOutcome};
+use hds_dicom_index::{NewInstance, StoreOutcome, StoreReport};
 use hds_dicom_model::{Instance, ParseOptions};
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncWriteExt;
@@ -171,11 +171,14 @@ async fn store(
             "the instance files could not be synced to disk, so nothing was stored: {e}"
         )));
     }
-    let outcomes = if items.is_empty() {
-        Vec::new()
+    let report = if items.is_empty() {
+        StoreReport {
+            outcomes: Vec::new(),
+            warnings: Vec::new(),
+        }
     } else {
         match s.index.store(&partition, &items, replace).await {
-            Ok(o) => o,
+            Ok(r) => r,
             Err(e) => {
                 let blobs: Vec<String> = written_blobs().collect();
                 s.blobs.remove(blobs).await;
@@ -184,7 +187,7 @@ async fn store(
         }
     };
     let mut to_remove = Vec::new();
-    for (item, outcome) in items.iter().zip(&outcomes) {
+    for (item, outcome) in items.iter().zip(&report.outcomes) {
         match outcome {
             StoreOutcome::Duplicate => to_remove.push(item.blob.clone()),
             StoreOutcome::Replaced { old_blob } => to_remove.push(old_blob.clone()),
@@ -192,7 +195,7 @@ async fn store(
         }
     }
     let base = s.base_url(&headers);
-    let answer = answer(&base, &partition, study.as_deref(), &results, &outcomes);
+    let answer = answer(&base, &partition, study.as_deref(), &results, &report);
     s.blobs.remove(to_remove).await;
     Ok(answer)
 }
@@ -431,14 +434,14 @@ fn answer(
     partition: &str,
     study: Option<&str>,
     results: &[PartResult],
-    outcomes: &[StoreOutcome],
+    report: &StoreReport,
 ) -> Response {
     let root = crate::partition_root(base, partition);
     let mut failed = Vec::new();
     let mut referenced = Vec::new();
     let mut warned = false;
     let mut studies: Vec<&str> = Vec::new();
-    let mut outcome = outcomes.iter();
+    let mut outcome = report.outcomes.iter().zip(&report.warnings);
     for r in results {
         match r {
             PartResult::Failed {
@@ -460,7 +463,8 @@ fn answer(
             }
             PartResult::Written { instance, .. } => {
                 let i = instance;
-                if outcome.next() == Some(&StoreOutcome::Duplicate) {
+                let (stored, tag_warnings) = outcome.next().unzip();
+                if stored == Some(&StoreOutcome::Duplicate) {
                     failed.push(json!({
                         "00081150": ui(&i.sop_class_uid),
                         "00081155": ui(&i.sop_uid),
@@ -479,13 +483,19 @@ fn answer(
                         i.study_uid, i.series_uid, i.sop_uid
                     )),
                 );
-                if !i.warnings.is_empty() {
+                let notes: Vec<String> = i
+                    .warnings
+                    .iter()
+                    .chain(tag_warnings.into_iter().flatten())
+                    .cloned()
+                    .collect();
+                if !notes.is_empty() {
                     warned = true;
                     item.insert(
                         "00081196".into(),
                         json!({"vr": "US", "Value": [VALIDATION_WARNINGS]}),
                     );
-                    item.insert("00741048".into(), comments(&i.warnings));
+                    item.insert("00741048".into(), comments(&notes));
                 }
                 if !studies.contains(&i.study_uid.as_str()) {
                     studies.push(&i.study_uid);

@@ -279,6 +279,25 @@ async fn reindex_errors_are_listed_and_disable_querying_until_enabled() {
         message.contains("1997XX30") && message.contains("DA"),
         "{message}"
     );
+    // An instance stored now with a value the tag cannot take is stored, without that value,
+    // and its answer says so (a warning, 202), as for a malformed standard attribute.
+    let (status, answer) = stow(&s, "studies", &[("application/dicom", &bad_date(&ct, 4))]).await;
+    assert_eq!(status, 202, "{answer}");
+    let item = &answer["00081199"]["Value"][0];
+    assert_eq!(item["00081196"]["Value"][0], 1);
+    let note = item["00741048"]["Value"][0]["00000902"]["Value"][0]
+        .as_str()
+        .unwrap();
+    assert!(
+        note.contains("00080022") && note.contains("not indexed"),
+        "{note}"
+    );
+    assert_eq!(
+        errors(&s, "").await.1.as_array().unwrap().len(),
+        2,
+        "only a reindex keeps errors"
+    );
+
     let (_, page) = errors(&s, "?limit=1&offset=1").await;
     assert_eq!(page.as_array().unwrap().len(), 1);
     assert_eq!(page[0]["sopInstanceUid"], sop(3));
