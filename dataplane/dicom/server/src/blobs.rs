@@ -1,4 +1,4 @@
-//! Instance files in an object store: `{partition}/{study}/{series}/{sop}/{uuid}.dcm`. Each store
+//! Instance files in an object store: `{partition}/{study}/{series}/{sop}_{uuid}.dcm`. Each store
 //! writes a new object, so a replaced instance never overwrites a file someone is reading.
 
 use std::sync::Arc;
@@ -57,7 +57,7 @@ impl Blobs {
     /// A fresh key for an instance's file.
     pub fn key(partition: &str, study: &str, series: &str, sop: &str) -> String {
         format!(
-            "{partition}/{study}/{series}/{sop}/{}.dcm",
+            "{partition}/{study}/{series}/{sop}_{}.dcm",
             uuid::Uuid::new_v4().simple()
         )
     }

@@ -87,15 +87,20 @@ async fn sweep(
     Ok(outcome)
 }
 
-/// A key as the service writes them, `{partition}/{study}/{series}/{sop}/{uuid}.dcm`; anything
-/// else in the store is not an instance file and is never touched.
+/// A key as the service writes them, `{partition}/{study}/{series}/{sop}_{uuid}.dcm` (or, before
+/// 0.1's files lost their per-instance directory, `{partition}/{study}/{series}/{sop}/{uuid}.dcm`);
+/// anything else in the store is not an instance file and is never touched.
 fn instance_file(key: String) -> Option<FileKey> {
     let parts: Vec<&str> = key.split('/').collect();
-    let [partition, _, _, sop, name] = parts[..] else {
-        return None;
+    let (partition, sop, uuid) = match parts[..] {
+        [partition, _, _, name] => {
+            let (sop, uuid) = name.strip_suffix(".dcm")?.rsplit_once('_')?;
+            (partition, sop, uuid)
+        }
+        [partition, _, _, sop, name] => (partition, sop, name.strip_suffix(".dcm")?),
+        _ => return None,
     };
-    let uuid = name.strip_suffix(".dcm")?;
-    if uuid.len() != 32 || !uuid.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if sop.is_empty() || uuid.len() != 32 || !uuid.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let (partition, sop_uid) = (partition.to_owned(), sop.to_owned());
@@ -159,5 +164,31 @@ pub(crate) async fn worker(state: AppState) {
             Err(e) => tracing::warn!(service = %service, error = %e, "orphan-file sweep failed"),
         }
         tokio::time::sleep(Duration::from_secs(cfg.interval_hours.max(1) * 3600)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_keys_of_both_layouts_name_their_instance() {
+        let uuid = "0123456789abcdef0123456789abcdef";
+        for key in [
+            format!("p/1.2/1.2.3/1.2.3.4_{uuid}.dcm"),
+            format!("p/1.2/1.2.3/1.2.3.4/{uuid}.dcm"),
+        ] {
+            let f = instance_file(key).expect("an instance file");
+            assert_eq!((f.partition.as_str(), f.sop_uid.as_str()), ("p", "1.2.3.4"));
+        }
+        for other in [
+            "p/notes.txt".to_owned(),
+            format!("p/1.2/1.2.3/_{uuid}.dcm"),
+            "p/1.2/1.2.3/1.2.3.4_123.dcm".to_owned(),
+            format!("p/1.2/1.2.3/1.2.3.4_{uuid}.txt"),
+            format!("~hds-dicom-services/{uuid}"),
+        ] {
+            assert!(instance_file(other.clone()).is_none(), "{other}");
+        }
     }
 }

@@ -73,9 +73,13 @@ async fn started() -> (TestServer, PathBuf, [String; 4]) {
     assert_eq!(stored.len(), 1, "{stored:?}");
     let referenced = stored[0].clone();
     let key = referenced.strip_prefix(&root).unwrap().to_str().unwrap();
-    let parts: Vec<String> = key.split('/').map(str::to_owned).collect();
+    // `{partition}/{study}/{series}/{sop}_{uuid}.dcm`
+    let parts: Vec<&str> = key.split('/').collect();
+    assert_eq!(parts.len(), 4, "{key}");
     assert_eq!(parts[0], "p1");
-    (s, referenced, [0, 1, 2, 3].map(|i| parts[i].clone()))
+    let sop = parts[3].split_once('_').unwrap().0;
+    let ids = [parts[0], parts[1], parts[2], sop].map(str::to_owned);
+    (s, referenced, ids)
 }
 
 fn fresh_name() -> String {
@@ -98,7 +102,7 @@ async fn old_unreferenced_files_are_removed_and_nothing_else() {
     // Instance UID in another partition, and an instance the index never heard of.
     let replaced = orphan(
         &root,
-        &format!("p1/{study}/{series}/{sop}/{}", fresh_name()),
+        &format!("p1/{study}/{series}/{sop}_{}", fresh_name()),
         true,
     );
     let other_partition = orphan(
@@ -108,7 +112,13 @@ async fn old_unreferenced_files_are_removed_and_nothing_else() {
     );
     let unknown = orphan(
         &root,
-        &format!("p1/1.2/1.2.3/1.2.3.4/{}", fresh_name()),
+        &format!("p1/1.2/1.2.3/1.2.3.4_{}", fresh_name()),
+        true,
+    );
+    // The same, in the layout of files written before instances lost their own directory.
+    let unknown_old_layout = orphan(
+        &root,
+        &format!("p1/1.2/1.2.3/1.2.3.6/{}", fresh_name()),
         true,
     );
     // A STOW in flight: written, not yet committed.
@@ -124,14 +134,14 @@ async fn old_unreferenced_files_are_removed_and_nothing_else() {
     assert_eq!(
         outcome,
         SweepOutcome {
-            examined: 4,
-            removed: 3
+            examined: 5,
+            removed: 4
         }
     );
     assert!(referenced.exists());
     assert!(young.exists());
     assert!(foreign.exists());
-    for gone in [&replaced, &other_partition, &unknown] {
+    for gone in [&replaced, &other_partition, &unknown, &unknown_old_layout] {
         assert!(!gone.exists(), "{gone:?} was left");
     }
     let r = s
@@ -156,7 +166,7 @@ async fn a_sweep_another_replica_holds_the_lock_for_does_nothing() {
     let root = s.blob_dir.path().to_owned();
     let old = orphan(
         &root,
-        &format!("p1/{study}/{series}/{sop}/{}", fresh_name()),
+        &format!("p1/{study}/{series}/{sop}_{}", fresh_name()),
         true,
     );
 
@@ -185,7 +195,7 @@ async fn a_store_another_service_shares_is_not_swept() {
     let root = s.blob_dir.path().to_owned();
     let old = orphan(
         &root,
-        &format!("p1/{study}/{series}/{sop}/{}", fresh_name()),
+        &format!("p1/{study}/{series}/{sop}_{}", fresh_name()),
         true,
     );
     let blobs = Blobs::open(&format!("file://{}", root.display())).unwrap();
