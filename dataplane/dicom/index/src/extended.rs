@@ -463,9 +463,12 @@ pub(crate) async fn write_values(
     }
     let tag_names: Vec<&str> = defs.iter().map(|(t, _)| t.as_str()).collect();
     tx.execute(
-        "WITH errors AS (DELETE FROM dicom_tag_errors
+        &tx.prepare_cached(
+            "WITH errors AS (DELETE FROM dicom_tag_errors
                           WHERE partition = $1 AND sop_uid = $2 AND tag = ANY($3))
          DELETE FROM dicom_tag_values WHERE partition = $1 AND sop_uid = $2 AND tag = ANY($3)",
+        )
+        .await?,
         &[&partition, &sop, &tag_names],
     )
     .await?;
@@ -476,9 +479,12 @@ pub(crate) async fn write_values(
         &partition, &study, &series, &sop, &tags, &texts, &numbers, &dates,
     ];
     tx.execute(
-        "INSERT INTO dicom_tag_values (partition, study_uid, series_uid, sop_uid, tag,
+        &tx.prepare_cached(
+            "INSERT INTO dicom_tag_values (partition, study_uid, series_uid, sop_uid, tag,
              text_value, number_value, date_value)
          SELECT $1, $2, $3, $4, * FROM unnest($5::text[], $6::text[], $7::float8[], $8::date[])",
+        )
+        .await?,
         &params,
     )
     .await?;
@@ -528,8 +534,11 @@ async fn record_errors(
 
 /// The tags a store must index now: those being added and those ready.
 pub(crate) async fn active(tx: &Transaction<'_>) -> Result<Vec<(String, String)>> {
+    let all = tx
+        .prepare_cached("SELECT tag, vr FROM dicom_extended_tags")
+        .await?;
     Ok(tx
-        .query("SELECT tag, vr FROM dicom_extended_tags", &[])
+        .query(&all, &[])
         .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))

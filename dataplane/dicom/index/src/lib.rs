@@ -40,8 +40,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 5,
-        name: "lz4",
-        sql: include_str!("../migrations/0005_lz4.sql"),
+        name: "json_storage",
+        sql: include_str!("../migrations/0005_json_storage.sql"),
     },
 ];
 
@@ -56,6 +56,9 @@ pub enum IndexError {
     Postgres(#[from] tokio_postgres::Error),
     #[error(transparent)]
     Pool(#[from] deadpool_postgres::PoolError),
+    /// The files a store would name could not be made durable; nothing was committed.
+    #[error("the instance files could not be synced to disk, so nothing was stored: {0}")]
+    FilesNotDurable(String),
 }
 
 pub type Result<T, E = IndexError> = std::result::Result<T, E>;

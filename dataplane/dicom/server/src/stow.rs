@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use hds_dicom_index::{NewInstance, StoreOutcome, StoreReport};
 use hds_dicom_model::{Instance, ParseOptions};
 use serde_json::{Map, Value, json};
@@ -162,24 +162,36 @@ async fn store(
             PartResult::Failed { .. } => None,
         })
         .collect();
-    if !items.is_empty()
-        && let Err(e) = s.blobs.make_durable().await
-    {
-        tracing::error!(error = %e, "could not sync the instance files to disk");
-        s.blobs.remove(written_blobs().collect::<Vec<_>>()).await;
-        return Err(DicomError::Internal(format!(
-            "the instance files could not be synced to disk, so nothing was stored: {e}"
-        )));
-    }
     let report = if items.is_empty() {
         StoreReport {
             outcomes: Vec::new(),
             warnings: Vec::new(),
         }
     } else {
-        match s.index.store(&partition, &items, replace).await {
+        // The sync starts now and runs while the index writes; the index commits after it.
+        let files_durable = {
+            let blobs = s.blobs.clone();
+            let sync = tokio::spawn(async move { blobs.make_durable().await });
+            async move {
+                match sync.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            .boxed()
+            .shared()
+        };
+        match s
+            .index
+            .store(&partition, &items, replace, files_durable)
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
+                if let hds_dicom_index::IndexError::FilesNotDurable(why) = &e {
+                    tracing::error!(error = %why, "could not sync the instance files to disk");
+                }
                 let blobs: Vec<String> = written_blobs().collect();
                 s.blobs.remove(blobs).await;
                 return Err(e.into());

@@ -1,0 +1,130 @@
+//! `Index::store` against a real PostgreSQL: what is committed when, and in which order.
+
+use hds_dicom_model::{IndexAttributes, Instance};
+
+use crate::{Index, NewInstance, StoreOutcome};
+
+fn instance(series: &str, sop: &str) -> Instance {
+    Instance {
+        study_uid: "1.2.826.0.1.3680043.8.498.1".into(),
+        series_uid: series.into(),
+        sop_uid: sop.into(),
+        sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+        transfer_syntax: "1.2.840.10008.1.2.1".into(),
+        index: IndexAttributes {
+            patient_id: Some("P1".into()),
+            modality: Some("CT".into()),
+            ..IndexAttributes::default()
+        },
+        metadata: format!(r#"{{"00080018":{{"vr":"UI","Value":["{sop}"]}}}}"#),
+        study_json: r#"{"00100020":{"vr":"LO","Value":["P1"]}}"#.into(),
+        series_json: r#"{"00080060":{"vr":"CS","Value":["CT"]}}"#.into(),
+        instance_json: format!(r#"{{"00080018":{{"vr":"UI","Value":["{sop}"]}}}}"#),
+        warnings: Vec::new(),
+    }
+}
+
+fn item(i: &Instance) -> NewInstance<'_> {
+    NewInstance {
+        instance: i,
+        blob: format!("p/{}_{}.dcm", i.sop_uid, uuid::Uuid::new_v4().simple()),
+        size: 10,
+    }
+}
+
+async fn open() -> (Index, tokio_postgres::Client) {
+    let url = hds_common::db::fresh_test_database().await;
+    let index = Index::open(&url, 2).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    (index, client)
+}
+
+async fn count(c: &tokio_postgres::Client, table: &str) -> i64 {
+    c.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn nothing_is_committed_when_the_files_are_not_durable() {
+    let (index, db) = open().await;
+    let (a, b) = (
+        instance("1.2.3.1", "1.2.3.1.1"),
+        instance("1.2.3.2", "1.2.3.2.1"),
+    );
+    let items = [item(&a), item(&b)];
+    let failed = index
+        .store(
+            "p",
+            &items,
+            false,
+            std::future::ready(Err("disk gone".to_owned())),
+        )
+        .await;
+    assert!(
+        matches!(&failed, Err(crate::IndexError::FilesNotDurable(why)) if why == "disk gone"),
+        "{failed:?}"
+    );
+    for table in [
+        "dicom_studies",
+        "dicom_series",
+        "dicom_instances",
+        "dicom_changes",
+    ] {
+        assert_eq!(count(&db, table).await, 0, "{table}");
+    }
+    // The same request again, durable this time, stores both (no duplicate left behind).
+    let report = index
+        .store("p", &items, false, std::future::ready(Ok(())))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.outcomes,
+        [StoreOutcome::Stored, StoreOutcome::Stored]
+    );
+    assert_eq!(count(&db, "dicom_series").await, 2);
+    assert_eq!(count(&db, "dicom_changes").await, 2);
+}
+
+#[tokio::test]
+async fn instances_get_watermarks_in_the_order_sent_and_repeats_are_duplicates() {
+    let (index, db) = open().await;
+    let (x, y) = (
+        instance("1.2.3.1", "1.2.3.1.9"),
+        instance("1.2.3.1", "1.2.3.1.1"),
+    );
+    let items = [item(&x), item(&y), item(&x)];
+    let report = index
+        .store("p", &items, false, std::future::ready(Ok(())))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.outcomes,
+        [
+            StoreOutcome::Stored,
+            StoreOutcome::Stored,
+            StoreOutcome::Duplicate
+        ]
+    );
+    // Rows go in (study, series, SOP) order, so 1.2.3.1.1 gets the first watermark; each
+    // stored row names its own item's file.
+    let rows = db
+        .query(
+            "SELECT sop_uid, blob FROM dicom_instances ORDER BY watermark",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        got,
+        [
+            (y.sop_uid.clone(), items[1].blob.clone()),
+            (x.sop_uid.clone(), items[0].blob.clone()),
+        ]
+    );
+}
