@@ -287,8 +287,10 @@ large_mb="${DICOM_BENCH_LARGE_MB:-64}"
 venv="${DICOM_BENCH_VENV:-$HOME/.cache/hds-bench-venv}"
 hds_port=18380
 orthanc_port=18042
-hds_db=hds_dicom_bench
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+# One database per run: a finished run's cleanup (its store takes minutes to delete) must not
+# drop the database of a run started meanwhile.
+hds_db="hds_dicom_bench_$(tr '[:upper:]' '[:lower:]' <<<"$stamp")"
 out="$cache/bench-results"
 results="$out/$stamp-dicom.jsonl"
 logs="$out/$stamp-dicom"
@@ -304,11 +306,11 @@ done
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
     if [[ $keep != 1 ]]; then
-        rm -rf "$run"
         if [[ " $peers " == *" hds "* ]]; then
             psql -h "${pg_socket:-/var/run/postgresql}" -U postgres -d postgres -qc \
                 "drop database if exists $hds_db with (force)" 2>/dev/null || true
         fi
+        rm -rf "$run"
     fi
 }
 trap cleanup EXIT INT TERM
