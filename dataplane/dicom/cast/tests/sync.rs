@@ -41,7 +41,12 @@ async fn store(index: &Index, name: &str) -> hds_dicom_model::Instance {
         size: 1,
     };
     index
-        .store(DEFAULT_PARTITION, &[item], false)
+        .store(
+            DEFAULT_PARTITION,
+            &[item],
+            false,
+            std::future::ready(Ok(())),
+        )
         .await
         .unwrap();
     inst
