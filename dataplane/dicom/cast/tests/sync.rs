@@ -41,12 +41,7 @@ async fn store(index: &Index, name: &str) -> hds_dicom_model::Instance {
         size: 1,
     };
     index
-        .store(
-            DEFAULT_PARTITION,
-            &[item],
-            false,
-            std::future::ready(Ok(())),
-        )
+        .store(DEFAULT_PARTITION, &[item], false, Ok(()))
         .await
         .unwrap();
     inst

@@ -40,20 +40,17 @@ impl Index {
     /// PostgreSQL's work for a STOW of one instance. With `replace` an instance stored already is
     /// replaced (PUT); without, it is a [`StoreOutcome::Duplicate`] (POST).
     ///
-    /// `files_durable` resolves once the items' files are on stable storage: the transaction
-    /// does its work meanwhile and commits only after it, so the index never names a file a
-    /// crash could lose, and the sync and the statements overlap.
-    pub async fn store<F>(
+    /// `files_durable` says whether the items' files reached stable storage; when they did
+    /// not, nothing is written, so the index never names a file a crash could lose.
+    pub async fn store(
         &self,
         partition: &str,
         items: &[NewInstance<'_>],
         replace: bool,
-        files_durable: F,
-    ) -> Result<StoreReport>
-    where
-        F: Future<Output = std::result::Result<(), String>> + Clone,
-    {
-        let once = |skip| self.store_once(partition, items, replace, skip, files_durable.clone());
+        files_durable: std::result::Result<(), String>,
+    ) -> Result<StoreReport> {
+        files_durable.map_err(crate::IndexError::FilesNotDurable)?;
+        let once = |skip| self.store_once(partition, items, replace, skip);
         match once(true).await {
             // A study or series this store found and left alone was deleted before the
             // instance went in: write them after all.
@@ -72,7 +69,6 @@ impl Index {
         items: &[NewInstance<'_>],
         replace: bool,
         skip_unchanged: bool,
-        files_durable: impl Future<Output = std::result::Result<(), String>>,
     ) -> Result<StoreReport> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
@@ -249,9 +245,6 @@ impl Index {
             )
             .await?;
         }
-        files_durable
-            .await
-            .map_err(crate::IndexError::FilesNotDurable)?;
         tx.commit().await?;
         Ok(StoreReport { outcomes, warnings })
     }
@@ -292,7 +285,12 @@ async fn upsert_studies(
     if rows.is_empty() {
         return Ok(touched);
     }
-    let text = |f: fn(&Instance) -> Option<String>| rows.iter().map(|i| f(i)).collect::<Vec<_>>();
+    let text = |f: fn(&Instance) -> Option<&str>| rows.iter().map(|i| f(i)).collect::<Vec<_>>();
+    let words = |f: fn(&Instance) -> Option<&str>| {
+        rows.iter()
+            .map(|i| f(i).map(name_words))
+            .collect::<Vec<_>>()
+    };
     let date = |f: fn(&Instance) -> Option<&str>| {
         rows.iter()
             .map(|i| f(i).and_then(dicom_date))
@@ -316,16 +314,16 @@ async fn upsert_studies(
         .await?,
         &[
             &partition,
-            &text(|i| Some(i.study_uid.clone())),
-            &text(|i| i.index.patient_id.clone()),
-            &text(|i| i.index.patient_name.clone()),
-            &text(|i| i.index.patient_name.as_deref().map(name_words)),
+            &text(|i| Some(&i.study_uid)),
+            &text(|i| i.index.patient_id.as_deref()),
+            &text(|i| i.index.patient_name.as_deref()),
+            &words(|i| i.index.patient_name.as_deref()),
             &date(|i| i.index.patient_birth_date.as_deref()),
             &date(|i| i.index.study_date.as_deref()),
-            &text(|i| i.index.accession_number.clone()),
-            &text(|i| i.index.referring_physician_name.as_deref().map(name_words)),
-            &text(|i| i.index.study_description.clone()),
-            &text(|i| Some(i.study_json.clone())),
+            &text(|i| i.index.accession_number.as_deref()),
+            &words(|i| i.index.referring_physician_name.as_deref()),
+            &text(|i| i.index.study_description.as_deref()),
+            &text(|i| Some(&i.study_json)),
         ],
     )
     .await?;

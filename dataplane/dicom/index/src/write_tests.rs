@@ -58,12 +58,7 @@ async fn nothing_is_committed_when_the_files_are_not_durable() {
     );
     let items = [item(&a), item(&b)];
     let failed = index
-        .store(
-            "p",
-            &items,
-            false,
-            std::future::ready(Err("disk gone".to_owned())),
-        )
+        .store("p", &items, false, Err("disk gone".to_owned()))
         .await;
     assert!(
         matches!(&failed, Err(crate::IndexError::FilesNotDurable(why)) if why == "disk gone"),
@@ -78,10 +73,7 @@ async fn nothing_is_committed_when_the_files_are_not_durable() {
         assert_eq!(count(&db, table).await, 0, "{table}");
     }
     // The same request again, durable this time, stores both (no duplicate left behind).
-    let report = index
-        .store("p", &items, false, std::future::ready(Ok(())))
-        .await
-        .unwrap();
+    let report = index.store("p", &items, false, Ok(())).await.unwrap();
     assert_eq!(
         report.outcomes,
         [StoreOutcome::Stored, StoreOutcome::Stored]
@@ -98,10 +90,7 @@ async fn instances_get_watermarks_in_the_order_sent_and_repeats_are_duplicates()
         instance("1.2.3.1", "1.2.3.1.1"),
     );
     let items = [item(&x), item(&y), item(&x)];
-    let report = index
-        .store("p", &items, false, std::future::ready(Ok(())))
-        .await
-        .unwrap();
+    let report = index.store("p", &items, false, Ok(())).await.unwrap();
     assert_eq!(
         report.outcomes,
         [

@@ -87,8 +87,8 @@ async fn sweep(
     Ok(outcome)
 }
 
-/// A key as the service writes them, `{partition}/{study}/{series}/{sop}_{uuid}.dcm` (or, before
-/// 0.1's files lost their per-instance directory, `{partition}/{study}/{series}/{sop}/{uuid}.dcm`);
+/// A key as the service writes them, `{partition}/{study}/{series}/{sop}_{uuid}.dcm`, or as it
+/// wrote them before instances lost their own directory, `{partition}/{study}/{series}/{sop}/{uuid}.dcm`;
 /// anything else in the store is not an instance file and is never touched.
 fn instance_file(key: String) -> Option<FileKey> {
     let parts: Vec<&str> = key.split('/').collect();
