@@ -33,6 +33,7 @@
 #   DICOM_BENCH_ORTHANC_FIND  Orthanc's StorageAccessOnFind (Always, as shipped; or Answers, Never)
 #   DICOM_BENCH_LARGE_COUNT large instances for the byte-throughput cells (16; 0 skips them)
 #   DICOM_BENCH_LARGE_MB    size of each, about (64)
+#   DICOM_BENCH_HDS_SYNC    hds's storage.sync (true; false measures what the file sync costs)
 #   DICOM_BENCH_KEEP        1 keeps the servers' stores after the run
 #   DICOM_BENCH_TARGET      cargo target dir ($HOME/.cache/hds-bench-target)
 #   DICOM_BENCH_VENV        Python venv with pydicom ($HOME/.cache/hds-bench-venv)
@@ -284,6 +285,7 @@ orthanc_find="${DICOM_BENCH_ORTHANC_FIND:-Always}"
 keep="${DICOM_BENCH_KEEP:-0}"
 large_count="${DICOM_BENCH_LARGE_COUNT:-16}"
 large_mb="${DICOM_BENCH_LARGE_MB:-64}"
+hds_sync="${DICOM_BENCH_HDS_SYNC:-true}"
 venv="${DICOM_BENCH_VENV:-$HOME/.cache/hds-bench-venv}"
 hds_port=18380
 orthanc_port=18042
@@ -396,7 +398,7 @@ if [[ " $peers " == *" hds "* ]]; then
 name: bench
 postgres: {url: "host=$pg_socket user=postgres dbname=$hds_db", poolSize: $pool}
 auth: {mode: none}
-storage: {url: "file://$run/hds-blobs"}
+storage: {url: "file://$run/hds-blobs", sync: $hds_sync}
 EOF
 fi
 # Orthanc as shipped except: no jobs saved, no HTTP compression (the client does not ask for
