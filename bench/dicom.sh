@@ -34,6 +34,8 @@
 #   DICOM_BENCH_LARGE_COUNT large instances for the byte-throughput cells (16; 0 skips them)
 #   DICOM_BENCH_LARGE_MB    size of each, about (64)
 #   DICOM_BENCH_HDS_SYNC    hds's storage.sync (true; false measures what the file sync costs)
+#   DICOM_BENCH_HDS_SYNCHRONOUS_COMMIT  PostgreSQL's synchronous_commit for hds's connections
+#                           (on; off, with DICOM_BENCH_HDS_SYNC=false, measures hds with no flush)
 #   DICOM_BENCH_KEEP        1 keeps the servers' stores after the run
 #   DICOM_BENCH_TARGET      cargo target dir ($HOME/.cache/hds-bench-target)
 #   DICOM_BENCH_VENV        Python venv with pydicom ($HOME/.cache/hds-bench-venv)
@@ -286,6 +288,7 @@ keep="${DICOM_BENCH_KEEP:-0}"
 large_count="${DICOM_BENCH_LARGE_COUNT:-16}"
 large_mb="${DICOM_BENCH_LARGE_MB:-64}"
 hds_sync="${DICOM_BENCH_HDS_SYNC:-true}"
+hds_commit="${DICOM_BENCH_HDS_SYNCHRONOUS_COMMIT:-on}"
 venv="${DICOM_BENCH_VENV:-$HOME/.cache/hds-bench-venv}"
 hds_port=18380
 orthanc_port=18042
@@ -396,7 +399,7 @@ if [[ " $peers " == *" hds "* ]]; then
     mkdir -p "$run/hds-blobs"
     cat >"$run/hds.yaml" <<EOF
 name: bench
-postgres: {url: "host=$pg_socket user=postgres dbname=$hds_db", poolSize: $pool}
+postgres: {url: "host=$pg_socket user=postgres dbname=$hds_db options='-c synchronous_commit=$hds_commit'", poolSize: $pool}
 auth: {mode: none}
 storage: {url: "file://$run/hds-blobs", sync: $hds_sync}
 EOF
