@@ -3,12 +3,15 @@
 //! now is into the FHIR service, through its API and with the sync's own Workspace identity:
 //! the Patient (found by PatientID, created when missing), the ImagingStudy (a conditional
 //! update on its DICOM UID identifier, rebuilt whole from the index, so replaying a change is
-//! harmless) and the Endpoint of the DICOMweb service; a study with nothing left is deleted.
+//! harmless) and the Endpoint of the DICOMweb service (one per data partition, whose address
+//! names the partition); a study with nothing left is deleted. An ImagingStudy is found by its
+//! Study Instance UID and its Endpoint, so two partitions holding the same UID keep one each.
 //! The position advances only after a batch is written, so a restart repeats at most one batch.
 
 mod fhir;
 pub mod resources;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use hds_common::config::FhirSyncConfig;
@@ -28,7 +31,8 @@ pub struct Cast {
     service: String,
     dicomweb_url: String,
     patient_system: Option<String>,
-    endpoint_id: Option<String>,
+    /// The Endpoint id of each partition seen.
+    endpoint_ids: HashMap<String, String>,
 }
 
 impl Cast {
@@ -44,7 +48,7 @@ impl Cast {
             service: service.to_owned(),
             dicomweb_url: dicomweb_url.trim_end_matches('/').to_owned(),
             patient_system: config.patient_identifier_system.clone(),
-            endpoint_id: None,
+            endpoint_ids: HashMap::new(),
         })
     }
 
@@ -91,9 +95,9 @@ impl Cast {
                 studies.push(key);
             }
         }
-        let endpoint = self.endpoint().await?;
         let mut problems = Vec::new();
         for (partition, study) in studies {
+            let endpoint = self.endpoint(partition).await?;
             match self.study(partition, study, &endpoint).await {
                 Ok(()) => {}
                 // The FHIR service refused what this study maps to: waiting will not change
@@ -110,28 +114,29 @@ impl Cast {
         Ok(changes.len())
     }
 
-    async fn endpoint(&mut self) -> Result<String, SyncError> {
-        if let Some(id) = &self.endpoint_id {
+    async fn endpoint(&mut self, partition: &str) -> Result<String, SyncError> {
+        if let Some(id) = self.endpoint_ids.get(partition) {
             return Ok(id.clone());
         }
+        let e = resources::PartitionEndpoint::new(&self.service, &self.dicomweb_url, partition);
         let search = format!(
             "identifier={}",
-            enc(&format!("{}|{}", resources::ENDPOINT_SYSTEM, self.service))
+            enc(&format!("{}|{}", resources::ENDPOINT_SYSTEM, e.identifier))
         );
         let id = self
             .fhir
-            .upsert(
-                "Endpoint",
-                &search,
-                &resources::endpoint(&self.service, &self.dicomweb_url),
-            )
+            .upsert("Endpoint", &search, &resources::endpoint(&e))
             .await?;
-        self.endpoint_id = Some(id.clone());
+        self.endpoint_ids.insert(partition.to_owned(), id.clone());
         Ok(id)
     }
 
     async fn study(&self, partition: &str, study: &str, endpoint: &str) -> Result<(), SyncError> {
-        let search = format!("identifier={}", enc(&resources::study_identifier(study)));
+        let search = format!(
+            "identifier={}&endpoint=Endpoint/{}",
+            enc(&resources::study_identifier(study)),
+            enc(endpoint)
+        );
         let Some(summary) = self.index.study(partition, study).await? else {
             return self.fhir.delete("ImagingStudy", &search).await;
         };

@@ -134,19 +134,47 @@ pub fn patient(summary: &StudySummary, system: Option<&str>) -> Option<Value> {
     Some(Value::Object(p))
 }
 
-pub fn endpoint(service: &str, dicomweb_url: &str) -> Value {
+/// Where a partition's studies are retrieved: the DICOMweb service itself for the default
+/// partition (its routes without a partition serve that one), `{base}/partitions/{name}` for
+/// the others, each an Endpoint of its own (identifier value `{service}` or
+/// `{service}/partitions/{name}`), so a client follows an ImagingStudy's endpoint to the
+/// partition that holds the study.
+pub struct PartitionEndpoint {
+    pub identifier: String,
+    pub name: String,
+    pub address: String,
+}
+
+impl PartitionEndpoint {
+    pub fn new(service: &str, dicomweb_url: &str, partition: &str) -> Self {
+        if partition == hds_dicom_index::DEFAULT_PARTITION {
+            return Self {
+                identifier: service.to_owned(),
+                name: format!("DICOMweb service {service}"),
+                address: dicomweb_url.to_owned(),
+            };
+        }
+        Self {
+            identifier: format!("{service}/partitions/{partition}"),
+            name: format!("DICOMweb service {service}, partition {partition}"),
+            address: format!("{dicomweb_url}/partitions/{partition}"),
+        }
+    }
+}
+
+pub fn endpoint(e: &PartitionEndpoint) -> Value {
     json!({
         "resourceType": "Endpoint",
-        "identifier": [{"system": ENDPOINT_SYSTEM, "value": service}],
+        "identifier": [{"system": ENDPOINT_SYSTEM, "value": e.identifier}],
         "status": "active",
         "connectionType": {
             "system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
             "code": "dicom-wado-rs"
         },
-        "name": format!("DICOMweb service {service}"),
+        "name": e.name,
         "payloadType": [{"text": "DICOM WADO-RS"}],
         "payloadMimeType": ["application/dicom"],
-        "address": dicomweb_url,
+        "address": e.address,
     })
 }
 

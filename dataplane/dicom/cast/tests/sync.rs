@@ -34,14 +34,18 @@ fn test_file(name: &str) -> Vec<u8> {
 }
 
 async fn store(index: &Index, name: &str) -> hds_dicom_model::Instance {
+    store_in(index, DEFAULT_PARTITION, name).await
+}
+
+async fn store_in(index: &Index, partition: &str, name: &str) -> hds_dicom_model::Instance {
     let inst = hds_dicom_model::parse(&test_file(name), &Default::default()).unwrap();
     let item = NewInstance {
         instance: &inst,
-        blob: format!("test/{}", inst.sop_uid),
+        blob: format!("{partition}/{}", inst.sop_uid),
         size: 1,
     };
     index
-        .store(DEFAULT_PARTITION, &[item], false, Ok(()))
+        .store(partition, &[item], false, Ok(()))
         .await
         .unwrap();
     inst
@@ -140,4 +144,81 @@ async fn studies_become_imaging_studies_and_a_restart_resumes() {
     );
     assert_eq!(search(&http, &fhir, "Endpoint").await.len(), 1);
     assert_eq!(index.sync_position().await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn each_partition_has_its_endpoint_and_its_own_imaging_study() {
+    let fhir = fhir_server().await;
+    let index = Index::open(&fresh_db().await, 4).await.unwrap();
+    let config = FhirSyncConfig {
+        fhir: FhirClientConfig {
+            fhir_url: fhir.clone(),
+            ..Default::default()
+        },
+        patient_identifier_system: None,
+    };
+    let http = reqwest::Client::new();
+    // The same study in two partitions: two studies, as far as DICOM is concerned.
+    let ct = store(&index, "CT_small.dcm").await;
+    store_in(&index, "north", "CT_small.dcm").await;
+    let mut cast = Cast::new(index.clone(), &config, "dicom", "http://dicom.test/dicom").unwrap();
+    assert_eq!(cast.round().await.unwrap(), 2);
+
+    let mut endpoints: Vec<(String, String)> = search(&http, &fhir, "Endpoint")
+        .await
+        .iter()
+        .map(|e| {
+            (
+                e["address"].as_str().unwrap().to_owned(),
+                e["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    endpoints.sort();
+    let addresses: Vec<&str> = endpoints.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(
+        addresses,
+        [
+            "http://dicom.test/dicom",
+            "http://dicom.test/dicom/partitions/north"
+        ]
+    );
+    let by_uid = format!(
+        "ImagingStudy?identifier=urn:dicom:uid|urn:oid:{}",
+        ct.study_uid
+    );
+    let studies = search(&http, &fhir, &by_uid).await;
+    assert_eq!(studies.len(), 2);
+    let mut served_from: Vec<String> = studies
+        .iter()
+        .map(|s| s["endpoint"][0]["reference"].as_str().unwrap().to_owned())
+        .collect();
+    served_from.sort();
+    let mut expected: Vec<String> = endpoints
+        .iter()
+        .map(|(_, id)| format!("Endpoint/{id}"))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        served_from, expected,
+        "one ImagingStudy per partition's Endpoint"
+    );
+
+    // Deleting the study in one partition leaves the other's ImagingStudy alone.
+    index
+        .delete(Target {
+            partition: "north",
+            study: &ct.study_uid,
+            series: None,
+            instance: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(cast.round().await.unwrap(), 1);
+    let left = search(&http, &fhir, &by_uid).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        left[0]["endpoint"][0]["reference"],
+        format!("Endpoint/{}", endpoints[0].1)
+    );
 }
