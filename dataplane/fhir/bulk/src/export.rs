@@ -27,6 +27,8 @@ pub enum ExportError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("export storage: {0}")]
     Storage(#[from] object_store::Error),
+    #[error("export storage: the files could not be synced to disk: {0}")]
+    Sync(#[from] std::io::Error),
     #[error("{0}")]
     Search(#[from] hds_fhir_search::ExecError),
     #[error("the _typeFilter '{0}' no longer parses: {1}")]
@@ -343,6 +345,8 @@ impl Exporter {
         };
         let path = self.files.path(&job.id.to_string(), &record.file);
         self.files.store.put(&path, file.take()).await?;
+        // Recorded only once on disk: a resumed job skips what its record lists.
+        self.files.make_durable().await?;
         let kept = self
             .checkpoint(client, job, type_index, after, &record)
             .await?;

@@ -3,26 +3,52 @@
 
 use std::sync::Arc;
 
+use hds_common::blob::GroupSync;
 use object_store::ObjectStore;
 use object_store::path::Path;
 
 /// An object store and the prefix inside it that a service's files live under.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FileStore {
     pub store: Arc<dyn ObjectStore>,
     pub prefix: Path,
     /// The URL it was opened from, without a trailing slash.
     pub url: String,
+    /// For a local directory: what makes written files durable ([`FileStore::make_durable`]).
+    durable: Option<Arc<GroupSync>>,
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore").field("url", &self.url).finish()
+    }
 }
 
 impl FileStore {
     pub fn open(url: &str) -> Result<Self, String> {
         let (store, prefix) = hds_common::blob::open(url, "export storage")?;
+        let durable = match GroupSync::local_dir(url) {
+            Some(dir) => Some(Arc::new(GroupSync::open(&dir).map_err(|e| {
+                format!("cannot open the export directory {}: {e}", dir.display())
+            })?)),
+            None => None,
+        };
         Ok(Self {
             store,
             prefix,
             url: url.trim_end_matches('/').to_owned(),
+            durable,
         })
+    }
+
+    /// Returns once the files this task wrote are on stable storage, so a job may record them
+    /// as written: a crash after that record must not leave it naming a lost file. Object
+    /// stores' writes are durable when they return.
+    pub async fn make_durable(&self) -> std::io::Result<()> {
+        match &self.durable {
+            Some(sync) => sync.sync().await,
+            None => Ok(()),
+        }
     }
 
     /// The object an import input names: a path relative to this store, or a URL inside it.
@@ -66,6 +92,27 @@ impl FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn local_export_files_are_synced_object_stores_need_no_sync() {
+        use object_store::{ObjectStoreExt, PutPayload};
+        let dir = std::env::temp_dir().join(format!("hds-sync-test-{}", std::process::id()));
+        let local = FileStore::open(&format!("file://{}", dir.display())).unwrap();
+        assert!(local.durable.is_some());
+        local
+            .store
+            .put(
+                &local.path("job", "Patient-0001.ndjson"),
+                PutPayload::from_static(b"{}\n"),
+            )
+            .await
+            .unwrap();
+        local.make_durable().await.unwrap();
+        let s3 = FileStore::open("s3://bucket/exports").unwrap();
+        assert!(s3.durable.is_none());
+        s3.make_durable().await.unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn inputs_resolve_only_inside_the_store() {
