@@ -33,6 +33,7 @@ pub fn open(url: &str, what: &str) -> Result<(Arc<dyn ObjectStore>, Path), Strin
 /// [`GroupSync::sync`] after its writes: one `syncfs(2)` of the directory's filesystem makes
 /// every write finished before it began durable, data and directory entries alike, and the
 /// writers that asked while it ran share the next one (group commit, as PostgreSQL's WAL flush).
+#[derive(Debug)]
 pub struct GroupSync {
     dir: std::fs::File,
     /// Tickets are drawn after a writer's writes; a sync that starts later covers them.
@@ -51,6 +52,17 @@ impl GroupSync {
             durable_below: 0.into(),
             one_at_a_time: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// The group sync for the store at `url` (see [`open`]): `None` for stores whose writes
+    /// are durable when they return. `what` names the use in error messages.
+    pub fn for_url(url: &str, what: &str) -> Result<Option<Arc<Self>>, String> {
+        match Self::local_dir(url) {
+            Some(dir) => Self::open(&dir)
+                .map(|s| Some(Arc::new(s)))
+                .map_err(|e| format!("cannot open the {what} directory {}: {e}", dir.display())),
+            None => Ok(None),
+        }
     }
 
     /// The directory of a `file://` URL, for [`GroupSync::open`]; `None` for other stores,

@@ -66,17 +66,21 @@ async fn search(http: &reqwest::Client, fhir: &str, query: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+fn sync_config(fhir: &str, patient_system: Option<&str>) -> FhirSyncConfig {
+    FhirSyncConfig {
+        fhir: FhirClientConfig {
+            fhir_url: fhir.to_owned(),
+            ..Default::default()
+        },
+        patient_identifier_system: patient_system.map(str::to_owned),
+    }
+}
+
 #[tokio::test]
 async fn studies_become_imaging_studies_and_a_restart_resumes() {
     let fhir = fhir_server().await;
     let index = Index::open(&fresh_db().await, 4).await.unwrap();
-    let config = FhirSyncConfig {
-        fhir: FhirClientConfig {
-            fhir_url: fhir.clone(),
-            ..Default::default()
-        },
-        patient_identifier_system: Some("urn:oid:1.2.3".into()),
-    };
+    let config = sync_config(&fhir, Some("urn:oid:1.2.3"));
     let http = reqwest::Client::new();
     let ct = store(&index, "CT_small.dcm").await;
     let mut cast = Cast::new(index.clone(), &config, "dicom", "http://dicom.test/dicom").unwrap();
@@ -150,13 +154,7 @@ async fn studies_become_imaging_studies_and_a_restart_resumes() {
 async fn each_partition_has_its_endpoint_and_its_own_imaging_study() {
     let fhir = fhir_server().await;
     let index = Index::open(&fresh_db().await, 4).await.unwrap();
-    let config = FhirSyncConfig {
-        fhir: FhirClientConfig {
-            fhir_url: fhir.clone(),
-            ..Default::default()
-        },
-        patient_identifier_system: None,
-    };
+    let config = sync_config(&fhir, None);
     let http = reqwest::Client::new();
     // The same study in two partitions: two studies, as far as DICOM is concerned.
     let ct = store(&index, "CT_small.dcm").await;

@@ -38,8 +38,8 @@ impl Index {
     /// Records `items` in one transaction. Its statements are prepared once per connection
     /// (deadpool's cache: parsing them on every request was much of PostgreSQL's work for a
     /// STOW of one instance) and planned for each request's values. With `replace` an
-    /// instance stored already is
-    /// replaced (PUT); without, it is a [`StoreOutcome::Duplicate`] (POST).
+    /// instance stored already is replaced (PUT); without, it is a
+    /// [`StoreOutcome::Duplicate`] (POST).
     ///
     /// `files_durable` says whether the items' files reached stable storage; when they did
     /// not, nothing is written, so the index never names a file a crash could lose.

@@ -23,15 +23,7 @@ impl Blobs {
     /// The store at `url`; a local one syncs its writes on [`Blobs::make_durable`].
     pub fn open(url: &str) -> Result<Self, String> {
         let (store, prefix) = hds_common::blob::open(url, "DICOM storage")?;
-        let durable = match GroupSync::local_dir(url) {
-            Some(dir) => Some(Arc::new(GroupSync::open(&dir).map_err(|e| {
-                format!(
-                    "cannot open the DICOM storage directory {}: {e}",
-                    dir.display()
-                )
-            })?)),
-            None => None,
-        };
+        let durable = GroupSync::for_url(url, "DICOM storage")?;
         Ok(Self {
             store,
             prefix,

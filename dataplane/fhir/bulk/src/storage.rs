@@ -8,7 +8,7 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 
 /// An object store and the prefix inside it that a service's files live under.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct FileStore {
     pub store: Arc<dyn ObjectStore>,
     pub prefix: Path,
@@ -18,21 +18,10 @@ pub struct FileStore {
     durable: Option<Arc<GroupSync>>,
 }
 
-impl std::fmt::Debug for FileStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileStore").field("url", &self.url).finish()
-    }
-}
-
 impl FileStore {
     pub fn open(url: &str) -> Result<Self, String> {
         let (store, prefix) = hds_common::blob::open(url, "export storage")?;
-        let durable = match GroupSync::local_dir(url) {
-            Some(dir) => Some(Arc::new(GroupSync::open(&dir).map_err(|e| {
-                format!("cannot open the export directory {}: {e}", dir.display())
-            })?)),
-            None => None,
-        };
+        let durable = GroupSync::for_url(url, "export storage")?;
         Ok(Self {
             store,
             prefix,
