@@ -30,7 +30,8 @@ pub struct ChangeQuery {
     pub include_metadata: bool,
 }
 
-/// Writers hold it shared from their change rows to commit; numbering takes it exclusively.
+/// Writers hold it shared until they commit, taken before their change rows (a store takes it
+/// as it begins); numbering takes it exclusively.
 pub(crate) const CHANGE_FEED_LOCK: i64 = 0x6864_735f_6466_7371;
 
 const SELECT: &str = "SELECT c.seq, c.ts, c.action, c.partition, c.study_uid, c.series_uid,

@@ -439,7 +439,7 @@ impl Index {
 /// The current tags' values of one instance, replacing what it had (and the errors an earlier
 /// reindex recorded for it). Returns the (tag, reason) of each value that cannot be indexed.
 pub(crate) async fn write_values(
-    tx: &Transaction<'_>,
+    tx: &impl deadpool_postgres::GenericClient,
     defs: &[(String, String)],
     [partition, study, series, sop]: [&str; 4],
     metadata: &Value,
@@ -533,17 +533,7 @@ async fn record_errors(
 }
 
 /// The tags a store must index now: those being added and those ready.
-pub(crate) async fn active(tx: &Transaction<'_>) -> Result<Vec<(String, String)>> {
-    let all = tx
-        .prepare_cached("SELECT tag, vr FROM dicom_extended_tags")
-        .await?;
-    Ok(tx
-        .query(&all, &[])
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect())
-}
+pub(crate) const ACTIVE_TAGS: &str = "SELECT tag, vr FROM dicom_extended_tags";
 
 #[cfg(test)]
 mod tests {

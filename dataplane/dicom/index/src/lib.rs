@@ -8,6 +8,7 @@
 pub mod changefeed;
 pub mod extended;
 pub mod orphans;
+mod pipelined;
 pub mod qido;
 pub mod study;
 mod write;

@@ -2,9 +2,12 @@
 //! study-level attributes are what QIDO shows), the instance row, and a change-feed entry, for
 //! all of a request's instances in one transaction.
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{Client, GenericClient};
 use hds_dicom_model::Instance;
+use tokio_postgres::Statement;
+use tokio_postgres::types::ToSql;
 
+use crate::pipelined::PipelinedTransaction;
 use crate::{Index, Result, dicom_date, name_words};
 
 /// An instance whose file is in the blob store already.
@@ -71,170 +74,193 @@ impl Index {
         replace: bool,
         skip_unchanged: bool,
     ) -> Result<StoreReport> {
-        let mut c = self.pool.get().await?;
-        let tx = c.transaction().await?;
-        // Rows are locked in (study, series) order by every writer, so two requests sharing
-        // studies never wait on each other in a cycle.
-        let mut order: Vec<usize> = (0..items.len()).collect();
-        order.sort_by(|&a, &b| {
-            let (a, b) = (items[a].instance, items[b].instance);
-            (&a.study_uid, &a.series_uid, &a.sop_uid).cmp(&(
-                &b.study_uid,
-                &b.series_uid,
-                &b.sop_uid,
-            ))
-        });
-        // What is there already, in one round trip: the instances, and the study and series
-        // rows that already say what these instances would write. Those rows are left alone,
-        // so concurrent stores into one study do not queue on its row lock.
-        let sops: Vec<&str> = items.iter().map(|i| i.instance.sop_uid.as_str()).collect();
-        let studies: Vec<&str> = items
-            .iter()
-            .map(|i| i.instance.study_uid.as_str())
-            .collect();
-        let study_json: Vec<&str> = items
-            .iter()
-            .map(|i| i.instance.study_json.as_str())
-            .collect();
-        let series: Vec<&str> = items
-            .iter()
-            .map(|i| i.instance.series_uid.as_str())
-            .collect();
-        let series_json: Vec<&str> = items
-            .iter()
-            .map(|i| i.instance.series_json.as_str())
-            .collect();
-        // Sent together: the connection pipelines them, one round trip for both.
-        let known_statement = tx
-            .prepare_cached(
-                "SELECT 'i', sop_uid, NULL FROM dicom_instances
-                  WHERE partition = $1 AND sop_uid = ANY($2)
-                 UNION ALL
-                 SELECT 's', study_uid, NULL FROM dicom_studies
-                  WHERE partition = $1
-                    AND (study_uid, study_json) IN (SELECT * FROM unnest($3::text[], $4::text[]))
-                 UNION ALL
-                 SELECT 'e', study_uid, series_uid FROM dicom_series
-                  WHERE partition = $1
-                    AND (study_uid, series_uid, series_json)
-                        IN (SELECT * FROM unnest($3::text[], $5::text[], $6::text[]))",
-            )
-            .await?;
-        let known = async {
-            let rows = tx
-                .query(
-                    &known_statement,
-                    &[
-                        &partition,
-                        &sops,
-                        &studies,
-                        &study_json,
-                        &series,
-                        &series_json,
-                    ],
-                )
-                .await?;
-            Ok::<_, crate::IndexError>(rows)
-        };
-        // Plans made for this request's values, never a cached generic one: a generic plan
-        // made while the tables were small (early in a bulk load) scanned a partition's every
-        // study and series row on each request until the next ANALYZE (one instance per
-        // request ran at a third of its speed right after a 100,000-instance load). Sent
-        // first, in the same round trip.
-        let custom_plans = async {
-            tx.batch_execute("SET LOCAL plan_cache_mode = force_custom_plan")
-                .await
-                .map_err(crate::IndexError::from)
-        };
-        let ((), known, tags) =
-            tokio::try_join!(custom_plans, known, crate::extended::active(&tx))?;
-        let mut present: Vec<String> = Vec::new();
-        let mut same_study: Vec<String> = Vec::new();
-        let mut same_series: Vec<(String, String)> = Vec::new();
-        for r in &known {
-            match r.get::<_, &str>(0) {
-                "i" => present.push(r.get(1)),
-                "s" if skip_unchanged => same_study.push(r.get(1)),
-                "e" if skip_unchanged => same_series.push((r.get(1), r.get(2))),
-                _ => {}
+        let conn = self.pool.get().await?;
+        let statements = Statements::prepare(&conn).await?;
+        let tx = PipelinedTransaction::new(conn);
+        let written = write(
+            tx.client(),
+            &statements,
+            partition,
+            items,
+            replace,
+            skip_unchanged,
+        )
+        .await;
+        let (report, maybe_empty) = match written {
+            Ok(w) => {
+                tx.ended();
+                w
             }
+            Err(e) => {
+                tx.rollback().await;
+                return Err(e);
+            }
+        };
+        if !maybe_empty.is_empty() {
+            // A concurrent store won a race for an instance: a study or series row made here
+            // may hold nothing. A store that finds such a row gone before its instance goes in
+            // writes it again (the foreign-key retry in `store`).
+            let mut c = self.pool.get().await?;
+            let tx = c.transaction().await?;
+            for s in &maybe_empty {
+                drop_empty(&tx, partition, s).await?;
+            }
+            tx.commit().await?;
         }
-        let mut outcomes = vec![StoreOutcome::Duplicate; items.len()];
-        let mut watermarks = vec![0i64; items.len()];
-        // What goes in, in lock order; a POST leaves out what is stored already.
-        let wanted: Vec<usize> = order
-            .iter()
-            .copied()
-            .filter(|&i| replace || !present.iter().any(|p| p == &items[i].instance.sop_uid))
-            .collect();
-        let touched_studies = upsert_studies(&tx, partition, items, &wanted, &same_study).await?;
-        upsert_series(&tx, partition, items, &wanted, &same_series).await?;
+        Ok(report)
+    }
+}
+
+/// The statements of every store, prepared before the transaction begins (pipelined, on a new
+/// connection; from deadpool's cache after that), so that each write below is sent the moment
+/// it is first polled: joined in order, they reach the server in order.
+struct Statements {
+    known: Statement,
+    tags: Statement,
+    studies: Statement,
+    series: Statement,
+    instances: Statement,
+}
+
+impl Statements {
+    async fn prepare(c: &Client) -> Result<Self> {
+        let (known, tags, studies, series, instances) = tokio::try_join!(
+            c.prepare_cached(KNOWN),
+            c.prepare_cached(crate::extended::ACTIVE_TAGS),
+            c.prepare_cached(UPSERT_STUDIES),
+            c.prepare_cached(UPSERT_SERIES),
+            c.prepare_cached(INSERT_INSTANCES),
+        )?;
+        Ok(Self {
+            known,
+            tags,
+            studies,
+            series,
+            instances,
+        })
+    }
+}
+
+/// What is there already: the instances, and the study and series rows that already say what
+/// these instances would write. Those rows are left alone, so concurrent stores into one study
+/// do not queue on its row lock.
+const KNOWN: &str = "SELECT 'i', sop_uid, NULL FROM dicom_instances
+  WHERE partition = $1 AND sop_uid = ANY($2)
+ UNION ALL
+ SELECT 's', study_uid, NULL FROM dicom_studies
+  WHERE partition = $1
+    AND (study_uid, study_json) IN (SELECT * FROM unnest($3::text[], $4::text[]))
+ UNION ALL
+ SELECT 'e', study_uid, series_uid FROM dicom_series
+  WHERE partition = $1
+    AND (study_uid, series_uid, series_json)
+        IN (SELECT * FROM unnest($3::text[], $5::text[], $6::text[]))";
+
+/// The transaction's start, sent with the first statements. Plans are made for this request's
+/// values, never a cached generic one: a generic plan made while the tables were small (early
+/// in a bulk load) scanned a partition's every study and series row on each request until the
+/// next ANALYZE (one instance per request ran at a third of its speed right after a
+/// 100,000-instance load). The change feed's lock is taken before any row lock, so a writer
+/// waiting for it behind the numbering never holds a row another writer waits for.
+fn begin() -> String {
+    format!(
+        "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan;
+         SELECT pg_advisory_xact_lock_shared({})",
+        crate::changefeed::CHANGE_FEED_LOCK
+    )
+}
+
+/// One store's transaction, in three round trips for a POST with no extended query tags:
+/// `BEGIN` with the lookups, the writes with `COMMIT`. Returns the report and the studies to
+/// check for emptiness once it has committed.
+async fn write(
+    c: &Client,
+    st: &Statements,
+    partition: &str,
+    items: &[NewInstance<'_>],
+    replace: bool,
+    skip_unchanged: bool,
+) -> Result<(StoreReport, Vec<String>)> {
+    // Rows are locked in (study, series) order by every writer, so two requests sharing
+    // studies never wait on each other in a cycle.
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (items[a].instance, items[b].instance);
+        (&a.study_uid, &a.series_uid, &a.sop_uid).cmp(&(&b.study_uid, &b.series_uid, &b.sop_uid))
+    });
+    let sops: Vec<&str> = items.iter().map(|i| i.instance.sop_uid.as_str()).collect();
+    let of = |f: fn(&Instance) -> &str| items.iter().map(|i| f(i.instance)).collect::<Vec<_>>();
+    let (studies, study_json) = (of(|i| &i.study_uid), of(|i| &i.study_json));
+    let (series, series_json) = (of(|i| &i.series_uid), of(|i| &i.series_json));
+    let begin = begin();
+    let lookup: [&(dyn ToSql + Sync); 6] = [
+        &partition,
+        &sops,
+        &studies,
+        &study_json,
+        &series,
+        &series_json,
+    ];
+    let (begun, known, tags) = tokio::join!(
+        biased;
+        c.batch_execute(&begin),
+        c.query(&st.known, &lookup),
+        c.query(&st.tags, &[]),
+    );
+    begun?;
+    let tags: Vec<(String, String)> = tags?.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let mut present: Vec<String> = Vec::new();
+    let mut same_study: Vec<String> = Vec::new();
+    let mut same_series: Vec<(String, String)> = Vec::new();
+    for r in &known? {
+        match r.get::<_, &str>(0) {
+            "i" => present.push(r.get(1)),
+            "s" if skip_unchanged => same_study.push(r.get(1)),
+            "e" if skip_unchanged => same_series.push((r.get(1), r.get(2))),
+            _ => {}
+        }
+    }
+    let mut outcomes = vec![StoreOutcome::Duplicate; items.len()];
+    let mut watermarks = vec![0i64; items.len()];
+    // What goes in, in lock order; a POST leaves out what is stored already.
+    let wanted: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&i| replace || !present.iter().any(|p| p == &items[i].instance.sop_uid))
+        .collect();
+    let touched_studies: Vec<String> = first_per(items, &wanted, |i| i.study_uid.as_str())
+        .iter()
+        .map(|i| i.study_uid.clone())
+        .collect();
+    let upserts = async {
+        tokio::try_join!(
+            biased;
+            upsert_studies(c, &st.studies, partition, items, &wanted, &same_study),
+            upsert_series(c, &st.series, partition, items, &wanted, &same_series),
+        )
+    };
+    let mut maybe_empty = Vec::new();
+    let mut committed = false;
+    if replace {
+        upserts.await?;
         let mut moved_from: Vec<String> = Vec::new();
-        if replace {
-            for &i in &wanted {
-                let (outcome, watermark, old_study) =
-                    replace_instance(&tx, partition, &items[i]).await?;
-                outcomes[i] = outcome;
-                watermarks[i] = watermark;
-                if let Some(old) = old_study.filter(|o| o != &items[i].instance.study_uid) {
-                    moved_from.push(old);
-                }
-            }
-        } else {
-            for (i, watermark) in insert_instances(&tx, partition, items, &wanted).await? {
-                outcomes[i] = StoreOutcome::Stored;
-                watermarks[i] = watermark;
+        for &i in &wanted {
+            let (outcome, watermark, old_study) = replace_instance(c, partition, &items[i]).await?;
+            outcomes[i] = outcome;
+            watermarks[i] = watermark;
+            if let Some(old) = old_study.filter(|o| o != &items[i].instance.study_uid) {
+                moved_from.push(old);
             }
         }
-        let mut warnings = vec![Vec::new(); items.len()];
-        if !tags.is_empty() {
-            for (i, item) in items.iter().enumerate() {
-                if outcomes[i] == StoreOutcome::Duplicate {
-                    continue;
-                }
-                let inst = item.instance;
-                let meta: serde_json::Value =
-                    serde_json::from_str(&inst.metadata).unwrap_or(serde_json::Value::Null);
-                let ids = [partition, &inst.study_uid, &inst.series_uid, &inst.sop_uid];
-                // A value that cannot be indexed is left out, as a malformed indexed attribute
-                // is, and the answer says so; only a reindex keeps errors, as Azure's does.
-                let errors = crate::extended::write_values(&tx, &tags, ids, &meta).await?;
-                warnings[i] = errors
-                    .into_iter()
-                    .map(|(tag, why)| {
-                        format!(
-                            "the extended query tag {tag} is not indexed for this instance: {why}"
-                        )
-                    })
-                    .collect();
-            }
-        }
-        let stored: Vec<usize> = order
-            .iter()
-            .copied()
-            .filter(|&i| outcomes[i] != StoreOutcome::Duplicate)
-            .collect();
-        if replace {
-            // A replaced instance may have moved to another series or study; the places it
-            // left may be empty now.
-            moved_from.sort();
-            moved_from.dedup();
-            for s in moved_from
-                .iter()
-                .chain(touched_studies.iter())
-                .map(String::as_str)
-            {
-                drop_empty(&tx, partition, s).await?;
-            }
-        } else if stored.len() < items.len() - present.len().min(items.len()) {
-            // A concurrent store won a race for an instance: its study or series row made here
-            // may hold nothing.
-            for s in &touched_studies {
-                drop_empty(&tx, partition, s).await?;
-            }
+        // A replaced instance may have moved to another series or study; the places it left
+        // may be empty now.
+        moved_from.sort();
+        moved_from.dedup();
+        for s in moved_from.iter().chain(touched_studies.iter()) {
+            drop_empty(c, partition, s).await?;
         }
         for (action, replaced) in [("Create", false), ("Update", true)] {
-            let rows: Vec<usize> = stored
+            let rows: Vec<usize> = wanted
                 .iter()
                 .copied()
                 .filter(|&i| matches!(outcomes[i], StoreOutcome::Replaced { .. }) == replaced)
@@ -247,7 +273,7 @@ impl Index {
             };
             let marks: Vec<i64> = rows.iter().map(|&i| watermarks[i]).collect();
             record_changes(
-                &tx,
+                c,
                 action,
                 partition,
                 &pick(|i| &i.study_uid),
@@ -257,9 +283,62 @@ impl Index {
             )
             .await?;
         }
-        tx.commit().await?;
-        Ok(StoreReport { outcomes, warnings })
+    } else {
+        // Nothing left to do after the instances go in unless extended query tags must be
+        // written: then the `COMMIT` goes with them. Should a write fail, the server turns it
+        // into a rollback.
+        let commit_now = tags.is_empty();
+        let (upserted, inserted, commit) = tokio::join!(
+            biased;
+            upserts,
+            insert_instances(c, &st.instances, partition, items, &wanted),
+            async {
+                match commit_now {
+                    true => c.batch_execute("COMMIT").await,
+                    false => Ok(()),
+                }
+            },
+        );
+        upserted?;
+        for (i, watermark) in inserted? {
+            outcomes[i] = StoreOutcome::Stored;
+            watermarks[i] = watermark;
+        }
+        commit?;
+        committed = commit_now;
+        let stored = outcomes
+            .iter()
+            .filter(|o| **o == StoreOutcome::Stored)
+            .count();
+        if stored < wanted.len() {
+            maybe_empty = touched_studies;
+        }
     }
+    let mut warnings = vec![Vec::new(); items.len()];
+    if !tags.is_empty() {
+        for (i, item) in items.iter().enumerate() {
+            if outcomes[i] == StoreOutcome::Duplicate {
+                continue;
+            }
+            let inst = item.instance;
+            let meta: serde_json::Value =
+                serde_json::from_str(&inst.metadata).unwrap_or(serde_json::Value::Null);
+            let ids = [partition, &inst.study_uid, &inst.series_uid, &inst.sop_uid];
+            // A value that cannot be indexed is left out, as a malformed indexed attribute
+            // is, and the answer says so; only a reindex keeps errors, as Azure's does.
+            let errors = crate::extended::write_values(c, &tags, ids, &meta).await?;
+            warnings[i] = errors
+                .into_iter()
+                .map(|(tag, why)| {
+                    format!("the extended query tag {tag} is not indexed for this instance: {why}")
+                })
+                .collect();
+        }
+    }
+    if !committed {
+        c.batch_execute("COMMIT").await?;
+    }
+    Ok((StoreReport { outcomes, warnings }, maybe_empty))
 }
 
 /// The first of `wanted` for each key, in order: the rows one statement may upsert (a row
@@ -280,22 +359,21 @@ fn first_per<'a, K: PartialEq>(
 }
 
 /// Writes the study rows of `wanted` (sorted by study) that do not already say what these
-/// instances would write, in one statement; returns every study `wanted` touches.
+/// instances would write, in one statement.
 async fn upsert_studies(
-    tx: &Transaction<'_>,
+    c: &Client,
+    statement: &Statement,
     partition: &str,
     items: &[NewInstance<'_>],
     wanted: &[usize],
     same: &[String],
-) -> Result<Vec<String>> {
-    let studies = first_per(items, wanted, |i| i.study_uid.as_str());
-    let touched = studies.iter().map(|i| i.study_uid.clone()).collect();
-    let rows: Vec<&Instance> = studies
+) -> Result<()> {
+    let rows: Vec<&Instance> = first_per(items, wanted, |i| i.study_uid.as_str())
         .into_iter()
         .filter(|i| !same.contains(&i.study_uid))
         .collect();
     if rows.is_empty() {
-        return Ok(touched);
+        return Ok(());
     }
     let text = |f: fn(&Instance) -> Option<&str>| rows.iter().map(|i| f(i)).collect::<Vec<_>>();
     let words = |f: fn(&Instance) -> Option<&str>| {
@@ -308,22 +386,8 @@ async fn upsert_studies(
             .map(|i| f(i).and_then(dicom_date))
             .collect::<Vec<_>>()
     };
-    tx.execute(
-        &tx.prepare_cached(
-            "INSERT INTO dicom_studies (partition, study_uid, patient_id, patient_name,
-             patient_name_words, patient_birth_date, study_date, accession_number,
-             referring_physician_words, study_description, study_json)
-         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::date[],
-             $7::date[], $8::text[], $9::text[], $10::text[], $11::text[])
-         ON CONFLICT (partition, study_uid) DO UPDATE SET
-             patient_id = EXCLUDED.patient_id, patient_name = EXCLUDED.patient_name,
-             patient_name_words = EXCLUDED.patient_name_words,
-             patient_birth_date = EXCLUDED.patient_birth_date, study_date = EXCLUDED.study_date,
-             accession_number = EXCLUDED.accession_number,
-             referring_physician_words = EXCLUDED.referring_physician_words,
-             study_description = EXCLUDED.study_description, study_json = EXCLUDED.study_json",
-        )
-        .await?,
+    c.execute(
+        statement,
         &[
             &partition,
             &text(|i| Some(&i.study_uid)),
@@ -339,12 +403,27 @@ async fn upsert_studies(
         ],
     )
     .await?;
-    Ok(touched)
+    Ok(())
 }
+
+const UPSERT_STUDIES: &str =
+    "INSERT INTO dicom_studies (partition, study_uid, patient_id, patient_name,
+     patient_name_words, patient_birth_date, study_date, accession_number,
+     referring_physician_words, study_description, study_json)
+ SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::date[],
+     $7::date[], $8::text[], $9::text[], $10::text[], $11::text[])
+ ON CONFLICT (partition, study_uid) DO UPDATE SET
+     patient_id = EXCLUDED.patient_id, patient_name = EXCLUDED.patient_name,
+     patient_name_words = EXCLUDED.patient_name_words,
+     patient_birth_date = EXCLUDED.patient_birth_date, study_date = EXCLUDED.study_date,
+     accession_number = EXCLUDED.accession_number,
+     referring_physician_words = EXCLUDED.referring_physician_words,
+     study_description = EXCLUDED.study_description, study_json = EXCLUDED.study_json";
 
 /// The series rows, as [`upsert_studies`] writes the study rows.
 async fn upsert_series(
-    tx: &Transaction<'_>,
+    c: &Client,
+    statement: &Statement,
     partition: &str,
     items: &[NewInstance<'_>],
     wanted: &[usize],
@@ -371,18 +450,8 @@ async fn upsert_series(
                 .and_then(dicom_date)
         })
         .collect();
-    tx.execute(
-        &tx.prepare_cached(
-            "INSERT INTO dicom_series (partition, study_uid, series_uid, modality, pps_start_date,
-             manufacturer_model_name, series_json)
-         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::date[], $6::text[],
-             $7::text[])
-         ON CONFLICT (partition, study_uid, series_uid) DO UPDATE SET
-             modality = EXCLUDED.modality, pps_start_date = EXCLUDED.pps_start_date,
-             manufacturer_model_name = EXCLUDED.manufacturer_model_name,
-             series_json = EXCLUDED.series_json",
-        )
-        .await?,
+    c.execute(
+        statement,
         &[
             &partition,
             &text(|i| Some(&i.study_uid)),
@@ -397,10 +466,22 @@ async fn upsert_series(
     Ok(())
 }
 
-/// A POST's new instances in one statement; what a concurrent store got in first is left out
-/// (a duplicate). Returns the index in `items` and the watermark of each row written.
+const UPSERT_SERIES: &str =
+    "INSERT INTO dicom_series (partition, study_uid, series_uid, modality, pps_start_date,
+     manufacturer_model_name, series_json)
+ SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::date[], $6::text[],
+     $7::text[])
+ ON CONFLICT (partition, study_uid, series_uid) DO UPDATE SET
+     modality = EXCLUDED.modality, pps_start_date = EXCLUDED.pps_start_date,
+     manufacturer_model_name = EXCLUDED.manufacturer_model_name,
+     series_json = EXCLUDED.series_json";
+
+/// A POST's new instances and their change-feed entries, in one statement; what a concurrent
+/// store got in first is left out (a duplicate). Returns the index in `items` and the
+/// watermark of each row written.
 async fn insert_instances(
-    tx: &Transaction<'_>,
+    c: &Client,
+    statement: &Statement,
     partition: &str,
     items: &[NewInstance<'_>],
     wanted: &[usize],
@@ -410,23 +491,9 @@ async fn insert_instances(
     }
     let numbers = column(items, wanted, |i| i.instance.index.instance_number);
     let sizes = column(items, wanted, |i| i.size);
-    // The row order of the arrays is kept by `WITH ORDINALITY`, so each returned row says
-    // which item it is even when a request holds one SOP Instance UID twice.
-    let rows = tx
+    let rows = c
         .query(
-            &tx.prepare_cached(
-                "INSERT INTO dicom_instances (partition, study_uid, series_uid, sop_uid,
-                 sop_class_uid, instance_number, transfer_syntax, blob, size, metadata,
-                 instance_json)
-             SELECT $1, st, se, sop, cl, num, ts, bl, sz, md, ij
-               FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
-                           $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[])
-                    WITH ORDINALITY AS u(st, se, sop, cl, num, ts, bl, sz, md, ij, n)
-              ORDER BY n
-             ON CONFLICT (partition, sop_uid) DO NOTHING
-             RETURNING blob, watermark",
-            )
-            .await?,
+            statement,
             &[
                 &partition,
                 &column(items, wanted, |i| i.instance.study_uid.as_str()),
@@ -453,6 +520,24 @@ async fn insert_instances(
         .collect())
 }
 
+/// The row order of the arrays is kept by `WITH ORDINALITY`, so the first of two items with
+/// one SOP Instance UID is the one stored, and watermarks follow lock order. The change-feed
+/// lock is held already (see [`begin`]).
+const INSERT_INSTANCES: &str = "WITH stored AS (
+   INSERT INTO dicom_instances (partition, study_uid, series_uid, sop_uid, sop_class_uid,
+          instance_number, transfer_syntax, blob, size, metadata, instance_json)
+   SELECT $1, st, se, sop, cl, num, ts, bl, sz, md, ij
+     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+                 $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[])
+          WITH ORDINALITY AS u(st, se, sop, cl, num, ts, bl, sz, md, ij, n)
+    ORDER BY n
+   ON CONFLICT (partition, sop_uid) DO NOTHING
+   RETURNING study_uid, series_uid, sop_uid, blob, watermark),
+ changes AS (
+   INSERT INTO dicom_changes (action, partition, study_uid, series_uid, sop_uid, watermark)
+   SELECT 'Create', $1, study_uid, series_uid, sop_uid, watermark FROM stored ORDER BY watermark)
+ SELECT blob, watermark FROM stored";
+
 /// One value of each of `wanted`, as a statement's array parameter.
 fn column<'a, 'b, T>(
     items: &'a [NewInstance<'b>],
@@ -465,7 +550,7 @@ fn column<'a, 'b, T>(
 /// A PUT's instance: inserted, or replacing the one stored under its SOP Instance UID (whose
 /// file and former study are returned, to be removed or emptied).
 async fn replace_instance(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     partition: &str,
     item: &NewInstance<'_>,
 ) -> Result<(StoreOutcome, i64, Option<String>)> {
@@ -527,7 +612,11 @@ async fn replace_instance(
 }
 
 /// Removes the study's series without instances, then the study if it has no series left.
-pub(crate) async fn drop_empty(tx: &Transaction<'_>, partition: &str, study: &str) -> Result<()> {
+pub(crate) async fn drop_empty(
+    tx: &impl GenericClient,
+    partition: &str,
+    study: &str,
+) -> Result<()> {
     tx.execute(
         &tx.prepare_cached(
             "DELETE FROM dicom_series s WHERE s.partition = $1 AND s.study_uid = $2
@@ -552,7 +641,7 @@ pub(crate) async fn drop_empty(tx: &Transaction<'_>, partition: &str, study: &st
 }
 
 pub(crate) async fn record_changes(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     action: &str,
     partition: &str,
     studies: &[String],

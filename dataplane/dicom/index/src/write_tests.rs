@@ -33,8 +33,12 @@ fn item(i: &Instance) -> NewInstance<'_> {
 }
 
 async fn open() -> (Index, tokio_postgres::Client) {
+    open_with_pool(2).await
+}
+
+async fn open_with_pool(size: usize) -> (Index, tokio_postgres::Client) {
     let url = hds_common::db::fresh_test_database().await;
-    let index = Index::open(&url, 2).await.unwrap();
+    let index = Index::open(&url, size).await.unwrap();
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -116,4 +120,91 @@ async fn instances_get_watermarks_in_the_order_sent_and_repeats_are_duplicates()
             (x.sop_uid.clone(), items[0].blob.clone()),
         ]
     );
+}
+
+/// Transactions begin and end in the same round trips as their statements; a store that fails
+/// in either must not hand its connection back inside a transaction.
+#[tokio::test]
+async fn failed_stores_leave_their_connection_outside_any_transaction() {
+    let (index, db) = open_with_pool(1).await;
+    // PostgreSQL refuses a NUL in text: in the lookup (the first round trip, with BEGIN), then
+    // in the instance row (the second, with COMMIT).
+    let bad_lookup = instance("1.2.3.1", "1.2.3.1.\0");
+    let mut bad_row = instance("1.2.3.1", "1.2.3.1.2");
+    bad_row.metadata = "{\"x\": \"\0\"}".into();
+    for bad in [&bad_lookup, &bad_row] {
+        let failed = index.store("p", &[item(bad)], false, Ok(())).await;
+        assert!(
+            matches!(failed, Err(crate::IndexError::Postgres(_))),
+            "{failed:?}"
+        );
+    }
+    for table in [
+        "dicom_studies",
+        "dicom_series",
+        "dicom_instances",
+        "dicom_changes",
+    ] {
+        assert_eq!(count(&db, table).await, 0, "{table}");
+    }
+    // The pool's one connection serves the next store, which commits on its own.
+    let good = instance("1.2.3.1", "1.2.3.1.3");
+    let report = index
+        .store("p", &[item(&good)], false, Ok(()))
+        .await
+        .unwrap();
+    assert_eq!(report.outcomes, [StoreOutcome::Stored]);
+    assert_eq!(count(&db, "dicom_changes").await, 1);
+    let in_transaction: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(in_transaction, 0);
+}
+
+#[tokio::test]
+async fn a_store_cancelled_inside_its_transaction_closes_the_connection() {
+    let (index, db) = open_with_pool(1).await;
+    let first = instance("1.2.3.1", "1.2.3.1.1");
+    index
+        .store("p", &[item(&first)], false, Ok(()))
+        .await
+        .unwrap();
+    assert_eq!(index.pool().status().size, 1);
+    // The change-feed numbering's lock, held here, stops the next store just after its BEGIN.
+    db.execute(
+        "SELECT pg_advisory_lock($1)",
+        &[&crate::changefeed::CHANGE_FEED_LOCK],
+    )
+    .await
+    .unwrap();
+    let waiting = instance("1.2.3.1", "1.2.3.1.2");
+    let cancelled = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        index.store("p", &[item(&waiting)], false, Ok(())),
+    )
+    .await;
+    assert!(
+        cancelled.is_err(),
+        "the store should have waited for the lock"
+    );
+    // Its connection left the pool rather than going back to it mid-transaction.
+    assert_eq!(index.pool().status().size, 0);
+    db.execute(
+        "SELECT pg_advisory_unlock($1)",
+        &[&crate::changefeed::CHANGE_FEED_LOCK],
+    )
+    .await
+    .unwrap();
+    let report = index
+        .store("p", &[item(&waiting)], false, Ok(()))
+        .await
+        .unwrap();
+    assert_eq!(report.outcomes, [StoreOutcome::Stored]);
+    assert_eq!(count(&db, "dicom_instances").await, 2);
 }
