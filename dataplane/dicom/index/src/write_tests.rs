@@ -208,3 +208,47 @@ async fn a_store_cancelled_inside_its_transaction_closes_the_connection() {
     assert_eq!(report.outcomes, [StoreOutcome::Stored]);
     assert_eq!(count(&db, "dicom_instances").await, 2);
 }
+
+/// A store runs its writes on generic plans, made once per connection, possibly on an empty
+/// database; that is safe only because no plan of theirs reads a table.
+#[tokio::test]
+async fn write_plans_scan_no_table() {
+    let (_index, db) = open().await;
+    for (name, sql, params, target) in [
+        (
+            "studies",
+            super::UPSERT_STUDIES,
+            11,
+            "Insert on dicom_studies",
+        ),
+        ("series", super::UPSERT_SERIES, 7, "Insert on dicom_series"),
+        (
+            "instances",
+            super::INSERT_INSTANCES,
+            11,
+            "Insert on dicom_instances",
+        ),
+    ] {
+        db.batch_execute(&format!(
+            "SET plan_cache_mode = force_generic_plan; PREPARE {name} AS {sql}"
+        ))
+        .await
+        .unwrap();
+        let nulls = vec!["NULL"; params].join(", ");
+        let plan: Vec<String> = db
+            .query(&format!("EXPLAIN EXECUTE {name}({nulls})"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(plan.iter().any(|l| l.contains(target)), "{plan:#?}");
+        assert!(
+            !plan.iter().any(|l| l.contains("Seq Scan")
+                || l.contains("Index Scan")
+                || l.contains("Index Only Scan")
+                || l.contains("Bitmap")),
+            "{name}: {plan:#?}"
+        );
+    }
+}
