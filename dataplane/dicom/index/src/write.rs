@@ -186,7 +186,7 @@ fn begin() -> String {
     )
 }
 
-/// One store's transaction, in three round trips for a POST with no extended query tags:
+/// One store's transaction, in two round trips for a POST with no extended query tags:
 /// `BEGIN` with the lookups, the writes with `COMMIT`. Returns the report and the studies to
 /// check for emptiness once it has committed.
 async fn write(

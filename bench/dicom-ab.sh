@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# A/B of hds binaries on STOW-RS: each binary on a fresh database and blob directory, loaded
+# with the same instances, then one STOW sample at one instance per request and one at 50, in
+# rounds that alternate the binaries, so the drift of a shared machine hits every binary alike.
+# Beside instances/s it prints the CPU time per instance of hds and of PostgreSQL (every
+# `postgres` process, from /proc), which moves far less with the machine's neighbours than
+# throughput does.
+#   bench/dicom-ab.sh /path/to/hds-a /path/to/hds-b ...
+# Uses the data bench/dicom.sh generated ($HDS_CACHE/dicom-bench-data, its 100,000-instance
+# set) and its release load generator; PostgreSQL as for the other benchmarks. Knobs:
+# DICOM_AB_PRELOAD (20000), DICOM_AB_SAMPLE (5000), DICOM_AB_ROUNDS (3), DICOM_AB_WORKERS (4),
+# DICOM_AB_SYNC (storage.sync, true), DICOM_AB_SYNCHRONOUS_COMMIT (PostgreSQL's, on),
+# DICOM_BENCH_TARGET, BENCH_PG, BENCH_AB_PORT.
+set -euo pipefail
+cache="${HDS_CACHE:-$HOME/.cache/hds}"
+target="${DICOM_BENCH_TARGET:-$HOME/.cache/hds-bench-target}"
+load="$target/release/dicom-load"
+pg="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
+port="${BENCH_AB_PORT:-18192}"
+preload="${DICOM_AB_PRELOAD:-20000}"
+sample="${DICOM_AB_SAMPLE:-5000}"
+rounds="${DICOM_AB_ROUNDS:-3}"
+workers="${DICOM_AB_WORKERS:-4}"
+sync="${DICOM_AB_SYNC:-true}"
+commit="${DICOM_AB_SYNCHRONOUS_COMMIT:-on}"
+[[ $# -ge 1 ]] || { echo "usage: bench/dicom-ab.sh HDS_BINARY..." >&2; exit 2; }
+[[ -x $load ]] || { echo "no load generator at $load (run bench/dicom.sh once)" >&2; exit 1; }
+data=$(find "$cache/dicom-bench-data" -maxdepth 1 -name 'n100000-*' | head -n 1)
+[[ -n $data && -d $data/load ]] || { echo "no bench data in $cache/dicom-bench-data (run bench/dicom.sh once)" >&2; exit 1; }
+need=$((preload + rounds * 2 * sample))
+(( need <= 100000 )) || { echo "preload + rounds × 2 × sample is over the 100,000 files there are" >&2; exit 2; }
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+# Sets of symbolic links: the preload, then per round a one-per-request and a 50-per-request
+# sample, all distinct, each sent to every binary.
+mapfile -t files < <(find "$data/load" -name '*.dcm' | sort | head -n "$need")
+link() { # dir first count
+    mkdir -p "$1"
+    printf '%s\0' "${files[@]:$2:$3}" | xargs -0 ln -s -t "$1"
+}
+link "$work/preload" 0 "$preload"
+for r in $(seq "$rounds"); do
+    link "$work/one-$r" $((preload + (2 * r - 2) * sample)) "$sample"
+    link "$work/fifty-$r" $((preload + (2 * r - 1) * sample)) "$sample"
+done
+
+ticks() { # CPU ticks of one process (user + system), 0 once it is gone
+    awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+declare -A pg_start
+pg_mark() { # remembers every postgres process's ticks
+    pg_start=()
+    local p
+    for p in $(pgrep -x postgres); do pg_start[$p]=$(ticks "$p"); done
+}
+pg_since() { # PostgreSQL's ticks since pg_mark; a backend started since counts whole
+    local t=0 p
+    for p in $(pgrep -x postgres); do t=$((t + $(ticks "$p") - ${pg_start[$p]:-0})); done
+    echo "$t"
+}
+hz=$(getconf CLK_TCK)
+
+printf '%-5s %-40s %-12s %12s %16s %16s\n' round binary cell instances/s "hds ms/instance" "pg ms/instance"
+for r in $(seq "$rounds"); do
+    for bin in "$@"; do
+        psql "$pg/postgres" -qc "DROP DATABASE IF EXISTS hds_dicom_ab WITH (FORCE)" \
+            -qc "CREATE DATABASE hds_dicom_ab"
+        rm -rf "$work/blobs" && mkdir -p "$work/blobs"
+        cat >"$work/hds.yaml" <<YAML
+name: ab
+postgres: {url: '$pg/hds_dicom_ab?options=-c%20synchronous_commit%3D$commit', poolSize: 16}
+auth: {mode: none}
+storage: {url: "file://$work/blobs", sync: $sync}
+YAML
+        RUST_LOG=warn "$bin" dicom --config "$work/hds.yaml" --listen "127.0.0.1:$port" \
+            >"$work/hds.log" 2>&1 &
+        pid=$!
+        for _ in $(seq 100); do
+            curl -sf "http://127.0.0.1:$port/health/check" >/dev/null && break
+            sleep 0.2
+        done
+        url="http://127.0.0.1:$port"
+        "$load" --url "$url" --mode stow --dir "$work/preload" --per-request 50 \
+            --workers "$workers" >/dev/null
+        psql "$pg/hds_dicom_ab" -qc "VACUUM ANALYZE" >/dev/null
+        for cell in one fifty; do
+            per=1
+            [[ $cell == fifty ]] && per=50
+            pg_mark
+            h0=$(ticks "$pid")
+            rate=$("$load" --url "$url" --mode stow --dir "$work/$cell-$r" --per-request "$per" \
+                --workers "$workers" | grep -o '"instances_per_s":[0-9.]*' | cut -d: -f2)
+            h1=$(ticks "$pid")
+            pt=$(pg_since)
+            printf '%-5s %-40s %-12s %12s %16s %16s\n' "$r" "${bin/#$HOME/\~}" "$per/request" "$rate" \
+                "$(echo "scale=3; ($h1 - $h0) * 1000 / $hz / $sample" | bc)" \
+                "$(echo "scale=3; $pt * 1000 / $hz / $sample" | bc)"
+        done
+        kill "$pid"
+        wait "$pid" 2>/dev/null || true
+    done
+done
