@@ -80,6 +80,8 @@ YAML
             curl -sf "http://127.0.0.1:$port/health/check" >/dev/null && break
             sleep 0.2
         done
+        curl -sf "http://127.0.0.1:$port/health/check" >/dev/null ||
+            { echo "$bin did not start:" >&2; tail -n 20 "$work/hds.log" >&2; exit 1; }
         url="http://127.0.0.1:$port"
         "$load" --url "$url" --mode stow --dir "$work/preload" --per-request 50 \
             --workers "$workers" >/dev/null

@@ -2,6 +2,8 @@
 //! study-level attributes are what QIDO shows), the instance row, and a change-feed entry, for
 //! all of a request's instances in one transaction.
 
+use std::sync::LazyLock;
+
 use deadpool_postgres::{Client, GenericClient};
 use hds_dicom_model::Instance;
 use tokio_postgres::Statement;
@@ -178,13 +180,13 @@ const KNOWN_ONE: &str = "SELECT 'i', sop_uid, NULL FROM dicom_instances
 /// ANALYZE (one instance per request ran at a third of its speed right after a
 /// 100,000-instance load). The change feed's lock is taken before any row lock, so a writer
 /// waiting for it behind the numbering never holds a row another writer waits for.
-fn begin() -> String {
+static BEGIN: LazyLock<String> = LazyLock::new(|| {
     format!(
         "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan;
          SELECT pg_advisory_xact_lock_shared({})",
         crate::changefeed::CHANGE_FEED_LOCK
     )
-}
+});
 
 /// One store's transaction, in two round trips for a POST with no extended query tags:
 /// `BEGIN` with the lookups, the writes with `COMMIT`. Returns the report and the studies to
@@ -204,24 +206,13 @@ async fn write(
         let (a, b) = (items[a].instance, items[b].instance);
         (&a.study_uid, &a.series_uid, &a.sop_uid).cmp(&(&b.study_uid, &b.series_uid, &b.sop_uid))
     });
-    let sops: Vec<&str> = items.iter().map(|i| i.instance.sop_uid.as_str()).collect();
-    let of = |f: fn(&Instance) -> &str| items.iter().map(|i| f(i.instance)).collect::<Vec<_>>();
-    let (studies, study_json) = (of(|i| &i.study_uid), of(|i| &i.study_json));
-    let (series, series_json) = (of(|i| &i.series_uid), of(|i| &i.series_json));
-    let begin = begin();
-    let lookup: [&(dyn ToSql + Sync); 6] = [
-        &partition,
-        &sops,
-        &studies,
-        &study_json,
-        &series,
-        &series_json,
-    ];
-    let lookup_one: [&(dyn ToSql + Sync); 6];
-    let (statement, params): (_, &[&(dyn ToSql + Sync)]) = match items {
+    // Arrays only for a request of several instances; one instance is looked up by its values.
+    let columns: [Vec<&str>; 5];
+    let lookup: [&(dyn ToSql + Sync); 6];
+    let (statement, params) = match items {
         [one] => {
             let i = one.instance;
-            lookup_one = [
+            lookup = [
                 &partition,
                 &i.sop_uid,
                 &i.study_uid,
@@ -229,13 +220,26 @@ async fn write(
                 &i.series_uid,
                 &i.series_json,
             ];
-            (&st.known_one, &lookup_one)
+            (&st.known_one, &lookup)
         }
-        _ => (&st.known, &lookup),
+        _ => {
+            let of =
+                |f: fn(&Instance) -> &str| items.iter().map(|i| f(i.instance)).collect::<Vec<_>>();
+            columns = [
+                of(|i| &i.sop_uid),
+                of(|i| &i.study_uid),
+                of(|i| &i.study_json),
+                of(|i| &i.series_uid),
+                of(|i| &i.series_json),
+            ];
+            let [sops, studies, study_json, series, series_json] = &columns;
+            lookup = [&partition, sops, studies, study_json, series, series_json];
+            (&st.known, &lookup)
+        }
     };
     let (begun, known, tags) = tokio::join!(
         biased;
-        c.batch_execute(&begin),
+        c.batch_execute(&BEGIN),
         c.query(statement, params),
         c.query(&st.tags, &[]),
     );
@@ -557,7 +561,7 @@ async fn insert_instances(
 
 /// The row order of the arrays is kept by `WITH ORDINALITY`, so the first of two items with
 /// one SOP Instance UID is the one stored, and watermarks follow lock order. The change-feed
-/// lock is held already (see [`begin`]).
+/// lock is held already (see [`BEGIN`]).
 const INSERT_INSTANCES: &str = "WITH stored AS (
    INSERT INTO dicom_instances (partition, study_uid, series_uid, sop_uid, sop_class_uid,
           instance_number, transfer_syntax, blob, size, metadata, instance_json)

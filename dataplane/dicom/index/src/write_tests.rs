@@ -53,6 +53,17 @@ async fn count(c: &tokio_postgres::Client, table: &str) -> i64 {
         .get(0)
 }
 
+async fn assert_nothing_stored(db: &tokio_postgres::Client) {
+    for table in [
+        "dicom_studies",
+        "dicom_series",
+        "dicom_instances",
+        "dicom_changes",
+    ] {
+        assert_eq!(count(db, table).await, 0, "{table}");
+    }
+}
+
 #[tokio::test]
 async fn nothing_is_committed_when_the_files_are_not_durable() {
     let (index, db) = open().await;
@@ -68,14 +79,7 @@ async fn nothing_is_committed_when_the_files_are_not_durable() {
         matches!(&failed, Err(crate::IndexError::FilesNotDurable(why)) if why == "disk gone"),
         "{failed:?}"
     );
-    for table in [
-        "dicom_studies",
-        "dicom_series",
-        "dicom_instances",
-        "dicom_changes",
-    ] {
-        assert_eq!(count(&db, table).await, 0, "{table}");
-    }
+    assert_nothing_stored(&db).await;
     // The same request again, durable this time, stores both (no duplicate left behind).
     let report = index.store("p", &items, false, Ok(())).await.unwrap();
     assert_eq!(
@@ -139,14 +143,7 @@ async fn failed_stores_leave_their_connection_outside_any_transaction() {
             "{failed:?}"
         );
     }
-    for table in [
-        "dicom_studies",
-        "dicom_series",
-        "dicom_instances",
-        "dicom_changes",
-    ] {
-        assert_eq!(count(&db, table).await, 0, "{table}");
-    }
+    assert_nothing_stored(&db).await;
     // The pool's one connection serves the next store, which commits on its own.
     let good = instance("1.2.3.1", "1.2.3.1.3");
     let report = index
