@@ -7,8 +7,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{NoTls, Row};
 
 /// One versioned schema change.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +35,40 @@ pub enum DbError {
     Postgres(#[from] tokio_postgres::Error),
     #[error(transparent)]
     Pool(#[from] deadpool_postgres::PoolError),
+}
+
+/// A pooled connection or a transaction on one that can also send SQL built per request with
+/// its parameters' types given. `query` with SQL text prepares a named statement first and waits
+/// for its description (two round trips, and a Close); this sends Parse, Bind and Execute of
+/// the unnamed statement at once, so the server parses and plans it for these values in one
+/// round trip and nothing stays prepared on the connection.
+pub trait TypedQuery: GenericClient {
+    fn query_typed(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send;
+}
+
+impl TypedQuery for deadpool_postgres::Client {
+    fn query_typed(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send {
+        let client: &tokio_postgres::Client = self;
+        client.query_typed(sql, params)
+    }
+}
+
+impl TypedQuery for deadpool_postgres::Transaction<'_> {
+    fn query_typed(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send {
+        tokio_postgres::Transaction::query_typed(self, sql, params)
+    }
 }
 
 /// Builds a pool for `url` (a libpq URL or key=value string) and checks one connection.

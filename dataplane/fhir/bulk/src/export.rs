@@ -1,5 +1,6 @@
 //! `$export` jobs: the job table, and the worker that turns a job into NDJSON files.
 
+use hds_common::db::TypedQuery;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -135,7 +136,7 @@ impl Job {
 
 /// Records a queued job, as of now, and wakes the worker.
 pub async fn start(
-    client: &impl GenericClient,
+    client: &impl TypedQuery,
     req: &ExportRequest,
     wake: &Notify,
 ) -> Result<Job, ExportError> {
@@ -161,7 +162,7 @@ pub async fn start(
     Ok(Job::from_row(&row))
 }
 
-pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, ExportError> {
+pub async fn get(client: &impl TypedQuery, id: Uuid) -> Result<Option<Job>, ExportError> {
     let row = jobs::row(client, KIND, id).await?;
     Ok(row.as_ref().map(Job::from_row))
 }
@@ -169,7 +170,7 @@ pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, E
 /// Marks a job cancelled: a running one's worker stops at its next page and removes the job's
 /// files; a finished one's files are the caller's to remove. Returns the job as it was before,
 /// or None if there is no such job or it was cancelled already.
-pub async fn cancel(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, ExportError> {
+pub async fn cancel(client: &impl TypedQuery, id: Uuid) -> Result<Option<Job>, ExportError> {
     let row = jobs::cancel(client, KIND, id).await?;
     Ok(row.as_ref().map(Job::from_row))
 }
@@ -307,7 +308,7 @@ impl Exporter {
     /// it is now.
     async fn filtered(
         &self,
-        client: &impl GenericClient,
+        client: &impl TypedQuery,
         rt: &str,
         filters: &[Query],
         rows: &[tokio_postgres::Row],
@@ -330,7 +331,7 @@ impl Exporter {
     /// Puts the filled file into the store and records it; false if the job was cancelled.
     async fn write(
         &self,
-        client: &impl GenericClient,
+        client: &impl TypedQuery,
         job: &mut Job,
         type_index: usize,
         rt: &str,
@@ -358,7 +359,7 @@ impl Exporter {
     /// level only those in the Patient compartment.
     async fn types_of(
         &self,
-        client: &impl GenericClient,
+        client: &impl TypedQuery,
         level: Level,
     ) -> Result<Vec<String>, ExportError> {
         let reg = hds_fhir_search::r4();
@@ -379,7 +380,7 @@ impl Exporter {
     /// gives the page, however the resource changed since.
     async fn batch(
         &self,
-        client: &impl GenericClient,
+        client: &impl TypedQuery,
         job: &Job,
         rt: &str,
         before: &str,
@@ -436,7 +437,7 @@ impl Exporter {
     /// Records a finished file and the cursor after it; false if the job was cancelled.
     async fn checkpoint(
         &self,
-        client: &impl GenericClient,
+        client: &impl TypedQuery,
         job: &Job,
         type_index: usize,
         after: &str,
@@ -462,11 +463,7 @@ impl Exporter {
         Ok(n == 1)
     }
 
-    async fn still_running(
-        &self,
-        client: &impl GenericClient,
-        id: Uuid,
-    ) -> Result<bool, ExportError> {
+    async fn still_running(&self, client: &impl TypedQuery, id: Uuid) -> Result<bool, ExportError> {
         let row = client
             .query_opt("SELECT status FROM export_jobs WHERE id = $1", &[&id])
             .await?;

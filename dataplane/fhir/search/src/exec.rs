@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use deadpool_postgres::GenericClient;
+use hds_common::db::TypedQuery;
 use hds_fhir_store::{Method, StoredVersion};
 use serde::{Deserialize, Serialize};
 
@@ -70,10 +70,10 @@ pub(crate) fn token_entries(
     code: &str,
 ) -> (String, String) {
     let (t, p, sy, c) = (
-        b.bind(Box::new(rt.to_owned())),
-        b.bind(Box::new(param.to_owned())),
-        b.bind(Box::new(system.to_owned())),
-        b.bind(Box::new(code.to_owned())),
+        b.bind(rt.to_owned()),
+        b.bind(param.to_owned()),
+        b.bind(system.to_owned()),
+        b.bind(code.to_owned()),
     );
     let entries = format!(
         "search_token d WHERE d.res_type = {t} AND d.param = {p} AND d.code = {c} AND d.system = {sy}"
@@ -90,11 +90,11 @@ pub(crate) fn where_clause_skipping(
     // One type is a bound constant the planner can use; several are the row's own column.
     let (t, type_cond) = match scope {
         Scope::Type(rt) => {
-            let t = b.bind(Box::new(rt.to_owned()));
+            let t = b.bind(rt.to_owned());
             (t.clone(), format!("r.res_type = {t}"))
         }
         Scope::Types(ts) => {
-            let p = b.bind(Box::new(ts.to_vec()));
+            let p = b.bind(ts.to_vec());
             ("r.res_type".to_owned(), format!("r.res_type = ANY({p})"))
         }
     };
@@ -110,10 +110,7 @@ pub(crate) fn where_clause_skipping(
 
 /// The query with what needs the database settled first: `:in`/`:not-in` ValueSets checked,
 /// `:above`/`:below` expanded into the codes of the stored CodeSystems.
-async fn resolve<'q>(
-    client: &impl GenericClient,
-    q: &'q Query,
-) -> Result<Cow<'q, Query>, ExecError> {
+async fn resolve<'q>(client: &impl TypedQuery, q: &'q Query) -> Result<Cow<'q, Query>, ExecError> {
     check_value_sets(client, q).await?;
     fn systems<'a>(f: &'a Filter, out: &mut Vec<&'a str>) {
         match f {
@@ -206,7 +203,7 @@ async fn resolve<'q>(
 
 /// `:in`/`:not-in` name ValueSets by url; one this server does not hold is an error, not an
 /// empty (or, for `:not-in`, complete) result.
-async fn check_value_sets(client: &impl GenericClient, q: &Query) -> Result<(), ExecError> {
+async fn check_value_sets(client: &impl TypedQuery, q: &Query) -> Result<(), ExecError> {
     fn collect<'a>(f: &'a Filter, out: &mut Vec<&'a str>) {
         match f {
             Filter::TokenIn { value_sets, .. } => out.extend(value_sets.iter().map(String::as_str)),
@@ -240,7 +237,7 @@ async fn check_value_sets(client: &impl GenericClient, q: &Query) -> Result<(), 
 /// Ids of current resources of `res_type` matching `q`, at most `limit` of them. Conditional
 /// interactions ask for two, to tell one match from several.
 pub async fn find_ids(
-    client: &impl GenericClient,
+    client: &impl TypedQuery,
     res_type: &str,
     q: &Query,
     limit: i64,
@@ -251,7 +248,7 @@ pub async fn find_ids(
 /// Which of `ids` (of `res_type`) are current resources matching `q`: `_typeFilter` over a
 /// page an export has read.
 pub async fn matching_among(
-    client: &impl GenericClient,
+    client: &impl TypedQuery,
     res_type: &str,
     q: &Query,
     ids: &[&str],
@@ -260,15 +257,15 @@ pub async fn matching_among(
     let mut b = Builder::new("SELECT r.id FROM resources r");
     where_clause(&mut b, Scope::Type(res_type), q);
     let owned: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
-    let p = b.bind(Box::new(owned));
+    let p = b.bind(owned);
     b.sql.push_str(&format!(" AND r.id = ANY({p})"));
-    let rows = client.query(&b.sql, &b.refs()).await?;
+    let rows = b.query(client).await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// [`find_ids`] after `after` in id order: the pages a bulk job walks.
 pub async fn find_ids_after(
-    client: &impl GenericClient,
+    client: &impl TypedQuery,
     res_type: &str,
     q: &Query,
     after: Option<&str>,
@@ -278,12 +275,12 @@ pub async fn find_ids_after(
     let mut b = Builder::new("SELECT r.id FROM resources r");
     where_clause(&mut b, Scope::Type(res_type), q);
     if let Some(after) = after {
-        let a = b.bind(Box::new(after.to_owned()));
+        let a = b.bind(after.to_owned());
         b.sql.push_str(&format!(" AND r.id > {a}"));
     }
-    let l = b.bind(Box::new(limit));
+    let l = b.bind(limit);
     b.sql.push_str(&format!(" ORDER BY r.id LIMIT {l}"));
-    let rows = client.query(&b.sql, &b.refs()).await?;
+    let rows = b.query(client).await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -326,7 +323,7 @@ pub struct SearchPage {
 /// `EXPLAIN (ANALYZE, BUFFERS)` of the SQL a first page of `q` runs (and of its count, when
 /// `_total=accurate` asks for one): what docs/ARCHITECTURE.md shows for the benchmark queries.
 pub async fn explain<'s>(
-    client: &impl GenericClient,
+    client: &impl TypedQuery,
     scope: impl Into<Scope<'s>>,
     q: &Query,
     count: u32,
@@ -344,7 +341,7 @@ pub async fn explain<'s>(
     let mut out = String::new();
     for b in sqls {
         let sql = format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {}", b.sql);
-        for row in client.query(&sql, &b.refs()).await? {
+        for row in client.query_typed(&sql, &b.typed()).await? {
             out.push_str(row.get::<_, &str>(0));
             out.push('\n');
         }
@@ -355,7 +352,7 @@ pub async fn explain<'s>(
 
 /// One page of matches in `q`'s sort order (then type and id), starting after `after`.
 pub async fn search<'s>(
-    client: &impl GenericClient,
+    client: &impl TypedQuery,
     scope: impl Into<Scope<'s>>,
     q: &Query,
     count: u32,
@@ -373,12 +370,12 @@ pub async fn search<'s>(
     let mut keys = Vec::new();
     if capped {
         let (b, k) = page_sql(scope, q, count, after, Some(driving_entry_cap()))?;
-        rows = client.query(&b.sql, &b.refs()).await?;
+        rows = b.query(client).await?;
         keys = k;
     }
     if !capped || rows.len() <= count as usize {
         let (b, k) = page_sql(scope, q, count, after, None)?;
-        rows = client.query(&b.sql, &b.refs()).await?;
+        rows = b.query(client).await?;
         keys = k;
     }
     let back = after.is_some_and(|c| c.back);
@@ -435,7 +432,7 @@ pub async fn search<'s>(
 }
 
 pub async fn count_matches<'s>(
-    client: &impl GenericClient,
+    client: &impl TypedQuery,
     scope: impl Into<Scope<'s>>,
     q: &Query,
 ) -> Result<i64, ExecError> {
@@ -445,12 +442,13 @@ pub async fn count_matches<'s>(
 
 /// The count of a query [`resolve`] has already settled.
 async fn count_resolved(
-    client: &impl GenericClient,
+    client: &impl TypedQuery,
     scope: Scope<'_>,
     q: &Query,
 ) -> Result<i64, ExecError> {
     let b = count_sql(scope, q);
-    Ok(client.query_one(&b.sql, &b.refs()).await?.get(0))
+    // A count is one row.
+    Ok(b.query(client).await?.first().map_or(0, |r| r.get(0)))
 }
 
 /// A count over one type with an exact token counts that token's index entries (an index-only
@@ -480,15 +478,15 @@ fn count_sql(scope: Scope<'_>, q: &Query) -> Builder {
 
 /// The planner's row estimate: instant, and as good as the table statistics.
 async fn estimate(
-    client: &impl GenericClient,
+    client: &impl TypedQuery,
     scope: Scope<'_>,
     q: &Query,
 ) -> Result<i64, tokio_postgres::Error> {
     let mut b = Builder::new("EXPLAIN (FORMAT JSON) SELECT 1 FROM resources r");
     where_clause(&mut b, scope, q);
-    let row = client.query_one(&b.sql, &b.refs()).await?;
-    let plan: serde_json::Value = row.get(0);
-    Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64)
+    let rows = b.query(client).await?;
+    let plan: Option<serde_json::Value> = rows.first().map(|r| r.get(0));
+    Ok(plan.map_or(0.0, |p| p[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0)) as i64)
 }
 
 const VERSION_COLUMNS: &str = "r.res_type, r.id, v.version_id, v.last_updated, v.method, v.body
@@ -511,7 +509,7 @@ fn stored(r: &tokio_postgres::Row) -> StoredVersion {
 /// ones once from the matches, the `:iterate` ones again from everything included until
 /// nothing new turns up. Each resource appears once, and never if it is a match.
 pub async fn includes(
-    client: &impl GenericClient,
+    client: &impl TypedQuery,
     matches: &[StoredVersion],
     includes: &[Include],
 ) -> Result<Vec<StoredVersion>, tokio_postgres::Error> {
@@ -552,18 +550,15 @@ pub async fn includes(
 /// The include's parameter (none for `*`) and target type, when given.
 fn narrow(b: &mut Builder, cond: &mut String, inc: &Include) {
     if let Some(p) = &inc.param {
-        cond.push_str(&format!(" AND f.param = {}", b.bind(Box::new(p.clone()))));
+        cond.push_str(&format!(" AND f.param = {}", b.bind(p.clone())));
     }
     if let Some(t) = &inc.target {
-        cond.push_str(&format!(
-            " AND f.target_type = {}",
-            b.bind(Box::new(t.clone()))
-        ));
+        cond.push_str(&format!(" AND f.target_type = {}", b.bind(t.clone())));
     }
 }
 
 async fn include_once(
-    client: &impl GenericClient,
+    client: &impl TypedQuery,
     from: &[(String, String)],
     inc: &Include,
 ) -> Result<Vec<StoredVersion>, tokio_postgres::Error> {
@@ -572,9 +567,9 @@ async fn include_once(
         // Resources of inc.source whose reference parameter points at one of `from`.
         let types: Vec<String> = from.iter().map(|(t, _)| t.clone()).collect();
         let ids: Vec<String> = from.iter().map(|(_, i)| i.clone()).collect();
-        let src = b.bind(Box::new(inc.source.clone()));
-        let tp = b.bind(Box::new(types));
-        let ip = b.bind(Box::new(ids));
+        let src = b.bind(inc.source.clone());
+        let tp = b.bind(types);
+        let ip = b.bind(ids);
         let mut cond = format!(
             "f.res_type = {src} AND (f.target_type, f.target_id) IN (SELECT * FROM unnest({tp}::text[], {ip}::text[]))"
         );
@@ -593,8 +588,8 @@ async fn include_once(
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let src = b.bind(Box::new(inc.source.clone()));
-        let ip = b.bind(Box::new(ids));
+        let src = b.bind(inc.source.clone());
+        let ip = b.bind(ids);
         let mut cond =
             format!("f.res_type = {src} AND f.id = ANY({ip}) AND f.target_id IS NOT NULL");
         narrow(&mut b, &mut cond, inc);
@@ -604,7 +599,7 @@ async fn include_once(
                 AND (r.res_type, r.id) IN (SELECT f.target_type, f.target_id FROM search_reference f WHERE {cond})"
         );
     }
-    let rows = client.query(&b.sql, &b.refs()).await?;
+    let rows = b.query(client).await?;
     Ok(rows.iter().map(stored).collect())
 }
 

@@ -114,7 +114,7 @@ pub(crate) fn page_sql(
                             b.text(&c.id)
                         )
                     });
-                    let n = b.bind(Box::new(n));
+                    let n = b.bind(n);
                     format!(
                         "(SELECT DISTINCT d.id FROM {where_entries}{from}
                            ORDER BY d.id {} LIMIT {n})",
@@ -134,7 +134,7 @@ pub(crate) fn page_sql(
             where_clause_skipping(&mut b, scope, q, Some(i));
         }
         None if let (Scope::Type(rt), Some(chain)) = (scope, chain_page) => {
-            let t = b.bind(Box::new(rt.to_owned()));
+            let t = b.bind(rt.to_owned());
             let rows = chain_rows(&mut b, &t, chain, after, count);
             b.sql = format!(
                 "SELECT r.res_type, r.id, r.version_id{key_cols}
@@ -146,7 +146,7 @@ pub(crate) fn page_sql(
         None if let Scope::Type(rt) = scope
             && let Some(ids) = single_filter_ids(&mut b, rt, q, after, count) =>
         {
-            let t = b.bind(Box::new(rt.to_owned()));
+            let t = b.bind(rt.to_owned());
             b.sql = format!(
                 "SELECT r.res_type, r.id, r.version_id{key_cols}
                    FROM ({ids}) d
@@ -156,7 +156,7 @@ pub(crate) fn page_sql(
         }
         None => match (scope, first_chain(q)) {
             (Scope::Type(rt), Some((i, param, targets))) => {
-                let t = b.bind(Box::new(rt.to_owned()));
+                let t = b.bind(rt.to_owned());
                 let ids = chain_ids(&mut b, &t, param, targets);
                 b.sql = format!(
                     "SELECT r.res_type, r.id, r.version_id{key_cols}
@@ -201,7 +201,7 @@ pub(crate) fn page_sql(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let l = b.bind(Box::new(i64::from(count) + 1));
+    let l = b.bind(i64::from(count) + 1);
     let inner = format!("{} ORDER BY {} LIMIT {l}", b.sql, order(true));
     let outer_keys: String = (0..keys.len()).map(|i| format!(", p.o{i}::text")).collect();
     b.sql = format!(
@@ -243,7 +243,7 @@ fn single_filter_ids(
             b.text(&c.id)
         )
     });
-    let n = b.bind(Box::new(i64::from(count) + 1));
+    let n = b.bind(i64::from(count) + 1);
     Some(format!(
         "SELECT DISTINCT x.id FROM ({ids}) x{from} ORDER BY x.id {} LIMIT {n}",
         if back { "DESC" } else { "ASC" }
@@ -298,7 +298,7 @@ fn chain_rows(
         }
         None => (String::new(), String::new()),
     };
-    let n = b.bind(Box::new(i64::from(count) + 1));
+    let n = b.bind(i64::from(count) + 1);
     // The targets sorted, each one's referrers in index order: PostgreSQL then needs only an
     // incremental sort (presorted by target) and stops at the limit.
     format!(

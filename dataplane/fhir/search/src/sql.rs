@@ -6,7 +6,9 @@
 //! nest to any depth as correlated EXISTS, with no intermediate result lists to cap.
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
+
+use hds_common::db::TypedQuery;
 
 use crate::fulltext::TextField;
 use crate::query::{
@@ -16,7 +18,31 @@ use crate::query::{
 use crate::registry::ParamType;
 use crate::result::SortKey;
 
-pub(crate) type Param = Box<dyn ToSql + Sync + Send>;
+/// A bound value and the PostgreSQL type it is sent as: the statement goes out with its
+/// parameter types, so the server need not describe it first (one round trip, see
+/// [`hds_common::db::TypedQuery`]).
+pub(crate) type Param = (Box<dyn ToSql + Sync + Send>, Type);
+
+/// The PostgreSQL type a bound Rust value is sent as.
+pub(crate) trait SqlType: ToSql + Sync + Send + 'static {
+    const TYPE: Type;
+}
+
+impl SqlType for String {
+    const TYPE: Type = Type::TEXT;
+}
+impl SqlType for Vec<String> {
+    const TYPE: Type = Type::TEXT_ARRAY;
+}
+impl SqlType for i64 {
+    const TYPE: Type = Type::INT8;
+}
+impl SqlType for f64 {
+    const TYPE: Type = Type::FLOAT8;
+}
+impl SqlType for DateTime<Utc> {
+    const TYPE: Type = Type::TIMESTAMPTZ;
+}
 
 #[derive(Default)]
 pub(crate) struct Builder {
@@ -36,13 +62,13 @@ impl Builder {
         }
     }
 
-    pub fn bind(&mut self, value: Param) -> String {
-        self.params.push(value);
+    pub fn bind<T: SqlType>(&mut self, value: T) -> String {
+        self.params.push((Box::new(value), T::TYPE));
         format!("${}", self.params.len())
     }
 
     pub(crate) fn text(&mut self, v: &str) -> String {
-        self.bind(Box::new(v.to_owned()))
+        self.bind(v.to_owned())
     }
 
     pub(crate) fn alias(&mut self) -> String {
@@ -50,8 +76,20 @@ impl Builder {
         format!("a{}", self.aliases)
     }
 
-    pub fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.params.iter().map(|p| p.as_ref() as _).collect()
+    /// The bound values with their types, as [`TypedQuery::query_typed`] takes them.
+    pub fn typed(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
+        self.params
+            .iter()
+            .map(|(p, t)| (p.as_ref() as _, t.clone()))
+            .collect()
+    }
+
+    /// Runs the statement in one round trip.
+    pub async fn query(
+        &self,
+        client: &impl TypedQuery,
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        client.query_typed(&self.sql, &self.typed()).await
     }
 }
 
@@ -101,8 +139,8 @@ pub(crate) fn date_all_cond(b: &mut Builder, a: &str, groups: &[Vec<DateValue>])
         // An inverted window (ge 2021 & le 2019) still matches long ranges: no hint.
         Some((Some(lo), Some(hi))) if lo > hi => String::new(),
         Some((lo, hi)) => {
-            let l = lo.map_or("NULL".into(), |t| b.bind(Box::new(t)));
-            let h = hi.map_or("NULL".into(), |t| b.bind(Box::new(t)));
+            let l = lo.map_or("NULL".into(), |t| b.bind(t));
+            let h = hi.map_or("NULL".into(), |t| b.bind(t));
             format!(
                 "tstzrange({a}.lo, greatest({a}.lo, {a}.hi), '[]') && tstzrange({l}::timestamptz, {h}::timestamptz, '[]') AND "
             )
@@ -159,7 +197,7 @@ fn all_of(parts: Vec<String>) -> String {
 pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter) -> String {
     match f {
         Filter::Id(ids) => {
-            let p = b.bind(Box::new(ids.clone()));
+            let p = b.bind(ids.clone());
             format!("{id} = ANY({p})")
         }
         Filter::LastUpdated(values) => {
@@ -250,7 +288,7 @@ pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter)
         }
         Filter::List(lists) => {
             let a = b.alias();
-            let p = b.bind(Box::new(lists.clone()));
+            let p = b.bind(lists.clone());
             format!(
                 "EXISTS (SELECT 1 FROM search_reference {a} WHERE {a}.target_type = {ty} AND {a}.target_id = {id} AND {a}.res_type = 'List' AND {a}.param = 'item' AND {a}.id = ANY({p}))"
             )
@@ -263,7 +301,7 @@ pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter)
             any_of(ors)
         }
         Filter::ResourceType(types) => {
-            let p = b.bind(Box::new(types.clone()));
+            let p = b.bind(types.clone());
             format!("{ty}::text = ANY({p}::text[])")
         }
         Filter::And(fs) => all_of(fs.iter().map(|f| filter(b, ty, id, top, f)).collect()),
@@ -301,7 +339,7 @@ pub(crate) fn row_cond(b: &mut Builder, a: &str, f: &Filter, dates: (&str, &str)
             any_of(values.iter().map(|v| token_cond(b, a, v)).collect())
         }
         Filter::TokenIn { value_sets, .. } => {
-            let vs = b.bind(Box::new(value_sets.clone()));
+            let vs = b.bind(value_sets.clone());
             // A `code` element has no system in its rows: its code alone must be listed.
             format!(
                 "(EXISTS (SELECT 1 FROM ({}) x(sys, code) WHERE x.code = {a}.code AND ({a}.system IS NULL OR x.sys = {a}.system)) OR {a}.system IN ({}))",
@@ -313,7 +351,7 @@ pub(crate) fn row_cond(b: &mut Builder, a: &str, f: &Filter, dates: (&str, &str)
             values
                 .iter()
                 .map(|v| {
-                    let p = b.bind(Box::new(format!("{}%", like_escape(v))));
+                    let p = b.bind(format!("{}%", like_escape(v)));
                     format!("{a}.display LIKE {p}")
                 })
                 .collect(),
@@ -331,11 +369,11 @@ pub(crate) fn row_cond(b: &mut Builder, a: &str, f: &Filter, dates: (&str, &str)
                 .map(|v| match how {
                     StringMatch::Exact => format!("{a}.exact = {}", b.text(v)),
                     StringMatch::Prefix => {
-                        let p = b.bind(Box::new(format!("{}%", like_escape(v))));
+                        let p = b.bind(format!("{}%", like_escape(v)));
                         format!("{a}.norm LIKE {p}")
                     }
                     StringMatch::Contains => {
-                        let p = b.bind(Box::new(format!("%{}%", like_escape(v))));
+                        let p = b.bind(format!("%{}%", like_escape(v)));
                         format!("{a}.norm LIKE {p}")
                     }
                 })
@@ -477,7 +515,7 @@ fn token_cond(b: &mut Builder, a: &str, v: &TokenValue) -> String {
 
 /// A search value's range against a stored `[lo, hi)` (FHIR R4 §3.1.1.4.6).
 fn range_cond(b: &mut Builder, lo: &str, hi: &str, v: &DateValue) -> String {
-    let mut t = |d: DateTime<Utc>| b.bind(Box::new(d));
+    let mut t = |d: DateTime<Utc>| b.bind(d);
     match v.prefix {
         Prefix::Eq => format!("({lo} >= {} AND {hi} <= {})", t(v.start), t(v.end)),
         Prefix::Ne => format!("NOT ({lo} >= {} AND {hi} <= {})", t(v.start), t(v.end)),

@@ -24,13 +24,13 @@
 //! need a `user/` or `system/` scope. `user/` and `system/` scopes narrow by type and
 //! interaction only: this server keeps no per-user access lists for `fhirUser`.
 
+use hds_common::db::TypedQuery;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
-use deadpool_postgres::GenericClient;
 use hds_auth::smart::{Context, Interaction, Scopes};
 use hds_fhir_search::query::ReferenceValue;
 use hds_fhir_search::{Filter, Include, Query, Registry, ResultParams, Total};
@@ -352,7 +352,7 @@ impl Pending {
     /// Checks the current version of `rt/id` (as of `client`'s transaction) against it.
     pub async fn check_current(
         self,
-        client: &impl GenericClient,
+        client: &impl TypedQuery,
         rt: &str,
         id: &str,
     ) -> Result<(), FhirError> {
@@ -368,7 +368,7 @@ impl Pending {
 }
 
 async fn matches_one(
-    client: &impl GenericClient,
+    client: &impl TypedQuery,
     rt: &str,
     id: &str,
     f: Filter,
@@ -612,7 +612,7 @@ impl Access {
     /// nothing is reached through a resource the caller could not see.
     pub async fn includes(
         &self,
-        client: &impl GenericClient,
+        client: &impl TypedQuery,
         reg: &Registry,
         matches: &[StoredVersion],
         includes: &[Include],
@@ -660,7 +660,7 @@ impl Access {
     /// The resources of `found` the caller may be shown (read or search grants of their type).
     async fn visible(
         &self,
-        client: &impl GenericClient,
+        client: &impl TypedQuery,
         reg: &Registry,
         found: Vec<StoredVersion>,
     ) -> Result<Vec<StoredVersion>, FhirError> {
@@ -729,7 +729,7 @@ pub fn history_refusal(what: &str) -> FhirError {
 /// Whether the current version of `rt/id` is within `grants` (false when it is deleted or
 /// missing: there is nothing to judge it by).
 pub async fn current_visible(
-    client: &impl GenericClient,
+    client: &impl TypedQuery,
     rt: &str,
     id: &str,
     grants: &Grants,
@@ -742,7 +742,7 @@ pub async fn current_visible(
 
 /// Takes the row lock a write would take, before the resource is judged, so that what is
 /// judged is what is replaced.
-pub async fn lock(client: &impl GenericClient, rt: &str, id: &str) -> Result<(), FhirError> {
+pub async fn lock(client: &impl TypedQuery, rt: &str, id: &str) -> Result<(), FhirError> {
     client
         .execute(
             "SELECT 1 FROM resources WHERE res_type = $1 AND id = $2 FOR UPDATE",
@@ -754,7 +754,7 @@ pub async fn lock(client: &impl GenericClient, rt: &str, id: &str) -> Result<(),
 
 /// The current body of `rt/id`, parsed, if it exists and is not deleted.
 pub async fn current_body(
-    client: &impl GenericClient,
+    client: &impl TypedQuery,
     rt: &str,
     id: &str,
 ) -> Result<Option<Value>, FhirError> {
@@ -772,7 +772,7 @@ pub async fn current_body(
 /// Judges the resource a write replaces or deletes (when it exists): the caller must be
 /// allowed to `what` it as it is now.
 pub async fn admit_existing(
-    client: &impl GenericClient,
+    client: &impl TypedQuery,
     reg: &Registry,
     grants: &Grants,
     rt: &str,

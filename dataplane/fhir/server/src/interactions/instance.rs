@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use deadpool_postgres::GenericClient;
 use hds_common::config::VersionPolicy;
+use hds_common::db::TypedQuery;
 use hds_fhir_store::{self as store, DeleteOutcome, Method, VersionCheck, WriteOutcome};
 use serde_json::Value;
 
@@ -36,7 +37,7 @@ pub async fn read(
 #[allow(clippy::too_many_arguments)]
 pub async fn read_in(
     s: &AppState,
-    client: &impl GenericClient,
+    client: &impl TypedQuery,
     access: &Access,
     rt: &str,
     id: &str,
@@ -91,7 +92,7 @@ pub async fn vread(
 #[allow(clippy::too_many_arguments)]
 pub async fn vread_in(
     s: &AppState,
-    conn: &impl GenericClient,
+    conn: &impl TypedQuery,
     access: &Access,
     rt: &str,
     id: &str,

@@ -4,7 +4,7 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use deadpool_postgres::GenericClient;
+use hds_common::db::TypedQuery;
 use hds_fhir_search::{Cursor, Filter, Scope, Summary, query::ReferenceValue};
 use serde_json::json;
 
@@ -180,7 +180,7 @@ async fn search(
 #[allow(clippy::too_many_arguments)]
 pub async fn search_in(
     s: &AppState,
-    conn: &impl GenericClient,
+    conn: &impl TypedQuery,
     rt: Option<&str>,
     compartment: Option<(&str, &str)>,
     base: &str,
