@@ -45,21 +45,8 @@ for r in $(seq "$rounds"); do
     link "$work/fifty-$r" $((preload + (2 * r - 1) * sample)) "$sample"
 done
 
-ticks() { # CPU ticks of one process (user + system), 0 once it is gone
-    awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
-}
-declare -A pg_start
-pg_mark() { # remembers every postgres process's ticks
-    pg_start=()
-    local p
-    for p in $(pgrep -x postgres); do pg_start[$p]=$(ticks "$p"); done
-}
-pg_since() { # PostgreSQL's ticks since pg_mark; a backend started since counts whole
-    local t=0 p
-    for p in $(pgrep -x postgres); do t=$((t + $(ticks "$p") - ${pg_start[$p]:-0})); done
-    echo "$t"
-}
-hz=$(getconf CLK_TCK)
+# shellcheck source=bench/ab-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/ab-lib.sh"
 
 printf '%-5s %-40s %-12s %12s %16s %16s\n' round binary cell instances/s "hds ms/instance" "pg ms/instance"
 for r in $(seq "$rounds"); do
@@ -73,15 +60,7 @@ postgres: {url: '$pg/hds_dicom_ab?options=-c%20synchronous_commit%3D$commit', po
 auth: {mode: none}
 storage: {url: "file://$work/blobs", sync: $sync}
 YAML
-        RUST_LOG=warn "$bin" dicom --config "$work/hds.yaml" --listen "127.0.0.1:$port" \
-            >"$work/hds.log" 2>&1 &
-        pid=$!
-        for _ in $(seq 100); do
-            curl -sf "http://127.0.0.1:$port/health/check" >/dev/null && break
-            sleep 0.2
-        done
-        curl -sf "http://127.0.0.1:$port/health/check" >/dev/null ||
-            { echo "$bin did not start:" >&2; tail -n 20 "$work/hds.log" >&2; exit 1; }
+        start_hds dicom "$bin" "$work/hds.yaml" "$port" "$work/hds.log"
         url="http://127.0.0.1:$port"
         "$load" --url "$url" --mode stow --dir "$work/preload" --per-request 50 \
             --workers "$workers" >/dev/null
