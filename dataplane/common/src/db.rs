@@ -7,7 +7,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, StatementCache,
+};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 
@@ -48,7 +50,34 @@ pub trait TypedQuery: GenericClient {
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send;
+
+    /// The statements prepared on this connection (deadpool's cache, shared with
+    /// `prepare_cached`).
+    fn statement_cache(&self) -> &StatementCache;
+
+    /// Runs `sql` as a statement prepared once per connection and kept, for SQL whose plan
+    /// does not depend on its values: PostgreSQL then plans it generically after five runs
+    /// instead of for every request. SQL built per request comes in many texts, so the cache
+    /// is emptied when it holds [`PREPARED_LIMIT`] statements rather than grow without bound.
+    fn query_prepared(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send {
+        async move {
+            if self.statement_cache().size() >= PREPARED_LIMIT {
+                self.statement_cache().clear();
+            }
+            let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+            let statement = self.prepare_typed_cached(sql, &types).await?;
+            let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
+            self.query(&statement, &values).await
+        }
+    }
 }
+
+/// How many prepared statements a connection keeps: each holds a plan in its server process.
+pub const PREPARED_LIMIT: usize = 128;
 
 impl TypedQuery for deadpool_postgres::Client {
     fn query_typed(
@@ -59,6 +88,10 @@ impl TypedQuery for deadpool_postgres::Client {
         let client: &tokio_postgres::Client = self;
         client.query_typed(sql, params)
     }
+
+    fn statement_cache(&self) -> &StatementCache {
+        &self.statement_cache
+    }
 }
 
 impl TypedQuery for deadpool_postgres::Transaction<'_> {
@@ -68,6 +101,10 @@ impl TypedQuery for deadpool_postgres::Transaction<'_> {
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send {
         tokio_postgres::Transaction::query_typed(self, sql, params)
+    }
+
+    fn statement_cache(&self) -> &StatementCache {
+        &self.statement_cache
     }
 }
 
@@ -203,4 +240,46 @@ pub async fn migrate(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_keeps_no_more_prepared_statements_than_the_limit() {
+        let pool = connect(&fresh_test_database().await, 1).await.unwrap();
+        let conn = pool.get().await.unwrap();
+        let kept = || async {
+            let rows = conn
+                .simple_query(
+                    "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'SELECT $1%'",
+                )
+                .await
+                .unwrap();
+            match &rows[1] {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    r.get(0).unwrap().parse::<usize>().unwrap()
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        for i in 0..(2 * PREPARED_LIMIT as i64 + 3) {
+            let sql = format!("SELECT $1::int8 + {i}");
+            let rows = conn
+                .query_prepared(&sql, &[(&1i64, Type::INT8)])
+                .await
+                .unwrap();
+            assert_eq!(rows[0].get::<_, i64>(0), 1 + i);
+            assert!(kept().await <= PREPARED_LIMIT, "after {i}");
+        }
+        // Kept and reused: running one again prepares nothing new.
+        let before = kept().await;
+        let last = format!("SELECT $1::int8 + {}", 2 * PREPARED_LIMIT + 2);
+        conn.query_prepared(&last, &[(&1i64, Type::INT8)])
+            .await
+            .unwrap();
+        assert_eq!(kept().await, before);
+        assert!(before > 0);
+    }
 }

@@ -11,7 +11,7 @@ use hds_fhir_store::{Method, StoredVersion};
 use serde::{Deserialize, Serialize};
 
 use crate::page::{capped, driving_entry_cap, page_sql};
-use crate::query::{Filter, Query, SearchError, TokenValue};
+use crate::query::{Filter, Query, ReferenceValue, SearchError, TokenValue};
 use crate::result::{Include, Total};
 use crate::sql::{Builder, filter};
 
@@ -59,6 +59,34 @@ pub(crate) fn exact_token(q: &Query) -> Option<(usize, &str, &str, &str)> {
         },
         _ => None,
     })
+}
+
+/// Whether the plan of a search of `q` follows from its SQL whatever the values: one filter,
+/// an equality on one token code or one reference target, so that every value is read through
+/// the same index in the same order. Such SQL runs as a prepared statement, which PostgreSQL
+/// plans generically after five runs, saving 0.2–0.4 ms of planning per request (more than the
+/// query takes). Anything else is planned for its values each time, since there the values
+/// choose the plan: a common and a rare code beside a date drive from different indexes, and a
+/// string prefix is an index range only once it is known.
+pub(crate) fn plan_follows_from_sql(scope: Scope<'_>, q: &Query) -> bool {
+    let [only] = q.clauses.as_slice() else {
+        return false;
+    };
+    matches!(scope, Scope::Type(_))
+        && match only {
+            Filter::Token {
+                not: false, values, ..
+            } => matches!(values.as_slice(), [TokenValue { code: Some(_), .. }]),
+            Filter::Reference { values, .. } => matches!(
+                values.as_slice(),
+                [ReferenceValue {
+                    id: Some(_),
+                    url: None,
+                    ..
+                }]
+            ),
+            _ => false,
+        }
 }
 
 /// `search_token d WHERE …` for one exact token's index entries, and the bound type parameter.
@@ -280,6 +308,7 @@ pub async fn find_ids_after(
     }
     let l = b.bind(limit);
     b.sql.push_str(&format!(" ORDER BY r.id LIMIT {l}"));
+    b.prepared = plan_follows_from_sql(Scope::Type(res_type), q);
     let rows = b.query(client).await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
@@ -462,6 +491,7 @@ fn count_sql(scope: Scope<'_>, q: &Query) -> Builder {
         let (t, entries) = token_entries(&mut b, rt, param, system, code);
         if q.clauses.len() == 1 {
             b.sql = format!("SELECT count(DISTINCT d.id) FROM {entries}");
+            b.prepared = true;
         } else {
             b.sql = format!(
                 "SELECT count(*) FROM (SELECT DISTINCT d.id FROM {entries}) d
@@ -599,6 +629,8 @@ async fn include_once(
                 AND (r.res_type, r.id) IN (SELECT f.target_type, f.target_id FROM search_reference f WHERE {cond})"
         );
     }
+    // Ids looked up by their keys: the same plan for any page.
+    b.prepared = true;
     let rows = b.query(client).await?;
     Ok(rows.iter().map(stored).collect())
 }

@@ -3,7 +3,8 @@
 //! the sort. [`crate::exec`] runs it.
 
 use crate::exec::{
-    Cursor, ExecError, Scope, exact_token, token_entries, where_clause, where_clause_skipping,
+    Cursor, ExecError, Scope, exact_token, plan_follows_from_sql, token_entries, where_clause,
+    where_clause_skipping,
 };
 use crate::query::{Filter, Query, SearchError};
 use crate::sql::{
@@ -212,6 +213,7 @@ pub(crate) fn page_sql(
           ORDER BY {}",
         order(false)
     );
+    b.prepared = plan_follows_from_sql(scope, q);
     Ok((b, keys))
 }
 

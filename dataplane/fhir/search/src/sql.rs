@@ -52,6 +52,9 @@ pub(crate) struct Builder {
     /// Keep each EXISTS a per-row probe (`OFFSET 0` stops PostgreSQL from turning it into a
     /// semi-join over every row that matches it): for a few candidate rows known in advance.
     pub per_row: bool,
+    /// The plan follows from the SQL alone, whatever the values: run it as a prepared
+    /// statement (see [`TypedQuery::query_prepared`]).
+    pub prepared: bool,
 }
 
 impl Builder {
@@ -84,12 +87,17 @@ impl Builder {
             .collect()
     }
 
-    /// Runs the statement in one round trip.
+    /// Runs the statement in one round trip (two the first time a prepared one runs on a
+    /// connection).
     pub async fn query(
         &self,
         client: &impl TypedQuery,
     ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
-        client.query_typed(&self.sql, &self.typed()).await
+        if self.prepared {
+            client.query_prepared(&self.sql, &self.typed()).await
+        } else {
+            client.query_typed(&self.sql, &self.typed()).await
+        }
     }
 }
 

@@ -1,0 +1,111 @@
+//! Which searches keep a prepared statement on their connection, and so are planned once
+//! rather than per request: those whose plan follows from their SQL alone (one token code, one
+//! reference target, the includes of a page). A string prefix, whose index range depends on
+//! its value, is planned for each request.
+
+mod common;
+
+use common::*;
+use hds_fhir_search::{Scope, includes, parse_with, r4, search};
+use hds_fhir_store::{Connection, Store};
+use serde_json::json;
+use tokio_postgres::SimpleQueryMessage;
+
+/// The statements prepared on `conn` whose text contains `needle`: (custom plans, generic
+/// plans) of each. Asked with the simple protocol, so that asking prepares nothing.
+async fn prepared(conn: &Connection, needle: &str) -> Vec<(i64, i64)> {
+    let sql = format!(
+        "SELECT custom_plans, generic_plans FROM pg_prepared_statements
+          WHERE statement LIKE '%{needle}%' AND statement NOT LIKE '%pg_prepared_statements%'"
+    );
+    conn.simple_query(&sql)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some((
+                r.get(0).unwrap().parse().unwrap(),
+                r.get(1).unwrap().parse().unwrap(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn page(conn: &Connection, rt: &str, query: &[(&str, &str)]) -> Vec<String> {
+    let params: Vec<(String, String)> = query
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let q = parse_with(r4(), rt, &params).unwrap();
+    let found = search(conn, Scope::Type(rt), &q, 20, None).await.unwrap();
+    let included = includes(conn, &found.matches, q.includes()).await.unwrap();
+    found
+        .matches
+        .iter()
+        .chain(&included)
+        .map(|v| format!("{}/{}", v.res_type, v.id))
+        .collect()
+}
+
+#[tokio::test]
+async fn searches_whose_plan_follows_from_their_sql_are_planned_once_per_connection() {
+    let s = start().await;
+    for p in 0..8 {
+        let family = if p % 2 == 0 { "Smith" } else { "Smythe" };
+        let patient =
+            json!({"resourceType": "Patient", "id": format!("p{p}"), "name": [{"family": family}]});
+        let observation = json!({"resourceType": "Observation", "id": format!("o{p}"),
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+            "subject": {"reference": format!("Patient/p{p}")}});
+        for r in [patient, observation] {
+            let path = format!(
+                "{}/{}",
+                r["resourceType"].as_str().unwrap(),
+                r["id"].as_str().unwrap()
+            );
+            assert_eq!(s.put(&path, &r).await.status(), 201, "{path}");
+        }
+    }
+    let store = Store::open(&s.db_url, 1).await.unwrap();
+    let conn = store.connection().await.unwrap();
+
+    for p in 0..8 {
+        let subject = format!("Patient/p{p}");
+        let got = page(
+            &conn,
+            "Observation",
+            &[("subject", &subject), ("_include", "Observation:subject")],
+        )
+        .await;
+        assert_eq!(got, [format!("Observation/o{p}"), subject]);
+    }
+    // The page and the include: one statement each, planned for their values five times,
+    // then on the generic plan.
+    for needle in ["a1.target_id", "f.target_id IS NOT NULL"] {
+        let plans = prepared(&conn, needle).await;
+        assert_eq!(plans, [(5, 3)], "{needle}");
+    }
+
+    for _ in 0..3 {
+        let got = page(&conn, "Observation", &[("code", "http://loinc.org|8867-4")]).await;
+        assert_eq!(got.len(), 8);
+    }
+    assert_eq!(prepared(&conn, "search_token").await, [(3, 0)]);
+
+    // A prefix, and a code beside another filter, choose their plans by value: nothing kept.
+    for prefix in ["Smi", "Smy", "Sm"] {
+        let got = page(&conn, "Patient", &[("name", prefix)]).await;
+        assert_eq!(got.len(), if prefix == "Sm" { 8 } else { 4 }, "{prefix}");
+    }
+    assert!(prepared(&conn, "search_string").await.is_empty());
+    let got = page(
+        &conn,
+        "Observation",
+        &[("code", "8867-4"), ("subject", "Patient/p3")],
+    )
+    .await;
+    assert_eq!(got, ["Observation/o3"]);
+    assert_eq!(prepared(&conn, "search_token").await, [(3, 0)]);
+}
