@@ -308,7 +308,6 @@ pub async fn find_ids_after(
     }
     let l = b.bind(limit);
     b.sql.push_str(&format!(" ORDER BY r.id LIMIT {l}"));
-    b.prepared = plan_follows_from_sql(Scope::Type(res_type), q);
     let rows = b.query(client).await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
