@@ -1,6 +1,5 @@
 //! `$export` jobs: the job table, and the worker that turns a job into NDJSON files.
 
-use hds_common::db::TypedQuery;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -8,6 +7,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
 use futures_util::StreamExt;
+use hds_common::db::TypedQuery;
 use hds_fhir_search::{Query, SearchParams};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -136,7 +136,7 @@ impl Job {
 
 /// Records a queued job, as of now, and wakes the worker.
 pub async fn start(
-    client: &impl TypedQuery,
+    client: &impl GenericClient,
     req: &ExportRequest,
     wake: &Notify,
 ) -> Result<Job, ExportError> {
@@ -162,7 +162,7 @@ pub async fn start(
     Ok(Job::from_row(&row))
 }
 
-pub async fn get(client: &impl TypedQuery, id: Uuid) -> Result<Option<Job>, ExportError> {
+pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, ExportError> {
     let row = jobs::row(client, KIND, id).await?;
     Ok(row.as_ref().map(Job::from_row))
 }
@@ -170,7 +170,7 @@ pub async fn get(client: &impl TypedQuery, id: Uuid) -> Result<Option<Job>, Expo
 /// Marks a job cancelled: a running one's worker stops at its next page and removes the job's
 /// files; a finished one's files are the caller's to remove. Returns the job as it was before,
 /// or None if there is no such job or it was cancelled already.
-pub async fn cancel(client: &impl TypedQuery, id: Uuid) -> Result<Option<Job>, ExportError> {
+pub async fn cancel(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, ExportError> {
     let row = jobs::cancel(client, KIND, id).await?;
     Ok(row.as_ref().map(Job::from_row))
 }
@@ -331,7 +331,7 @@ impl Exporter {
     /// Puts the filled file into the store and records it; false if the job was cancelled.
     async fn write(
         &self,
-        client: &impl TypedQuery,
+        client: &impl GenericClient,
         job: &mut Job,
         type_index: usize,
         rt: &str,
@@ -359,7 +359,7 @@ impl Exporter {
     /// level only those in the Patient compartment.
     async fn types_of(
         &self,
-        client: &impl TypedQuery,
+        client: &impl GenericClient,
         level: Level,
     ) -> Result<Vec<String>, ExportError> {
         let reg = hds_fhir_search::r4();
@@ -380,7 +380,7 @@ impl Exporter {
     /// gives the page, however the resource changed since.
     async fn batch(
         &self,
-        client: &impl TypedQuery,
+        client: &impl GenericClient,
         job: &Job,
         rt: &str,
         before: &str,
@@ -437,7 +437,7 @@ impl Exporter {
     /// Records a finished file and the cursor after it; false if the job was cancelled.
     async fn checkpoint(
         &self,
-        client: &impl TypedQuery,
+        client: &impl GenericClient,
         job: &Job,
         type_index: usize,
         after: &str,
@@ -463,7 +463,11 @@ impl Exporter {
         Ok(n == 1)
     }
 
-    async fn still_running(&self, client: &impl TypedQuery, id: Uuid) -> Result<bool, ExportError> {
+    async fn still_running(
+        &self,
+        client: &impl GenericClient,
+        id: Uuid,
+    ) -> Result<bool, ExportError> {
         let row = client
             .query_opt("SELECT status FROM export_jobs WHERE id = $1", &[&id])
             .await?;

@@ -24,14 +24,15 @@
 //! need a `user/` or `system/` scope. `user/` and `system/` scopes narrow by type and
 //! interaction only: this server keeps no per-user access lists for `fhirUser`.
 
-use hds_common::db::TypedQuery;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
+use deadpool_postgres::GenericClient;
 use hds_auth::smart::{Context, Interaction, Scopes};
+use hds_common::db::TypedQuery;
 use hds_fhir_search::query::ReferenceValue;
 use hds_fhir_search::{Filter, Include, Query, Registry, ResultParams, Total};
 use hds_fhir_store::StoredVersion;
@@ -742,7 +743,7 @@ pub async fn current_visible(
 
 /// Takes the row lock a write would take, before the resource is judged, so that what is
 /// judged is what is replaced.
-pub async fn lock(client: &impl TypedQuery, rt: &str, id: &str) -> Result<(), FhirError> {
+pub async fn lock(client: &impl GenericClient, rt: &str, id: &str) -> Result<(), FhirError> {
     client
         .execute(
             "SELECT 1 FROM resources WHERE res_type = $1 AND id = $2 FOR UPDATE",
@@ -754,7 +755,7 @@ pub async fn lock(client: &impl TypedQuery, rt: &str, id: &str) -> Result<(), Fh
 
 /// The current body of `rt/id`, parsed, if it exists and is not deleted.
 pub async fn current_body(
-    client: &impl TypedQuery,
+    client: &impl GenericClient,
     rt: &str,
     id: &str,
 ) -> Result<Option<Value>, FhirError> {
