@@ -376,9 +376,14 @@ pub(crate) fn row_cond(b: &mut Builder, a: &str, f: &Filter, dates: (&str, &str)
                 .iter()
                 .map(|v| match how {
                     StringMatch::Exact => format!("{a}.exact = {}", b.text(v)),
+                    // A prefix is a range of the `text_pattern_ops` index, written as one so
+                    // that a plan made without the value can still use it.
                     StringMatch::Prefix => {
-                        let p = b.bind(format!("{}%", like_escape(v)));
-                        format!("{a}.norm LIKE {p}")
+                        let from = format!("{a}.norm ~>=~ {}", b.text(v));
+                        match prefix_end(v) {
+                            Some(end) => format!("({from} AND {a}.norm ~<~ {})", b.bind(end)),
+                            None => from,
+                        }
                     }
                     StringMatch::Contains => {
                         let p = b.bind(format!("%{}%", like_escape(v)));
@@ -495,6 +500,24 @@ fn vs_systems(vs: &str) -> String {
 }
 
 /// LIKE's own metacharacters in a value are literal.
+/// The least string above every string that starts with `prefix`, in byte order, which in
+/// UTF-8 is code point order: the prefix with its last character raised by one (dropped, and
+/// the one before raised, when it is the last character there is). None for an empty prefix.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last as u32 + 1 {
+            0xD800 => 0xE000,
+            n => n,
+        };
+        if let Some(next) = char::from_u32(next) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 fn like_escape(v: &str) -> String {
     let mut s = String::with_capacity(v.len());
     for c in v.chars() {
@@ -790,4 +813,50 @@ pub(crate) fn keyset(
     c.push(format!("r.id {op} {}", b.text(after_id)));
     ors.push(all_of(c));
     any_of(ors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn a_prefix_range_holds_exactly_the_strings_with_that_prefix() {
+        assert_eq!(prefix_end("smi").as_deref(), Some("smj"));
+        assert_eq!(prefix_end("gonzá").as_deref(), Some("gonzâ"));
+        assert_eq!(prefix_end("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("\u{10FFFF}"), None);
+        assert_eq!(prefix_end(""), None);
+        // Every string of up to three of these characters, against every prefix of them.
+        let alphabet = [
+            'a',
+            'z',
+            '{',
+            'é',
+            'ÿ',
+            '\u{7FF}',
+            '\u{D7FF}',
+            '\u{E000}',
+            '😀',
+            '\u{10FFFF}',
+        ];
+        let mut all = vec![String::new()];
+        for _ in 0..3 {
+            let longer: Vec<String> = all
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            all.extend(longer);
+        }
+        all.sort();
+        all.dedup();
+        for p in all.iter().filter(|p| p.chars().count() <= 2) {
+            let end = prefix_end(p);
+            for s in &all {
+                let inside = s.as_bytes() >= p.as_bytes()
+                    && end.as_ref().is_none_or(|e| s.as_bytes() < e.as_bytes());
+                assert_eq!(inside, s.starts_with(p.as_str()), "{p:?} {s:?} {end:?}");
+            }
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Which searches keep a prepared statement on their connection, and so are planned once
 //! rather than per request: those whose plan follows from their SQL alone (one token code, one
-//! reference target, the includes of a page). A string prefix, whose index range depends on
-//! its value, is planned for each request.
+//! reference target, one string prefix, the includes of a page). Searches whose values choose
+//! their plan are planned for each request.
 
 mod common;
 
@@ -94,12 +94,25 @@ async fn searches_whose_plan_follows_from_their_sql_are_planned_once_per_connect
     }
     assert_eq!(prepared(&conn, "search_token").await, [(3, 0)]);
 
-    // A prefix, and a code beside another filter, choose their plans by value: nothing kept.
-    for prefix in ["Smi", "Smy", "Sm"] {
+    // A name prefix is an index range whatever its value: kept too.
+    for prefix in ["Smi", "Smy", "Sm", "S", "Smit", "Smyt"] {
         let got = page(&conn, "Patient", &[("name", prefix)]).await;
-        assert_eq!(got.len(), if prefix == "Sm" { 8 } else { 4 }, "{prefix}");
+        let want = match prefix {
+            "Sm" | "S" => 8,
+            _ => 4,
+        };
+        assert_eq!(got.len(), want, "{prefix}");
     }
-    assert!(prepared(&conn, "search_string").await.is_empty());
+    assert_eq!(prepared(&conn, "search_string").await, [(5, 1)]);
+    // So is a chain to one: the page walks the matching patients in id order.
+    for family in ["Smith", "Smythe", "Smi"] {
+        let got = page(&conn, "Observation", &[("subject:Patient.name", family)]).await;
+        assert_eq!(got.len(), 4, "{family}");
+    }
+    assert_eq!(prepared(&conn, "LATERAL").await, [(3, 0)]);
+
+    // A code beside another filter, and a date window, choose their plans by value: nothing
+    // kept for them.
     let got = page(
         &conn,
         "Observation",
@@ -108,4 +121,7 @@ async fn searches_whose_plan_follows_from_their_sql_are_planned_once_per_connect
     .await;
     assert_eq!(got, ["Observation/o3"]);
     assert_eq!(prepared(&conn, "search_token").await, [(3, 0)]);
+    let got = page(&conn, "Observation", &[("date", "ge2020-01-01")]).await;
+    assert!(got.is_empty());
+    assert!(prepared(&conn, "search_date").await.is_empty());
 }
