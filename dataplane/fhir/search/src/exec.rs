@@ -73,8 +73,9 @@ pub(crate) fn plan_follows_from_sql(scope: Scope<'_>, q: &Query) -> bool {
         && matches!(q.clauses.as_slice(), [only] if one_indexed_value(only))
 }
 
-/// One value looked up by equality or as a prefix range; or a chain through one target type
-/// to such a value (its page walks the matching targets in id order).
+/// One value looked up by equality or as a prefix range; a chain through one target type to
+/// such a value (its page walks the matching targets in id order); or a union of those (a
+/// compartment).
 fn one_indexed_value(f: &Filter) -> bool {
     match f {
         Filter::Token {
@@ -94,6 +95,10 @@ fn one_indexed_value(f: &Filter) -> bool {
         Filter::Chain { targets, .. } => {
             matches!(targets.as_slice(), [(_, inner)] if one_indexed_value(inner))
         }
+        // A compartment: its parameters' references to one resource, and that resource.
+        Filter::Or(fs) => fs
+            .iter()
+            .all(|f| matches!(f, Filter::Id(_)) || one_indexed_value(f)),
         _ => false,
     }
 }

@@ -30,8 +30,8 @@ pub use exec::{
 };
 pub use index::{extract, extract_with};
 pub use query::{
-    Clause, DatePrefix, Filter, Prefix, Query, SearchError, TokenValue, parse, parse_system,
-    parse_with, split_types,
+    Clause, DatePrefix, Filter, Prefix, Query, ReferenceValue, SearchError, TokenValue, parse,
+    parse_system, parse_with, split_types,
 };
 pub use registry::{CustomParam, ParamType, Registry, SearchParam, custom_param, r4};
 pub use result::{Include, ResultParams, SortKey, Summary, Total};

@@ -335,7 +335,7 @@ fn drives(f: &Filter) -> bool {
             | Filter::Chain { .. }
             | Filter::Has { .. }
             | Filter::Text { .. }
-    )
+    ) || matches!(f, Filter::Or(fs) if fs.iter().all(|f| matches!(f, Filter::Id(_)) || drives(f)))
 }
 
 /// The ids (as column `id`, possibly repeated) of resources of type `ty` that match `f`, read
@@ -346,6 +346,18 @@ fn drives(f: &Filter) -> bool {
 fn index_ids(b: &mut Builder, rt: &str, f: &Filter) -> Option<String> {
     if !drives(f) {
         return None;
+    }
+    // A compartment: the rows of each of its parameters (and the compartment's own resource,
+    // by id), each read in id order.
+    if let Filter::Or(fs) = f {
+        let mut parts = Vec::with_capacity(fs.len());
+        for f in fs {
+            parts.push(match f {
+                Filter::Id(ids) => format!("SELECT unnest({}) AS id", b.bind(ids.clone())),
+                f => format!("({})", index_ids(b, rt, f)?),
+            });
+        }
+        return Some(parts.join(" UNION ALL "));
     }
     let ty = &b.text(rt);
     let on_rows = |b: &mut Builder, table: &str, param: &str| {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use hds_fhir_search::{Scope, includes, parse_with, r4, search};
+use hds_fhir_search::{Filter, ReferenceValue, Scope, includes, parse_with, r4, search};
 use hds_fhir_store::{Connection, Store};
 use serde_json::json;
 use tokio_postgres::SimpleQueryMessage;
@@ -110,6 +110,46 @@ async fn searches_whose_plan_follows_from_their_sql_are_planned_once_per_connect
         assert_eq!(got.len(), 4, "{family}");
     }
     assert_eq!(prepared(&conn, "LATERAL").await, [(3, 0)]);
+    // And a compartment (`Patient/p/Observation`): its parameters' rows, read in id order.
+    for p in [1, 2, 3] {
+        let target = |param: &str| Filter::Reference {
+            param: param.into(),
+            values: vec![ReferenceValue {
+                target_type: Some("Patient".into()),
+                id: Some(format!("p{p}")),
+                url: None,
+                version: None,
+            }],
+        };
+        let mut q = parse_with(r4(), "Observation", &[]).unwrap();
+        q.clauses
+            .push(Filter::Or(vec![target("subject"), target("performer")]));
+        let found = search(&conn, Scope::Type("Observation"), &q, 20, None)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = found.matches.iter().map(|v| v.id.as_str()).collect();
+        assert_eq!(ids, [format!("o{p}")]);
+    }
+    assert_eq!(prepared(&conn, "UNION ALL").await, [(3, 0)]);
+    // A compartment that holds its own resource (`{def}`, as Practitioner's does): by id.
+    let mut q = parse_with(r4(), "Patient", &[]).unwrap();
+    q.clauses.push(Filter::Or(vec![
+        Filter::Id(vec!["p5".into(), "gone".into()]),
+        Filter::Reference {
+            param: "link".into(),
+            values: vec![ReferenceValue {
+                target_type: Some("Patient".into()),
+                id: Some("p5".into()),
+                url: None,
+                version: None,
+            }],
+        },
+    ]));
+    let found = search(&conn, Scope::Type("Patient"), &q, 20, None)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = found.matches.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["p5"]);
 
     // A code beside another filter, and a date window, choose their plans by value: nothing
     // kept for them.
