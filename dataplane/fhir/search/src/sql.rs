@@ -37,9 +37,6 @@ impl SqlType for Vec<String> {
 impl SqlType for i64 {
     const TYPE: Type = Type::INT8;
 }
-impl SqlType for f64 {
-    const TYPE: Type = Type::FLOAT8;
-}
 impl SqlType for DateTime<Utc> {
     const TYPE: Type = Type::TIMESTAMPTZ;
 }
