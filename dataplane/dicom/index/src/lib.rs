@@ -7,6 +7,7 @@
 
 pub mod changefeed;
 pub mod extended;
+mod group;
 pub mod orphans;
 mod pipelined;
 pub mod qido;
@@ -16,6 +17,7 @@ mod write;
 use deadpool_postgres::Pool;
 use hds_common::db::{self, DbError, Migration};
 
+pub use group::DurableInstance;
 pub use write::{NewInstance, StoreOutcome, StoreReport};
 
 pub const MIGRATIONS: &[Migration] = &[
@@ -60,6 +62,9 @@ pub enum IndexError {
     /// The files a store would name could not be made durable; nothing was committed.
     #[error("the instance files could not be synced to disk, so nothing was stored: {0}")]
     FilesNotDurable(String),
+    /// The work was cut off before it could answer (a task that ended unexpectedly).
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 pub type Result<T, E = IndexError> = std::result::Result<T, E>;
@@ -67,6 +72,8 @@ pub type Result<T, E = IndexError> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct Index {
     pool: Pool,
+    /// POSTs waiting to be recorded together (see [`Index::store_posted`]).
+    groups: std::sync::Arc<group::StoreGroups>,
 }
 
 /// One stored instance's file, as a retrieve needs it.
@@ -94,7 +101,10 @@ impl Index {
     pub async fn open(url: &str, pool_size: usize) -> Result<Self> {
         let pool = db::connect(url, pool_size).await?;
         db::migrate(&pool, "dicom", MIGRATIONS).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            groups: Default::default(),
+        })
     }
 
     pub fn pool(&self) -> &Pool {

@@ -706,4 +706,4 @@ pub(crate) async fn record_changes(
 
 #[cfg(test)]
 #[path = "write_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -4,7 +4,7 @@ use hds_dicom_model::{IndexAttributes, Instance};
 
 use crate::{Index, NewInstance, StoreOutcome};
 
-fn instance(series: &str, sop: &str) -> Instance {
+pub(crate) fn instance(series: &str, sop: &str) -> Instance {
     Instance {
         study_uid: "1.2.826.0.1.3680043.8.498.1".into(),
         series_uid: series.into(),
@@ -36,7 +36,7 @@ async fn open() -> (Index, tokio_postgres::Client) {
     open_with_pool(2).await
 }
 
-async fn open_with_pool(size: usize) -> (Index, tokio_postgres::Client) {
+pub(crate) async fn open_with_pool(size: usize) -> (Index, tokio_postgres::Client) {
     let url = hds_common::db::fresh_test_database().await;
     let index = Index::open(&url, size).await.unwrap();
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
@@ -46,7 +46,7 @@ async fn open_with_pool(size: usize) -> (Index, tokio_postgres::Client) {
     (index, client)
 }
 
-async fn count(c: &tokio_postgres::Client, table: &str) -> i64 {
+pub(crate) async fn count(c: &tokio_postgres::Client, table: &str) -> i64 {
     c.query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .await
         .unwrap()
