@@ -29,19 +29,19 @@ fn queued(index: &Index) -> usize {
     index.groups.state.lock().unwrap().waiting.len()
 }
 
-/// Holds the change-feed lock, so that the first store waits inside its transaction; `posts`
-/// are then sent one after the other, and the lock is released once they all wait.
+/// Holds the change-feed lock, so that a first store (of an instance of its own) waits inside
+/// its transaction; `posts` are then sent one after the other, and the lock is released once
+/// they all wait. Returns their stores, the first having stored its instance.
 async fn while_the_first_waits(
     index: &Index,
     db: &tokio_postgres::Client,
-    first: Vec<DurableInstance>,
     posts: Vec<(&str, Vec<DurableInstance>)>,
-) -> (Pending, Vec<Pending>) {
+) -> Vec<Pending> {
     let lock = crate::changefeed::CHANGE_FEED_LOCK;
     db.execute("SELECT pg_advisory_lock($1)", &[&lock])
         .await
         .unwrap();
-    let first = post(index, "p", first);
+    let first = post(index, "p", vec![durable(instance("1.2.3.1", "1.2.3.1.1"))]);
     // The first is running (nothing waits) before the others come.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(queued(index), 0);
@@ -60,7 +60,9 @@ async fn while_the_first_waits(
     db.execute("SELECT pg_advisory_unlock($1)", &[&lock])
         .await
         .unwrap();
-    (first, rest)
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.outcomes, [StoreOutcome::Stored]);
+    rest
 }
 
 async fn transactions(db: &tokio_postgres::Client) -> i64 {
@@ -93,15 +95,8 @@ async fn posts_that_wait_together_share_one_transaction_and_keep_their_own_outco
         ("q", vec![durable(instance("1.2.3.2", "1.2.3.2.1"))]),
         ("p", vec![durable(instance("1.2.3.4", "1.2.3.4.1"))]),
     ];
-    let (first, rest) = while_the_first_waits(
-        &index,
-        &db,
-        vec![durable(instance("1.2.3.1", "1.2.3.1.1"))],
-        posts,
-    )
-    .await;
+    let rest = while_the_first_waits(&index, &db, posts).await;
     let outcomes = |r: crate::Result<StoreReport>| r.unwrap().outcomes;
-    assert_eq!(outcomes(first.await.unwrap()), [StoreOutcome::Stored]);
     let mut got = Vec::new();
     for p in rest {
         got.push(outcomes(p.await.unwrap()));
@@ -144,17 +139,7 @@ async fn a_bad_request_in_a_group_fails_alone() {
         ("p", vec![durable(bad)]),
         ("p", vec![durable(instance("1.2.3.3", "1.2.3.3.1"))]),
     ];
-    let (first, rest) = while_the_first_waits(
-        &index,
-        &db,
-        vec![durable(instance("1.2.3.1", "1.2.3.1.1"))],
-        posts,
-    )
-    .await;
-    assert_eq!(
-        first.await.unwrap().unwrap().outcomes,
-        [StoreOutcome::Stored]
-    );
+    let rest = while_the_first_waits(&index, &db, posts).await;
     let mut results = Vec::new();
     for p in rest {
         results.push(p.await.unwrap());
