@@ -10,7 +10,11 @@
 # set) and its release load generator; PostgreSQL as for the other benchmarks. Knobs:
 # DICOM_AB_PRELOAD (20000), DICOM_AB_SAMPLE (5000), DICOM_AB_ROUNDS (3), DICOM_AB_WORKERS (4),
 # DICOM_AB_SYNC (storage.sync, true), DICOM_AB_SYNCHRONOUS_COMMIT (PostgreSQL's, on),
-# DICOM_BENCH_TARGET, BENCH_PG, BENCH_AB_PORT.
+# DICOM_AB_FRESH_FS (MB: each binary's files go to a new ext4 file system of that size on a
+# loop device, root only; unset: a directory here), DICOM_BENCH_TARGET, BENCH_PG,
+# BENCH_AB_PORT. A fresh file system per binary keeps the cost of creating files from
+# depending on how many were deleted before: ext4 skips inodes freed shortly before
+# (`recently_deleted`), which made hds's CPU per instance vary twofold between rounds.
 set -euo pipefail
 cache="${HDS_CACHE:-$HOME/.cache/hds}"
 target="${DICOM_BENCH_TARGET:-$HOME/.cache/hds-bench-target}"
@@ -23,6 +27,7 @@ rounds="${DICOM_AB_ROUNDS:-3}"
 workers="${DICOM_AB_WORKERS:-4}"
 sync="${DICOM_AB_SYNC:-true}"
 commit="${DICOM_AB_SYNCHRONOUS_COMMIT:-on}"
+fresh_fs="${DICOM_AB_FRESH_FS:-}"
 [[ $# -ge 1 ]] || { echo "usage: bench/dicom-ab.sh HDS_BINARY..." >&2; exit 2; }
 [[ -x $load ]] || { echo "no load generator at $load (run bench/dicom.sh once)" >&2; exit 1; }
 data=$(find "$cache/dicom-bench-data" -maxdepth 1 -name 'n100000-*' | head -n 1)
@@ -31,7 +36,16 @@ need=$((preload + rounds * 2 * sample))
 (( need <= 100000 )) || { echo "preload + rounds × 2 × sample is over the 100,000 files there are" >&2; exit 2; }
 
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+new_blobs() { # an empty $work/blobs, on a file system of its own with DICOM_AB_FRESH_FS
+    if mountpoint -q "$work/blobs"; then umount "$work/blobs"; fi
+    rm -rf "$work/blobs" "$work/blobs.img" && mkdir -p "$work/blobs"
+    if [[ -n $fresh_fs ]]; then
+        truncate -s "${fresh_fs}M" "$work/blobs.img"
+        mkfs.ext4 -q -F "$work/blobs.img"
+        mount -o loop "$work/blobs.img" "$work/blobs"
+    fi
+}
+trap 'if mountpoint -q "$work/blobs"; then umount "$work/blobs"; fi; rm -rf "$work"' EXIT
 # Sets of symbolic links: the preload, then per round a one-per-request and a 50-per-request
 # sample, all distinct, each sent to every binary.
 mapfile -t files < <(find "$data/load" -name '*.dcm' | sort | head -n "$need")
@@ -53,7 +67,7 @@ for r in $(seq "$rounds"); do
     for bin in "$@"; do
         psql "$pg/postgres" -qc "DROP DATABASE IF EXISTS hds_dicom_ab WITH (FORCE)" \
             -qc "CREATE DATABASE hds_dicom_ab"
-        rm -rf "$work/blobs" && mkdir -p "$work/blobs"
+        new_blobs
         cat >"$work/hds.yaml" <<YAML
 name: ab
 postgres: {url: '$pg/hds_dicom_ab?options=-c%20synchronous_commit%3D$commit', poolSize: 16}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hds_common::blob::GroupSync;
+use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -17,6 +18,9 @@ pub struct Blobs {
     prefix: Path,
     /// For a local directory: what makes its writes durable (`storage.sync`).
     durable: Option<Arc<GroupSync>>,
+    /// For a local directory: the store as a file system, to write instance files in place
+    /// ([`Blobs::write_in_place`]).
+    local: Option<Arc<LocalFileSystem>>,
 }
 
 impl Blobs {
@@ -24,10 +28,13 @@ impl Blobs {
     pub fn open(url: &str) -> Result<Self, String> {
         let (store, prefix) = hds_common::blob::open(url, "DICOM storage")?;
         let durable = GroupSync::for_url(url, "DICOM storage")?;
+        // `object_store` serves a `file://` URL from the root with the directory as prefix.
+        let local = GroupSync::local_dir(url).map(|_| Arc::new(LocalFileSystem::new()));
         Ok(Self {
             store,
             prefix,
             durable,
+            local,
         })
     }
 
@@ -57,6 +64,47 @@ impl Blobs {
     fn path(&self, key: &str) -> Path {
         key.split('/')
             .fold(self.prefix.clone(), |p, part| p.join(part))
+    }
+
+    /// Whether files can be written with [`Blobs::write_in_place`].
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// Writes a new file of a local store directly under its name, on the calling thread (a
+    /// blocking one). `object_store` writes a staged file and renames it, for readers that
+    /// must never see a partial file, on a thread of its own; an instance file is named by
+    /// nothing until the index records it, after it is whole and synced, so neither is
+    /// needed, and each cost a STOW part a thread hand-off and a directory operation. The
+    /// name is `object_store`'s own for the key, so its reads, lists and deletes find the
+    /// file. A file that cannot be written whole is removed.
+    pub fn write_in_place(&self, key: &str, data: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        let local = self
+            .local
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the DICOM storage is not a local directory"))?;
+        let path = local
+            .path_to_filesystem(&self.path(key))
+            .map_err(std::io::Error::other)?;
+        let create = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+        };
+        let mut file = match create() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                create()?
+            }
+            other => other?,
+        };
+        file.write_all(data).inspect_err(|_| {
+            let _ = std::fs::remove_file(&path);
+        })
     }
 
     pub async fn put(&self, key: &str, data: Bytes) -> Result<(), object_store::Error> {
@@ -263,6 +311,25 @@ mod tests {
         assert_eq!(pieces.len(), 4);
         assert!(pieces.iter().take(3).all(|p| p.len() == 512 * 1024));
         assert_eq!(pieces.concat(), data);
+    }
+
+    /// Files written in place are object_store's files: found by its reads, lists and
+    /// deletes under the same key, in directories created as needed.
+    #[tokio::test]
+    async fn a_file_written_in_place_is_the_stores_file_of_that_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::open(&format!("file://{}/store", dir.path().display())).unwrap();
+        assert!(blobs.is_local());
+        let key = Blobs::key("Microsoft.Default", "1.2", "1.2.3", "1.2.3.4");
+        blobs.write_in_place(&key, b"DICM in place").unwrap();
+        assert_eq!(&blobs.get(&key).await.unwrap()[..], b"DICM in place");
+        let listed: Vec<String> = blobs.list().map_ok(|(k, _)| k).try_collect().await.unwrap();
+        assert_eq!(listed, std::slice::from_ref(&key));
+        // A key names one file once: a second write of it is refused, the first kept whole.
+        assert!(blobs.write_in_place(&key, b"other").is_err());
+        assert_eq!(&blobs.get(&key).await.unwrap()[..], b"DICM in place");
+        assert!(blobs.delete(&key).await.unwrap());
+        assert!(blobs.get(&key).await.is_err());
     }
 
     #[tokio::test]

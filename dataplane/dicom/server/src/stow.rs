@@ -345,64 +345,59 @@ async fn spawn_part(
     let permit = gate.clone().acquire_owned().await;
     let ctx = ctx.clone();
     tasks.push(tokio::spawn(async move {
-        let r = process(&ctx, part).await;
+        let r = process(ctx, part).await;
         drop(permit);
         r
     }));
 }
 
-async fn process(ctx: &PartContext, part: Part) -> PartResult {
+async fn process(ctx: Arc<PartContext>, part: Part) -> PartResult {
     let options = ParseOptions {
         strict: ctx.state.config.validation.strict,
     };
-    let parsed = match &part {
+    let parsed = match part {
+        // A part in memory for a local store is parsed and written by one blocking task: one
+        // thread hand-off per part instead of two.
+        Part::Memory(bytes) if ctx.state.blobs.is_local() => {
+            let size = bytes.len() as i64;
+            return tokio::task::spawn_blocking(move || {
+                let instance = match checked(&ctx, hds_dicom_model::parse(&bytes, &options)) {
+                    Ok(i) => i,
+                    Err(failed) => return failed,
+                };
+                let blob = blob_key(&ctx, &instance);
+                let written = ctx.state.blobs.write_in_place(&blob, &bytes);
+                outcome(instance, blob, size, written.map_err(|e| e.to_string()))
+            })
+            .await
+            .unwrap_or_else(|e| processing_failure(format!("the part could not be stored: {e}")));
+        }
         Part::Memory(bytes) => {
-            let bytes = bytes.clone();
-            tokio::task::spawn_blocking(move || hds_dicom_model::parse(&bytes, &options)).await
+            let parsed = {
+                let bytes = bytes.clone();
+                tokio::task::spawn_blocking(move || hds_dicom_model::parse(&bytes, &options)).await
+            };
+            (parsed, Part::Memory(bytes))
         }
-        Part::Spooled(path, _) => {
-            let path = path.to_path_buf();
-            tokio::task::spawn_blocking(move || hds_dicom_model::parse_file(&path, &options)).await
+        Part::Spooled(path, n) => {
+            let parsed = {
+                let path = path.to_path_buf();
+                tokio::task::spawn_blocking(move || hds_dicom_model::parse_file(&path, &options))
+                    .await
+            };
+            (parsed, Part::Spooled(path, n))
         }
     };
-    let instance = match parsed {
-        Ok(Ok(i)) => i,
-        Ok(Err(e)) => {
-            return PartResult::Failed {
-                sop_class: None,
-                sop_uid: None,
-                reason: e.failure_reason(),
-                comment: e.to_string(),
-            };
-        }
-        Err(e) => {
-            return PartResult::Failed {
-                sop_class: None,
-                sop_uid: None,
-                reason: PROCESSING_FAILURE,
-                comment: format!("the instance could not be parsed: {e}"),
-            };
-        }
+    let (parsed, part) = parsed;
+    let parsed = match parsed {
+        Ok(p) => p,
+        Err(e) => return processing_failure(format!("the instance could not be parsed: {e}")),
     };
-    if let Some(study) = &ctx.study
-        && study != &instance.study_uid
-    {
-        return PartResult::Failed {
-            sop_class: Some(instance.sop_class_uid),
-            sop_uid: Some(instance.sop_uid),
-            reason: STUDY_UID_MISMATCH,
-            comment: format!(
-                "the instance's StudyInstanceUID {} is not the study {study} the request names",
-                instance.study_uid
-            ),
-        };
-    }
-    let blob = Blobs::key(
-        &ctx.partition,
-        &instance.study_uid,
-        &instance.series_uid,
-        &instance.sop_uid,
-    );
+    let instance = match checked(&ctx, parsed) {
+        Ok(i) => i,
+        Err(failed) => return failed,
+    };
+    let blob = blob_key(&ctx, &instance);
     let (written, size) = match part {
         Part::Memory(bytes) => {
             let n = bytes.len() as u64;
@@ -410,11 +405,65 @@ async fn process(ctx: &PartContext, part: Part) -> PartResult {
         }
         Part::Spooled(path, n) => (ctx.state.blobs.put_file(&blob, &path).await, n),
     };
+    outcome(
+        instance,
+        blob,
+        size as i64,
+        written.map_err(|e| e.to_string()),
+    )
+}
+
+fn processing_failure(comment: String) -> PartResult {
+    PartResult::Failed {
+        sop_class: None,
+        sop_uid: None,
+        reason: PROCESSING_FAILURE,
+        comment,
+    }
+}
+
+/// The parsed instance, if it belongs where the request stores it.
+fn checked(
+    ctx: &PartContext,
+    parsed: Result<Instance, hds_dicom_model::ParseError>,
+) -> Result<Instance, PartResult> {
+    let instance = parsed.map_err(|e| PartResult::Failed {
+        sop_class: None,
+        sop_uid: None,
+        reason: e.failure_reason(),
+        comment: e.to_string(),
+    })?;
+    if let Some(study) = &ctx.study
+        && study != &instance.study_uid
+    {
+        return Err(PartResult::Failed {
+            comment: format!(
+                "the instance's StudyInstanceUID {} is not the study {study} the request names",
+                instance.study_uid
+            ),
+            sop_class: Some(instance.sop_class_uid),
+            sop_uid: Some(instance.sop_uid),
+            reason: STUDY_UID_MISMATCH,
+        });
+    }
+    Ok(instance)
+}
+
+fn blob_key(ctx: &PartContext, instance: &Instance) -> String {
+    Blobs::key(
+        &ctx.partition,
+        &instance.study_uid,
+        &instance.series_uid,
+        &instance.sop_uid,
+    )
+}
+
+fn outcome(instance: Instance, blob: String, size: i64, written: Result<(), String>) -> PartResult {
     match written {
         Ok(()) => PartResult::Written {
             instance: Arc::new(instance),
             blob,
-            size: size as i64,
+            size,
         },
         Err(e) => {
             tracing::error!(error = %e, "could not write an instance file");
