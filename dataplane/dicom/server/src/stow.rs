@@ -355,7 +355,7 @@ async fn process(ctx: Arc<PartContext>, part: Part) -> PartResult {
     let options = ParseOptions {
         strict: ctx.state.config.validation.strict,
     };
-    let parsed = match part {
+    let (parsed, part) = match part {
         // A part in memory for a local store is parsed and written by one blocking task: one
         // thread hand-off per part instead of two.
         Part::Memory(bytes) if ctx.state.blobs.is_local() => {
@@ -380,15 +380,13 @@ async fn process(ctx: Arc<PartContext>, part: Part) -> PartResult {
             (parsed, Part::Memory(bytes))
         }
         Part::Spooled(path, n) => {
-            let parsed = {
-                let path = path.to_path_buf();
-                tokio::task::spawn_blocking(move || hds_dicom_model::parse_file(&path, &options))
-                    .await
-            };
+            let p = path.to_path_buf();
+            let parsed =
+                tokio::task::spawn_blocking(move || hds_dicom_model::parse_file(&p, &options))
+                    .await;
             (parsed, Part::Spooled(path, n))
         }
     };
-    let (parsed, part) = parsed;
     let parsed = match parsed {
         Ok(p) => p,
         Err(e) => return processing_failure(format!("the instance could not be parsed: {e}")),
