@@ -24,9 +24,14 @@ use crate::{Index, IndexError, Result};
 /// on (`bench/dicom-ab.sh`, see docs/benchmarks.md).
 const IN_FLIGHT: usize = 1;
 
-/// Instances one group transaction holds at most: the arrays of one statement stay small, and
-/// a large request still goes alone.
+/// Instances one group transaction holds at most: the arrays of one statement stay small.
 const MAX_GROUP_INSTANCES: usize = 200;
+
+/// A POST of this many instances or more is recorded at once, in a transaction of its own:
+/// its instances already share that transaction's cost, and queued behind another group it
+/// only waited. At 50 instances per request the one group transaction at a time was where a
+/// request spent most of its time (see docs/benchmarks.md).
+const OWN_TRANSACTION_FROM: usize = 10;
 
 /// An instance whose file is durable already, owned so that the task recording its group can
 /// hold it.
@@ -79,8 +84,9 @@ impl Queue {
 }
 
 impl Index {
-    /// Records a POST's instances as [`Index::store`] does without `replace`, in one
-    /// transaction with the POSTs that arrive while earlier ones are being recorded. The
+    /// Records a POST's instances as [`Index::store`] does without `replace`: a POST of a few
+    /// instances in one transaction with those that arrive while earlier ones are being
+    /// recorded, a larger one in a transaction of its own at once. The
     /// outcome of every instance is what a store of this request alone would have given, as
     /// if the group's requests had come one after the other in the group's order.
     ///
@@ -93,6 +99,18 @@ impl Index {
         files_durable: std::result::Result<(), String>,
     ) -> Result<StoreReport> {
         files_durable.map_err(IndexError::FilesNotDurable)?;
+        if items.len() >= OWN_TRANSACTION_FROM {
+            let (index, partition) = (self.clone(), partition.to_owned());
+            let alone = async move {
+                let items: Vec<NewInstance> = borrowed(&items).collect();
+                index.store(&partition, &items, false, Ok(())).await
+            };
+            return tokio::spawn(alone).await.unwrap_or_else(|e| {
+                Err(IndexError::Interrupted(format!(
+                    "the task recording this request's instances failed: {e}"
+                )))
+            });
+        }
         let (done, answer) = oneshot::channel();
         let job = Job {
             partition: partition.to_owned(),

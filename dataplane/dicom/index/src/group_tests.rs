@@ -185,3 +185,32 @@ async fn files_that_are_not_durable_are_never_queued() {
     assert_eq!(queued(&index), 0);
     assert_eq!(count(&db, "dicom_instances").await, 0);
 }
+
+#[tokio::test]
+async fn a_post_of_many_instances_is_not_queued_behind_a_group() {
+    let (index, db) = open_with_pool(4).await;
+    let lock = crate::changefeed::CHANGE_FEED_LOCK;
+    db.execute("SELECT pg_advisory_lock($1)", &[&lock])
+        .await
+        .unwrap();
+    let first = post(&index, "p", vec![durable(instance("1.2.3.1", "1.2.3.1.1"))]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let many: Vec<DurableInstance> = (0..super::OWN_TRANSACTION_FROM)
+        .map(|n| durable(instance("1.2.3.2", &format!("1.2.3.2.{n}"))))
+        .collect();
+    let large = post(&index, "p", many);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // It waits for the lock inside a transaction of its own, not in the queue.
+    assert_eq!(queued(&index), 0);
+    db.execute("SELECT pg_advisory_unlock($1)", &[&lock])
+        .await
+        .unwrap();
+    assert_eq!(
+        first.await.unwrap().unwrap().outcomes,
+        [StoreOutcome::Stored]
+    );
+    let outcomes = large.await.unwrap().unwrap().outcomes;
+    assert_eq!(outcomes.len(), super::OWN_TRANSACTION_FROM);
+    assert!(outcomes.iter().all(|o| *o == StoreOutcome::Stored));
+    assert_eq!(transactions(&db).await, 2);
+}
