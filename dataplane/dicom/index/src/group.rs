@@ -3,8 +3,10 @@
 //! (lookup planning, the change-feed lock, the commit's WAL flush), about seven times the
 //! per-instance work of a 50-instance request. So at most [`IN_FLIGHT`] store transactions run
 //! at once, and the POSTs that come while they do wait and go in the next one together, as
-//! PostgreSQL's own commits share a WAL flush. A lone request starts at once: grouping only
-//! ever replaces waiting for a connection or a lock.
+//! PostgreSQL's own commits share a WAL flush. A lone request starts at once; one that comes
+//! while a store runs waits for it, which measured faster than running beside it (fewer
+//! transactions, less of PostgreSQL's CPU). POSTs of many instances are not grouped (see
+//! [`OWN_TRANSACTION_FROM`]).
 //!
 //! Each request still gets its own answer: the report of a group is split per request, and a
 //! group whose transaction fails is stored again one request at a time, so that one bad request
