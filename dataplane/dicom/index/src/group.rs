@@ -44,6 +44,17 @@ pub struct DurableInstance {
     pub size: i64,
 }
 
+impl DurableInstance {
+    /// The instance as [`Index::store`] takes it.
+    pub fn as_new(&self) -> NewInstance<'_> {
+        NewInstance {
+            instance: &self.instance,
+            blob: self.blob.clone(),
+            size: self.size,
+        }
+    }
+}
+
 struct Job {
     partition: String,
     items: Vec<DurableInstance>,
@@ -103,10 +114,7 @@ impl Index {
         files_durable.map_err(IndexError::FilesNotDurable)?;
         if items.len() >= OWN_TRANSACTION_FROM {
             let (index, partition) = (self.clone(), partition.to_owned());
-            let alone = async move {
-                let items: Vec<NewInstance> = borrowed(&items).collect();
-                index.store(&partition, &items, false, Ok(())).await
-            };
+            let alone = async move { index.store_alone(&partition, &items).await };
             return tokio::spawn(alone).await.unwrap_or_else(|e| {
                 Err(IndexError::Interrupted(format!(
                     "the task recording this request's instances failed: {e}"
@@ -158,11 +166,14 @@ impl Index {
 
     async fn record(&self, group: Vec<Job>) {
         if let [job] = group.as_slice() {
-            let report = self.store_one_job(job).await;
+            let report = self.store_alone(&job.partition, &job.items).await;
             send(group, vec![report]);
             return;
         }
-        let items: Vec<NewInstance> = group.iter().flat_map(|j| borrowed(&j.items)).collect();
+        let items: Vec<NewInstance> = group
+            .iter()
+            .flat_map(|j| j.items.iter().map(DurableInstance::as_new))
+            .collect();
         match self.store(&group[0].partition, &items, false, Ok(())).await {
             Ok(report) => {
                 let mut outcomes = report.outcomes.into_iter();
@@ -183,25 +194,18 @@ impl Index {
                     "a grouped store failed; storing its requests one at a time");
                 let mut reports = Vec::with_capacity(group.len());
                 for job in &group {
-                    reports.push(self.store_one_job(job).await);
+                    reports.push(self.store_alone(&job.partition, &job.items).await);
                 }
                 send(group, reports);
             }
         }
     }
 
-    async fn store_one_job(&self, job: &Job) -> Result<StoreReport> {
-        let items: Vec<NewInstance> = borrowed(&job.items).collect();
-        self.store(&job.partition, &items, false, Ok(())).await
+    /// One request's instances in a transaction of their own.
+    async fn store_alone(&self, partition: &str, items: &[DurableInstance]) -> Result<StoreReport> {
+        let items: Vec<NewInstance> = items.iter().map(DurableInstance::as_new).collect();
+        self.store(partition, &items, false, Ok(())).await
     }
-}
-
-fn borrowed(items: &[DurableInstance]) -> impl Iterator<Item = NewInstance<'_>> {
-    items.iter().map(|i| NewInstance {
-        instance: &i.instance,
-        blob: i.blob.clone(),
-        size: i.size,
-    })
 }
 
 fn send(group: Vec<Job>, reports: Vec<Result<StoreReport>>) {

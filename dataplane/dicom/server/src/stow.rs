@@ -173,14 +173,7 @@ async fn store(
         // against 508 instances/s at one per request), so the simpler order stays.
         let files_durable = s.blobs.make_durable().await.map_err(|e| e.to_string());
         let stored = if replace {
-            let borrowed: Vec<NewInstance> = items
-                .iter()
-                .map(|i| NewInstance {
-                    instance: &i.instance,
-                    blob: i.blob.clone(),
-                    size: i.size,
-                })
-                .collect();
+            let borrowed: Vec<NewInstance> = items.iter().map(DurableInstance::as_new).collect();
             s.index
                 .store(&partition, &borrowed, true, files_durable)
                 .await
