@@ -27,6 +27,10 @@ pub fn extract_with(registry: &Registry, resource: &Value) -> IndexEntries {
         return out;
     };
     for param in registry.params(res_type) {
+        // Its values are its parts' rows (`SearchParam::union_of`).
+        if !param.union_of.is_empty() {
+            continue;
+        }
         let Some(expr) = &param.expression else {
             continue;
         };

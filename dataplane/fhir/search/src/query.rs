@@ -188,6 +188,39 @@ pub enum Filter {
     Or(Vec<Filter>),
 }
 
+impl Filter {
+    /// The same filter on another parameter of the same type and kind (a part of a union,
+    /// [`SearchParam::union_of`]). Filters not on one parameter's own rows are unchanged.
+    fn on_param(&self, code: &str) -> Filter {
+        let mut f = self.clone();
+        match &mut f {
+            Filter::Token { param, .. }
+            | Filter::TokenText { param, .. }
+            | Filter::TokenIn { param, .. }
+            | Filter::TokenHierarchy { param, .. }
+            | Filter::String { param, .. }
+            | Filter::Date { param, .. }
+            | Filter::DateAll { param, .. }
+            | Filter::Number { param, .. }
+            | Filter::Quantity { param, .. }
+            | Filter::Reference { param, .. }
+            | Filter::Uri { param, .. }
+            | Filter::Missing { param, .. }
+            | Filter::Chain { param, .. }
+            | Filter::Composite { param, .. } => *param = code.to_owned(),
+            Filter::Id(_)
+            | Filter::LastUpdated(_)
+            | Filter::Has { .. }
+            | Filter::Text { .. }
+            | Filter::List(_)
+            | Filter::ResourceType(_)
+            | Filter::And(_)
+            | Filter::Or(_) => {}
+        }
+        f
+    }
+}
+
 /// Kept for the conditional interactions' callers: a clause is a filter.
 pub type Clause = Filter;
 
@@ -409,17 +442,42 @@ pub fn parse_filter(
                 return Err(invalid(name, value, "':missing' takes true or false"));
             }
         };
-        return Ok(Ok(Filter::Missing {
-            param: code.to_owned(),
-            kind: param.kind,
-            missing,
-        }));
+        return Ok(Ok(over_parts(
+            param,
+            Filter::Missing {
+                param: code.to_owned(),
+                kind: param.kind,
+                missing,
+            },
+        )));
     }
     let values = split_values(value);
     if values.iter().all(|v| v.is_empty()) {
         return Err(invalid(name, value, "a value is required"));
     }
-    param_filter(reg, res_type, param, modifier, &values, name, value).map(Ok)
+    param_filter(reg, res_type, param, modifier, &values, name, value)
+        .map(|f| Ok(over_parts(param, f)))
+}
+
+/// A filter on a parameter that is a union of others ([`SearchParam::union_of`]) as the same
+/// filter on each of them: one must match, or, for a filter that asks for the absence of a
+/// value (`:not`, `:not-in`, `:missing=true`), all must.
+fn over_parts(param: &SearchParam, f: Filter) -> Filter {
+    if param.union_of.is_empty() {
+        return f;
+    }
+    let absent = matches!(
+        f,
+        Filter::Token { not: true, .. }
+            | Filter::TokenIn { not: true, .. }
+            | Filter::Missing { missing: true, .. }
+    );
+    let parts = param.union_of.iter().map(|code| f.on_param(code)).collect();
+    if absent {
+        Filter::And(parts)
+    } else {
+        Filter::Or(parts)
+    }
 }
 
 /// `_text`, `_content` and `_list`, which the server answers from its own tables rather than

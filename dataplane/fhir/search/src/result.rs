@@ -10,6 +10,9 @@ pub struct SortKey {
     pub param: String,
     pub kind: Option<ParamType>,
     pub descending: bool,
+    /// The parameters whose rows hold its values, when it is a union of others
+    /// (`SearchParam::union_of`); empty when it has rows of its own.
+    pub union_of: Vec<String>,
 }
 
 /// `_include=Source:param[:Target]` or `_revinclude=...`; `param` None is `*`.
@@ -70,6 +73,7 @@ pub fn parse_result_param(
                     Some(c) => (true, c.to_owned()),
                     None => (false, key.clone()),
                 };
+                let mut union_of = Vec::new();
                 let kind = if code == "_id" || code == "_lastUpdated" {
                     None
                 } else {
@@ -87,12 +91,14 @@ pub fn parse_result_param(
                             p.kind.as_str()
                         )));
                     }
+                    union_of.clone_from(&p.union_of);
                     Some(p.kind)
                 };
                 out.sort.push(SortKey {
                     param: code,
                     kind,
                     descending,
+                    union_of,
                 });
             }
             Ok(Some(true))

@@ -768,11 +768,15 @@ pub(crate) fn sort_expr(b: &mut Builder, key: &SortKey) -> (String, &'static str
             if desc { "''" } else { "chr(1114111)" },
         ),
     };
-    let p = b.text(&key.param);
+    let param = if key.union_of.is_empty() {
+        format!("= {}", b.text(&key.param))
+    } else {
+        format!("= ANY({})", b.bind(key.union_of.clone()))
+    };
     let collate = if ty == "text" { " COLLATE \"C\"" } else { "" };
     (
         format!(
-            "(coalesce((SELECT {agg}({col}{collate}) FROM {} s WHERE s.res_type = r.res_type AND s.id = r.id AND s.param = {p}), {sentinel}){collate})",
+            "(coalesce((SELECT {agg}({col}{collate}) FROM {} s WHERE s.res_type = r.res_type AND s.id = r.id AND s.param {param}), {sentinel}){collate})",
             table(kind)
         ),
         ty,

@@ -58,7 +58,46 @@ fn observation(rng: &mut StdRng, i: usize, patients: usize) -> Value {
         o["valueQuantity"] =
             json!({"value": v, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"});
     }
+    // Some have components (a panel's parts): the combo-* parameters search the Observation's
+    // own code and value and those of its components together.
+    if rng.random_bool(0.3) {
+        let parts: Vec<Value> = (0..rng.random_range(1..=2))
+            .map(|_| {
+                let (system, code) = CODES[rng.random_range(0..CODES.len())];
+                let v = f64::from(rng.random_range(300..1200)) / 10.0;
+                json!({"code": {"coding": [{"system": system, "code": code}]},
+                       "valueQuantity": {"value": v, "unit": "kg",
+                                         "system": "http://unitsofmeasure.org", "code": "kg"}})
+            })
+            .collect();
+        o["component"] = json!(parts);
+    }
     o
+}
+
+/// The Observation itself, then each of its components: the repetitions a combo-* parameter
+/// looks at.
+fn repetitions(o: &Value) -> Vec<&Value> {
+    std::iter::once(o)
+        .chain(o["component"].as_array().into_iter().flatten())
+        .collect()
+}
+
+fn has_code(r: &Value, system: Option<&str>, code: &str) -> bool {
+    r["code"]["coding"][0]["code"] == code
+        && system.is_none_or(|s| r["code"]["coding"][0]["system"] == s)
+}
+
+fn quantity_matches(r: &Value, prefix: &str, x: f64) -> bool {
+    r["valueQuantity"]["value"]
+        .as_f64()
+        .is_some_and(|v| match prefix {
+            "gt" => v > x,
+            "lt" => v < x,
+            "ge" => v >= x,
+            "le" => v <= x,
+            _ => v >= x - 0.5 && v < x + 0.5,
+        })
 }
 
 fn fold(s: &str) -> String {
@@ -199,7 +238,50 @@ fn clause(rng: &mut StdRng, rt: &str) -> (String, Pred) {
             }
         }
     } else {
-        match rng.random_range(0..5) {
+        match rng.random_range(0..7) {
+            5 => {
+                let (sys, code) = CODES[rng.random_range(0..CODES.len())];
+                let system = rng.random_bool(0.5).then_some(sys);
+                let value = system.map_or(code.to_owned(), |s| format!("{s}|{code}"));
+                if rng.random_bool(0.3) {
+                    (
+                        format!("combo-code:not={value}"),
+                        Box::new(move |o: &Value| {
+                            !repetitions(o).iter().any(|r| has_code(r, system, code))
+                        }),
+                    )
+                } else {
+                    (
+                        format!("combo-code={value}"),
+                        Box::new(move |o: &Value| {
+                            repetitions(o).iter().any(|r| has_code(r, system, code))
+                        }),
+                    )
+                }
+            }
+            6 => {
+                let n = rng.random_range(30..120);
+                let x = f64::from(n);
+                let p = ["gt", "lt", "ge", "le", "eq"][rng.random_range(0..5)];
+                if rng.random_bool(0.5) {
+                    (
+                        format!("combo-value-quantity={p}{n}"),
+                        Box::new(move |o: &Value| {
+                            repetitions(o).iter().any(|r| quantity_matches(r, p, x))
+                        }),
+                    )
+                } else {
+                    let (sys, code) = CODES[rng.random_range(0..CODES.len())];
+                    (
+                        format!("combo-code-value-quantity={sys}|{code}${p}{n}"),
+                        Box::new(move |o: &Value| {
+                            repetitions(o)
+                                .iter()
+                                .any(|r| has_code(r, Some(sys), code) && quantity_matches(r, p, x))
+                        }),
+                    )
+                }
+            }
             0 => {
                 let (sys, code) = CODES[rng.random_range(0..CODES.len())];
                 if rng.random_bool(0.5) {

@@ -582,3 +582,78 @@ async fn single_filter_pages_come_from_the_index_rows() {
         assert_eq!(back, expect, "{query} backwards");
     }
 }
+
+/// R4's combo-* parameters (the Observation's own code and value, and its components') have no
+/// index rows of their own: they are searched, sorted and paged through the rows of their two
+/// parts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn combo_parameters_are_answered_from_their_parts_rows() {
+    let s = start().await;
+    let coding = |code: &str| json!({"coding": [{"system": "http://loinc.org", "code": code}]});
+    let kg = |v: f64| json!({"value": v, "unit": "kg", "system": UCUM, "code": "kg"});
+    for (id, code, value, components) in [
+        ("cb1", "c2", 10.0, vec![]),
+        ("cb2", "c3", 20.0, vec![("c1", 30.0)]),
+        ("cb3", "c2", 40.0, vec![("c4", 50.0), ("c5", 5.0)]),
+    ] {
+        let components: Vec<Value> = components
+            .into_iter()
+            .map(|(c, v)| json!({"code": coding(c), "valueQuantity": kg(v)}))
+            .collect();
+        let mut o = json!({"resourceType": "Observation", "id": id, "status": "final",
+                           "code": coding(code), "valueQuantity": kg(value)});
+        if !components.is_empty() {
+            o["component"] = json!(components);
+        }
+        put(&s, o).await;
+    }
+    let obs = |ids: &[&str]| -> BTreeSet<String> {
+        ids.iter().map(|i| format!("Observation/{i}")).collect()
+    };
+    for (query, want) in [
+        ("Observation?combo-code=c1", obs(&["cb2"])),
+        ("Observation?combo-code=c2,c4", obs(&["cb1", "cb3"])),
+        ("Observation?combo-code:not=c2", obs(&["cb2"])),
+        ("Observation?combo-code:missing=true", obs(&[])),
+        ("Observation?combo-value-quantity=lt8", obs(&["cb3"])),
+        (
+            "Observation?combo-value-quantity=ge30&combo-code=c3",
+            obs(&["cb2"]),
+        ),
+        (
+            "Observation?combo-code-value-quantity=c4$gt45",
+            obs(&["cb3"]),
+        ),
+        ("Observation?combo-code-value-quantity=c4$lt45", obs(&[])),
+    ] {
+        assert_eq!(matches(&s, query).await, want, "{query}");
+    }
+    // Sorted by the smallest code over the Observation and its components, two to a page.
+    let mut url = Some(s.url("Observation?_sort=combo-code&_count=2"));
+    let mut seen = Vec::new();
+    while let Some(u) = url {
+        let b = json(s.http.get(&u).send().await.unwrap()).await;
+        seen.extend(ids_with_mode(&b, "match"));
+        url = link(&b, "next");
+    }
+    assert_eq!(
+        seen,
+        ["Observation/cb2", "Observation/cb1", "Observation/cb3"]
+    );
+
+    let (client, conn) = tokio_postgres::connect(&s.db_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let own_rows: i64 = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM search_token WHERE param LIKE 'combo-%')
+                  + (SELECT count(*) FROM search_quantity WHERE param LIKE 'combo-%')
+                  + (SELECT count(*) FROM search_composite WHERE param LIKE 'combo-%')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(own_rows, 0, "combo-* rows stored");
+}

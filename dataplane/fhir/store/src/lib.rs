@@ -99,6 +99,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "export_type_filters",
         sql: include_str!("../migrations/0014_export_type_filters.sql"),
     },
+    Migration {
+        version: 15,
+        name: "union_parameter_rows",
+        sql: include_str!("../migrations/0015_union_parameter_rows.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
