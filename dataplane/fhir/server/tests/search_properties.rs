@@ -317,17 +317,7 @@ fn clause(rng: &mut StdRng, rt: &str) -> (String, Pred) {
                 let p = ["gt", "lt", "ge", "le", "eq"][rng.random_range(0..5)];
                 (
                     format!("value-quantity={p}{n}"),
-                    Box::new(move |o: &Value| {
-                        o["valueQuantity"]["value"]
-                            .as_f64()
-                            .is_some_and(|v| match p {
-                                "gt" => v > x,
-                                "lt" => v < x,
-                                "ge" => v >= x,
-                                "le" => v <= x,
-                                _ => v >= x - 0.5 && v < x + 0.5,
-                            })
-                    }),
+                    Box::new(move |o: &Value| quantity_matches(o, p, x)),
                 )
             }
             3 => {
