@@ -236,19 +236,43 @@ fn single_filter_ids(
     if !q.result.sort.is_empty() {
         return None;
     }
-    let ids = index_ids(b, rt, only)?;
+    if !drives(only) {
+        return None;
+    }
     let back = after.is_some_and(|c| c.back);
-    let from = after.map_or(String::new(), |c| {
-        format!(
-            " WHERE x.id {} {}",
-            if back { "<" } else { ">" },
-            b.text(&c.id)
-        )
-    });
+    let dir = if back { "DESC" } else { "ASC" };
+    let cursor = after.map(|c| (if back { "<" } else { ">" }, b.text(&c.id)));
+    let from = |alias: &str| {
+        cursor.as_ref().map_or(String::new(), |(op, id)| {
+            format!(" WHERE {alias}.id {op} {id}")
+        })
+    };
     let n = b.bind(i64::from(count) + 1);
+    let ids = match only {
+        // Each part's own page first, read in id order from its index, then merged: PostgreSQL
+        // does not merge the parts' ordered scans by itself, and hashed every match instead
+        // (`combo-code` of a common code at 1M resources: 85–115 ms against 0.2 ms).
+        Filter::Or(parts) => {
+            let mut pages = Vec::with_capacity(parts.len());
+            for part in parts {
+                let ids = match part {
+                    Filter::Id(ids) => format!("SELECT unnest({}) AS id", b.bind(ids.clone())),
+                    f => index_ids(b, rt, f)?,
+                };
+                let w = from("p");
+                pages.push(format!(
+                    "(SELECT DISTINCT p.id FROM ({ids}) p{w} ORDER BY p.id {dir} LIMIT {n})"
+                ));
+            }
+            pages.join(" UNION ALL ")
+        }
+        f => {
+            let ids = index_ids(b, rt, f)?;
+            format!("SELECT x.id FROM ({ids}) x{}", from("x"))
+        }
+    };
     Some(format!(
-        "SELECT DISTINCT x.id FROM ({ids}) x{from} ORDER BY x.id {} LIMIT {n}",
-        if back { "DESC" } else { "ASC" }
+        "SELECT DISTINCT x.id FROM ({ids}) x ORDER BY x.id {dir} LIMIT {n}"
     ))
 }
 

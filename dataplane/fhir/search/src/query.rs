@@ -175,8 +175,9 @@ pub enum Filter {
     },
     /// A composite parameter: for one of `values` (ORed), one repetition of the parameter's
     /// expression has every component filter (in component order) holding on its values.
+    /// `params` holds the parameter, or, for a union, its parts: a repetition is one of theirs.
     Composite {
-        param: String,
+        params: Vec<String>,
         values: Vec<Vec<Filter>>,
     },
     /// The resource's type is one of these: lets a search over several types (system search)
@@ -206,8 +207,8 @@ impl Filter {
             | Filter::Reference { param, .. }
             | Filter::Uri { param, .. }
             | Filter::Missing { param, .. }
-            | Filter::Chain { param, .. }
-            | Filter::Composite { param, .. } => *param = code.to_owned(),
+            | Filter::Chain { param, .. } => *param = code.to_owned(),
+            Filter::Composite { params, .. } => *params = vec![code.to_owned()],
             Filter::Id(_)
             | Filter::LastUpdated(_)
             | Filter::Has { .. }
@@ -465,6 +466,15 @@ pub fn parse_filter(
 fn over_parts(param: &SearchParam, f: Filter) -> Filter {
     if param.union_of.is_empty() {
         return f;
+    }
+    // A repetition belongs to one part: one EXISTS over all the parts' rows, which PostgreSQL
+    // can still drive from the composite index, where an OR of two could only be probed row by
+    // row (combo-code-value-quantity at 1M resources: 450 ms ORed, 10 ms as one).
+    if let Filter::Composite { values, .. } = f {
+        return Filter::Composite {
+            params: param.union_of.clone(),
+            values,
+        };
     }
     let absent = matches!(
         f,
@@ -787,7 +797,7 @@ fn composite(
         ors.push(ands);
     }
     Ok(Filter::Composite {
-        param: param.code.clone(),
+        params: vec![param.code.clone()],
         values: ors,
     })
 }

@@ -298,10 +298,10 @@ pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter)
                 "EXISTS (SELECT 1 FROM search_reference {a} WHERE {a}.target_type = {ty} AND {a}.target_id = {id} AND {a}.res_type = 'List' AND {a}.param = 'item' AND {a}.id = ANY({p}))"
             )
         }
-        Filter::Composite { param, values } => {
+        Filter::Composite { params, values } => {
             let ors = values
                 .iter()
-                .map(|components| composite_cond(b, ty, id, param, components))
+                .map(|components| composite_cond(b, ty, id, params, components))
                 .collect();
             any_of(ors)
         }
@@ -429,16 +429,19 @@ fn composite_cond(
     b: &mut Builder,
     ty: &str,
     id: &str,
-    param: &str,
+    params: &[String],
     components: &[Filter],
 ) -> String {
-    let p = b.text(param);
+    let p = match params {
+        [one] => format!("= {}", b.text(one)),
+        several => format!("= ANY({})", b.bind(several.to_vec())),
+    };
     let mut aliases: Vec<String> = Vec::new();
     let mut sql = String::new();
     for (i, f) in components.iter().enumerate() {
         let a = b.alias();
         let owner = match aliases.first() {
-            None => format!("{a}.res_type = {ty} AND {a}.id = {id} AND {a}.param = {p}"),
+            None => format!("{a}.res_type = {ty} AND {a}.id = {id} AND {a}.param {p}"),
             Some(first) => format!(
                 "{a}.res_type = {first}.res_type AND {a}.id = {first}.id AND {a}.param = {first}.param AND {a}.grp = {first}.grp"
             ),

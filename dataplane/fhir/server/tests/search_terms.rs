@@ -640,6 +640,24 @@ async fn combo_parameters_are_answered_from_their_parts_rows() {
         seen,
         ["Observation/cb2", "Observation/cb1", "Observation/cb3"]
     );
+    // Paged in id order, each part's page read first, forwards and back; cb3 matches in both
+    // parts (its own code c2, a component's c4) and comes once.
+    let mut url = Some(s.url("Observation?combo-code=c1,c2,c4&_count=1"));
+    let (mut seen, mut pages) = (Vec::new(), Vec::new());
+    while let Some(u) = url {
+        let b = json(s.http.get(&u).send().await.unwrap()).await;
+        seen.extend(ids_with_mode(&b, "match"));
+        url = link(&b, "next");
+        pages.push(b);
+    }
+    assert_eq!(
+        seen,
+        ["Observation/cb1", "Observation/cb2", "Observation/cb3"]
+    );
+    assert_eq!(
+        walk_back(&s, pages.last().unwrap()).await,
+        ["Observation/cb2", "Observation/cb1"]
+    );
 
     let (client, conn) = tokio_postgres::connect(&s.db_url, tokio_postgres::NoTls)
         .await
