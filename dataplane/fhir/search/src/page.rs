@@ -255,10 +255,7 @@ fn single_filter_ids(
         Filter::Or(parts) => {
             let mut pages = Vec::with_capacity(parts.len());
             for part in parts {
-                let ids = match part {
-                    Filter::Id(ids) => format!("SELECT unnest({}) AS id", b.bind(ids.clone())),
-                    f => index_ids(b, rt, f)?,
-                };
+                let ids = part_ids(b, rt, part)?;
                 let w = from("p");
                 pages.push(format!(
                     "(SELECT DISTINCT p.id FROM ({ids}) p{w} ORDER BY p.id {dir} LIMIT {n})"
@@ -376,10 +373,7 @@ fn index_ids(b: &mut Builder, rt: &str, f: &Filter) -> Option<String> {
     if let Filter::Or(fs) = f {
         let mut parts = Vec::with_capacity(fs.len());
         for f in fs {
-            parts.push(match f {
-                Filter::Id(ids) => format!("SELECT unnest({}) AS id", b.bind(ids.clone())),
-                f => format!("({})", index_ids(b, rt, f)?),
-            });
+            parts.push(format!("({})", part_ids(b, rt, f)?));
         }
         return Some(parts.join(" UNION ALL "));
     }
@@ -433,6 +427,15 @@ fn index_ids(b: &mut Builder, rt: &str, f: &Filter) -> Option<String> {
         }
         _ => return None,
     })
+}
+
+/// The ids of one part of an ORed filter: listed ids (a compartment's own resource) or a part's
+/// index rows.
+fn part_ids(b: &mut Builder, rt: &str, f: &Filter) -> Option<String> {
+    match f {
+        Filter::Id(ids) => Some(format!("SELECT unnest({}) AS id", b.bind(ids.clone()))),
+        f => index_ids(b, rt, f),
+    }
 }
 
 /// The ids a chain matches, read from the chain's own reference rows: a page in id order can

@@ -312,22 +312,17 @@ fn union_of(params: &HashMap<String, Arc<SearchParam>>, p: &SearchParam) -> Opti
     if p.custom || all < 2 {
         return None;
     }
-    let mut members: Vec<&SearchParam> = params
+    let mut members: Vec<(&SearchParam, Vec<String>)> = params
         .values()
         .map(Arc::as_ref)
         .filter(|q| q.code != p.code && !q.custom && q.kind == p.kind)
         .filter(|q| p.kind != ParamType::Composite || components(q) == components(p))
+        .filter_map(|q| Some((q, operands(q)?)))
         .collect();
     // Largest first, then by code: the same partition on every start.
-    members.sort_by_key(|q| {
-        (
-            std::cmp::Reverse(operands(q).map_or(0, |o| o.len())),
-            q.code.clone(),
-        )
-    });
+    members.sort_by(|(a, ao), (b, bo)| bo.len().cmp(&ao.len()).then(a.code.cmp(&b.code)));
     let mut parts = Vec::new();
-    for q in members {
-        let Some(ops) = operands(q) else { continue };
+    for (q, ops) in members {
         if ops.len() < all && ops.iter().all(|o| left.contains(o)) {
             left.retain(|o| !ops.contains(o));
             parts.push(q.code.clone());
