@@ -593,11 +593,9 @@ pub async fn includes(
     Ok(out)
 }
 
-/// The include's parameter (none for `*`) and target type, when given.
+/// The include's parameters and target type, when given.
 fn narrow(b: &mut Builder, cond: &mut String, inc: &Include) {
-    if let Some(p) = &inc.param {
-        cond.push_str(&format!(" AND f.param = {}", b.bind(p.clone())));
-    }
+    cond.push_str(&format!(" AND f.param = ANY({})", b.bind(inc.params.clone())));
     if let Some(t) = &inc.target {
         cond.push_str(&format!(" AND f.target_type = {}", b.bind(t.clone())));
     }
@@ -608,6 +606,9 @@ async fn include_once(
     from: &[(String, String)],
     inc: &Include,
 ) -> Result<Vec<StoredVersion>, tokio_postgres::Error> {
+    if inc.params.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut b = Builder::new("");
     if inc.reverse {
         // Resources of inc.source whose reference parameter points at one of `from`.

@@ -15,11 +15,14 @@ pub struct SortKey {
     pub union_of: Vec<String>,
 }
 
-/// `_include=Source:param[:Target]` or `_revinclude=...`; `param` None is `*`.
+/// `_include=Source:param[:Target]` or `_revinclude=...`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Include {
     pub source: String,
-    pub param: Option<String>,
+    /// The reference parameters followed: the one named, or for `*` every one of `source`
+    /// that has index rows. Always bound, so the lookup starts from (type, parameter) like
+    /// every other reference search, and no index led by the target is needed.
+    pub params: Vec<String>,
     pub target: Option<String>,
     pub iterate: bool,
     pub reverse: bool,
@@ -190,8 +193,12 @@ fn include(
             "'{source}' is not a resource type (expected Type:param[:Target] or Type:*)"
         )));
     }
-    let param = match param {
-        Some("*") => None,
+    let params = match param {
+        Some("*") => reg
+            .params(source)
+            .filter(|sp| sp.kind == ParamType::Reference && !sp.pending && sp.union_of.is_empty())
+            .map(|sp| sp.code.clone())
+            .collect(),
         Some(p) => {
             let sp = reg
                 .get(source, p)
@@ -210,7 +217,7 @@ fn include(
             {
                 return Err(bad(format!("{source}.{p} cannot point at a {t}")));
             }
-            Some(p.to_owned())
+            vec![p.to_owned()]
         }
         None => return Err(bad("expected Type:param[:Target] or Type:*".into())),
     };
@@ -221,7 +228,7 @@ fn include(
     }
     Ok(Include {
         source: source.to_owned(),
-        param,
+        params,
         target: target.map(str::to_owned),
         iterate,
         reverse,

@@ -392,10 +392,22 @@ async fn includes(s: &TestServer) {
     .await;
     assert_eq!(ids_with_mode(&b, "include"), ["Patient/example"]);
 
-    // `*`: every reference parameter of Observation.
+    // `*`: every reference parameter of Observation (f001 has a subject and a performer).
     let b = json(s.get("Observation?_id=f001&_include=Observation:*").await).await;
-    let inc = set(&ids_with_mode(&b, "include"));
-    assert!(inc.contains("Patient/f001"), "{inc:?}");
+    let mut want = expect("Patient", &["f001"]);
+    want.extend(expect("Practitioner", &["f005"]));
+    assert_eq!(set(&ids_with_mode(&b, "include")), want);
+    // ... and reversed: every Observation that refers to Patient f001 by any parameter
+    // (subject, patient), each once.
+    let b = json(s.get("Patient?_id=f001&_revinclude=Observation:*").await).await;
+    assert_eq!(
+        set(&ids_with_mode(&b, "include")),
+        expect(
+            "Observation",
+            &["ekg", "f001", "f002", "f003", "f004", "f005", "unsat"]
+        )
+    );
+    assert_eq!(ids_with_mode(&b, "include").len(), 7);
 }
 
 async fn sorting_and_paging(s: &TestServer) {

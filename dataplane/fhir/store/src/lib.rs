@@ -104,6 +104,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "union_parameter_rows",
         sql: include_str!("../migrations/0015_union_parameter_rows.sql"),
     },
+    Migration {
+        version: 16,
+        name: "drop_reference_target_index",
+        sql: include_str!("../migrations/0016_drop_reference_target_index.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
