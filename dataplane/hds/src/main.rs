@@ -23,6 +23,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// Every request allocates many small, short-lived objects (JSON trees, index rows); glibc's
+/// allocator spent 30% of the process's CPU on them under ingest, mimalloc far less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "hds",
