@@ -109,6 +109,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "drop_reference_target_index",
         sql: include_str!("../migrations/0016_drop_reference_target_index.sql"),
     },
+    Migration {
+        version: 17,
+        name: "drop_date_btree_indexes",
+        sql: include_str!("../migrations/0017_drop_date_btree_indexes.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
