@@ -52,6 +52,9 @@ pub(crate) struct Builder {
     /// The plan follows from the SQL alone, whatever the values: run it as a prepared
     /// statement (see [`TypedQuery::query_prepared`]).
     pub prepared: bool,
+    /// ... and PostgreSQL would not settle on its generic plan by itself: force it
+    /// ([`TypedQuery::query_generic`]).
+    pub generic: bool,
 }
 
 impl Builder {
@@ -90,7 +93,9 @@ impl Builder {
         &self,
         client: &impl TypedQuery,
     ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
-        if self.prepared {
+        if self.generic {
+            client.query_generic(&self.sql, &self.typed()).await
+        } else if self.prepared {
             client.query_prepared(&self.sql, &self.typed()).await
         } else {
             client.query_typed(&self.sql, &self.typed()).await
