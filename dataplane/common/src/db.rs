@@ -57,22 +57,13 @@ pub trait TypedQuery: GenericClient {
 
     /// Runs `sql` as a statement prepared once per connection and kept, for SQL whose plan
     /// does not depend on its values: PostgreSQL then plans it generically after five runs
-    /// instead of for every request. SQL built per request comes in many texts, so the cache
-    /// is emptied when it holds [`PREPARED_LIMIT`] statements rather than grow without bound.
+    /// instead of for every request.
     fn query_prepared(
         &self,
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send {
-        async move {
-            if self.statement_cache().size() >= PREPARED_LIMIT {
-                self.statement_cache().clear();
-            }
-            let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
-            let statement = self.prepare_typed_cached(sql, &types).await?;
-            let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
-            self.query(&statement, &values).await
-        }
+        self.query_kept(sql, params, false)
     }
 
     /// [`TypedQuery::query_prepared`] with PostgreSQL's generic plan forced, for statements
@@ -87,6 +78,18 @@ pub trait TypedQuery: GenericClient {
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send {
+        self.query_kept(sql, params, true)
+    }
+
+    /// `sql` prepared on this connection (from its cache when it is there) and run. SQL built
+    /// per request comes in many texts, so the cache is emptied when it holds
+    /// [`PREPARED_LIMIT`] statements rather than grow without bound.
+    fn query_kept(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+        force_generic: bool,
+    ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send {
         async move {
             if self.statement_cache().size() >= PREPARED_LIMIT {
                 self.statement_cache().clear();
@@ -94,6 +97,9 @@ pub trait TypedQuery: GenericClient {
             let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
             let statement = self.prepare_typed_cached(sql, &types).await?;
             let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
+            if !force_generic {
+                return self.query(&statement, &values).await;
+            }
             // Polled in order, so sent in order: each request leaves on its first poll.
             let (_, rows, _) = futures_util::try_join!(
                 self.batch_execute("SET plan_cache_mode = force_generic_plan"),
