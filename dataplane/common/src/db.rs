@@ -57,34 +57,16 @@ pub trait TypedQuery: GenericClient {
 
     /// Runs `sql` as a statement prepared once per connection and kept, for SQL whose plan
     /// does not depend on its values: PostgreSQL then plans it generically after five runs
-    /// instead of for every request.
+    /// instead of for every request. SQL built per request comes in many texts, so the cache
+    /// is emptied when it holds [`PREPARED_LIMIT`] statements rather than grow without bound.
+    ///
+    /// `force_generic` is for statements where PostgreSQL would keep planning anew: it does so
+    /// whenever the generic plan's estimate is worse than the custom ones', which arrays of ids
+    /// (of a length it cannot know) make it; an include's lookup spent 0.44 ms planning for
+    /// 0.09 ms of work. The setting is switched on and off around the statement in the same
+    /// round trip (the three messages are pipelined); that costs PostgreSQL two small
+    /// transactions, more than it saves where the generic plan is chosen anyway.
     fn query_prepared(
-        &self,
-        sql: &str,
-        params: &[(&(dyn ToSql + Sync), Type)],
-    ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send {
-        self.query_kept(sql, params, false)
-    }
-
-    /// [`TypedQuery::query_prepared`] with PostgreSQL's generic plan forced, for statements
-    /// where it would otherwise keep planning anew: it does so whenever the generic plan's
-    /// estimate is worse than the custom ones', which arrays of ids (of a length it cannot
-    /// know) make it. An include's lookup spent 0.44 ms planning for 0.09 ms of work. The
-    /// setting is switched on and off around the statement in the same round trip (the three
-    /// messages are pipelined); that costs PostgreSQL two small transactions, more than it
-    /// saves where the generic plan is chosen anyway, so this is for those statements only.
-    fn query_generic(
-        &self,
-        sql: &str,
-        params: &[(&(dyn ToSql + Sync), Type)],
-    ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send {
-        self.query_kept(sql, params, true)
-    }
-
-    /// `sql` prepared on this connection (from its cache when it is there) and run. SQL built
-    /// per request comes in many texts, so the cache is emptied when it holds
-    /// [`PREPARED_LIMIT`] statements rather than grow without bound.
-    fn query_kept(
         &self,
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
@@ -302,7 +284,7 @@ mod tests {
         for i in 0..(2 * PREPARED_LIMIT as i64 + 3) {
             let sql = format!("SELECT $1::int8 + {i}");
             let rows = conn
-                .query_prepared(&sql, &[(&1i64, Type::INT8)])
+                .query_prepared(&sql, &[(&1i64, Type::INT8)], false)
                 .await
                 .unwrap();
             assert_eq!(rows[0].get::<_, i64>(0), 1 + i);
@@ -311,7 +293,7 @@ mod tests {
         // Kept and reused: running one again prepares nothing new.
         let before = kept().await;
         let last = format!("SELECT $1::int8 + {}", 2 * PREPARED_LIMIT + 2);
-        conn.query_prepared(&last, &[(&1i64, Type::INT8)])
+        conn.query_prepared(&last, &[(&1i64, Type::INT8)], false)
             .await
             .unwrap();
         assert_eq!(kept().await, before);

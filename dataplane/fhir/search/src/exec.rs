@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::page::{capped, driving_entry_cap, page_sql};
 use crate::query::{Filter, Query, ReferenceValue, SearchError, StringMatch, TokenValue};
 use crate::result::{Include, Total};
-use crate::sql::{Builder, filter};
+use crate::sql::{Builder, Plan, filter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -507,7 +507,7 @@ fn count_sql(scope: Scope<'_>, q: &Query) -> Builder {
         let (t, entries) = token_entries(&mut b, rt, param, system, code);
         if q.clauses.len() == 1 {
             b.sql = format!("SELECT count(DISTINCT d.id) FROM {entries}");
-            b.prepared = true;
+            b.plan = Plan::Kept;
         } else {
             b.sql = format!(
                 "SELECT count(*) FROM (SELECT DISTINCT d.id FROM {entries}) d
@@ -651,8 +651,7 @@ async fn include_once(
     }
     // Ids looked up by their keys: the same plan for any page. PostgreSQL kept planning it
     // for every page (0.44 ms, against 0.09 ms to run it), so its generic plan is forced.
-    b.prepared = true;
-    b.generic = true;
+    b.plan = Plan::Generic;
     let rows = b.query(client).await?;
     Ok(rows.iter().map(stored).collect())
 }

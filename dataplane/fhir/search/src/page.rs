@@ -8,7 +8,7 @@ use crate::exec::{
 };
 use crate::query::{Filter, Query, SearchError};
 use crate::sql::{
-    Builder, any_of, date_all_cond, filter, has_rows, keyset, row_cond, sort_expr, text_cond,
+    Builder, Plan, any_of, date_all_cond, filter, has_rows, keyset, row_cond, sort_expr, text_cond,
 };
 
 /// A page in id order whose first filter is one exact token (`system|code`) can be read from
@@ -213,7 +213,9 @@ pub(crate) fn page_sql(
           ORDER BY {}",
         order(false)
     );
-    b.prepared = plan_follows_from_sql(scope, q);
+    if plan_follows_from_sql(scope, q) {
+        b.plan = Plan::Kept;
+    }
     Ok((b, keys))
 }
 

@@ -49,12 +49,21 @@ pub(crate) struct Builder {
     /// Keep each EXISTS a per-row probe (`OFFSET 0` stops PostgreSQL from turning it into a
     /// semi-join over every row that matches it): for a few candidate rows known in advance.
     pub per_row: bool,
-    /// The plan follows from the SQL alone, whatever the values: run it as a prepared
-    /// statement (see [`TypedQuery::query_prepared`]).
-    pub prepared: bool,
-    /// ... and PostgreSQL would not settle on its generic plan by itself: force it
-    /// ([`TypedQuery::query_generic`]).
-    pub generic: bool,
+    /// How the statement is planned.
+    pub plan: Plan,
+}
+
+/// How a statement is planned (see [`TypedQuery::query_prepared`]).
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// For its values, on every request: they choose the plan.
+    #[default]
+    PerRequest,
+    /// The plan follows from the SQL alone, whatever the values: prepared and kept, so
+    /// PostgreSQL plans it generically after five runs.
+    Kept,
+    /// As `Kept`, where PostgreSQL would not settle on its generic plan by itself: forced.
+    Generic,
 }
 
 impl Builder {
@@ -93,13 +102,14 @@ impl Builder {
         &self,
         client: &impl TypedQuery,
     ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
-        if self.generic {
-            client.query_generic(&self.sql, &self.typed()).await
-        } else if self.prepared {
-            client.query_prepared(&self.sql, &self.typed()).await
-        } else {
-            client.query_typed(&self.sql, &self.typed()).await
-        }
+        let generic = match self.plan {
+            Plan::PerRequest => return client.query_typed(&self.sql, &self.typed()).await,
+            Plan::Kept => false,
+            Plan::Generic => true,
+        };
+        client
+            .query_prepared(&self.sql, &self.typed(), generic)
+            .await
     }
 }
 
