@@ -11,6 +11,9 @@ use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload};
 
 /// Where services name themselves as keeping files in a store ([`Blobs::mark_owner`]).
 const OWNERS: &str = "~hds-dicom-services";
+/// Where a local store's large STOW parts are spooled ([`Blobs::spool_dir`]). Like `OWNERS`,
+/// no partition name starts with `~`, so no instance key is in here.
+pub(crate) const SPOOL: &str = "~hds-spool";
 
 #[derive(Clone)]
 pub struct Blobs {
@@ -105,6 +108,39 @@ impl Blobs {
         file.write_all(data).inspect_err(|_| {
             let _ = std::fs::remove_file(&path);
         })
+    }
+
+    /// For a local store, the directory inside it where a STOW part too large for memory is
+    /// written as it arrives. Being on the store's file system, the spooled file then becomes
+    /// the instance's file by a rename ([`Blobs::adopt`]), where a spool elsewhere cost the
+    /// part a second full write and read. Files left here by a killed process are removed by
+    /// the orphan sweep.
+    pub fn spool_dir(&self) -> Option<std::path::PathBuf> {
+        let local = self.local.as_ref()?;
+        local
+            .path_to_filesystem(&self.prefix.clone().join(SPOOL))
+            .ok()
+    }
+
+    /// Makes a file spooled in [`Blobs::spool_dir`] the file of `key`, by renaming it.
+    pub fn adopt(&self, key: &str, spooled: tempfile::TempPath) -> std::io::Result<()> {
+        let local = self
+            .local
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the DICOM storage is not a local directory"))?;
+        let path = local
+            .path_to_filesystem(&self.path(key))
+            .map_err(std::io::Error::other)?;
+        match spooled.persist(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.error.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                e.path.persist(&path).map_err(|e| e.error)
+            }
+            Err(e) => Err(e.error),
+        }
     }
 
     pub async fn put(&self, key: &str, data: Bytes) -> Result<(), object_store::Error> {
@@ -218,6 +254,18 @@ impl Blobs {
                     .into_owned()
             })
             .collect())
+    }
+
+    /// Removes a file named as [`Blobs::list`] names it (object_store's encoded path, where
+    /// [`Blobs::delete`] takes a key to encode); `false` when it was gone already.
+    pub(crate) async fn delete_listed(&self, listed: &str) -> Result<bool, object_store::Error> {
+        let relative = Path::parse(listed)?;
+        let path = Path::from_iter(self.prefix.parts().chain(relative.parts()));
+        match self.store.delete(&path).await {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Removes one file; `false` when it was gone already.

@@ -98,6 +98,7 @@ async fn store(
             )
         })?;
     let ctx = Arc::new(PartContext {
+        spool_dir: s.blobs.spool_dir(),
         state: s.clone(),
         partition: partition.clone(),
         study: study.clone(),
@@ -217,6 +218,7 @@ struct PartContext {
     state: AppState,
     partition: String,
     study: Option<String>,
+    spool_dir: Option<std::path::PathBuf>,
 }
 
 async fn read_multipart(
@@ -257,7 +259,12 @@ async fn read_multipart(
             continue;
         }
         let stream = field.map(|c| c.map_err(|e| multipart_error(e, limit)));
-        let part = collect(stream, ctx.state.config.limits.spool_bytes).await?;
+        let part = collect(
+            stream,
+            ctx.state.config.limits.spool_bytes,
+            ctx.spool_dir.as_deref(),
+        )
+        .await?;
         spawn_part(ctx, gate, tasks, part).await;
     }
 }
@@ -279,7 +286,12 @@ async fn read_single(
         }
         Ok(c)
     });
-    let part = collect(stream, ctx.state.config.limits.spool_bytes).await?;
+    let part = collect(
+        stream,
+        ctx.state.config.limits.spool_bytes,
+        ctx.spool_dir.as_deref(),
+    )
+    .await?;
     spawn_part(ctx, gate, tasks, part).await;
     Ok(())
 }
@@ -293,35 +305,58 @@ fn multipart_error(e: multer::Error, limit: u64) -> DicomError {
     }
 }
 
-/// Reads a part into memory, or into a temporary file once it outgrows `spool`.
+/// Reads a part into memory, or into a temporary file once it outgrows `spool`: in the local
+/// store's spool directory when there is one (the file is then renamed into place), else in
+/// the system's.
 async fn collect(
     mut stream: impl futures_util::Stream<Item = Result<Bytes, DicomError>> + Unpin,
     spool: u64,
+    dir: Option<&std::path::Path>,
 ) -> Result<Part, DicomError> {
+    // The spooled file is written in pieces of this size: each write is a hand-off to the
+    // blocking pool, and the body arrives in chunks of a few KiB.
+    const PIECE: usize = 4 * 1024 * 1024;
     let mut buf = BytesMut::new();
     let mut file: Option<(tokio::fs::File, tempfile::TempPath, u64)> = None;
     let io = |e: std::io::Error| DicomError::Internal(format!("cannot spool a large part: {e}"));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
-        if let Some((f, _, n)) = &mut file {
-            f.write_all(&chunk).await.map_err(io)?;
-            *n += chunk.len() as u64;
-            continue;
-        }
-        if (buf.len() + chunk.len()) as u64 > spool {
-            let path = tempfile::NamedTempFile::new().map_err(io)?.into_temp_path();
-            let mut f = tokio::fs::File::create(&path).await.map_err(io)?;
-            f.write_all(&buf).await.map_err(io)?;
-            f.write_all(&chunk).await.map_err(io)?;
-            let n = (buf.len() + chunk.len()) as u64;
-            buf.clear();
-            file = Some((f, path, n));
-            continue;
-        }
         buf.extend_from_slice(&chunk);
+        if let Some((f, _, n)) = &mut file {
+            if buf.len() >= PIECE {
+                f.write_all(&buf).await.map_err(io)?;
+                *n += buf.len() as u64;
+                buf.clear();
+            }
+            continue;
+        }
+        if buf.len() as u64 > spool {
+            let temp = match dir {
+                // Not a dot file: the store's listing, which the orphan sweep reads, shows it.
+                Some(dir) => {
+                    let new = || tempfile::Builder::new().prefix("part-").tempfile_in(dir);
+                    new().or_else(|e| {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            return Err(e);
+                        }
+                        std::fs::create_dir_all(dir)?;
+                        new()
+                    })
+                }
+                None => tempfile::NamedTempFile::new(),
+            };
+            let (f, path) = temp.map_err(io)?.into_parts();
+            let mut f = tokio::fs::File::from_std(f);
+            f.write_all(&buf).await.map_err(io)?;
+            let n = buf.len() as u64;
+            buf = BytesMut::with_capacity(PIECE + 64 * 1024);
+            file = Some((f, path, n));
+        }
     }
     match file {
-        Some((mut f, path, n)) => {
+        Some((mut f, path, mut n)) => {
+            f.write_all(&buf).await.map_err(io)?;
+            n += buf.len() as u64;
             f.flush().await.map_err(io)?;
             Ok(Part::Spooled(path, n))
         }
@@ -393,6 +428,18 @@ async fn process(ctx: Arc<PartContext>, part: Part) -> PartResult {
         Part::Memory(bytes) => {
             let n = bytes.len() as u64;
             (ctx.state.blobs.put(&blob, bytes).await, n)
+        }
+        // Spooled inside a local store: the file becomes the instance's by a rename.
+        Part::Spooled(path, n) if ctx.spool_dir.is_some() => {
+            let (blobs, key) = (ctx.state.blobs.clone(), blob.clone());
+            let renamed = tokio::task::spawn_blocking(move || blobs.adopt(&key, path))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                .map_err(|e| object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                });
+            (renamed, n)
         }
         Part::Spooled(path, n) => (ctx.state.blobs.put_file(&blob, &path).await, n),
     };

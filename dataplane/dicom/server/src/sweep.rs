@@ -11,6 +11,7 @@ use hds_common::config::DicomServiceConfig;
 use hds_dicom_index::Index;
 use hds_dicom_index::orphans::{FileKey, SweepLock};
 
+use crate::blobs::SPOOL;
 use crate::{AppState, Blobs};
 
 /// Files asked about in one query.
@@ -23,6 +24,9 @@ pub struct SweepOutcome {
     pub examined: u64,
     /// Of those, the ones no instance row named, now removed.
     pub removed: u64,
+    /// STOW parts spooled by a process that died before storing them
+    /// ([`Blobs::spool_dir`]), older than the grace period, now removed.
+    pub spool_removed: u64,
 }
 
 /// The name a service marks its store with ([`Blobs::mark_owner`]).
@@ -69,10 +73,26 @@ async fn sweep(
         - chrono::Duration::from_std(grace).map_err(|e| format!("grace period: {e}"))?;
     let mut outcome = SweepOutcome::default();
     let mut batch = Vec::with_capacity(BATCH);
+    // Listed keys are object_store's encoded paths (`~` is `%7E`).
+    let spool = object_store::path::PathPart::from(SPOOL);
     let mut files = std::pin::pin!(blobs.list());
     while let Some(file) = files.next().await {
         let (key, modified) = file.map_err(|e| format!("listing the store: {e}"))?;
         if modified >= cutoff {
+            continue;
+        }
+        if key
+            .strip_prefix(spool.as_ref())
+            .is_some_and(|rest| rest.starts_with('/'))
+        {
+            // A live request renames or removes its spool within the grace period.
+            match blobs.delete_listed(&key).await {
+                Ok(true) => outcome.spool_removed += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(file = %key, error = %e, "could not remove a stale spool file")
+                }
+            }
             continue;
         }
         let Some(file) = instance_file(key) else {
@@ -156,6 +176,7 @@ pub(crate) async fn worker(state: AppState) {
                 service = %service,
                 examined = o.examined,
                 removed = o.removed,
+                spool_removed = o.spool_removed,
                 "orphan-file sweep done"
             ),
             Ok(None) => {

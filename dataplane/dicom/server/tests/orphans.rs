@@ -129,18 +129,28 @@ async fn old_unreferenced_files_are_removed_and_nothing_else() {
     );
     // Not an instance file's key: never touched, however old.
     let foreign = orphan(&root, "p1/notes.txt", true);
+    // A large part spooled by a process that died; and one a STOW is still receiving.
+    let spool = Blobs::open(&format!("file://{}", root.display()))
+        .unwrap()
+        .spool_dir()
+        .unwrap();
+    let stale_spool = orphan(&spool, "part-dead", true);
+    let live_spool = orphan(&spool, "part-live", false);
 
     let outcome = sweep(&s).await.unwrap().expect("the lock was free");
     assert_eq!(
         outcome,
         SweepOutcome {
             examined: 5,
-            removed: 4
+            removed: 4,
+            spool_removed: 1,
         }
     );
     assert!(referenced.exists());
     assert!(young.exists());
     assert!(foreign.exists());
+    assert!(!stale_spool.exists());
+    assert!(live_spool.exists());
     for gone in [&replaced, &other_partition, &unknown, &unknown_old_layout] {
         assert!(!gone.exists(), "{gone:?} was left");
     }
