@@ -42,8 +42,20 @@ use interactions::{
 
 pub mod access;
 
+/// What every handler shares. One `Arc`: axum clones the state for each layer and extractor
+/// of every request, and a clone of the fields themselves (a dozen reference counts and two
+/// strings) showed in search profiles.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub store: Store,
     pub config: Arc<FhirServiceConfig>,
     /// The configured public base URL, if any.
@@ -116,7 +128,7 @@ impl AppState {
             wake: Arc::new(Notify::new()),
         });
         tokio::spawn(bulk_deleter.clone().worker());
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             exporter,
             importer,
             bulk_deleter,
@@ -133,7 +145,7 @@ impl AppState {
             search,
             reindex_wake,
             profiles,
-        })
+        })))
     }
 
     /// A request path (or matched route) below the service's mount point: nested under
