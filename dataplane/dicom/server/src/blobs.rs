@@ -74,6 +74,17 @@ impl Blobs {
         self.local.is_some()
     }
 
+    /// Where a local store keeps the file of `key`.
+    fn local_file(&self, key: &str) -> std::io::Result<std::path::PathBuf> {
+        let local = self
+            .local
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the DICOM storage is not a local directory"))?;
+        local
+            .path_to_filesystem(&self.path(key))
+            .map_err(std::io::Error::other)
+    }
+
     /// Writes a new file of a local store directly under its name, on the calling thread (a
     /// blocking one). `object_store` writes a staged file and renames it, for readers that
     /// must never see a partial file, on a thread of its own; an instance file is named by
@@ -83,13 +94,7 @@ impl Blobs {
     /// file. A file that cannot be written whole is removed.
     pub fn write_in_place(&self, key: &str, data: &[u8]) -> std::io::Result<()> {
         use std::io::Write;
-        let local = self
-            .local
-            .as_ref()
-            .ok_or_else(|| std::io::Error::other("the DICOM storage is not a local directory"))?;
-        let path = local
-            .path_to_filesystem(&self.path(key))
-            .map_err(std::io::Error::other)?;
+        let path = self.local_file(key)?;
         let create = || {
             std::fs::OpenOptions::new()
                 .write(true)
@@ -124,13 +129,7 @@ impl Blobs {
 
     /// Makes a file spooled in [`Blobs::spool_dir`] the file of `key`, by renaming it.
     pub fn adopt(&self, key: &str, spooled: tempfile::TempPath) -> std::io::Result<()> {
-        let local = self
-            .local
-            .as_ref()
-            .ok_or_else(|| std::io::Error::other("the DICOM storage is not a local directory"))?;
-        let path = local
-            .path_to_filesystem(&self.path(key))
-            .map_err(std::io::Error::other)?;
+        let path = self.local_file(key)?;
         match spooled.persist(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.error.kind() == std::io::ErrorKind::NotFound => {
