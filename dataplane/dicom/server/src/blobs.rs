@@ -24,6 +24,8 @@ pub struct Blobs {
     /// For a local directory: the store as a file system, to write instance files in place
     /// ([`Blobs::write_in_place`]).
     local: Option<Arc<LocalFileSystem>>,
+    /// For a local directory: where large STOW parts are spooled ([`Blobs::spool_dir`]).
+    spool: Option<Arc<std::path::Path>>,
 }
 
 impl Blobs {
@@ -33,11 +35,16 @@ impl Blobs {
         let durable = GroupSync::for_url(url, "DICOM storage")?;
         // `object_store` serves a `file://` URL from the root with the directory as prefix.
         let local = GroupSync::local_dir(url).map(|_| Arc::new(LocalFileSystem::new()));
+        let spool = local.as_ref().and_then(|l| {
+            let dir = l.path_to_filesystem(&prefix.clone().join(SPOOL)).ok()?;
+            Some(Arc::from(dir))
+        });
         Ok(Self {
             store,
             prefix,
             durable,
             local,
+            spool,
         })
     }
 
@@ -120,11 +127,8 @@ impl Blobs {
     /// the instance's file by a rename ([`Blobs::adopt`]), where a spool elsewhere cost the
     /// part a second full write and read. Files left here by a killed process are removed by
     /// the orphan sweep.
-    pub fn spool_dir(&self) -> Option<std::path::PathBuf> {
-        let local = self.local.as_ref()?;
-        local
-            .path_to_filesystem(&self.prefix.clone().join(SPOOL))
-            .ok()
+    pub fn spool_dir(&self) -> Option<&std::path::Path> {
+        self.spool.as_deref()
     }
 
     /// Makes a file spooled in [`Blobs::spool_dir`] the file of `key`, by renaming it.

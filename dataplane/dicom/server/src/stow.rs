@@ -98,7 +98,6 @@ async fn store(
             )
         })?;
     let ctx = Arc::new(PartContext {
-        spool_dir: s.blobs.spool_dir(),
         state: s.clone(),
         partition: partition.clone(),
         study: study.clone(),
@@ -218,7 +217,6 @@ struct PartContext {
     state: AppState,
     partition: String,
     study: Option<String>,
-    spool_dir: Option<std::path::PathBuf>,
 }
 
 async fn read_multipart(
@@ -262,7 +260,7 @@ async fn read_multipart(
         let part = collect(
             stream,
             ctx.state.config.limits.spool_bytes,
-            ctx.spool_dir.as_deref(),
+            ctx.state.blobs.spool_dir(),
         )
         .await?;
         spawn_part(ctx, gate, tasks, part).await;
@@ -289,7 +287,7 @@ async fn read_single(
     let part = collect(
         stream,
         ctx.state.config.limits.spool_bytes,
-        ctx.spool_dir.as_deref(),
+        ctx.state.blobs.spool_dir(),
     )
     .await?;
     spawn_part(ctx, gate, tasks, part).await;
@@ -430,7 +428,7 @@ async fn process(ctx: Arc<PartContext>, part: Part) -> PartResult {
             (ctx.state.blobs.put(&blob, bytes).await, n)
         }
         // Spooled inside a local store: the file becomes the instance's by a rename.
-        Part::Spooled(path, n) if ctx.spool_dir.is_some() => {
+        Part::Spooled(path, n) if ctx.state.blobs.is_local() => {
             let (blobs, key) = (ctx.state.blobs.clone(), blob.clone());
             let renamed = tokio::task::spawn_blocking(move || blobs.adopt(&key, path))
                 .await

@@ -133,7 +133,8 @@ async fn old_unreferenced_files_are_removed_and_nothing_else() {
     let spool = Blobs::open(&format!("file://{}", root.display()))
         .unwrap()
         .spool_dir()
-        .unwrap();
+        .unwrap()
+        .to_owned();
     let stale_spool = orphan(&spool, "part-dead", true);
     let live_spool = orphan(&spool, "part-live", false);
 

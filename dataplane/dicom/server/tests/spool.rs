@@ -10,19 +10,18 @@ use hds_dicom_server::Blobs;
 const CT: &str = "CT_small.dcm";
 const WHOLE_FILE: &str = "application/dicom; transfer-syntax=*";
 
-fn spool_entries(s: &TestServer) -> Vec<std::path::PathBuf> {
+/// The service's spool directory, as its `Blobs` name it.
+fn spool_dir(s: &TestServer) -> std::path::PathBuf {
     let blobs = Blobs::open(&format!("file://{}", s.blob_dir.path().display())).unwrap();
-    let dir = blobs.spool_dir().unwrap();
-    match std::fs::read_dir(&dir) {
+    blobs.spool_dir().unwrap().to_owned()
+}
+
+fn spool_entries(s: &TestServer) -> Vec<std::path::PathBuf> {
+    match std::fs::read_dir(spool_dir(s)) {
         Ok(dir) => dir.map(|e| e.unwrap().path()).collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => panic!("{e}"),
     }
-}
-
-fn spool_dir_exists(s: &TestServer) -> bool {
-    let blobs = Blobs::open(&format!("file://{}", s.blob_dir.path().display())).unwrap();
-    blobs.spool_dir().unwrap().is_dir()
 }
 
 fn instance_path(answer: &serde_json::Value, i: usize) -> String {
@@ -80,7 +79,7 @@ async fn spooled_parts_are_stored_whole_and_leave_no_spool() {
         assert!(r.bytes().await.unwrap() == *sent, "{path} byte for byte");
     }
     // The parts went through the store's own spool directory, and none is left there.
-    assert!(spool_dir_exists(&s));
+    assert!(spool_dir(&s).is_dir());
     assert_eq!(spool_entries(&s), Vec::<std::path::PathBuf>::new());
 
     // A duplicate is refused and its renamed file removed: only the three instances' files.
