@@ -36,10 +36,6 @@ impl<'a> From<&'a str> for Scope<'a> {
     }
 }
 
-pub(crate) fn where_clause(b: &mut Builder, scope: Scope<'_>, q: &Query) {
-    where_clause_skipping(b, scope, q, None)
-}
-
 /// The first filter that is one exact token (`system|code`): its clause index, parameter,
 /// system and code.
 pub(crate) fn exact_token(q: &Query) -> Option<(usize, &str, &str, &str)> {
@@ -106,32 +102,26 @@ fn one_indexed_value(f: &Filter) -> bool {
     }
 }
 
-/// `search_token d WHERE …` for one exact token's index entries, and the bound type parameter.
+/// `search_token d WHERE …` for one exact token's index entries; `t` is the bound type.
 pub(crate) fn token_entries(
     b: &mut Builder,
-    rt: &str,
+    t: &str,
     param: &str,
     system: &str,
     code: &str,
-) -> (String, String) {
-    let (t, p, sy, c) = (
-        b.bind(rt.to_owned()),
+) -> String {
+    let (p, sy, c) = (
         b.bind(param.to_owned()),
         b.bind(system.to_owned()),
         b.bind(code.to_owned()),
     );
-    let entries = format!(
+    format!(
         "search_token d WHERE d.res_type = {t} AND d.param = {p} AND d.code = {c} AND d.system = {sy}"
-    );
-    (t, entries)
+    )
 }
 
-pub(crate) fn where_clause_skipping(
-    b: &mut Builder,
-    scope: Scope<'_>,
-    q: &Query,
-    skip: Option<usize>,
-) {
+/// ` WHERE …`: the `resources r` rows in `scope` that match every clause of `q`.
+pub(crate) fn where_clause(b: &mut Builder, scope: Scope<'_>, q: &Query) {
     // One type is a bound constant the planner can use; several are the row's own column.
     let (t, type_cond) = match scope {
         Scope::Type(rt) => {
@@ -144,13 +134,29 @@ pub(crate) fn where_clause_skipping(
         }
     };
     let mut conds = vec![type_cond, "NOT r.deleted".to_owned()];
-    for (i, clause) in q.clauses.iter().enumerate() {
-        if Some(i) != skip {
-            conds.push(filter(b, &t, "r.id", true, clause));
-        }
+    for clause in &q.clauses {
+        conds.push(filter(b, &t, "r.id", true, clause));
     }
     b.sql.push_str(" WHERE ");
     b.sql.push_str(&conds.join(" AND "));
+}
+
+/// The conditions that ids `d.id` of type `t` (a bound parameter), read from index rows, match
+/// every clause of `q` but the one at `skip`. Index rows exist only for current, undeleted
+/// resources, so such ids need no visit to `resources`.
+pub(crate) fn filters_on_ids(
+    b: &mut Builder,
+    t: &str,
+    q: &Query,
+    skip: Option<usize>,
+) -> Vec<String> {
+    let mut conds = Vec::with_capacity(q.clauses.len());
+    for (i, clause) in q.clauses.iter().enumerate() {
+        if Some(i) != skip {
+            conds.push(filter(b, t, "d.id", false, clause));
+        }
+    }
+    conds
 }
 
 /// The query with what needs the database settled first: `:in`/`:not-in` ValueSets checked,
@@ -504,16 +510,16 @@ fn count_sql(scope: Scope<'_>, q: &Query) -> Builder {
         && let Some((i, param, system, code)) = exact_token(q)
     {
         let mut b = Builder::new("");
-        let (t, entries) = token_entries(&mut b, rt, param, system, code);
+        let t = b.bind(rt.to_owned());
+        let entries = token_entries(&mut b, &t, param, system, code);
         if q.clauses.len() == 1 {
             b.sql = format!("SELECT count(DISTINCT d.id) FROM {entries}");
             b.plan = Plan::Kept;
         } else {
+            let conds = filters_on_ids(&mut b, &t, q, Some(i)).join(" AND ");
             b.sql = format!(
-                "SELECT count(*) FROM (SELECT DISTINCT d.id FROM {entries}) d
-                   JOIN resources r ON r.res_type = {t} AND r.id = d.id"
+                "SELECT count(*) FROM (SELECT DISTINCT d.id FROM {entries}) d WHERE {conds}"
             );
-            where_clause_skipping(&mut b, scope, q, Some(i));
         }
         return b;
     }

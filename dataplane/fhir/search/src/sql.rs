@@ -723,15 +723,20 @@ fn reference_cond(b: &mut Builder, a: &str, v: &ReferenceValue) -> String {
     all_of(parts)
 }
 
-/// What a sort key orders by, for `r`: the parameter's smallest value ascending, its largest
+/// What a sort key orders by, for the row (`ty`, `id`) (SQL expressions; `r.res_type` and
+/// `r.id` for a `resources` row): the parameter's smallest value ascending, its largest
 /// descending (R4 §3.1.1.5.5), with a sentinel for "no value" so that such resources come last
-/// either way and keyset comparisons never meet NULL.
-pub(crate) fn sort_expr(b: &mut Builder, key: &SortKey) -> (String, &'static str) {
+/// either way and keyset comparisons never meet NULL. `_lastUpdated` is `r.last_updated`.
+pub(crate) fn sort_expr(
+    b: &mut Builder,
+    key: &SortKey,
+    (row_type, row_id): (&str, &str),
+) -> (String, &'static str) {
     let desc = key.descending;
     let agg = if desc { "max" } else { "min" };
     if key.param == "_id" {
         // In the primary key's own collation, so the index can deliver the order.
-        return ("r.id".into(), "id");
+        return (row_id.into(), "id");
     }
     if key.param == "_lastUpdated" {
         return ("r.last_updated".into(), "timestamptz");
@@ -794,20 +799,20 @@ pub(crate) fn sort_expr(b: &mut Builder, key: &SortKey) -> (String, &'static str
     let collate = if ty == "text" { " COLLATE \"C\"" } else { "" };
     (
         format!(
-            "(coalesce((SELECT {agg}({col}{collate}) FROM {} s WHERE s.res_type = r.res_type AND s.id = r.id AND s.param {param}), {sentinel}){collate})",
+            "(coalesce((SELECT {agg}({col}{collate}) FROM {} s WHERE s.res_type = {row_type} AND s.id = {row_id} AND s.param {param}), {sentinel}){collate})",
             table(kind)
         ),
         ty,
     )
 }
 
-/// Rows strictly after `after` in the order of `keys` (each with its direction), then `r.id`;
-/// strictly before it when `back`.
+/// Rows strictly after `after` in the order of `keys` (each with its direction), then `id` (the
+/// rows' id column); strictly before it when `back`.
 pub(crate) fn keyset(
     b: &mut Builder,
     keys: &[(String, &'static str, bool)],
+    (id, after_id): (&str, &str),
     after: &[String],
-    after_id: &str,
     back: bool,
 ) -> String {
     // (k1 > v1) OR (k1 = v1 AND k2 > v2) OR ... OR (all equal AND id > last id)
@@ -829,7 +834,7 @@ pub(crate) fn keyset(
     }
     let mut c = eqs;
     let op = if back { "<" } else { ">" };
-    c.push(format!("r.id {op} {}", b.text(after_id)));
+    c.push(format!("{id} {op} {}", b.text(after_id)));
     ors.push(all_of(c));
     any_of(ors)
 }

@@ -244,3 +244,177 @@ async fn purge_history_keeps_only_the_current_version() {
     assert_eq!(history(&s, id.clone()).await, 1);
     outcome(purge("never-was".into()).await.unwrap(), 404).await;
 }
+
+/// `(id, versionId)` of every match of `q`, following `next` links, in the order returned.
+async fn matches_with_versions(s: &TestServer, q: &str) -> Vec<(String, String)> {
+    follow_all(s, q)
+        .await
+        .iter()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| {
+            let r = &e["resource"];
+            (
+                r["id"].as_str().unwrap().to_owned(),
+                r["meta"]["versionId"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Pages read from index rows (a token's entries, one filter's rows, a chain's references)
+/// never visit `resources`; they take each id's newest version as its current one. Updated,
+/// deleted and re-created resources show that the newest version is the right one, and that
+/// old versions' values match nothing.
+#[tokio::test]
+async fn searches_return_current_versions_whatever_drives_them() {
+    let s = start().await;
+    let patient = |id: &str, family: &str, given: &str, birth: &str| {
+        json!({"resourceType": "Patient", "id": id, "gender": "female",
+               "name": [{"family": family, "given": [given]}], "birthDate": birth})
+    };
+    let put = |path: String, body: Value| {
+        let s = &s;
+        async move {
+            let r = s.put(&path, &body).await;
+            assert!(r.status().is_success(), "PUT {path}: {}", r.status());
+        }
+    };
+    // p1: three versions, all named Alpha; p2: Alpha, then Beta; p3: deleted;
+    // p4: deleted and created again (version 3); p5: one version.
+    for (given, birth) in [
+        ("Ann", "1990-01-01"),
+        ("Bea", "1991-01-01"),
+        ("Cat", "1992-01-01"),
+    ] {
+        put("Patient/p1".into(), patient("p1", "Alpha", given, birth)).await;
+    }
+    put(
+        "Patient/p2".into(),
+        patient("p2", "Alpha", "Dee", "1980-01-01"),
+    )
+    .await;
+    put(
+        "Patient/p2".into(),
+        patient("p2", "Beta", "Dee", "1980-01-01"),
+    )
+    .await;
+    put(
+        "Patient/p3".into(),
+        patient("p3", "Alpha", "Eve", "1970-01-01"),
+    )
+    .await;
+    assert_eq!(s.delete("Patient/p3").await.status(), 204);
+    put(
+        "Patient/p4".into(),
+        patient("p4", "Alpha", "Fay", "2000-01-01"),
+    )
+    .await;
+    assert_eq!(s.delete("Patient/p4").await.status(), 204);
+    put(
+        "Patient/p4".into(),
+        patient("p4", "Alpha", "Gil", "2001-01-01"),
+    )
+    .await;
+    put(
+        "Patient/p5".into(),
+        patient("p5", "Alpha", "Hal", "1995-01-01"),
+    )
+    .await;
+    let observation = |id: &str, subject: &str, status: &str| {
+        json!({"resourceType": "Observation", "id": id, "status": status,
+               "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+               "subject": {"reference": format!("Patient/{subject}")}})
+    };
+    for (id, subject) in [
+        ("o1", "p1"),
+        ("o2", "p2"),
+        ("o3", "p3"),
+        ("o4", "p4"),
+        ("o5", "p5"),
+    ] {
+        put(
+            format!("Observation/{id}"),
+            observation(id, subject, "preliminary"),
+        )
+        .await;
+        put(
+            format!("Observation/{id}"),
+            observation(id, subject, "final"),
+        )
+        .await;
+    }
+    // o5's newest version no longer has the code; o2's is amended.
+    put(
+        "Observation/o5".into(),
+        json!({"resourceType": "Observation", "id": "o5", "status": "final",
+               "code": {"text": "none"}, "subject": {"reference": "Patient/p5"}}),
+    )
+    .await;
+    put("Observation/o2".into(), observation("o2", "p2", "amended")).await;
+
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    let p_alpha = pairs(&[("p1", "3"), ("p4", "3"), ("p5", "1")]);
+    // One filter, from its string rows, in id order; a page of one at a time.
+    assert_eq!(
+        matches_with_versions(&s, "Patient?name=alpha").await,
+        p_alpha
+    );
+    assert_eq!(
+        matches_with_versions(&s, "Patient?name=alpha&_count=1").await,
+        p_alpha
+    );
+    // Sorted by another parameter: every match's key, newest birth first, over pages of two.
+    assert_eq!(
+        matches_with_versions(&s, "Patient?family=Alpha&_sort=-birthdate&_count=2").await,
+        pairs(&[("p4", "3"), ("p5", "1"), ("p1", "3")])
+    );
+    assert_eq!(
+        matches_with_versions(&s, "Patient?family=Alpha&_sort=given&_count=1").await,
+        pairs(&[("p1", "3"), ("p4", "3"), ("p5", "1")])
+    );
+    // o3 keeps its code though its subject is deleted.
+    let o_code = pairs(&[("o1", "2"), ("o2", "3"), ("o3", "2"), ("o4", "2")]);
+    // An exact token alone, and beside another filter (first tried on capped entries).
+    assert_eq!(
+        matches_with_versions(&s, "Observation?code=http://loinc.org|8867-4").await,
+        o_code
+    );
+    assert_eq!(
+        matches_with_versions(
+            &s,
+            "Observation?code=http://loinc.org|8867-4&status=final&_count=1"
+        )
+        .await,
+        pairs(&[("o1", "2"), ("o3", "2"), ("o4", "2")])
+    );
+    // A chain alone (ordered by target, then id), and among other filters.
+    assert_eq!(
+        matches_with_versions(&s, "Observation?subject:Patient.name=alpha&_count=1").await,
+        pairs(&[("o1", "2"), ("o4", "2"), ("o5", "3")])
+    );
+    assert_eq!(
+        matches_with_versions(
+            &s,
+            "Observation?subject:Patient.name=alpha&code=http://loinc.org|8867-4"
+        )
+        .await,
+        pairs(&[("o1", "2"), ("o4", "2")])
+    );
+    assert_eq!(
+        matches_with_versions(
+            &s,
+            "Observation?subject:Patient.name=alpha&status=final&_count=1"
+        )
+        .await,
+        pairs(&[("o1", "2"), ("o4", "2"), ("o5", "3")])
+    );
+    // The bodies are the current versions' own.
+    let page = json(s.get("Patient?name=alpha&_sort=-birthdate").await).await;
+    let first = &page["entry"][0]["resource"];
+    assert_eq!(first["name"][0]["given"][0], "Gil");
+    assert_eq!(first, &json(s.get("Patient/p4").await).await);
+}
