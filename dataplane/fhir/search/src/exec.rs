@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::page::{capped, driving_entry_cap, page_sql};
 use crate::query::{Filter, Query, ReferenceValue, SearchError, StringMatch, TokenValue};
 use crate::result::{Include, Total};
-use crate::sql::{Builder, Plan, filter};
+use crate::sql::{Builder, Plan, VERSION_COLUMNS, filter, newest_version};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -541,11 +541,6 @@ async fn estimate(
     Ok(plan.map_or(0.0, |p| p[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0)) as i64)
 }
 
-const VERSION_COLUMNS: &str = "r.res_type, r.id, v.version_id, v.last_updated, v.method, v.body
-      FROM resources r
-      JOIN resource_versions v
-        ON v.res_type = r.res_type AND v.id = r.id AND v.version_id = r.version_id";
-
 fn stored(r: &tokio_postgres::Row) -> StoredVersion {
     StoredVersion {
         res_type: r.get(0),
@@ -630,10 +625,12 @@ async fn include_once(
             "f.res_type = {src} AND (f.target_type, f.target_id) IN (SELECT * FROM unnest({tp}::text[], {ip}::text[]))"
         );
         narrow(&mut b, &mut cond, inc);
+        // The referrers are read from their index rows, so they are current: no visit to
+        // `resources`, and their newest versions are the ones to return.
+        let version = newest_version(&src, "r.id");
         b.sql = format!(
-            "SELECT {VERSION_COLUMNS}
-              WHERE NOT r.deleted AND r.res_type = {src}
-                AND r.id IN (SELECT f.id FROM search_reference f WHERE {cond})"
+            "SELECT {src}::text, r.id, {VERSION_COLUMNS}
+               FROM (SELECT DISTINCT f.id FROM search_reference f WHERE {cond}) r {version}"
         );
     } else {
         let ids: Vec<String> = from
@@ -649,10 +646,14 @@ async fn include_once(
         let mut cond =
             format!("f.res_type = {src} AND f.id = ANY({ip}) AND f.target_id IS NOT NULL");
         narrow(&mut b, &mut cond, inc);
+        // A target may be deleted (its newest version is the deletion, with no body) or may
+        // never have existed; `resources` need not be visited to tell.
+        let version = newest_version("r.target_type", "r.target_id");
         b.sql = format!(
-            "SELECT {VERSION_COLUMNS}
-              WHERE NOT r.deleted
-                AND (r.res_type, r.id) IN (SELECT f.target_type, f.target_id FROM search_reference f WHERE {cond})"
+            "SELECT r.target_type, r.target_id, {VERSION_COLUMNS}
+               FROM (SELECT DISTINCT f.target_type, f.target_id FROM search_reference f WHERE {cond}) r
+               {version}
+              WHERE v.body IS NOT NULL"
         );
     }
     // Ids looked up by their keys: the same plan for any page. PostgreSQL kept planning it

@@ -11,7 +11,8 @@ use crate::exec::{
 use crate::query::{Filter, Query, SearchError};
 use crate::result::SortKey;
 use crate::sql::{
-    Builder, Plan, any_of, date_all_cond, filter, has_rows, keyset, row_cond, sort_expr, text_cond,
+    Builder, Plan, VERSION_COLUMNS, any_of, date_all_cond, filter, has_rows, keyset,
+    newest_version, row_cond, sort_expr, text_cond,
 };
 
 /// A page in id order whose first filter is one exact token (`system|code`) can be read from
@@ -227,12 +228,8 @@ pub(crate) fn page_sql(
     let versions = match &driven {
         // The newest version is the current one: these ids have index rows.
         Some((t, _)) => format!(
-            "{t} AS res_type{outer_keys}
-               FROM ({inner}) p
-               CROSS JOIN LATERAL (
-                    SELECT v.version_id, v.last_updated, v.method, v.body FROM resource_versions v
-                     WHERE v.res_type = {t} AND v.id = p.id
-                     ORDER BY v.version_id DESC LIMIT 1) v"
+            "{t} AS res_type{outer_keys} FROM ({inner}) p {}",
+            newest_version(t, "p.id")
         ),
         None => format!(
             "p.res_type{outer_keys}
@@ -242,7 +239,7 @@ pub(crate) fn page_sql(
         ),
     };
     b.sql = format!(
-        "SELECT p.id, v.version_id, v.last_updated, v.method, v.body, {versions}
+        "SELECT p.id, {VERSION_COLUMNS}, {versions}
           ORDER BY {}",
         order(false)
     );

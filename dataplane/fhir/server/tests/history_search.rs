@@ -412,6 +412,46 @@ async fn searches_return_current_versions_whatever_drives_them() {
         .await,
         pairs(&[("o1", "2"), ("o4", "2"), ("o5", "3")])
     );
+    // Includes: a deleted target is left out, the others come in their current versions.
+    let included = |b: &Value| -> Vec<(String, String)> {
+        let mut v: Vec<_> = b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["search"]["mode"] == "include")
+            .map(|e| {
+                let r = &e["resource"];
+                (
+                    format!(
+                        "{}/{}",
+                        r["resourceType"].as_str().unwrap(),
+                        r["id"].as_str().unwrap()
+                    ),
+                    r["meta"]["versionId"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let b = json(
+        s.get("Observation?_id=o1,o3,o4&_include=Observation:subject")
+            .await,
+    )
+    .await;
+    assert_eq!(
+        included(&b),
+        pairs(&[("Patient/p1", "3"), ("Patient/p4", "3")])
+    );
+    let b = json(
+        s.get("Patient?_id=p1,p2&_revinclude=Observation:subject")
+            .await,
+    )
+    .await;
+    assert_eq!(
+        included(&b),
+        pairs(&[("Observation/o1", "2"), ("Observation/o2", "3")])
+    );
     // The bodies are the current versions' own.
     let page = json(s.get("Patient?name=alpha&_sort=-birthdate").await).await;
     let first = &page["entry"][0]["resource"];
