@@ -277,7 +277,12 @@ fn single_filter_ids(
             return None;
         }
         let ids = index_ids(b, rt, only)?;
-        return Some(format!("SELECT DISTINCT x.id FROM ({ids}) x"));
+        let check = if names_others(only) {
+            format!(" WHERE {}", current(&b.text(rt), "x.id"))
+        } else {
+            String::new()
+        };
+        return Some(format!("SELECT DISTINCT x.id FROM ({ids}) x{check}"));
     }
     let back = after.is_some_and(|c| c.back);
     let dir = if back { "DESC" } else { "ASC" };
@@ -288,6 +293,7 @@ fn single_filter_ids(
         })
     };
     let n = b.bind(i64::from(count) + 1);
+    let ty = b.text(rt);
     let ids = match only {
         // Each part's own page first, read in id order from its index, then merged: PostgreSQL
         // does not merge the parts' ordered scans by itself, and hashed every match instead
@@ -296,21 +302,19 @@ fn single_filter_ids(
             let mut pages = Vec::with_capacity(parts.len());
             for part in parts {
                 let ids = part_ids(b, rt, part)?;
-                let w = from("p");
-                pages.push(format!(
-                    "(SELECT DISTINCT p.id FROM ({ids}) p{w} ORDER BY p.id {dir} LIMIT {n})"
-                ));
+                let ids = format!("SELECT p.id FROM ({ids}) p{}", from("p"));
+                let check = names_others(part).then(|| ty.clone());
+                pages.push(format!("({})", first_ids(&ids, dir, &n, check.as_deref())));
             }
             pages.join(" UNION ALL ")
         }
         f => {
             let ids = index_ids(b, rt, f)?;
-            format!("SELECT x.id FROM ({ids}) x{}", from("x"))
+            let ids = format!("SELECT x.id FROM ({ids}) x{}", from("x"));
+            return Some(first_ids(&ids, dir, &n, names_others(f).then_some(&ty)));
         }
     };
-    Some(format!(
-        "SELECT DISTINCT x.id FROM ({ids}) x ORDER BY x.id {dir} LIMIT {n}"
-    ))
+    Some(first_ids(&ids, dir, &n, None))
 }
 
 /// A search whose only filter is a chain through one target type: its parameter, the target
@@ -454,6 +458,7 @@ fn index_ids(b: &mut Builder, rt: &str, f: &Filter) -> Option<String> {
             param,
             inner,
         } => {
+            // Other resources' reference targets, not this type's own rows: see `names_others`.
             let (a, rows) = has_rows(b, ty, res_type, param, inner);
             format!("SELECT {a}.target_id AS id {rows}")
         }
@@ -476,6 +481,40 @@ fn part_ids(b: &mut Builder, rt: &str, f: &Filter) -> Option<String> {
         Filter::Id(ids) => Some(format!("SELECT unnest({}) AS id", b.bind(ids.clone()))),
         f => index_ids(b, rt, f),
     }
+}
+
+/// Whether `f`'s ids may name resources that are not current: a `_has` reads other resources'
+/// reference targets (which may be deleted), a compartment lists its own resource by id. Only
+/// the searched type's own index rows are known current; these ids are checked before they
+/// drive a page ([`current_only`]).
+fn names_others(f: &Filter) -> bool {
+    match f {
+        Filter::Has { .. } | Filter::Id(_) => true,
+        Filter::Or(fs) => fs.iter().any(names_others),
+        _ => false,
+    }
+}
+
+/// The first `n` of the ids `ids` (column `id`, possibly repeated) in `dir` order, each checked
+/// to be a current resource of type `ty` when `check`. The check comes after the sort, one
+/// probe per id until the page is full (`OFFSET 0` keeps it a probe rather than a join with
+/// every resource of the type): checking every match first doubled the `_has` shape's cost.
+fn first_ids(ids: &str, dir: &str, n: &str, check: Option<&str>) -> String {
+    match check {
+        None => format!("SELECT DISTINCT x.id FROM ({ids}) x ORDER BY x.id {dir} LIMIT {n}"),
+        Some(ty) => format!(
+            "SELECT y.id FROM (SELECT DISTINCT x.id FROM ({ids}) x ORDER BY x.id {dir}) y
+              WHERE {} ORDER BY y.id {dir} LIMIT {n}",
+            current(ty, "y.id")
+        ),
+    }
+}
+
+/// That (`ty`, `id`) is a current, undeleted resource, probed per row.
+fn current(ty: &str, id: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM resources r WHERE r.res_type = {ty} AND r.id = {id} AND NOT r.deleted OFFSET 0)"
+    )
 }
 
 /// The ids a chain matches, read from the chain's own reference rows: a page in id order can

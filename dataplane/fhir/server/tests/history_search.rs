@@ -412,6 +412,25 @@ async fn searches_return_current_versions_whatever_drives_them() {
         .await,
         pairs(&[("o1", "2"), ("o4", "2"), ("o5", "3")])
     );
+    // `_has` reads other resources' reference targets, and a compartment lists its own
+    // resource (Encounter/x/Encounter): a deleted one is left out of both.
+    assert_eq!(
+        matches_with_versions(&s, "Patient?_has:Observation:subject:status=final&_count=1").await,
+        pairs(&[("p1", "3"), ("p4", "3"), ("p5", "1")])
+    );
+    let encounter = |id: &str, status: &str| json!({"resourceType": "Encounter", "id": id, "status": status, "class": {"code": "AMB"}});
+    put("Encounter/e1".into(), encounter("e1", "planned")).await;
+    put("Encounter/e1".into(), encounter("e1", "finished")).await;
+    put("Encounter/e2".into(), encounter("e2", "planned")).await;
+    assert_eq!(s.delete("Encounter/e2").await.status(), 204);
+    assert_eq!(
+        matches_with_versions(&s, "Encounter/e1/Encounter").await,
+        pairs(&[("e1", "2")])
+    );
+    assert_eq!(
+        matches_with_versions(&s, "Encounter/e2/Encounter").await,
+        pairs(&[])
+    );
     // Includes: a deleted target is left out, the others come in their current versions.
     let included = |b: &Value| -> Vec<(String, String)> {
         let mut v: Vec<_> = b["entry"]
