@@ -303,15 +303,20 @@ fn single_filter_ids(
             for part in parts {
                 let ids = part_ids(b, rt, part)?;
                 let ids = format!("SELECT p.id FROM ({ids}) p{}", from("p"));
-                let check = names_others(part).then(|| ty.clone());
-                pages.push(format!("({})", first_ids(&ids, dir, &n, check.as_deref())));
+                let check = names_others(part).then_some(ty.as_str());
+                pages.push(format!("({})", first_ids(&ids, dir, &n, check)));
             }
             pages.join(" UNION ALL ")
         }
         f => {
             let ids = index_ids(b, rt, f)?;
             let ids = format!("SELECT x.id FROM ({ids}) x{}", from("x"));
-            return Some(first_ids(&ids, dir, &n, names_others(f).then_some(&ty)));
+            return Some(first_ids(
+                &ids,
+                dir,
+                &n,
+                names_others(f).then_some(ty.as_str()),
+            ));
         }
     };
     Some(first_ids(&ids, dir, &n, None))
