@@ -293,7 +293,9 @@ fn single_filter_ids(
         })
     };
     let n = b.bind(i64::from(count) + 1);
-    let ty = b.text(rt);
+    // The type, bound only where some ids are to be checked.
+    let ty = names_others(only).then(|| b.text(rt));
+    let check = |f: &Filter| ty.as_deref().filter(|_| names_others(f));
     let ids = match only {
         // Each part's own page first, read in id order from its index, then merged: PostgreSQL
         // does not merge the parts' ordered scans by itself, and hashed every match instead
@@ -303,20 +305,14 @@ fn single_filter_ids(
             for part in parts {
                 let ids = part_ids(b, rt, part)?;
                 let ids = format!("SELECT p.id FROM ({ids}) p{}", from("p"));
-                let check = names_others(part).then_some(ty.as_str());
-                pages.push(format!("({})", first_ids(&ids, dir, &n, check)));
+                pages.push(format!("({})", first_ids(&ids, dir, &n, check(part))));
             }
             pages.join(" UNION ALL ")
         }
         f => {
             let ids = index_ids(b, rt, f)?;
             let ids = format!("SELECT x.id FROM ({ids}) x{}", from("x"));
-            return Some(first_ids(
-                &ids,
-                dir,
-                &n,
-                names_others(f).then_some(ty.as_str()),
-            ));
+            return Some(first_ids(&ids, dir, &n, check(f)));
         }
     };
     Some(first_ids(&ids, dir, &n, None))
