@@ -268,16 +268,22 @@ async fn matches_with_versions(s: &TestServer, q: &str) -> Vec<(String, String)>
 #[tokio::test]
 async fn searches_return_current_versions_whatever_drives_them() {
     let s = start().await;
-    let patient = |id: &str, family: &str, given: &str, birth: &str| {
-        json!({"resourceType": "Patient", "id": id, "gender": "female",
-               "name": [{"family": family, "given": [given]}], "birthDate": birth})
-    };
-    let put = |path: String, body: Value| {
+    // Stored under its own type and id.
+    let put = |body: Value| {
         let s = &s;
         async move {
+            let path = format!(
+                "{}/{}",
+                body["resourceType"].as_str().unwrap(),
+                body["id"].as_str().unwrap()
+            );
             let r = s.put(&path, &body).await;
             assert!(r.status().is_success(), "PUT {path}: {}", r.status());
         }
+    };
+    let patient = |id: &str, family: &str, given: &str, birth: &str| {
+        json!({"resourceType": "Patient", "id": id, "gender": "female",
+               "name": [{"family": family, "given": [given]}], "birthDate": birth})
     };
     // p1: three versions, all named Alpha; p2: Alpha, then Beta; p3: deleted;
     // p4: deleted and created again (version 3); p5: one version.
@@ -286,40 +292,16 @@ async fn searches_return_current_versions_whatever_drives_them() {
         ("Bea", "1991-01-01"),
         ("Cat", "1992-01-01"),
     ] {
-        put("Patient/p1".into(), patient("p1", "Alpha", given, birth)).await;
+        put(patient("p1", "Alpha", given, birth)).await;
     }
-    put(
-        "Patient/p2".into(),
-        patient("p2", "Alpha", "Dee", "1980-01-01"),
-    )
-    .await;
-    put(
-        "Patient/p2".into(),
-        patient("p2", "Beta", "Dee", "1980-01-01"),
-    )
-    .await;
-    put(
-        "Patient/p3".into(),
-        patient("p3", "Alpha", "Eve", "1970-01-01"),
-    )
-    .await;
+    put(patient("p2", "Alpha", "Dee", "1980-01-01")).await;
+    put(patient("p2", "Beta", "Dee", "1980-01-01")).await;
+    put(patient("p3", "Alpha", "Eve", "1970-01-01")).await;
     assert_eq!(s.delete("Patient/p3").await.status(), 204);
-    put(
-        "Patient/p4".into(),
-        patient("p4", "Alpha", "Fay", "2000-01-01"),
-    )
-    .await;
+    put(patient("p4", "Alpha", "Fay", "2000-01-01")).await;
     assert_eq!(s.delete("Patient/p4").await.status(), 204);
-    put(
-        "Patient/p4".into(),
-        patient("p4", "Alpha", "Gil", "2001-01-01"),
-    )
-    .await;
-    put(
-        "Patient/p5".into(),
-        patient("p5", "Alpha", "Hal", "1995-01-01"),
-    )
-    .await;
+    put(patient("p4", "Alpha", "Gil", "2001-01-01")).await;
+    put(patient("p5", "Alpha", "Hal", "1995-01-01")).await;
     let observation = |id: &str, subject: &str, status: &str| {
         json!({"resourceType": "Observation", "id": id, "status": status,
                "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
@@ -332,105 +314,79 @@ async fn searches_return_current_versions_whatever_drives_them() {
         ("o4", "p4"),
         ("o5", "p5"),
     ] {
-        put(
-            format!("Observation/{id}"),
-            observation(id, subject, "preliminary"),
-        )
-        .await;
-        put(
-            format!("Observation/{id}"),
-            observation(id, subject, "final"),
-        )
-        .await;
+        put(observation(id, subject, "preliminary")).await;
+        put(observation(id, subject, "final")).await;
     }
     // o5's newest version no longer has the code; o2's is amended.
     put(
-        "Observation/o5".into(),
         json!({"resourceType": "Observation", "id": "o5", "status": "final",
                "code": {"text": "none"}, "subject": {"reference": "Patient/p5"}}),
     )
     .await;
-    put("Observation/o2".into(), observation("o2", "p2", "amended")).await;
+    put(observation("o2", "p2", "amended")).await;
+    // e1: two versions; e2: deleted.
+    let encounter = |id: &str, status: &str| json!({"resourceType": "Encounter", "id": id, "status": status, "class": {"code": "AMB"}});
+    put(encounter("e1", "planned")).await;
+    put(encounter("e1", "finished")).await;
+    put(encounter("e2", "planned")).await;
+    assert_eq!(s.delete("Encounter/e2").await.status(), 204);
 
-    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+    let p_alpha: &[(&str, &str)] = &[("p1", "3"), ("p4", "3"), ("p5", "1")];
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        // One filter, from its string rows, in id order; a page of one at a time.
+        ("Patient?name=alpha", p_alpha),
+        ("Patient?name=alpha&_count=1", p_alpha),
+        // Sorted by another parameter: every match's key, over pages of two and of one.
+        (
+            "Patient?family=Alpha&_sort=-birthdate&_count=2",
+            &[("p4", "3"), ("p5", "1"), ("p1", "3")],
+        ),
+        ("Patient?family=Alpha&_sort=given&_count=1", p_alpha),
+        // An exact token alone (o3 keeps its code though its subject is deleted), and beside
+        // another filter (first tried on capped entries).
+        (
+            "Observation?code=http://loinc.org|8867-4",
+            &[("o1", "2"), ("o2", "3"), ("o3", "2"), ("o4", "2")],
+        ),
+        (
+            "Observation?code=http://loinc.org|8867-4&status=final&_count=1",
+            &[("o1", "2"), ("o3", "2"), ("o4", "2")],
+        ),
+        // A chain alone (ordered by target, then id), and among other filters.
+        (
+            "Observation?subject:Patient.name=alpha&_count=1",
+            &[("o1", "2"), ("o4", "2"), ("o5", "3")],
+        ),
+        (
+            "Observation?subject:Patient.name=alpha&code=http://loinc.org|8867-4",
+            &[("o1", "2"), ("o4", "2")],
+        ),
+        (
+            "Observation?subject:Patient.name=alpha&status=final&_count=1",
+            &[("o1", "2"), ("o4", "2"), ("o5", "3")],
+        ),
+        // `_has` reads other resources' reference targets, and a compartment lists its own
+        // resource (Encounter/x/Encounter): a deleted one is left out of both.
+        (
+            "Patient?_has:Observation:subject:status=final&_count=1",
+            p_alpha,
+        ),
+        ("Encounter/e1/Encounter", &[("e1", "2")]),
+        ("Encounter/e2/Encounter", &[]),
+    ];
+    let owned = |v: &[(&str, &str)]| -> Vec<(String, String)> {
         v.iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
     };
-    let p_alpha = pairs(&[("p1", "3"), ("p4", "3"), ("p5", "1")]);
-    // One filter, from its string rows, in id order; a page of one at a time.
-    assert_eq!(
-        matches_with_versions(&s, "Patient?name=alpha").await,
-        p_alpha
-    );
-    assert_eq!(
-        matches_with_versions(&s, "Patient?name=alpha&_count=1").await,
-        p_alpha
-    );
-    // Sorted by another parameter: every match's key, newest birth first, over pages of two.
-    assert_eq!(
-        matches_with_versions(&s, "Patient?family=Alpha&_sort=-birthdate&_count=2").await,
-        pairs(&[("p4", "3"), ("p5", "1"), ("p1", "3")])
-    );
-    assert_eq!(
-        matches_with_versions(&s, "Patient?family=Alpha&_sort=given&_count=1").await,
-        pairs(&[("p1", "3"), ("p4", "3"), ("p5", "1")])
-    );
-    // o3 keeps its code though its subject is deleted.
-    let o_code = pairs(&[("o1", "2"), ("o2", "3"), ("o3", "2"), ("o4", "2")]);
-    // An exact token alone, and beside another filter (first tried on capped entries).
-    assert_eq!(
-        matches_with_versions(&s, "Observation?code=http://loinc.org|8867-4").await,
-        o_code
-    );
-    assert_eq!(
-        matches_with_versions(
-            &s,
-            "Observation?code=http://loinc.org|8867-4&status=final&_count=1"
-        )
-        .await,
-        pairs(&[("o1", "2"), ("o3", "2"), ("o4", "2")])
-    );
-    // A chain alone (ordered by target, then id), and among other filters.
-    assert_eq!(
-        matches_with_versions(&s, "Observation?subject:Patient.name=alpha&_count=1").await,
-        pairs(&[("o1", "2"), ("o4", "2"), ("o5", "3")])
-    );
-    assert_eq!(
-        matches_with_versions(
-            &s,
-            "Observation?subject:Patient.name=alpha&code=http://loinc.org|8867-4"
-        )
-        .await,
-        pairs(&[("o1", "2"), ("o4", "2")])
-    );
-    assert_eq!(
-        matches_with_versions(
-            &s,
-            "Observation?subject:Patient.name=alpha&status=final&_count=1"
-        )
-        .await,
-        pairs(&[("o1", "2"), ("o4", "2"), ("o5", "3")])
-    );
-    // `_has` reads other resources' reference targets, and a compartment lists its own
-    // resource (Encounter/x/Encounter): a deleted one is left out of both.
-    assert_eq!(
-        matches_with_versions(&s, "Patient?_has:Observation:subject:status=final&_count=1").await,
-        pairs(&[("p1", "3"), ("p4", "3"), ("p5", "1")])
-    );
-    let encounter = |id: &str, status: &str| json!({"resourceType": "Encounter", "id": id, "status": status, "class": {"code": "AMB"}});
-    put("Encounter/e1".into(), encounter("e1", "planned")).await;
-    put("Encounter/e1".into(), encounter("e1", "finished")).await;
-    put("Encounter/e2".into(), encounter("e2", "planned")).await;
-    assert_eq!(s.delete("Encounter/e2").await.status(), 204);
-    assert_eq!(
-        matches_with_versions(&s, "Encounter/e1/Encounter").await,
-        pairs(&[("e1", "2")])
-    );
-    assert_eq!(
-        matches_with_versions(&s, "Encounter/e2/Encounter").await,
-        pairs(&[])
-    );
+    for (query, want) in cases {
+        assert_eq!(
+            matches_with_versions(&s, query).await,
+            owned(want),
+            "{query}"
+        );
+    }
+
     // Includes: a deleted target is left out, the others come in their current versions.
     let included = |b: &Value| -> Vec<(String, String)> {
         let mut v: Vec<_> = b["entry"]
@@ -440,14 +396,12 @@ async fn searches_return_current_versions_whatever_drives_them() {
             .filter(|e| e["search"]["mode"] == "include")
             .map(|e| {
                 let r = &e["resource"];
-                (
-                    format!(
-                        "{}/{}",
-                        r["resourceType"].as_str().unwrap(),
-                        r["id"].as_str().unwrap()
-                    ),
-                    r["meta"]["versionId"].as_str().unwrap().to_owned(),
-                )
+                let id = format!(
+                    "{}/{}",
+                    r["resourceType"].as_str().unwrap(),
+                    r["id"].as_str().unwrap()
+                );
+                (id, r["meta"]["versionId"].as_str().unwrap().to_owned())
             })
             .collect();
         v.sort();
@@ -460,7 +414,7 @@ async fn searches_return_current_versions_whatever_drives_them() {
     .await;
     assert_eq!(
         included(&b),
-        pairs(&[("Patient/p1", "3"), ("Patient/p4", "3")])
+        owned(&[("Patient/p1", "3"), ("Patient/p4", "3")])
     );
     let b = json(
         s.get("Patient?_id=p1,p2&_revinclude=Observation:subject")
@@ -469,7 +423,7 @@ async fn searches_return_current_versions_whatever_drives_them() {
     .await;
     assert_eq!(
         included(&b),
-        pairs(&[("Observation/o1", "2"), ("Observation/o2", "3")])
+        owned(&[("Observation/o1", "2"), ("Observation/o2", "3")])
     );
     // The bodies are the current versions' own.
     let page = json(s.get("Patient?name=alpha&_sort=-birthdate").await).await;
