@@ -14,6 +14,7 @@ mod error;
 mod extended;
 mod media;
 mod qido;
+mod spool;
 mod stow;
 mod sweep;
 mod wado;

@@ -16,11 +16,11 @@ use futures_util::StreamExt;
 use hds_dicom_index::{DurableInstance, NewInstance, StoreOutcome, StoreReport};
 use hds_dicom_model::{Instance, ParseOptions};
 use serde_json::{Map, Value, json};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::media::parse_one;
+use crate::spool::Spool;
 use crate::{AppState, Blobs, DicomError};
 
 /// Azure's failure reasons (PS3.18 Table 10.5.3-1 and Azure's own).
@@ -303,63 +303,54 @@ fn multipart_error(e: multer::Error, limit: u64) -> DicomError {
     }
 }
 
-/// Reads a part into memory, or into a temporary file once it outgrows `spool`: in the local
-/// store's spool directory when there is one (the file is then renamed into place), else in
-/// the system's.
+/// Reads a part into memory, or into a file once it outgrows `spool` (`spool.rs`): in the
+/// local store's spool directory when there is one (the file is then renamed into place), else
+/// in the system's temporary directory.
 async fn collect(
     mut stream: impl futures_util::Stream<Item = Result<Bytes, DicomError>> + Unpin,
     spool: u64,
     dir: Option<&std::path::Path>,
 ) -> Result<Part, DicomError> {
-    // The spooled file is written in pieces of this size: each write is a hand-off to the
-    // blocking pool, and the body arrives in chunks of a few KiB.
-    const PIECE: usize = 4 * 1024 * 1024;
-    let mut buf = BytesMut::new();
-    let mut file: Option<(tokio::fs::File, tempfile::TempPath, u64)> = None;
+    // Chunks are held as they came (no copy) until the part is whole or outgrows memory.
+    let mut held: Vec<Bytes> = Vec::new();
+    let mut held_len = 0u64;
+    let mut file: Option<Spool> = None;
     let io = |e: std::io::Error| DicomError::Internal(format!("cannot spool a large part: {e}"));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
-        buf.extend_from_slice(&chunk);
-        if let Some((f, _, n)) = &mut file {
-            if buf.len() >= PIECE {
-                f.write_all(&buf).await.map_err(io)?;
-                *n += buf.len() as u64;
-                buf.clear();
-            }
+        if let Some(f) = &mut file {
+            f.push(&chunk).await.map_err(io)?;
             continue;
         }
-        if buf.len() as u64 > spool {
-            let temp = match dir {
-                // Not a dot file: the store's listing, which the orphan sweep reads, shows it.
-                Some(dir) => {
-                    let new = || tempfile::Builder::new().prefix("part-").tempfile_in(dir);
-                    new().or_else(|e| {
-                        if e.kind() != std::io::ErrorKind::NotFound {
-                            return Err(e);
-                        }
-                        std::fs::create_dir_all(dir)?;
-                        new()
-                    })
-                }
-                None => tempfile::NamedTempFile::new(),
-            };
-            let (f, path) = temp.map_err(io)?.into_parts();
-            let mut f = tokio::fs::File::from_std(f);
-            f.write_all(&buf).await.map_err(io)?;
-            let n = buf.len() as u64;
-            buf = BytesMut::with_capacity(PIECE + 64 * 1024);
-            file = Some((f, path, n));
+        held_len += chunk.len() as u64;
+        held.push(chunk);
+        if held_len > spool {
+            let mut f = Spool::create(dir).map_err(io)?;
+            for c in held.drain(..) {
+                f.push(&c).await.map_err(io)?;
+            }
+            file = Some(f);
         }
     }
     match file {
-        Some((mut f, path, mut n)) => {
-            f.write_all(&buf).await.map_err(io)?;
-            n += buf.len() as u64;
-            f.flush().await.map_err(io)?;
+        Some(f) => {
+            let (path, n) = f.finish().await.map_err(io)?;
             Ok(Part::Spooled(path, n))
         }
-        None => Ok(Part::Memory(buf.freeze())),
+        None => Ok(Part::Memory(joined(held, held_len as usize))),
     }
+}
+
+/// The chunks of a part as one buffer: the chunk itself when there is one.
+fn joined(mut chunks: Vec<Bytes>, len: usize) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.pop().unwrap_or_default();
+    }
+    let mut whole = BytesMut::with_capacity(len);
+    for c in &chunks {
+        whole.extend_from_slice(c);
+    }
+    whole.freeze()
 }
 
 async fn spawn_part(
@@ -630,4 +621,21 @@ fn answer(
         HeaderValue::from_static("application/dicom+json"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_part_in_chunks_is_joined_in_order() {
+        let chunks =
+            |parts: &[&'static [u8]]| parts.iter().map(|p| Bytes::from_static(p)).collect();
+        assert_eq!(joined(Vec::new(), 0), Bytes::new());
+        assert_eq!(joined(chunks(&[b"DICM"]), 4), Bytes::from_static(b"DICM"));
+        assert_eq!(
+            joined(chunks(&[b"DI", b"", b"CM", b"!"]), 5),
+            Bytes::from_static(b"DICM!")
+        );
+    }
 }
