@@ -38,6 +38,8 @@
 #                           (on; off, with DICOM_BENCH_HDS_SYNC=false, measures hds with no flush)
 #   DICOM_BENCH_KEEP        1 keeps the servers' stores after the run
 #   DICOM_BENCH_TARGET      cargo target dir ($HOME/.cache/hds-bench-target)
+#   DICOM_BENCH_HDS_BIN     an hds binary to measure instead of building one (a before/after
+#                           pair of runs: copy each build out of the target dir first)
 #   DICOM_BENCH_VENV        Python venv with pydicom ($HOME/.cache/hds-bench-venv)
 #   HDS_CACHE               ($HOME/.cache/hds): data cache, results, run directories
 set -euo pipefail
@@ -335,8 +337,10 @@ fi
 log "building dicom-load (release) in $CARGO_TARGET_DIR"
 (cd "$root" && cargo build --release -q -p hds-bench --bin dicom-load)
 load_bin="$CARGO_TARGET_DIR/release/dicom-load"
-hds_bin="$CARGO_TARGET_DIR/release/hds"
-if [[ " $peers " == *" hds "* ]]; then
+hds_bin="${DICOM_BENCH_HDS_BIN:-$CARGO_TARGET_DIR/release/hds}"
+if [[ " $peers " == *" hds "* && -n ${DICOM_BENCH_HDS_BIN:-} ]]; then
+    log "measuring $hds_bin (DICOM_BENCH_HDS_BIN), not a fresh build"
+elif [[ " $peers " == *" hds "* ]]; then
     log "building hds (release)"
     (cd "$root" && cargo build --release -q -p hds)
     if ! "$hds_bin" dicom --help >/dev/null 2>&1; then
