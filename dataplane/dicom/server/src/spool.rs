@@ -5,9 +5,9 @@
 //! writeback to the disk is started at once (`sync_file_range`), so the `syncfs` that later
 //! makes the request's files durable finds little left to write. Writing 16 files of 64 MiB
 //! from two threads and then syncing took 1.9–3.4 s through the page cache alone and
-//! 0.6–0.7 s with writeback started per piece, as with `O_DIRECT` (docs/benchmarks.md). Direct
-//! writes were tried and dropped: their files read back cold 20–50% slower, for about 10%
-//! more on a large STOW in interleaved runs.
+//! 0.6–0.7 s with writeback started per piece, as with `O_DIRECT`. Direct writes stored large
+//! instances 2.5–3× faster still, but hds's first retrieve of such a file ran at half speed on
+//! the benchmark machine, so they are left out until that is understood (docs/benchmarks.md).
 
 use std::fs::File;
 use std::io::Write;
