@@ -486,8 +486,8 @@ fn part_ids(b: &mut Builder, rt: &str, f: &Filter) -> Option<String> {
 
 /// Whether `f`'s ids may name resources that are not current: a `_has` reads other resources'
 /// reference targets (which may be deleted), a compartment lists its own resource by id. Only
-/// the searched type's own index rows are known current; these ids are checked before they
-/// drive a page ([`current_only`]).
+/// the searched type's own index rows are known current; these ids are checked as they fill a
+/// page ([`first_ids`]).
 fn names_others(f: &Filter) -> bool {
     match f {
         Filter::Has { .. } | Filter::Id(_) => true,
