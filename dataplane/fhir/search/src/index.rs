@@ -43,6 +43,16 @@ pub fn extract_with(registry: &Registry, resource: &Value) -> IndexEntries {
             composite(&mut out, registry, resource, param, &items);
             continue;
         }
+        // Its references are rows of another parameter (`SearchParam::narrows`); only the
+        // identifiers it holds, for `:identifier`, are its own.
+        if param.narrows.is_some() {
+            for item in &items {
+                if let Item::Node { value, .. } = item {
+                    reference_identifier(&mut out, &param.code, value);
+                }
+            }
+            continue;
+        }
         for item in &items {
             index_item(&mut out, &param.code, param.kind, item);
         }
@@ -489,11 +499,11 @@ pub fn parse_reference(r: &str) -> (Option<&str>, Option<&str>) {
 }
 
 fn reference(out: &mut IndexEntries, param: &str, value: &Value) {
-    let (url_text, identifier) = match value {
+    let url_text = match value {
         // canonical and uri elements are plain strings.
-        Value::String(s) => (Some(s.as_str()), None),
-        Value::Object(_) => (s(value, "reference"), value.get("identifier")),
-        _ => (None, None),
+        Value::String(s) => Some(s.as_str()),
+        Value::Object(_) => s(value, "reference"),
+        _ => None,
     };
     if let Some(r) = url_text
         && !r.starts_with('#')
@@ -516,8 +526,12 @@ fn reference(out: &mut IndexEntries, param: &str, value: &Value) {
             version: version.map(str::to_owned),
         });
     }
-    // Reference.identifier answers `param:identifier`, stored as a token under that name.
-    if let Some(ident) = identifier
+    reference_identifier(out, param, value);
+}
+
+/// Reference.identifier answers `param:identifier`, stored as a token under that name.
+fn reference_identifier(out: &mut IndexEntries, param: &str, value: &Value) {
+    if let Some(ident) = value.get("identifier")
         && let Some(v) = s(ident, "value")
     {
         push_token(
@@ -591,8 +605,8 @@ mod tests {
         assert_eq!(q.code.as_deref(), Some("kg"));
         let code = e.tokens.iter().find(|t| t.param == "code").unwrap();
         assert_eq!(code.display.as_deref(), Some("body weight"));
-        // subject and patient both index the reference; patient only because it is a Patient.
-        assert!(e.references.iter().any(|r| r.param == "patient"));
+        // subject indexes the reference; patient (subject narrowed to Patients) reads its row.
+        assert!(!e.references.iter().any(|r| r.param == "patient"));
         assert!(e.references.iter().any(|r| r.param == "subject"));
         let d = e.dates.iter().find(|d| d.param == "date").unwrap();
         assert_eq!(d.hi, *OPEN_END);
@@ -607,5 +621,67 @@ mod tests {
         );
         assert_eq!(parse_reference("urn:uuid:abc"), (None, None));
         assert_eq!(parse_reference("Foo/1"), (None, None));
+    }
+
+    #[test]
+    fn a_narrowed_reference_parameter_lends_its_rows_and_keeps_its_identifiers() {
+        let e = extract(&json!({
+            "resourceType": "Observation", "id": "o", "status": "final",
+            "code": {"text": "x"},
+            "subject": {"reference": "Patient/1",
+                        "identifier": {"system": "urn:mrn", "value": "42"}},
+        }));
+        let refs: Vec<&str> = e.references.iter().map(|r| r.param.as_str()).collect();
+        assert_eq!(refs, ["subject"]);
+        let idents: Vec<&str> = e
+            .tokens
+            .iter()
+            .filter(|t| t.param.ends_with(":identifier"))
+            .map(|t| t.param.as_str())
+            .collect();
+        assert_eq!(idents.len(), 2);
+        assert!(idents.contains(&"patient:identifier"));
+        assert!(idents.contains(&"subject:identifier"));
+    }
+
+    /// What makes `patient` answerable from `subject` rows: the expression selects a reference
+    /// exactly when the row stored for it names a Patient.
+    #[test]
+    fn resolve_is_patient_agrees_with_the_row_target_type() {
+        let patient = crate::registry::r4()
+            .get("Observation", "patient")
+            .and_then(|p| p.expression.clone())
+            .unwrap();
+        for r in [
+            "Patient/1",
+            "Patient/a-b.c",
+            "Patient/1/_history/2",
+            "http://example.org/fhir/Patient/7",
+            "http://example.org/fhir/Patient/7/_history/1",
+            "Group/1",
+            "Device/d",
+            "http://example.org/fhir/Group/7",
+            "urn:uuid:9b1f8a36-3c1c-4c55-9f0a-8a2a3f0a1b2c",
+            "#p1",
+            "Patient",
+            "Patient/",
+            "Foo/1",
+        ] {
+            let o = json!({
+                "resourceType": "Observation", "id": "o", "status": "final",
+                "code": {"text": "x"}, "subject": {"reference": r},
+                "contained": [{"resourceType": "Patient", "id": "p1"}],
+            });
+            let selected = !patient.evaluate(&o).unwrap().is_empty();
+            let mut rows = IndexEntries::default();
+            reference(&mut rows, "subject", &o["subject"]);
+            let row_is_patient = rows
+                .references
+                .iter()
+                .any(|row| row.target_type.as_deref() == Some("Patient"));
+            // A contained Patient resolves, but contained references have no rows at all.
+            let expected = selected && !r.starts_with('#');
+            assert_eq!(row_is_patient, expected, "{r}");
+        }
     }
 }

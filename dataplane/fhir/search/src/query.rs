@@ -144,6 +144,9 @@ pub enum Filter {
         param: String,
         kind: ParamType,
         missing: bool,
+        /// Only rows referring to this type count (a narrowed reference parameter's,
+        /// [`crate::registry::SearchParam::narrows`]).
+        target_type: Option<String>,
     },
     /// `param:Type.rest=value`: some target of `param`, of one of the types, matches the inner
     /// filter (parsed per target type, since the chained parameter differs by type).
@@ -443,21 +446,61 @@ pub fn parse_filter(
                 return Err(invalid(name, value, "':missing' takes true or false"));
             }
         };
-        return Ok(Ok(over_parts(
-            param,
-            Filter::Missing {
-                param: code.to_owned(),
-                kind: param.kind,
-                missing,
-            },
-        )));
+        let f = Filter::Missing {
+            param: code.to_owned(),
+            kind: param.kind,
+            missing,
+            target_type: None,
+        };
+        return Ok(Ok(narrowed(param, over_parts(param, f))));
     }
     let values = split_values(value);
     if values.iter().all(|v| v.is_empty()) {
         return Err(invalid(name, value, "a value is required"));
     }
     param_filter(reg, res_type, param, modifier, &values, name, value)
-        .map(|f| Ok(over_parts(param, f)))
+        .map(|f| Ok(narrowed(param, over_parts(param, f))))
+}
+
+/// A filter on a narrowed reference parameter ([`crate::registry::SearchParam::narrows`]) as
+/// the same filter on the rows that answer it: the other parameter's references to its one
+/// target type. A value naming another type, or an absolute reference that names no type,
+/// can never be among its values. `:identifier` tokens are its own and stay as they are.
+fn narrowed(param: &SearchParam, f: Filter) -> Filter {
+    let Some(n) = &param.narrows else {
+        return f;
+    };
+    match f {
+        Filter::Reference { values, .. } => {
+            let values: Vec<ReferenceValue> = values
+                .into_iter()
+                .filter_map(|mut v| match &v.target_type {
+                    Some(t) if *t != n.target_type => None,
+                    Some(_) => Some(v),
+                    None if v.url.is_some() => None,
+                    None => {
+                        v.target_type = Some(n.target_type.clone());
+                        Some(v)
+                    }
+                })
+                .collect();
+            if values.is_empty() {
+                // No resource: what `_id:missing=true` matches.
+                return Filter::Id(Vec::new());
+            }
+            Filter::Reference {
+                param: n.param.clone(),
+                values,
+            }
+        }
+        Filter::Missing { kind, missing, .. } => Filter::Missing {
+            param: n.param.clone(),
+            kind,
+            missing,
+            target_type: Some(n.target_type.clone()),
+        },
+        f => f,
+    }
 }
 
 /// A filter on a parameter that is a union of others ([`SearchParam::union_of`]) as the same
@@ -818,6 +861,16 @@ fn parse_chain(
         )));
     }
     let next_code = rest.split([':', '.']).next().unwrap_or_default();
+    if let Some(t) = modifier
+        && !param.targets.is_empty()
+        && !param.targets.iter().any(|x| x == t)
+    {
+        return Err(SearchError::Invalid(format!(
+            "'{name}': {} cannot point at a {t} (targets: {})",
+            param.code,
+            param.targets.join(", ")
+        )));
+    }
     let candidates: Vec<String> = match modifier {
         Some(t) => vec![t.to_owned()],
         None if !param.targets.is_empty() => param.targets.clone(),
@@ -846,10 +899,20 @@ fn parse_chain(
             param.code
         )));
     }
-    Ok(Ok(Filter::Chain {
-        param: param.code.clone(),
-        targets,
-    }))
+    // A narrowed parameter's targets are its rows' parameter's of its one type.
+    let param = match &param.narrows {
+        Some(n) => {
+            targets.retain(|(t, _)| *t == n.target_type);
+            n.param.clone()
+        }
+        None => param.code.clone(),
+    };
+    if targets.is_empty() {
+        return Err(SearchError::Invalid(format!(
+            "'{name}': no target type of {param} has a search parameter '{next_code}'"
+        )));
+    }
+    Ok(Ok(Filter::Chain { param, targets }))
 }
 
 /// `Type:param:rest` of `_has:Type:param:rest=value`.
@@ -877,6 +940,9 @@ fn parse_has(
     };
     if p.kind != ParamType::Reference
         || (!p.targets.is_empty() && !p.targets.iter().any(|t| t == res_type))
+        || p.narrows
+            .as_ref()
+            .is_some_and(|n| n.target_type != res_type)
     {
         return Err(SearchError::Invalid(format!(
             "'_has:{rest}': {ty}.{param} does not refer to {res_type}"
@@ -886,6 +952,8 @@ fn parse_has(
         Ok(f) => f,
         Err(reason) => return Err(SearchError::Invalid(format!("'_has:{rest}': {reason}"))),
     };
+    // The referring rows are to `res_type`, so a narrowed parameter's are its rows' own.
+    let param = p.narrows.as_ref().map_or(param, |n| n.param.as_str());
     Ok(Ok(Filter::Has {
         res_type: ty.to_owned(),
         param: param.to_owned(),

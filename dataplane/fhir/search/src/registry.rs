@@ -78,6 +78,20 @@ pub struct SearchParam {
     /// of its own, and a search on it is one on each of them (see [`union_of`]). Empty for
     /// every other parameter.
     pub union_of: Vec<String>,
+    /// A reference parameter whose values are another one's that point at one type
+    /// (`Observation.patient` is `subject` where it refers to a Patient): it has no reference
+    /// rows of its own, and a search on it is one on the other's rows of that target type (see
+    /// [`narrowed_reference`]). `None` for every other parameter.
+    pub narrows: Option<NarrowedReference>,
+}
+
+/// What a narrowed reference parameter ([`SearchParam::narrows`]) is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NarrowedReference {
+    /// The parameter whose rows hold its values.
+    pub param: String,
+    /// The one type of target among them that counts.
+    pub target_type: String,
 }
 
 /// Parameters answered from the `resources` table rather than index rows.
@@ -189,6 +203,7 @@ impl Registry {
                     pending: false,
                     custom: false,
                     union_of: Vec::new(),
+                    narrows: None,
                 };
                 by_type
                     .entry(ty)
@@ -209,10 +224,42 @@ impl Registry {
                 Arc::get_mut(p).expect("not shared yet").union_of = parts;
             }
         }
+        let narrowed: Vec<(String, String, NarrowedReference)> = by_type
+            .iter()
+            .flat_map(|(ty, params)| {
+                params.values().filter_map(|p| {
+                    Some((
+                        ty.clone(),
+                        p.code.clone(),
+                        narrowed_reference(ty, params, p)?,
+                    ))
+                })
+            })
+            .collect();
+        let mut compartments = doc.compartments;
+        for (ty, code, n) in narrowed {
+            // A compartment is always searched for references to its own type, which the
+            // narrowed parameter's stored rows hold exactly; to any other type it never
+            // refers.
+            for (comp, members) in &mut compartments {
+                if let Some(list) = members.get_mut(&ty)
+                    && let Some(i) = list.iter().position(|c| *c == code)
+                {
+                    if *comp == n.target_type && !list.contains(&n.param) {
+                        list[i].clone_from(&n.param);
+                    } else {
+                        list.remove(i);
+                    }
+                }
+            }
+            if let Some(p) = by_type.get_mut(&ty).and_then(|m| m.get_mut(&code)) {
+                Arc::get_mut(p).expect("not shared yet").narrows = Some(n);
+            }
+        }
         Ok(Self {
             by_type,
             by_url,
-            compartments: doc.compartments,
+            compartments,
         })
     }
 
@@ -272,6 +319,7 @@ impl Registry {
                     pending: c.pending,
                     custom: true,
                     union_of: Vec::new(),
+                    narrows: None,
                 };
                 r.by_type
                     .entry(base.clone())
@@ -331,6 +379,46 @@ fn union_of(params: &HashMap<String, Arc<SearchParam>>, p: &SearchParam) -> Opti
     (left.is_empty() && parts.len() >= 2).then(|| {
         parts.sort();
         parts
+    })
+}
+
+/// The other reference parameter of the same type whose rows, restricted to one target type,
+/// are exactly `p`'s: `p`'s expression is `<q's expression>.where(resolve() is T)`.
+/// `resolve()` of a reference outside a Bundle names its target's type from the reference text
+/// (`Patient/1`, `http://x/fhir/Patient/1`), and so does the target type of an index row: for
+/// any reference with a well-formed id the two agree, and a search on `p` reads `q`'s rows of
+/// type `T` (R4's `patient` on 40-odd clinical types: every Observation's `subject` row was
+/// stored twice). Contained references have no rows either way.
+fn narrowed_reference(
+    res_type: &str,
+    params: &HashMap<String, Arc<SearchParam>>,
+    p: &SearchParam,
+) -> Option<NarrowedReference> {
+    if p.custom || p.kind != ParamType::Reference || res_type == "Bundle" {
+        return None;
+    }
+    let text = p.expression_text.as_deref()?;
+    let (inner, target_type) = text
+        .strip_suffix(')')?
+        .rsplit_once(".where(resolve() is ")?;
+    if !hds_fhir_model::r4().is_resource_type(target_type) {
+        return None;
+    }
+    let q = params.values().find(|q| {
+        q.code != p.code
+            && !q.custom
+            && q.kind == ParamType::Reference
+            && q.union_of.is_empty()
+            && q.expression_text.as_deref() == Some(inner)
+            && (q.targets.is_empty() || q.targets.iter().any(|t| t == target_type))
+    })?;
+    // A parameter narrowed in turn would have no rows to lend.
+    if narrowed_reference(res_type, params, q).is_some() {
+        return None;
+    }
+    Some(NarrowedReference {
+        param: q.code.clone(),
+        target_type: target_type.to_owned(),
     })
 }
 
@@ -488,6 +576,8 @@ mod tests {
             r.compartment_params("Patient", "Observation"),
             ["subject", "performer"]
         );
+        // Encounter's Patient compartment is through `patient`, answered from `subject` rows.
+        assert_eq!(r.compartment_params("Patient", "Encounter"), ["subject"]);
         let n: usize = hds_fhir_model::r4()
             .resource_types()
             .map(|t| r.params(t).count())
@@ -520,5 +610,39 @@ mod tests {
             top_level_operands("(a as B) | a.where(x = 'p|q') | (c | d)"),
             ["(a as B)", "a.where(x = 'p|q')", "(c | d)"]
         );
+    }
+
+    #[test]
+    fn patient_parameters_that_narrow_subject_are_listed() {
+        let r = r4();
+        let mut narrowed: Vec<String> = hds_fhir_model::r4()
+            .resource_types()
+            .flat_map(|t| r.params(t).map(move |p| (t, p)))
+            .filter_map(|(t, p)| {
+                let n = p.narrows.as_ref()?;
+                Some(format!("{t}.{} = {}:{}", p.code, n.param, n.target_type))
+            })
+            .collect();
+        narrowed.sort();
+        assert!(narrowed.contains(&"Observation.patient = subject:Patient".to_owned()));
+        assert!(narrowed.contains(&"Encounter.practitioner = participant:Practitioner".to_owned()));
+        assert_eq!(narrowed.len(), 47, "{narrowed:#?}");
+        // The migration that removed the rows these parameters once had names each of them.
+        let migration = include_str!("../../store/migrations/0018_narrowed_reference_rows.sql");
+        let mut deleted: Vec<String> = migration
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("('"))
+            .map(|l| {
+                l.trim_end_matches([',', ')', ';'])
+                    .replace("', '", ".")
+                    .replace('\'', "")
+            })
+            .collect();
+        deleted.sort();
+        let named: Vec<String> = narrowed
+            .iter()
+            .map(|n| n.split(" = ").next().unwrap().to_owned())
+            .collect();
+        assert_eq!(deleted, named);
     }
 }

@@ -13,6 +13,9 @@ pub struct SortKey {
     /// The parameters whose rows hold its values, when it is a union of others
     /// (`SearchParam::union_of`); empty when it has rows of its own.
     pub union_of: Vec<String>,
+    /// Only references to this type count: a narrowed reference parameter's values are its
+    /// rows' parameter's of that type (`SearchParam::narrows`, whose code `param` then is).
+    pub target_type: Option<String>,
 }
 
 /// `_include=Source:param[:Target]` or `_revinclude=...`.
@@ -77,6 +80,8 @@ pub fn parse_result_param(
                     None => (false, key.clone()),
                 };
                 let mut union_of = Vec::new();
+                let mut target_type = None;
+                let mut code = code;
                 let kind = if code == "_id" || code == "_lastUpdated" {
                     None
                 } else {
@@ -95,6 +100,10 @@ pub fn parse_result_param(
                         )));
                     }
                     union_of.clone_from(&p.union_of);
+                    if let Some(n) = &p.narrows {
+                        target_type = Some(n.target_type.clone());
+                        code.clone_from(&n.param);
+                    }
                     Some(p.kind)
                 };
                 out.sort.push(SortKey {
@@ -102,6 +111,7 @@ pub fn parse_result_param(
                     kind,
                     descending,
                     union_of,
+                    target_type,
                 });
             }
             Ok(Some(true))
@@ -185,6 +195,7 @@ fn include(
         reason,
     };
     let mut parts = value.split(':');
+    let mut narrowed_to = None;
     let source = parts.next().unwrap_or_default();
     let param = parts.next();
     let target = parts.next();
@@ -196,7 +207,12 @@ fn include(
     let params = match param {
         Some("*") => reg
             .params(source)
-            .filter(|sp| sp.kind == ParamType::Reference && !sp.pending && sp.union_of.is_empty())
+            .filter(|sp| {
+                sp.kind == ParamType::Reference
+                    && !sp.pending
+                    && sp.union_of.is_empty()
+                    && sp.narrows.is_none()
+            })
             .map(|sp| sp.code.clone())
             .collect(),
         Some(p) => {
@@ -217,7 +233,18 @@ fn include(
             {
                 return Err(bad(format!("{source}.{p} cannot point at a {t}")));
             }
-            vec![p.to_owned()]
+            // A narrowed parameter follows its rows' parameter to its one type, and to no
+            // other.
+            if let Some(n) = &sp.narrows {
+                if target.is_some_and(|t| t != n.target_type) {
+                    Vec::new()
+                } else {
+                    narrowed_to = Some(n.target_type.clone());
+                    vec![n.param.clone()]
+                }
+            } else {
+                vec![p.to_owned()]
+            }
         }
         None => return Err(bad("expected Type:param[:Target] or Type:*".into())),
     };
@@ -229,7 +256,7 @@ fn include(
     Ok(Include {
         source: source.to_owned(),
         params,
-        target: target.map(str::to_owned),
+        target: target.map(str::to_owned).or(narrowed_to),
         iterate,
         reverse,
     })

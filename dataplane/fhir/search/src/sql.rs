@@ -273,8 +273,12 @@ pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter)
             param,
             kind,
             missing,
+            target_type,
         } => {
-            let e = exists(b, table(*kind), ty, id, param, |_, _| "true".into());
+            let e = exists(b, table(*kind), ty, id, param, |b, a| match target_type {
+                Some(t) => format!("{a}.target_type = {}", b.text(t)),
+                None => "true".into(),
+            });
             if *missing { format!("NOT {e}") } else { e }
         }
         Filter::Chain { param, targets } => {
@@ -791,11 +795,14 @@ pub(crate) fn sort_expr(
             if desc { "''" } else { "chr(1114111)" },
         ),
     };
-    let param = if key.union_of.is_empty() {
+    let mut param = if key.union_of.is_empty() {
         format!("= {}", b.text(&key.param))
     } else {
         format!("= ANY({})", b.bind(key.union_of.clone()))
     };
+    if let Some(t) = &key.target_type {
+        param.push_str(&format!(" AND s.target_type = {}", b.text(t)));
+    }
     let collate = if ty == "text" { " COLLATE \"C\"" } else { "" };
     (
         format!(

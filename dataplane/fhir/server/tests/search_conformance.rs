@@ -408,6 +408,28 @@ async fn includes(s: &TestServer) {
         )
     );
     assert_eq!(ids_with_mode(&b, "include").len(), 7);
+    // `patient` is answered from `subject`'s rows to Patients: the same both ways.
+    let b = json(
+        s.get("Observation?_id=example&_include=Observation:patient")
+            .await,
+    )
+    .await;
+    assert_eq!(ids_with_mode(&b, "include"), ["Patient/example"]);
+    // Sorting on it reads the same rows: every match refers to f001.
+    let sorted = all_matches(s, "Observation?patient=f001&_sort=patient").await;
+    assert_eq!(sorted.len(), 7, "{sorted:?}");
+    let b = json(
+        s.get("Patient?_id=f001&_revinclude=Observation:patient")
+            .await,
+    )
+    .await;
+    assert_eq!(
+        set(&ids_with_mode(&b, "include")),
+        expect(
+            "Observation",
+            &["ekg", "f001", "f002", "f003", "f004", "f005", "unsat"]
+        )
+    );
 }
 
 async fn sorting_and_paging(s: &TestServer) {

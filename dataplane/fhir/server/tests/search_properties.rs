@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate};
 use common::*;
@@ -50,9 +51,22 @@ fn observation(rng: &mut StdRng, i: usize, patients: usize) -> Value {
         "resourceType": "Observation", "id": format!("o{i}"),
         "status": if rng.random_bool(0.8) { "final" } else { "amended" },
         "code": {"coding": [{"system": system, "code": code}]},
-        "subject": {"reference": format!("Patient/p{}", rng.random_range(0..patients))},
         "effectiveDateTime": day(rng).to_string(),
     });
+    // Mostly a Patient, sometimes by absolute URL, sometimes a Group, sometimes no subject:
+    // `patient` is `subject` where it refers to a Patient, answered from `subject`'s rows.
+    let subject = match rng.random_range(0..20) {
+        0..=1 => Some(format!("Group/g{}", rng.random_range(0..4))),
+        2..=3 => Some(format!(
+            "http://example.org/fhir/Patient/p{}",
+            rng.random_range(0..patients)
+        )),
+        4 => None,
+        _ => Some(format!("Patient/p{}", rng.random_range(0..patients))),
+    };
+    if let Some(r) = subject {
+        o["subject"] = json!({ "reference": r });
+    }
     if rng.random_bool(0.9) {
         let v = f64::from(rng.random_range(300..1200)) / 10.0;
         o["valueQuantity"] =
@@ -154,8 +168,28 @@ fn days(d: NaiveDate) -> f64 {
 
 type Pred = Box<dyn Fn(&Value) -> bool>;
 
+/// The type and id an Observation's subject names, from relative or absolute references.
+fn subject_target(o: &Value) -> Option<(&str, &str)> {
+    let r = o["subject"]["reference"].as_str()?;
+    let mut parts = r.rsplitn(3, '/');
+    let id = parts.next()?;
+    Some((parts.next()?, id))
+}
+
+fn subject_patient(o: &Value) -> Option<&str> {
+    subject_target(o)
+        .filter(|(t, _)| *t == "Patient")
+        .map(|(_, i)| i)
+}
+
+/// What chains and `_has` look through.
+struct Data {
+    patients: Arc<Vec<Value>>,
+    observations: Arc<Vec<Value>>,
+}
+
 /// One random clause: its query-string form and its in-memory meaning.
-fn clause(rng: &mut StdRng, rt: &str) -> (String, Pred) {
+fn clause(rng: &mut StdRng, rt: &str, data: &Data) -> (String, Pred) {
     const PREFIXES: &[&str] = &["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb"];
     let prefix = PREFIXES[rng.random_range(0..PREFIXES.len())].to_owned();
     let date_value = |rng: &mut StdRng| {
@@ -167,7 +201,19 @@ fn clause(rng: &mut StdRng, rt: &str) -> (String, Pred) {
         }
     };
     if rt == "Patient" {
-        match rng.random_range(0..5) {
+        match rng.random_range(0..6) {
+            5 => {
+                let (sys, code) = CODES[rng.random_range(0..CODES.len())];
+                let obs = Arc::clone(&data.observations);
+                (
+                    format!("_has:Observation:patient:code={sys}|{code}"),
+                    Box::new(move |p: &Value| {
+                        obs.iter().any(|o| {
+                            subject_patient(o) == p["id"].as_str() && has_code(o, Some(sys), code)
+                        })
+                    }),
+                )
+            }
             0 => {
                 let a = GENDERS[rng.random_range(0..4)];
                 let b = GENDERS[rng.random_range(0..4)];
@@ -332,11 +378,63 @@ fn clause(rng: &mut StdRng, rt: &str) -> (String, Pred) {
                 )
             }
             _ => {
-                let p = format!("Patient/p{}", rng.random_range(0..40));
-                (
-                    format!("subject={p}"),
-                    Box::new(move |o: &Value| o["subject"]["reference"] == p.as_str()),
-                )
+                let id = format!("p{}", rng.random_range(0..40));
+                match rng.random_range(0..6) {
+                    0 => (
+                        format!("subject=Patient/{id}"),
+                        Box::new(move |o: &Value| subject_patient(o) == Some(id.as_str())),
+                    ),
+                    1 => (
+                        format!("patient={id}"),
+                        Box::new(move |o: &Value| subject_patient(o) == Some(id.as_str())),
+                    ),
+                    2 => (
+                        format!("patient=Patient/{id}"),
+                        Box::new(move |o: &Value| subject_patient(o) == Some(id.as_str())),
+                    ),
+                    3 => {
+                        let missing = rng.random_bool(0.5);
+                        let code = if rng.random_bool(0.5) {
+                            "patient"
+                        } else {
+                            "subject"
+                        };
+                        (
+                            format!("{code}:missing={missing}"),
+                            Box::new(move |o: &Value| {
+                                let absent = if code == "patient" {
+                                    subject_patient(o).is_none()
+                                } else {
+                                    o.get("subject").is_none()
+                                };
+                                absent == missing
+                            }),
+                        )
+                    }
+                    4 => {
+                        let g = format!("g{}", rng.random_range(0..4));
+                        (
+                            format!("subject=Group/{g}"),
+                            Box::new(move |o: &Value| {
+                                subject_target(o) == Some(("Group", g.as_str()))
+                            }),
+                        )
+                    }
+                    _ => {
+                        // The family names are few, so a chain matches many.
+                        let f = FAMILIES[rng.random_range(0..FAMILIES.len())];
+                        let patients = Arc::clone(&data.patients);
+                        (
+                            format!("patient.family:exact={f}"),
+                            Box::new(move |o: &Value| {
+                                patients.iter().any(|p| {
+                                    subject_patient(o) == p["id"].as_str()
+                                        && p["name"][0]["family"] == f
+                                })
+                            }),
+                        )
+                    }
+                }
             }
         }
     }
@@ -348,8 +446,11 @@ async fn sql_search_equals_in_memory_evaluation() {
     let mut rng = StdRng::seed_from_u64(20261122);
     let patients: Vec<Value> = (0..40).map(|i| patient(&mut rng, i)).collect();
     let observations: Vec<Value> = (0..160).map(|i| observation(&mut rng, i, 40)).collect();
+    let groups: Vec<Value> = (0..4)
+        .map(|i| json!({"resourceType": "Group", "id": format!("g{i}"), "type": "person", "actual": true}))
+        .collect();
     let s = &s;
-    futures_util::stream::iter(patients.iter().chain(&observations))
+    futures_util::stream::iter(groups.iter().chain(&patients).chain(&observations))
         .for_each_concurrent(8, |r| async move {
             let path = format!(
                 "{}/{}",
@@ -360,6 +461,10 @@ async fn sql_search_equals_in_memory_evaluation() {
         })
         .await;
 
+    let data = Data {
+        patients: Arc::new(patients.clone()),
+        observations: Arc::new(observations.clone()),
+    };
     let mut failures = Vec::new();
     let mut non_empty = 0;
     for case in 0..300 {
@@ -374,7 +479,8 @@ async fn sql_search_equals_in_memory_evaluation() {
             &observations
         };
         let n = rng.random_range(1..=3);
-        let (parts, preds): (Vec<String>, Vec<Pred>) = (0..n).map(|_| clause(&mut rng, rt)).unzip();
+        let (parts, preds): (Vec<String>, Vec<Pred>) =
+            (0..n).map(|_| clause(&mut rng, rt, &data)).unzip();
         let query = format!("{rt}?{}&_count=1000", parts.join("&"));
         let want: BTreeSet<String> = pool
             .iter()

@@ -114,6 +114,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "drop_date_btree_indexes",
         sql: include_str!("../migrations/0017_drop_date_btree_indexes.sql"),
     },
+    Migration {
+        version: 18,
+        name: "narrowed_reference_rows",
+        sql: include_str!("../migrations/0018_narrowed_reference_rows.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

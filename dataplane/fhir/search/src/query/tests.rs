@@ -159,6 +159,72 @@ fn references_chains_and_has() {
 }
 
 #[test]
+fn a_narrowed_reference_parameter_searches_its_rows_parameter_of_its_type() {
+    let patient = |v: &str| ReferenceValue {
+        target_type: Some("Patient".into()),
+        id: Some(v.into()),
+        url: None,
+        version: None,
+    };
+    for value in ["p1", "Patient/p1"] {
+        assert_eq!(
+            one("Observation", "patient", value),
+            Filter::Reference {
+                param: "subject".into(),
+                values: vec![patient("p1")],
+            }
+        );
+    }
+    // A Group is a subject, never a patient; nor is an absolute reference with no type.
+    assert_eq!(
+        one("Observation", "patient", "Group/g1,urn:uuid:1"),
+        Filter::Id(vec![])
+    );
+    let Filter::Reference { param, values } = one(
+        "Observation",
+        "patient",
+        "Group/g1,http://x.org/fhir/Patient/p2",
+    ) else {
+        panic!()
+    };
+    assert_eq!(param, "subject");
+    assert_eq!(values.len(), 1);
+    assert_eq!(
+        values[0].url.as_deref(),
+        Some("http://x.org/fhir/Patient/p2")
+    );
+    assert_eq!(
+        one("Observation", "patient:missing", "true"),
+        Filter::Missing {
+            param: "subject".into(),
+            kind: ParamType::Reference,
+            missing: true,
+            target_type: Some("Patient".into()),
+        }
+    );
+    let Filter::Chain { param, targets } = one("Observation", "patient.name", "peter") else {
+        panic!()
+    };
+    assert_eq!(param, "subject");
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0].0, "Patient");
+    let Filter::Has { param, .. } = one("Patient", "_has:Observation:patient:code", "1") else {
+        panic!()
+    };
+    assert_eq!(param, "subject");
+    // Its identifiers are its own rows.
+    let Filter::Token { param, .. } = one("Observation", "patient:identifier", "urn:mrn|1") else {
+        panic!()
+    };
+    assert_eq!(param, "patient:identifier");
+    // A Group has no patients, and a chain through a patient cannot reach a Group.
+    let q = parse("Group", &pairs(&[("_has:Observation:patient:code", "1")]));
+    assert!(q.is_err());
+    let q = parse("Observation", &pairs(&[("patient:Group.name", "x")]));
+    assert!(q.is_err());
+}
+
+#[test]
 fn composites_parse_each_component_as_its_own_type() {
     for code in ["code-value-quantity", "component-code-value-quantity"] {
         let f = one("Observation", code, "http://loinc.org|8480-6$gt100");
