@@ -743,12 +743,7 @@ fn param_filter(
                 values: values.iter().map(|v| token(v)).collect(),
             },
             Some(m) if reg_has_type(m) => {
-                if !param.targets.is_empty() && !param.targets.iter().any(|t| t == m) {
-                    return Err(SearchError::Invalid(format!(
-                        "'{name}': {code} cannot point at a {m} (targets: {})",
-                        param.targets.join(", ")
-                    )));
-                }
+                can_point_at(param, m, name)?;
                 Filter::Reference {
                     param: code,
                     values: values
@@ -788,6 +783,18 @@ fn param_filter(
             )));
         }
     })
+}
+
+/// `param:Type`: the type must be one the parameter can refer to.
+fn can_point_at(param: &SearchParam, ty: &str, name: &str) -> Result<(), SearchError> {
+    if param.targets.is_empty() || param.targets.iter().any(|t| t == ty) {
+        return Ok(());
+    }
+    Err(SearchError::Invalid(format!(
+        "'{name}': {} cannot point at a {ty} (targets: {})",
+        param.code,
+        param.targets.join(", ")
+    )))
 }
 
 fn reg_has_type(t: &str) -> bool {
@@ -861,15 +868,8 @@ fn parse_chain(
         )));
     }
     let next_code = rest.split([':', '.']).next().unwrap_or_default();
-    if let Some(t) = modifier
-        && !param.targets.is_empty()
-        && !param.targets.iter().any(|x| x == t)
-    {
-        return Err(SearchError::Invalid(format!(
-            "'{name}': {} cannot point at a {t} (targets: {})",
-            param.code,
-            param.targets.join(", ")
-        )));
+    if let Some(t) = modifier {
+        can_point_at(param, t, name)?;
     }
     let candidates: Vec<String> = match modifier {
         Some(t) => vec![t.to_owned()],
