@@ -47,13 +47,21 @@ fn main() {
         .sum();
     let extract = t.elapsed();
 
+    // Part of the extraction above: the `_text`/`_content` words.
+    let t = Instant::now();
+    let lexemes: usize = all
+        .iter()
+        .map(|r| hds_fhir_search::fulltext::entry(r).content.len())
+        .sum();
+    let full_text = t.elapsed();
+
     let t = Instant::now();
     let bytes: usize = all.iter().map(|r| r.to_string().len()).sum();
     let render = t.elapsed();
 
     let per = |d: std::time::Duration| d.as_secs_f64() * 1e6 / resources as f64;
     println!(
-        "{resources} resources ({bytes} bytes of JSON; {issues} validation issues; {rows} index rows)"
+        "{resources} resources ({bytes} bytes of JSON; {issues} validation issues; {rows} index rows; {lexemes} full-text lexemes)"
     );
     println!();
     println!("| step | µs per resource |");
@@ -61,5 +69,9 @@ fn main() {
     println!("| parse the Bundle | {:.1} |", per(parse));
     println!("| validate against R4 | {:.1} |", per(validate));
     println!("| extract search index rows | {:.1} |", per(extract));
+    println!(
+        "| of which `_text`/`_content` words | {:.1} |",
+        per(full_text)
+    );
     println!("| render JSON | {:.1} |", per(render));
 }

@@ -1,9 +1,12 @@
 //! `_text` and `_content`: full-text search over a resource's narrative and over all of its
 //! text, on PostgreSQL's `tsvector`. Both are extracted here, normalised like strings (lower
-//! case, accents removed), and matched with `websearch_to_tsquery`, so a value may use quoted
-//! phrases, `or`, and `-word` for negation.
+//! case, accents removed) and cut into words here too: a word is a run of letters and digits,
+//! and anything else separates words. The vectors go to PostgreSQL ready-made, and a search
+//! value is turned into a `tsquery` by the same rule ([`web_query`]), with the syntax of
+//! PostgreSQL's `websearch_to_tsquery`: quoted phrases, `or`, and `-word` for negation. A value
+//! that is several words without spaces (`x-ray`, `8867-4`, a URL) is a phrase of them.
 
-use hds_fhir_store::TextEntry;
+use hds_fhir_store::{TextEntry, TsVector};
 use serde_json::Value;
 
 use crate::normalize::normalize;
@@ -16,11 +19,18 @@ const MAX_TEXT: usize = 256 * 1024;
 /// taken from [`narrative`] instead of its markup).
 const SKIPPED_KEYS: &[&str] = &["data", "div"];
 
+/// Keys whose string values are not words either: logical and element ids, and literal
+/// references (`Reference.reference`). `_id` and the reference parameters search them; in the
+/// full-text index they would be nearly all the keys seen only once, which cost GIN far more
+/// per resource than all the words shared between resources (docs/benchmarks.md, "Ingest").
+const SKIPPED_STRING_KEYS: &[&str] = &["id", "reference"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextField {
     /// `_text`: the narrative (`text.div`) only.
     Narrative,
-    /// `_content`: every string in the resource, the narrative included.
+    /// `_content`: every string in the resource but ids and literal references, the narrative
+    /// included.
     Content,
 }
 
@@ -49,9 +59,113 @@ pub fn entry(resource: &Value) -> TextEntry {
     let mut narrative = normalize(&narrative);
     truncate(&mut narrative);
     TextEntry {
-        narrative,
-        content: normalize(&content),
+        narrative: TsVector::from_words(words(&narrative)),
+        content: TsVector::from_words(words(&normalize(&content))),
     }
+}
+
+/// The words of normalised text, in order.
+pub fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+}
+
+/// One operand of a web search: a word, or a phrase of words, perhaps negated.
+struct Term<'a> {
+    words: Vec<&'a str>,
+    negated: bool,
+}
+
+enum Item<'a> {
+    Term(Term<'a>),
+    Or,
+}
+
+/// The `tsquery` (in its text form) of a normalised web search value, or `None` when it holds
+/// no word, so that it matches nothing. Unquoted words are ANDed, a quoted phrase's words
+/// must follow each other, `or` between two operands ORs them (AND binding tighter), and `-`
+/// before an operand negates it; as in PostgreSQL, an `or` with no operand on one side is a
+/// word, and a phrase left open runs to the end. Lexemes are letters and digits only, so they
+/// need no escaping inside their quotes.
+pub fn web_query(value: &str) -> Option<String> {
+    let mut items: Vec<Item> = Vec::new();
+    let mut negate = false;
+    let mut rest = value;
+    loop {
+        rest = rest.trim_start();
+        let Some(c) = rest.chars().next() else { break };
+        let chunk;
+        if c == '-' {
+            negate = true;
+            rest = &rest[1..];
+            continue;
+        } else if c == '"' {
+            let inner = &rest[1..];
+            let end = inner.find('"').unwrap_or(inner.len());
+            chunk = &inner[..end];
+            rest = inner.get(end + 1..).unwrap_or("");
+        } else {
+            let end = rest
+                .find(|c: char| c.is_whitespace() || c == '"')
+                .unwrap_or(rest.len());
+            chunk = &rest[..end];
+            rest = &rest[end..];
+            if chunk == "or" && !negate {
+                items.push(Item::Or);
+                continue;
+            }
+        }
+        // A word too long for PostgreSQL is in no document (`TsVector::from_words`), and is
+        // dropped here as `websearch_to_tsquery` drops it.
+        let words: Vec<&str> = words(chunk)
+            .filter(|w| w.len() <= TsVector::MAX_LEXEME_BYTES)
+            .collect();
+        if !words.is_empty() {
+            items.push(Item::Term(Term {
+                words,
+                negated: negate,
+            }));
+            negate = false;
+        }
+    }
+    let mut groups: Vec<Vec<String>> = vec![Vec::new()];
+    for (i, item) in items.iter().enumerate() {
+        match item {
+            Item::Or => {
+                let between = i > 0
+                    && matches!(items[i - 1], Item::Term(_))
+                    && matches!(items.get(i + 1), Some(Item::Term(_)));
+                if between {
+                    groups.push(Vec::new());
+                } else if let Some(g) = groups.last_mut() {
+                    g.push("'or'".into());
+                }
+            }
+            Item::Term(t) => {
+                let phrase = t
+                    .words
+                    .iter()
+                    .map(|w| format!("'{w}'"))
+                    .collect::<Vec<_>>()
+                    .join(" <-> ");
+                let operand = match (t.negated, t.words.len()) {
+                    (false, 1) => phrase,
+                    (false, _) => format!("({phrase})"),
+                    (true, _) => format!("!({phrase})"),
+                };
+                if let Some(g) = groups.last_mut() {
+                    g.push(operand);
+                }
+            }
+        }
+    }
+    let query = groups
+        .into_iter()
+        .filter(|g| !g.is_empty())
+        .map(|g| format!("({})", g.join(" & ")))
+        .collect::<Vec<_>>()
+        .join(" | ");
+    (!query.is_empty()).then_some(query)
 }
 
 fn truncate(s: &mut String) {
@@ -76,7 +190,9 @@ fn collect_strings(v: &Value, out: &mut String) {
         Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
         Value::Object(map) => {
             for (k, v) in map {
-                if !SKIPPED_KEYS.contains(&k.as_str()) {
+                let skipped = SKIPPED_KEYS.contains(&k.as_str())
+                    || (v.is_string() && SKIPPED_STRING_KEYS.contains(&k.as_str()));
+                if !skipped {
                     collect_strings(v, out);
                 }
             }
@@ -121,6 +237,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn lexemes(v: &TsVector) -> Vec<&str> {
+        v.lexemes().into_iter().map(|(l, _)| l).collect()
+    }
+
     #[test]
     fn narrative_loses_its_markup_and_content_has_every_string() {
         let e = entry(&json!({
@@ -129,20 +249,113 @@ mod tests {
             "name": [{"family": "Müller", "given": ["Élodie"]}],
             "photo": [{"data": "QUJDREVGRw=="}]
         }));
-        assert!(e.narrative.contains("peter & ") && e.narrative.contains("chalmers"));
-        assert!(!e.narrative.contains("<b>") && !e.narrative.contains("xmlns"));
-        assert!(e.content.contains("muller") && e.content.contains("elodie"));
+        assert_eq!(lexemes(&e.narrative), ["chalmers", "peter"]);
+        let content = lexemes(&e.content);
+        for w in ["muller", "elodie", "patient", "generated"] {
+            assert!(content.contains(&w), "{w} not in {content:?}");
+        }
         assert!(
-            e.content.contains("chalmers"),
+            content.contains(&"chalmers"),
             "the narrative is content too"
         );
-        assert!(!e.content.contains("qujd"), "base64 payloads are not words");
+        assert!(
+            !content
+                .iter()
+                .any(|w| w.starts_with("qujd") || *w == "xmlns"),
+            "base64 payloads and markup are not words: {content:?}"
+        );
+    }
+
+    #[test]
+    fn words_are_runs_of_letters_and_digits_with_their_positions() {
+        let e = entry(&json!({
+            "resourceType": "Observation",
+            "code": {"text": "Heart-rate: 8867-4 (LOINC)"},
+        }));
+        assert_eq!(
+            e.content.lexemes(),
+            [
+                ("4", vec![5]),
+                ("8867", vec![4]),
+                ("heart", vec![2]),
+                ("loinc", vec![6]),
+                ("observation", vec![1]),
+                ("rate", vec![3]),
+            ]
+        );
+    }
+
+    #[test]
+    fn ids_and_literal_references_are_not_content_but_a_reference_display_is() {
+        let e = entry(&json!({
+            "resourceType": "Observation",
+            "id": "f81d4fae-7dec-11d0-a765-00a0c91e6bf6",
+            "code": {"id": "c1", "text": "Heart rate"},
+            "subject": {"reference": "Patient/pat-one", "display": "Peter Chalmers"},
+            "identifier": [{"value": "MRN-77"}],
+            "contained": [{"resourceType": "Device", "id": "dev-two"}],
+            "note": [{"text": "an id and a reference in words"}]
+        }));
+        let content = lexemes(&e.content);
+        for absent in ["f81d4fae", "c1", "pat", "one", "dev", "two"] {
+            assert!(!content.contains(&absent), "{absent} in {content:?}");
+        }
+        for present in [
+            "heart",
+            "peter",
+            "chalmers",
+            "mrn",
+            "77",
+            "device",
+            "reference",
+            "id",
+        ] {
+            assert!(content.contains(&present), "{present} not in {content:?}");
+        }
     }
 
     #[test]
     fn huge_resources_are_cut_on_a_character_boundary() {
-        let big = "é".repeat(MAX_TEXT);
+        let big = "é ".repeat(MAX_TEXT);
         let e = entry(&json!({"resourceType": "Basic", "text": {"div": big}}));
-        assert!(e.content.len() <= MAX_TEXT && e.narrative.len() <= MAX_TEXT);
+        assert_eq!(lexemes(&e.narrative), ["e"]);
+    }
+
+    #[test]
+    fn web_queries_follow_websearch_to_tsquery() {
+        let q = |v: &str| web_query(v);
+        assert_eq!(q("fever").as_deref(), Some("('fever')"));
+        assert_eq!(
+            q("known allergies").as_deref(),
+            Some("('known' & 'allergies')")
+        );
+        assert_eq!(
+            q("\"known allergies\"").as_deref(),
+            Some("(('known' <-> 'allergies'))")
+        );
+        assert_eq!(
+            q("fever or penicillin").as_deref(),
+            Some("('fever') | ('penicillin')")
+        );
+        assert_eq!(
+            q("a -\"b c\" or d e").as_deref(),
+            Some("('a' & !('b' <-> 'c')) | ('d' & 'e')")
+        );
+        assert_eq!(q("a - b").as_deref(), Some("('a' & !('b'))"));
+        assert_eq!(q("x-ray").as_deref(), Some("(('x' <-> 'ray'))"));
+        assert_eq!(
+            q("\"open phrase").as_deref(),
+            Some("(('open' <-> 'phrase'))")
+        );
+        // `or` with nothing on one side is a word, as in PostgreSQL.
+        assert_eq!(q("or").as_deref(), Some("('or')"));
+        assert_eq!(q("a or").as_deref(), Some("('a' & 'or')"));
+        assert_eq!(q("-a").as_deref(), Some("(!('a'))"));
+        // Nothing to search for: matches nothing.
+        assert_eq!(q(" - \"\" !?"), None);
+        let long = "y".repeat(TsVector::MAX_LEXEME_BYTES + 1);
+        assert_eq!(q(&format!("x {long}")).as_deref(), Some("('x')"));
+        // Quotes and backslashes never reach a lexeme.
+        assert_eq!(q("o'brien\\").as_deref(), Some("(('o' <-> 'brien'))"));
     }
 }

@@ -183,14 +183,16 @@ pub(crate) fn date_all_cond(b: &mut Builder, a: &str, groups: &[Vec<DateValue>])
         )
 }
 
-/// A `search_text` row (alias `a`) matches one of the websearch queries in `values`.
+/// A `search_text` row (alias `a`) matches one of the websearch queries in `values`; a value
+/// with no word matches nothing.
 pub(crate) fn text_cond(b: &mut Builder, a: &str, field: TextField, values: &[String]) -> String {
     let col = field.column();
     let ors = values
         .iter()
-        .map(|v| {
-            let p = b.text(v);
-            format!("{a}.{col} @@ websearch_to_tsquery('simple', {p})")
+        .filter_map(|v| crate::fulltext::web_query(v))
+        .map(|q| {
+            let p = b.text(&q);
+            format!("{a}.{col} @@ {p}::tsquery")
         })
         .collect();
     any_of(ors)

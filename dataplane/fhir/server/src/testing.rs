@@ -30,8 +30,12 @@ pub fn config() -> FhirServiceConfig {
 }
 
 /// Serves `cfg` on a fresh database: the base URL and the database's URL.
-pub async fn serve(mut cfg: FhirServiceConfig) -> (String, String) {
-    let url = fresh_database().await;
+pub async fn serve(cfg: FhirServiceConfig) -> (String, String) {
+    serve_on(cfg, fresh_database().await).await
+}
+
+/// Serves `cfg` on the database at `url`, migrating it first, as a restarted server does.
+pub async fn serve_on(mut cfg: FhirServiceConfig, url: String) -> (String, String) {
     cfg.postgres = PostgresConfig::from_url(url.clone());
     let store = hds_fhir_store::Store::open(&url, 8)
         .await

@@ -162,7 +162,114 @@ async fn full_text(s: &TestServer) {
         matches(s, "Patient?_content=muller&family=windsor").await,
         set(&[])
     );
+    // Words are runs of letters and digits, in documents and in values alike: a value of
+    // several words without spaces (a code, a URL) is a phrase of them.
+    assert_eq!(
+        matches(s, "Patient?_text=\"peter chalmers\"").await,
+        set(&["Patient/p1"])
+    );
+    assert_eq!(
+        matches(s, "Patient?_text=\"chalmers peter\"").await,
+        set(&[])
+    );
+    let weights = set(&[
+        "Observation/w-kg",
+        "Observation/w-g",
+        "Observation/w-lb",
+        "Observation/w-heavy",
+    ]);
+    assert_eq!(matches(s, "Observation?_content=29463-7").await, weights);
+    assert_eq!(
+        matches(s, "Observation?_content=http://loinc.org").await,
+        weights
+    );
+    assert_eq!(matches(s, "Observation?_content=loinc").await, weights);
+    assert_eq!(matches(s, "Observation?_content=7-29463").await, set(&[]));
+    // Ids and literal references are not content (`_id` and `subject` search them); a value
+    // with no word matches nothing.
+    assert_eq!(matches(s, "Condition?_content=p1").await, set(&[]));
+    assert_eq!(matches(s, "Patient?_content=p2").await, set(&[]));
+    assert_eq!(matches(s, "Patient?_content=-").await, set(&[]));
     outcome(s.get("Patient?_text:exact=fever").await, 400).await;
+}
+
+/// A database whose full-text vectors were made by PostgreSQL's parser (before migration 0019)
+/// gets a reindex job when the server starts on it, and the job rewrites them in hds's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fulltext_vectors_from_before_0019_are_rewritten_by_a_queued_reindex() {
+    let url = hds_fhir_server::testing::fresh_database().await;
+    let pool = hds_common::db::connect(&url, 1).await.unwrap();
+    hds_common::db::migrate(&pool, "fhir", &hds_fhir_store::MIGRATIONS[..18])
+        .await
+        .unwrap();
+    let body = r#"{"resourceType":"Patient","id":"old","meta":{"versionId":"1","lastUpdated":"2020-01-01T00:00:00Z"},"name":[{"family":"Hume"}],"telecom":[{"system":"url","value":"http://example.org/notes"}]}"#;
+    pool.get()
+        .await
+        .unwrap()
+        .execute(
+            "WITH r AS (INSERT INTO resources VALUES ('Patient', 'old', 1, '2020-01-01Z', false)),
+                  v AS (INSERT INTO resource_versions (res_type, id, version_id, last_updated, method, body)
+                        VALUES ('Patient', 'old', 1, '2020-01-01Z', 'PUT', $1))
+             INSERT INTO search_text VALUES ('Patient', 'old', ''::tsvector,
+                 to_tsvector('simple', 'patient old hume url http://example.org/notes'))",
+            &[&body],
+        )
+        .await
+        .unwrap();
+    drop(pool);
+
+    let (base, db_url) = hds_fhir_server::testing::serve_on(config(), url).await;
+    let s = TestServer {
+        base,
+        http: reqwest::Client::new(),
+        db_url,
+    };
+    let (client, conn) = tokio_postgres::connect(&s.db_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut status = String::new();
+    for _ in 0..200 {
+        status = client
+            .query_one("SELECT string_agg(status, ',') FROM reindex_jobs", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if status == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "completed", "one job, run to its end");
+    let lexemes: Vec<String> = client
+        .query_one(
+            "SELECT tsvector_to_array(content) FROM search_text WHERE id = 'old'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        lexemes.contains(&"example".to_owned()) && !lexemes.contains(&"example.org".to_owned()),
+        "{lexemes:?}"
+    );
+    assert_eq!(
+        matches(&s, "Patient?_content=example").await,
+        set(&["Patient/old"])
+    );
+
+    // A database with no full-text rows gets no job.
+    let fresh = start().await;
+    let (client, conn) = tokio_postgres::connect(&fresh.db_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let jobs: i64 = client
+        .query_one("SELECT count(*) FROM reindex_jobs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(jobs, 0);
 }
 
 async fn lists(s: &TestServer) {

@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
+use crate::tsvector::TsVector;
+
 /// Index rows of one resource version.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IndexEntries {
@@ -124,11 +126,11 @@ pub struct CanonicalQuantity {
     pub hi: Option<String>,
 }
 
-/// Normalised text (lower case, no accents), turned into `tsvector`s by PostgreSQL.
+/// The words of the narrative (`_text`) and of the whole resource (`_content`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TextEntry {
-    pub narrative: String,
-    pub content: String,
+    pub narrative: TsVector,
+    pub content: TsVector,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -229,8 +231,7 @@ impl<'a> IndexBatch<'a> {
              ins_uri AS (INSERT INTO search_uri (res_type, id, param, uri)
                 SELECT * FROM unnest({})),
              ins_text AS (INSERT INTO search_text (res_type, id, narrative, content)
-                SELECT x.rt, x.id, to_tsvector('simple', x.n), to_tsvector('simple', x.c)
-                  FROM unnest({}) AS x(rt, id, n, c)),
+                SELECT * FROM unnest({})),
              ins_composite AS (INSERT INTO search_composite
                 SELECT x.* FROM jsonb_to_recordset({}::jsonb) AS x(
                     res_type text, id text, param text, grp integer, comp smallint, system text,
@@ -245,7 +246,7 @@ impl<'a> IndexBatch<'a> {
             arrays(&q, &txt(11)),
             arrays(&r, &txt(7)),
             arrays(&u, &txt(4)),
-            arrays(&x, &txt(4)),
+            arrays(&x, &["text", "text", "tsvector", "tsvector"]),
             c[0],
         )
     }
@@ -322,8 +323,8 @@ impl<'a> IndexBatch<'a> {
         out.push(more(&r, |e| e.version.as_deref()));
         out.extend(col(&u, |e| e.param.as_str()));
         out.push(more(&u, |e| e.uri.as_str()));
-        out.extend(col(&x, |e| e.narrative.as_str()));
-        out.push(more(&x, |e| e.content.as_str()));
+        out.extend(col(&x, |e| &e.narrative));
+        out.push(more(&x, |e| &e.content));
         let composites: Vec<serde_json::Value> = items
             .iter()
             .flat_map(|(rt, id, ix)| {

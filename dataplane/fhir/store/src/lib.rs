@@ -11,6 +11,7 @@
 
 mod history;
 mod index;
+mod tsvector;
 mod write;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -23,6 +24,7 @@ pub use index::{
     CanonicalQuantity, CompositeEntry, DateEntry, IndexEntries, NumberEntry, QuantityEntry,
     ReferenceEntry, StringEntry, TextEntry, TokenEntry, UriEntry,
 };
+pub use tsvector::TsVector;
 pub use write::{
     DeleteOutcome, VersionCheck, VersionWrite, WriteOutcome, create, create_many, delete,
     hard_delete, purge_history, replace_index, stamp, update, write_version,
@@ -118,6 +120,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 18,
         name: "narrowed_reference_rows",
         sql: include_str!("../migrations/0018_narrowed_reference_rows.sql"),
+    },
+    Migration {
+        version: 19,
+        name: "fulltext_words_from_hds",
+        sql: include_str!("../migrations/0019_fulltext_words_from_hds.sql"),
     },
 ];
 
