@@ -70,14 +70,10 @@ pub fn words(text: &str) -> impl Iterator<Item = &str> {
         .filter(|w| !w.is_empty())
 }
 
-/// One operand of a web search: a word, or a phrase of words, perhaps negated.
-struct Term<'a> {
-    words: Vec<&'a str>,
-    negated: bool,
-}
-
-enum Item<'a> {
-    Term(Term<'a>),
+/// A web search value's parts, in order: operands already in `tsquery` form, and `or`s, which
+/// are operators only between two operands.
+enum Item {
+    Operand(String),
     Or,
 }
 
@@ -120,43 +116,38 @@ pub fn web_query(value: &str) -> Option<String> {
         let words: Vec<&str> = words(chunk)
             .filter(|w| w.len() <= TsVector::MAX_LEXEME_BYTES)
             .collect();
-        if !words.is_empty() {
-            items.push(Item::Term(Term {
-                words,
-                negated: negate,
-            }));
-            negate = false;
+        if words.is_empty() {
+            continue;
         }
+        let phrase = words
+            .iter()
+            .map(|w| format!("'{w}'"))
+            .collect::<Vec<_>>()
+            .join(" <-> ");
+        items.push(Item::Operand(match (negate, words.len()) {
+            (false, 1) => phrase,
+            (false, _) => format!("({phrase})"),
+            (true, _) => format!("!({phrase})"),
+        }));
+        negate = false;
     }
-    let mut groups: Vec<Vec<String>> = vec![Vec::new()];
+    let mut groups: Vec<Vec<&str>> = vec![Vec::new()];
     for (i, item) in items.iter().enumerate() {
-        match item {
+        let operand = match item {
+            Item::Operand(o) => o.as_str(),
             Item::Or => {
                 let between = i > 0
-                    && matches!(items[i - 1], Item::Term(_))
-                    && matches!(items.get(i + 1), Some(Item::Term(_)));
+                    && matches!(items[i - 1], Item::Operand(_))
+                    && matches!(items.get(i + 1), Some(Item::Operand(_)));
                 if between {
                     groups.push(Vec::new());
-                } else if let Some(g) = groups.last_mut() {
-                    g.push("'or'".into());
+                    continue;
                 }
+                "'or'"
             }
-            Item::Term(t) => {
-                let phrase = t
-                    .words
-                    .iter()
-                    .map(|w| format!("'{w}'"))
-                    .collect::<Vec<_>>()
-                    .join(" <-> ");
-                let operand = match (t.negated, t.words.len()) {
-                    (false, 1) => phrase,
-                    (false, _) => format!("({phrase})"),
-                    (true, _) => format!("!({phrase})"),
-                };
-                if let Some(g) = groups.last_mut() {
-                    g.push(operand);
-                }
-            }
+        };
+        if let Some(g) = groups.last_mut() {
+            g.push(operand);
         }
     }
     let query = groups

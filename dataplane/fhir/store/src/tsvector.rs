@@ -13,9 +13,8 @@ use std::error::Error;
 use bytes::{BufMut, BytesMut};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
-/// PostgreSQL's limits: a lexeme's length in bytes (`MAXSTRLEN`), a position (`MAXENTRYPOS`
-/// - 1; later words share it, as `to_tsvector` does), positions kept per lexeme (`MAXNUMPOS`).
-const MAX_LEXEME_BYTES: usize = TsVector::MAX_LEXEME_BYTES;
+/// PostgreSQL's limits beside the lexeme length: a position (`MAXENTRYPOS` - 1; later words
+/// share it, as `to_tsvector` does), positions kept per lexeme (`MAXNUMPOS`).
 const MAX_POSITION: u16 = (1 << 14) - 1;
 const MAX_POSITIONS: usize = 256;
 
@@ -39,7 +38,7 @@ impl TsVector {
         let mut all: Vec<(&str, u16)> = words
             .into_iter()
             .enumerate()
-            .filter(|(_, w)| !w.is_empty() && w.len() <= MAX_LEXEME_BYTES)
+            .filter(|(_, w)| !w.is_empty() && w.len() <= Self::MAX_LEXEME_BYTES)
             .map(|(i, w)| {
                 (
                     w,
@@ -143,7 +142,7 @@ mod tests {
 
     #[test]
     fn postgres_limits_hold() {
-        let long = "x".repeat(MAX_LEXEME_BYTES + 1);
+        let long = "x".repeat(TsVector::MAX_LEXEME_BYTES + 1);
         let many: Vec<&str> = std::iter::repeat_n("w", 20_000)
             .chain([long.as_str(), "last"])
             .collect();
