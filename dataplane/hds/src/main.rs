@@ -15,6 +15,7 @@ mod issuer;
 mod medtech;
 mod mqtt_broker;
 mod serve;
+mod unread_body;
 mod up;
 mod workspace_identity;
 

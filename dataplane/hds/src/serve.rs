@@ -63,12 +63,16 @@ pub fn probe(dbs: Databases) -> health::Probe {
 
 /// The app as the listener serves it. A trailing slash is dropped before routing: FHIR clients
 /// (fhirclient among them) post batches to `[base]/`, and `Patient/` is `Patient` to any of them.
+/// A response that leaves its request's body unread ends the connection (`unread_body`).
 pub fn make_service(
     app: Router,
 ) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<
     tower_http::normalize_path::NormalizePath<Router>,
     SocketAddr,
 > {
+    let app = app.layer(axum::middleware::from_fn(
+        crate::unread_body::close_if_unread,
+    ));
     let app = tower::Layer::layer(
         &tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash(),
         app,
