@@ -10,7 +10,7 @@ use hds_common::db::TypedQuery;
 use hds_fhir_store::{Method, StoredVersion};
 use serde::{Deserialize, Serialize};
 
-use crate::page::{FirstTry, page_sql};
+use crate::page::{capped, driving_entry_cap, page_sql};
 use crate::query::{Filter, Query, ReferenceValue, SearchError, StringMatch, TokenValue};
 use crate::result::{Include, Total};
 use crate::sql::{Builder, Plan, VERSION_COLUMNS, filter, newest_version};
@@ -381,8 +381,10 @@ pub async fn explain<'s>(
 ) -> Result<String, ExecError> {
     let scope = scope.into();
     let q = &*resolve(client, q).await?;
-    // The first try `search` makes (see `FirstTry`); the page without the bound may follow.
-    let (page, _) = page_sql(scope, q, count, None, FirstTry::of(scope, q))?;
+    // The first try `search` makes (capped when it drives from a token beside other filters;
+    // a page that does not fill there is asked again without the cap).
+    let cap = capped(scope, q).then(driving_entry_cap);
+    let (page, _) = page_sql(scope, q, count, None, cap)?;
     let mut sqls = vec![page];
     if q.result.total == Some(Total::Accurate) {
         sqls.push(count_sql(scope, q));
@@ -409,17 +411,20 @@ pub async fn search<'s>(
 ) -> Result<SearchPage, ExecError> {
     let scope = scope.into();
     let q = &*resolve(client, q).await?;
-    // Some pages are first tried on a bounded part of their candidates, and asked again
-    // without the bound when that try's rows are not known to be the page (`FirstTry`).
-    let first = FirstTry::of(scope, q);
+    // A common token with a second, selective filter (a recent date, say) would make the
+    // driving token scan many entries before a page fills. So the page is first tried on at
+    // most `driving_entry_cap()` of the token's entries, each checked by index probes; a page
+    // that does not fill there is asked again without the cap, where the planner can drive from
+    // the selective filter instead.
+    let capped = capped(scope, q);
     let mut rows = Vec::new();
     let mut keys = Vec::new();
-    if let Some(t) = first {
-        let (b, k) = page_sql(scope, q, count, after, Some(t))?;
+    if capped {
+        let (b, k) = page_sql(scope, q, count, after, Some(driving_entry_cap()))?;
         rows = b.query(client).await?;
         keys = k;
     }
-    if first.is_none_or(|t| t.retry(rows.len(), count)) {
+    if !capped || rows.len() <= count as usize {
         let (b, k) = page_sql(scope, q, count, after, None)?;
         rows = b.query(client).await?;
         keys = k;

@@ -3,13 +3,12 @@
 //! sort, and the versions the page returns. [`crate::exec`] runs it.
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
 
 use crate::exec::{
     Cursor, ExecError, Scope, exact_token, filters_on_ids, plan_follows_from_sql, token_entries,
     where_clause,
 };
-use crate::query::{Filter, Query, SearchError, StringMatch};
+use crate::query::{Filter, Query, SearchError};
 use crate::result::SortKey;
 use crate::sql::{
     Builder, Plan, VERSION_COLUMNS, any_of, date_all_cond, filter, has_rows, keyset,
@@ -43,68 +42,23 @@ fn first_chain(q: &Query) -> Option<(usize, &str, &ChainTargets)> {
     })
 }
 
-/// A page's first try on a bounded part of its candidates, made where that part usually holds
-/// the whole page and reading all candidates (or planning for them) costs more; a try whose rows
-/// are not known to be the page is followed by the page without the bound ([`FirstTry::retry`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum FirstTry {
-    /// At most this many of a driving token's entries, each probed for the other filters: a
-    /// common token beside a selective filter (a recent date, say) would otherwise scan many
-    /// entries before a page fills.
-    DrivingEntries(i64),
-    /// At most this many of a single string filter's index rows, on a plan made once per
-    /// connection. Planned for each value, a name prefix spent more time in the planner than
-    /// in its scan; the plan for many rows (walking ids in order) is kept for the retry.
-    IndexRows(i64),
+/// Whether a page is first tried on a capped number of a driving token's entries.
+pub(crate) fn capped(scope: Scope<'_>, q: &Query) -> bool {
+    matches!(scope, Scope::Type(_)) && q.clauses.len() > 1 && driving_token(q).is_some()
 }
 
-impl FirstTry {
-    pub(crate) fn of(scope: Scope<'_>, q: &Query) -> Option<Self> {
-        if !matches!(scope, Scope::Type(_)) {
-            return None;
-        }
-        if q.clauses.len() > 1 && driving_token(q).is_some() {
-            return Some(Self::DrivingEntries(bound(
-                &DRIVING_ENTRIES,
-                "HDS_SEARCH_DRIVING_CAP",
-                2000,
-            )));
-        }
-        let one_string_range = matches!(
-            q.clauses.as_slice(),
-            [Filter::String {
-                how: StringMatch::Prefix | StringMatch::Exact,
-                ..
-            }]
-        );
-        (one_string_range && q.result.sort.is_empty())
-            .then(|| Self::IndexRows(bound(&INDEX_ROWS, "HDS_SEARCH_ROWS_CAP", 5000)))
-    }
-
-    /// Whether the `rows` this try returned are not known to be the page: a token's capped
-    /// entries that did not fill it, or an index row range over its cap (which returns none).
-    pub(crate) fn retry(self, rows: usize, count: u32) -> bool {
-        match self {
-            Self::DrivingEntries(_) => rows <= count as usize,
-            Self::IndexRows(_) => rows == 0,
-        }
-    }
-}
-
-/// A first try's bound: 2,000 index probes cost a few milliseconds, 5,000 index rows about as
-/// much as planning a prefix. The environment variable changes it (the tests use tiny ones).
-fn bound(cell: &'static OnceLock<i64>, var: &str, default: i64) -> i64 {
-    *cell.get_or_init(|| {
-        std::env::var(var)
+/// How many of a driving token's entries a first try looks at: 2,000 index probes cost a few
+/// milliseconds. `HDS_SEARCH_DRIVING_CAP` changes it (the tests use a tiny one).
+pub(crate) fn driving_entry_cap() -> i64 {
+    static CAP: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| {
+        std::env::var("HDS_SEARCH_DRIVING_CAP")
             .ok()
             .and_then(|v| v.parse().ok())
             .filter(|n| *n > 0)
-            .unwrap_or(default)
+            .unwrap_or(2000)
     })
 }
-
-static DRIVING_ENTRIES: OnceLock<i64> = OnceLock::new();
-static INDEX_ROWS: OnceLock<i64> = OnceLock::new();
 
 /// Sort keys as (SQL expression, key type, descending).
 pub(crate) type Keys = Vec<(String, &'static str, bool)>;
@@ -130,7 +84,6 @@ fn driver<'q>(
     q: &'q Query,
     after: Option<&Cursor>,
     count: u32,
-    rows_cap: Option<i64>,
 ) -> Option<Driver<'q>> {
     if let Some((i, param, system, code)) = driving_token(q) {
         return Some(Driver::Token(i, param, system, code));
@@ -138,7 +91,7 @@ fn driver<'q>(
     if let Some(chain) = single_chain(q) {
         return Some(Driver::SingleChain(chain));
     }
-    if let Some(ids) = single_filter_ids(b, rt, q, after, count, rows_cap) {
+    if let Some(ids) = single_filter_ids(b, rt, q, after, count) {
         return Some(Driver::SingleFilter(ids));
     }
     first_chain(q).map(|(i, param, targets)| Driver::Chain(i, param, targets))
@@ -146,27 +99,18 @@ fn driver<'q>(
 
 /// The SQL of one page: the matches' versions and sort key values, `count + 1` rows to tell
 /// whether another page follows.
-/// `first`: the bounded first try of [`FirstTry::of`], or `None` for the page itself.
+/// `cap`: with a driving token and other filters, look at no more than this many of the
+/// token's entries (from the cursor on); see [`search`].
 pub(crate) fn page_sql(
     scope: Scope<'_>,
     q: &Query,
     count: u32,
     after: Option<&Cursor>,
-    first: Option<FirstTry>,
+    cap: Option<i64>,
 ) -> Result<(Builder, Keys), ExecError> {
-    let cap = match first {
-        Some(FirstTry::DrivingEntries(n)) => Some(n),
-        _ => None,
-    };
-    let rows_cap = match first {
-        Some(FirstTry::IndexRows(n)) => Some(n),
-        _ => None,
-    };
     let mut b = Builder::new("");
     let driven = match scope {
-        Scope::Type(rt) => {
-            driver(&mut b, rt, q, after, count, rows_cap).map(|d| (b.bind(rt.to_owned()), d))
-        }
+        Scope::Type(rt) => driver(&mut b, rt, q, after, count).map(|d| (b.bind(rt.to_owned()), d)),
         Scope::Types(_) => None,
     };
     // The candidates' type and id: `d` when read from index rows, else `resources r`.
@@ -299,10 +243,7 @@ pub(crate) fn page_sql(
           ORDER BY {}",
         order(false)
     );
-    if rows_cap.is_some() {
-        // Bounded, the range's plan is the same for every value.
-        b.plan = Plan::Generic;
-    } else if plan_follows_from_sql(scope, q) {
+    if plan_follows_from_sql(scope, q) {
         b.plan = Plan::Kept;
     }
     Ok((b, keys))
@@ -315,14 +256,12 @@ pub(crate) fn page_sql(
 /// planner chooses which to drive from, since cutting one filter's ids to a page is no longer
 /// safe. Index rows exist only for current, undeleted resources, so they may drive alone.
 /// With a `_sort`, every match is a candidate (the page is cut after the sort keys).
-/// `rows_cap`: read at most this many index rows, and return no ids if there were more.
 fn single_filter_ids(
     b: &mut Builder,
     rt: &str,
     q: &Query,
     after: Option<&Cursor>,
     count: u32,
-    rows_cap: Option<i64>,
 ) -> Option<String> {
     let [only] = q.clauses.as_slice() else {
         return None;
@@ -371,14 +310,7 @@ fn single_filter_ids(
             pages.join(" UNION ALL ")
         }
         f => {
-            let mut ids = index_ids(b, rt, f)?;
-            if let Some(cap) = rows_cap {
-                let cap = b.bind(cap);
-                ids = format!(
-                    "WITH m AS MATERIALIZED ({ids} LIMIT {cap})
-                     SELECT m.id FROM m WHERE (SELECT count(*) FROM m) < {cap}"
-                );
-            }
+            let ids = index_ids(b, rt, f)?;
             let ids = format!("SELECT x.id FROM ({ids}) x{}", from("x"));
             return Some(first_ids(&ids, dir, &n, check(f)));
         }
