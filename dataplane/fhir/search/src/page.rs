@@ -11,7 +11,7 @@ use crate::exec::{
 use crate::query::{Filter, Query, SearchError};
 use crate::result::SortKey;
 use crate::sql::{
-    Builder, Plan, VERSION_COLUMNS, any_of, date_all_cond, filter, has_rows, keyset,
+    Builder, Plan, VERSION_COLUMNS, any_of, date_all_cond, date_rows_key, filter, has_rows, keyset,
     newest_version, row_cond, sort_expr, text_cond,
 };
 
@@ -444,13 +444,16 @@ fn index_ids(b: &mut Builder, rt: &str, f: &Filter) -> Option<String> {
         Filter::Quantity { param, .. } => on_rows(b, "search_quantity", param),
         Filter::Reference { param, .. } => on_rows(b, "search_reference", param),
         Filter::Uri { param, .. } => on_rows(b, "search_uri", param),
-        Filter::Date { param, .. } => on_rows(b, "search_date", param),
-        Filter::DateAll { param, groups } => {
+        Filter::Date { param, .. } | Filter::DateAll { param, .. } => {
             let a = b.alias();
             let p = b.text(param);
-            let c = date_all_cond(b, &a, groups);
+            let c = match f {
+                Filter::DateAll { groups, .. } => date_all_cond(b, &a, groups),
+                _ => format!("({})", row_cond(b, &a, f, ("lo", "hi"))),
+            };
             format!(
-                "SELECT {a}.id FROM search_date {a} WHERE {a}.res_type = {ty} AND {a}.param = {p} AND {c}"
+                "SELECT {a}.id FROM search_date {a} WHERE {a}.res_type = {ty} AND {a}.param = {p} AND {} AND {c}",
+                date_rows_key(&a, ty, &p)
             )
         }
         Filter::Chain { param, targets } => chain_ids(b, ty, param, targets),

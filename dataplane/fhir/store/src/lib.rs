@@ -126,6 +126,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "fulltext_words_from_hds",
         sql: include_str!("../migrations/0019_fulltext_words_from_hds.sql"),
     },
+    Migration {
+        version: 20,
+        name: "date_gist_integer_key",
+        sql: include_str!("../migrations/0020_date_gist_integer_key.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
