@@ -617,7 +617,8 @@ async fn chained_pages_come_from_the_reference_rows() {
 }
 
 /// A single filter picks its page from its own index rows: pages in id order, forwards and
-/// back, hold each match once, for a string prefix, a date range, `_has` and a reference.
+/// back, hold each match once, for string prefixes of every length against the string index's
+/// three-character key, exact strings, a date range, `_has` and a reference.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_filter_pages_come_from_the_index_rows() {
     let s = start().await;
@@ -641,11 +642,27 @@ async fn single_filter_pages_come_from_the_index_rows() {
         )
         .await;
     }
+    let all: Vec<String> = (0..7).map(|i| format!("Patient/sp{i}")).collect();
+    // Prefixes shorter than, as long as and longer than the string index's key, and exact values.
+    for query in [
+        "Patient?name=i&_count=3",
+        "Patient?name=IN&_count=2",
+        "Patient?name=Ind&_count=4",
+        "Patient?name=%C3%8Dndexov&_count=3",
+        "Patient?name:exact=Indexova&_count=5",
+        "Patient?name=ann,indexo&_count=2",
+    ] {
+        pages_hold_exactly(&s, query, &all).await;
+    }
+    for none in [
+        "Patient?name=indexovaa",
+        "Patient?name:exact=indexova",
+        "Patient?name:exact=Indexov",
+    ] {
+        assert!(matches(&s, none).await.is_empty(), "{none}");
+    }
     for (query, want) in [
-        (
-            "Patient?name=index&_count=3",
-            (0..7).map(|i| format!("Patient/sp{i}")).collect::<Vec<_>>(),
-        ),
+        ("Patient?name=index&_count=3", all.clone()),
         (
             "Patient?birthdate=ge1960-01-01&_count=2",
             vec![
@@ -672,22 +689,28 @@ async fn single_filter_pages_come_from_the_index_rows() {
             ],
         ),
     ] {
-        let mut seen = Vec::new();
-        let mut pages = Vec::new();
-        let mut url = Some(s.url(query));
-        while let Some(u) = url {
-            let b = json(s.http.get(&u).send().await.unwrap()).await;
-            seen.extend(ids_with_mode(&b, "match"));
-            url = link(&b, "next");
-            pages.push(b);
-        }
-        assert_eq!(seen, want, "{query}");
-        let back = walk_back(&s, pages.last().unwrap()).await;
-        let last_len = ids_with_mode(pages.last().unwrap(), "match").len();
-        let mut expect: Vec<String> = want[..want.len() - last_len].to_vec();
-        expect.reverse();
-        assert_eq!(back, expect, "{query} backwards");
+        pages_hold_exactly(&s, query, &want).await;
     }
+}
+
+/// Following `next` from `query` gives `want` in order, and `previous` from the last page
+/// gives the earlier pages' matches in reverse.
+async fn pages_hold_exactly(s: &TestServer, query: &str, want: &[String]) {
+    let mut seen = Vec::new();
+    let mut pages = Vec::new();
+    let mut url = Some(s.url(query));
+    while let Some(u) = url {
+        let b = json(s.http.get(&u).send().await.unwrap()).await;
+        seen.extend(ids_with_mode(&b, "match"));
+        url = link(&b, "next");
+        pages.push(b);
+    }
+    assert_eq!(seen, want, "{query}");
+    let back = walk_back(s, pages.last().unwrap()).await;
+    let last_len = ids_with_mode(pages.last().unwrap(), "match").len();
+    let mut expect: Vec<String> = want[..want.len() - last_len].to_vec();
+    expect.reverse();
+    assert_eq!(back, expect, "{query} backwards");
 }
 
 /// R4's combo-* parameters (the Observation's own code and value, and its components') have no

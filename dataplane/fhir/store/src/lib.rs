@@ -131,6 +131,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "date_gist_integer_key",
         sql: include_str!("../migrations/0020_date_gist_integer_key.sql"),
     },
+    Migration {
+        version: 21,
+        name: "string_prefix_keys",
+        sql: include_str!("../migrations/0021_string_prefix_keys.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
