@@ -410,9 +410,10 @@ pub(crate) fn row_cond(b: &mut Builder, a: &str, f: &Filter, dates: (&str, &str)
                     // Its normal form names the index's bucket; the exact value is then checked.
                     StringMatch::Exact => {
                         let n = b.text(&normalize(v));
+                        let check = format!("{a}.norm = {n} AND {a}.exact = {}", b.text(v));
                         format!(
-                            "(left({a}.norm, {PREFIX_KEY_CHARS}) = left({n}, {PREFIX_KEY_CHARS}) AND {a}.norm = {n} AND {a}.exact = {})",
-                            b.text(v)
+                            "(left({a}.norm, {PREFIX_KEY_CHARS}) = left({n}, {PREFIX_KEY_CHARS}) AND {})",
+                            within_key(&check)
                         )
                     }
                     StringMatch::Prefix => prefix_cond(b, a, v),
@@ -554,16 +555,30 @@ fn prefix_cond(b: &mut Builder, a: &str, v: &str) -> String {
         return format!("{key} = {}", b.text(v));
     }
     let p = b.text(v);
-    let (column, from) = if chars > PREFIX_KEY_CHARS {
-        let bucket = format!("{key} = left({p}, {PREFIX_KEY_CHARS})");
-        (format!("{a}.norm"), format!("{bucket} AND {a}.norm ~>=~ {p}"))
-    } else {
-        (key.clone(), format!("{key} ~>=~ {p}"))
-    };
+    if chars > PREFIX_KEY_CHARS {
+        let mut range = format!("{a}.norm ~>=~ {p}");
+        if let Some(end) = prefix_end(v) {
+            range = format!("{range} AND {a}.norm ~<~ {}", b.bind(end));
+        }
+        return format!(
+            "({key} = left({p}, {PREFIX_KEY_CHARS}) AND {})",
+            within_key(&range)
+        );
+    }
+    let from = format!("{key} ~>=~ {p}");
     match prefix_end(v) {
-        Some(end) => format!("({from} AND {column} ~<~ {})", b.bind(end)),
+        Some(end) => format!("({from} AND {key} ~<~ {})", b.bind(end)),
         None => format!("({from})"),
     }
+}
+
+/// `check` on the rows of one key of the string index, in a form whose selectivity PostgreSQL
+/// does not estimate (a `CASE` is taken as true for half the rows). Estimated as written, the
+/// key and the whole value would multiply as if independent, though the value implies the
+/// key: `Harris` came out at one row of 677, and a chain to it then joined and sorted all
+/// 9,571 referrers (140 ms) instead of stopping after the first patients (0.7 ms).
+fn within_key(check: &str) -> String {
+    format!("CASE WHEN {check} THEN true ELSE false END")
 }
 
 fn prefix_end(prefix: &str) -> Option<String> {
