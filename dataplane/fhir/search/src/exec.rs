@@ -60,8 +60,8 @@ pub(crate) fn exact_token(q: &Query) -> Option<(usize, &str, &str, &str)> {
 /// Whether the plan of a search of `q` follows from its SQL whatever the values: one filter,
 /// an equality on one token code or one reference target, a string prefix of three or more
 /// characters or an exact string, a chain to one value, or a compartment, so that every value
-/// is read through the same index in the same order. Such
-/// SQL runs as a prepared statement, which PostgreSQL plans generically after five runs,
+/// is read through the same index in the same order. Such SQL runs as a prepared statement,
+/// which PostgreSQL plans generically after five runs,
 /// saving 0.2–0.4 ms of planning per request (more than the query takes). Anything else is
 /// planned for its values each time, since there the values choose the plan: a common and a
 /// rare code beside a date drive from different indexes, and a wide date window or a
@@ -75,9 +75,9 @@ pub(crate) fn plan_follows_from_sql(scope: Scope<'_>, q: &Query) -> bool {
 }
 
 /// One value looked up by equality (a string prefix of three characters or more is one key of
-/// the string index and then a range within it); a chain through one target type to such a value or to a
-/// string (its page walks the matching targets in id order, whatever their number); or a union
-/// of those (a compartment).
+/// the string index, then a range within it); a chain through one target type to such a value
+/// or to a string (its page walks the matching targets in id order, whatever their number); or
+/// a union of those (a compartment).
 fn one_indexed_value(f: &Filter) -> bool {
     match f {
         Filter::Token {

@@ -407,7 +407,7 @@ pub(crate) fn row_cond(b: &mut Builder, a: &str, f: &Filter, dates: (&str, &str)
             values
                 .iter()
                 .map(|v| match how {
-                    // Its normal form names the index's bucket; the exact value is then checked.
+                    // Its normal form names the index key; the value is checked within the key.
                     StringMatch::Exact => {
                         let n = b.text(&normalize(v));
                         let check = format!("{a}.norm = {n} AND {a}.exact = {}", b.text(v));
@@ -534,10 +534,6 @@ fn vs_systems(vs: &str) -> String {
     )
 }
 
-/// LIKE's own metacharacters in a value are literal.
-/// The least string above every string that starts with `prefix`, in byte order, which in
-/// UTF-8 is code point order: the prefix with its last character raised by one (dropped, and
-/// the one before raised, when it is the last character there is). None for an empty prefix.
 /// How many leading characters of a string row's normal form its index is keyed on, before the
 /// resource id (`search_string_lookup`, migration 0021).
 pub(crate) const PREFIX_KEY_CHARS: usize = 3;
@@ -581,6 +577,9 @@ fn within_key(check: &str) -> String {
     format!("CASE WHEN {check} THEN true ELSE false END")
 }
 
+/// The least string above every string that starts with `prefix`, in byte order, which in
+/// UTF-8 is code point order: the prefix with its last character raised by one (dropped, and
+/// the one before raised, when it is the last character there is). None for an empty prefix.
 fn prefix_end(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
     while let Some(last) = chars.pop() {
@@ -596,6 +595,7 @@ fn prefix_end(prefix: &str) -> Option<String> {
     None
 }
 
+/// LIKE's own metacharacters in a value are literal.
 fn like_escape(v: &str) -> String {
     let mut s = String::with_capacity(v.len());
     for c in v.chars() {
