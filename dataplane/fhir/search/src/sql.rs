@@ -137,19 +137,40 @@ fn exists(
     param: &str,
     cond: impl FnOnce(&mut Builder, &str) -> String,
 ) -> String {
-    let a = b.alias();
     let p = b.text(param);
+    exists_bound(b, table, ty, id, &p, cond)
+}
+
+/// [`exists`] with the parameter already bound as `p`.
+fn exists_bound(
+    b: &mut Builder,
+    table: &str,
+    ty: &str,
+    id: &str,
+    p: &str,
+    cond: impl FnOnce(&mut Builder, &str) -> String,
+) -> String {
+    let a = b.alias();
     let c = cond(b, &a);
     let probe = if b.per_row { " OFFSET 0" } else { "" };
-    // Without an id's probe the planner may read the matching date rows from their GiST index.
-    let key = if table == "search_date" {
-        format!(" AND {}", date_rows_key(&a, ty, &p))
-    } else {
-        String::new()
-    };
     format!(
-        "EXISTS (SELECT 1 FROM {table} {a} WHERE {a}.res_type = {ty} AND {a}.id = {id} AND {a}.param = {p}{key} AND ({c}){probe})"
+        "EXISTS (SELECT 1 FROM {table} {a} WHERE {a}.res_type = {ty} AND {a}.id = {id} AND {a}.param = {p} AND ({c}){probe})"
     )
+}
+
+/// [`exists`] over date rows, naming their GiST index's key: without an id's probe the planner
+/// may read the matching rows from that index.
+fn date_exists(
+    b: &mut Builder,
+    ty: &str,
+    id: &str,
+    param: &str,
+    cond: impl FnOnce(&mut Builder, &str) -> String,
+) -> String {
+    let p = b.text(param);
+    exists_bound(b, "search_date", ty, id, &p, |b, a| {
+        format!("{} AND ({})", date_rows_key(a, ty, &p), cond(b, a))
+    })
 }
 
 /// The GiST index of the date rows' spans leads with an integer made from the row's type and
@@ -267,12 +288,12 @@ pub(crate) fn filter(b: &mut Builder, ty: &str, id: &str, top: bool, f: &Filter)
         Filter::String { param, .. } => exists(b, "search_string", ty, id, param, |b, a| {
             row_cond(b, a, f, ("lo", "hi"))
         }),
-        Filter::Date { param, .. } => exists(b, "search_date", ty, id, param, |b, a| {
-            row_cond(b, a, f, ("lo", "hi"))
-        }),
-        Filter::DateAll { param, groups } => exists(b, "search_date", ty, id, param, |b, a| {
-            date_all_cond(b, a, groups)
-        }),
+        Filter::Date { param, .. } => {
+            date_exists(b, ty, id, param, |b, a| row_cond(b, a, f, ("lo", "hi")))
+        }
+        Filter::DateAll { param, groups } => {
+            date_exists(b, ty, id, param, |b, a| date_all_cond(b, a, groups))
+        }
         Filter::Number { param, .. } => exists(b, "search_number", ty, id, param, |b, a| {
             row_cond(b, a, f, ("lo", "hi"))
         }),
