@@ -10,10 +10,11 @@ use hds_common::db::TypedQuery;
 use hds_fhir_store::{Method, StoredVersion};
 use serde::{Deserialize, Serialize};
 
+use crate::include::{split_page, with_page};
 use crate::page::{capped, driving_entry_cap, page_sql};
 use crate::query::{Filter, Query, ReferenceValue, SearchError, StringMatch, TokenValue};
 use crate::result::{Include, Total};
-use crate::sql::{Builder, PREFIX_KEY_CHARS, Plan, VERSION_COLUMNS, filter, newest_version};
+use crate::sql::{Builder, PREFIX_KEY_CHARS, Plan, filter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -380,13 +381,30 @@ impl Cursor {
 
 pub struct SearchPage {
     pub matches: Vec<StoredVersion>,
+    /// What the includes passed to [`search_including`] found from the matches (their first
+    /// round, before matches and repeats are left out); `None` where the page's statement did
+    /// not ask (see [`crate::include::with_page`]).
+    pub included: Option<Vec<StoredVersion>>,
     pub next: Option<Cursor>,
     pub previous: Option<Cursor>,
     pub total: Option<i64>,
 }
 
-/// `EXPLAIN (ANALYZE, BUFFERS)` of the SQL a first page of `q` runs (and of its count, when
-/// `_total=accurate` asks for one): what docs/ARCHITECTURE.md shows for the benchmark queries.
+/// A row of a page's statement: `id`, [`crate::sql::VERSION_COLUMNS`], `res_type`, then the
+/// sort keys.
+pub(crate) fn page_version(r: &tokio_postgres::Row) -> StoredVersion {
+    StoredVersion {
+        res_type: r.get(5),
+        id: r.get(0),
+        version_id: r.get(1),
+        last_updated: r.get(2),
+        method: Method::parse(r.get(3)),
+        body: r.get(4),
+    }
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS)` of the SQL a first page of `q` runs (with its includes, and
+/// its count when `_total=accurate` asks for one): what docs/ARCHITECTURE.md shows for the benchmark queries.
 pub async fn explain<'s>(
     client: &impl TypedQuery,
     scope: impl Into<Scope<'s>>,
@@ -398,7 +416,13 @@ pub async fn explain<'s>(
     // The first try `search` makes (capped when it drives from a token beside other filters;
     // a page that does not fill there is asked again without the cap).
     let cap = capped(scope, q).then(driving_entry_cap);
-    let (page, _) = page_sql(scope, q, count, None, cap)?;
+    let (mut page, keys) = page_sql(scope, q, count, None, cap)?;
+    // With its includes, as `search_including` asks for them.
+    if let Scope::Type(rt) = scope
+        && !q.includes().is_empty()
+    {
+        with_page(&mut page, rt, keys.len(), q.includes());
+    }
     let mut sqls = vec![page];
     if q.result.total == Some(Total::Accurate) {
         sqls.push(count_sql(scope, q));
@@ -423,8 +447,32 @@ pub async fn search<'s>(
     count: u32,
     after: Option<&Cursor>,
 ) -> Result<SearchPage, ExecError> {
+    search_including(client, scope, q, count, after, &[]).await
+}
+
+/// As [`search`], where a page of one type also brings the first round of `includes` in its
+/// own statement (`SearchPage::included`); continue with [`crate::include::includes_from`].
+pub async fn search_including<'s>(
+    client: &impl TypedQuery,
+    scope: impl Into<Scope<'s>>,
+    q: &Query,
+    count: u32,
+    after: Option<&Cursor>,
+    includes: &[Include],
+) -> Result<SearchPage, ExecError> {
     let scope = scope.into();
+    let including = match scope {
+        Scope::Type(rt) if !includes.is_empty() => Some(rt),
+        _ => None,
+    };
     let q = &*resolve(client, q).await?;
+    let page_sql = |cap| -> Result<_, ExecError> {
+        let (mut b, keys) = page_sql(scope, q, count, after, cap)?;
+        if let Some(rt) = including {
+            with_page(&mut b, rt, keys.len(), includes);
+        }
+        Ok((b, keys))
+    };
     // A common token with a second, selective filter (a recent date, say) would make the
     // driving token scan many entries before a page fills. So the page is first tried on at
     // most `driving_entry_cap()` of the token's entries, each checked by index probes; a page
@@ -433,15 +481,24 @@ pub async fn search<'s>(
     let capped = capped(scope, q);
     let mut rows = Vec::new();
     let mut keys = Vec::new();
-    if capped {
-        let (b, k) = page_sql(scope, q, count, after, Some(driving_entry_cap()))?;
+    let mut included = None;
+    let tries = if capped {
+        [Some(Some(driving_entry_cap())), Some(None)]
+    } else {
+        [Some(None), None]
+    };
+    for cap in tries.into_iter().flatten() {
+        let (b, k) = page_sql(cap)?;
         rows = b.query(client).await?;
+        if including.is_some() {
+            let (page, found) = split_page(std::mem::take(&mut rows), k.len(), count as usize);
+            rows = page;
+            included = Some(found);
+        }
         keys = k;
-    }
-    if !capped || rows.len() <= count as usize {
-        let (b, k) = page_sql(scope, q, count, after, None)?;
-        rows = b.query(client).await?;
-        keys = k;
+        if rows.len() > count as usize {
+            break;
+        }
     }
     let back = after.is_some_and(|c| c.back);
     let more = rows.len() > count as usize;
@@ -468,17 +525,7 @@ pub async fn search<'s>(
                 .map(|r| cursor_at(r, true)),
         )
     };
-    let matches: Vec<StoredVersion> = page
-        .iter()
-        .map(|r| StoredVersion {
-            res_type: r.get(5),
-            id: r.get(0),
-            version_id: r.get(1),
-            last_updated: r.get(2),
-            method: Method::parse(r.get(3)),
-            body: r.get(4),
-        })
-        .collect();
+    let matches: Vec<StoredVersion> = page.iter().map(|r| page_version(r)).collect();
     let total = match q.result.total {
         Some(Total::None) => None,
         Some(Total::Accurate) => Some(count_resolved(client, scope, q).await?),
@@ -490,6 +537,7 @@ pub async fn search<'s>(
     };
     Ok(SearchPage {
         matches,
+        included,
         next,
         previous,
         total,
@@ -553,128 +601,6 @@ async fn estimate(
     let rows = b.query(client).await?;
     let plan: Option<serde_json::Value> = rows.first().map(|r| r.get(0));
     Ok(plan.map_or(0.0, |p| p[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0)) as i64)
-}
-
-fn stored(r: &tokio_postgres::Row) -> StoredVersion {
-    StoredVersion {
-        res_type: r.get(0),
-        id: r.get(1),
-        version_id: r.get(2),
-        last_updated: r.get(3),
-        method: Method::parse(r.get(4)),
-        body: r.get(5),
-    }
-}
-
-/// The resources `_include` and `_revinclude` add to a page of `matches`: the non-iterating
-/// ones once from the matches, the `:iterate` ones again from everything included until
-/// nothing new turns up. Each resource appears once, and never if it is a match.
-pub async fn includes(
-    client: &impl TypedQuery,
-    matches: &[StoredVersion],
-    includes: &[Include],
-) -> Result<Vec<StoredVersion>, tokio_postgres::Error> {
-    if includes.is_empty() || matches.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut seen: HashSet<(String, String)> = matches
-        .iter()
-        .map(|m| (m.res_type.clone(), m.id.clone()))
-        .collect();
-    let mut out: Vec<StoredVersion> = Vec::new();
-    let mut frontier: Vec<(String, String)> = seen.iter().cloned().collect();
-    let mut first = true;
-    // Each round adds only unseen resources, so it ends; the bound guards against pathologies.
-    for _ in 0..16 {
-        let mut found = Vec::new();
-        for inc in includes.iter().filter(|i| first || i.iterate) {
-            for v in include_once(client, &frontier, inc).await? {
-                if seen.insert((v.res_type.clone(), v.id.clone())) {
-                    found.push(v);
-                }
-            }
-        }
-        first = false;
-        if found.is_empty() || !includes.iter().any(|i| i.iterate) {
-            out.extend(found);
-            break;
-        }
-        frontier = found
-            .iter()
-            .map(|v| (v.res_type.clone(), v.id.clone()))
-            .collect();
-        out.extend(found);
-    }
-    Ok(out)
-}
-
-/// The include's parameters and target type, when given.
-fn narrow(b: &mut Builder, cond: &mut String, inc: &Include) {
-    cond.push_str(&format!(
-        " AND f.param = ANY({})",
-        b.bind(inc.params.clone())
-    ));
-    if let Some(t) = &inc.target {
-        cond.push_str(&format!(" AND f.target_type = {}", b.bind(t.clone())));
-    }
-}
-
-async fn include_once(
-    client: &impl TypedQuery,
-    from: &[(String, String)],
-    inc: &Include,
-) -> Result<Vec<StoredVersion>, tokio_postgres::Error> {
-    if inc.params.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut b = Builder::new("");
-    if inc.reverse {
-        // Resources of inc.source whose reference parameter points at one of `from`.
-        let types: Vec<String> = from.iter().map(|(t, _)| t.clone()).collect();
-        let ids: Vec<String> = from.iter().map(|(_, i)| i.clone()).collect();
-        let src = b.bind(inc.source.clone());
-        let tp = b.bind(types);
-        let ip = b.bind(ids);
-        let mut cond = format!(
-            "f.res_type = {src} AND (f.target_type, f.target_id) IN (SELECT * FROM unnest({tp}::text[], {ip}::text[]))"
-        );
-        narrow(&mut b, &mut cond, inc);
-        // The referrers are read from their index rows, so they are current: no visit to
-        // `resources`, and their newest versions are the ones to return.
-        let version = newest_version(&src, "r.id");
-        b.sql = format!(
-            "SELECT {src}::text, r.id, {VERSION_COLUMNS}
-               FROM (SELECT DISTINCT f.id FROM search_reference f WHERE {cond}) r {version}"
-        );
-    } else {
-        let ids: Vec<String> = from
-            .iter()
-            .filter(|(t, _)| *t == inc.source)
-            .map(|(_, i)| i.clone())
-            .collect();
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let src = b.bind(inc.source.clone());
-        let ip = b.bind(ids);
-        let mut cond =
-            format!("f.res_type = {src} AND f.id = ANY({ip}) AND f.target_id IS NOT NULL");
-        narrow(&mut b, &mut cond, inc);
-        // A target may be deleted (its newest version is the deletion, with no body) or may
-        // never have existed; `resources` need not be visited to tell.
-        let version = newest_version("r.target_type", "r.target_id");
-        b.sql = format!(
-            "SELECT r.target_type, r.target_id, {VERSION_COLUMNS}
-               FROM (SELECT DISTINCT f.target_type, f.target_id FROM search_reference f WHERE {cond}) r
-               {version}
-              WHERE v.body IS NOT NULL"
-        );
-    }
-    // Ids looked up by their keys: the same plan for any page. PostgreSQL kept planning it
-    // for every page (0.44 ms, against 0.09 ms to run it), so its generic plan is forced.
-    b.plan = Plan::Generic;
-    let rows = b.query(client).await?;
-    Ok(rows.iter().map(stored).collect())
 }
 
 #[cfg(test)]

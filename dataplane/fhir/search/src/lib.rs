@@ -6,13 +6,15 @@
 //! - [`query`] and [`result`]: the query string in, a typed [`Query`];
 //! - [`sql`]: a [`Filter`] in, a condition on the store's tables;
 //! - `page`: the SQL of one page, from the rows that drive it;
-//! - [`exec`]: pages of matches, totals and includes out of the store.
+//! - [`exec`]: pages of matches and totals out of the store;
+//! - [`include`]: the resources `_include` and `_revinclude` add to a page.
 
 pub mod custom;
 pub mod date;
 pub mod exec;
 pub mod fulltext;
 pub mod hierarchy;
+pub mod include;
 pub mod index;
 pub mod normalize;
 mod page;
@@ -26,8 +28,9 @@ pub mod ucum;
 pub use custom::SearchParams;
 pub use exec::{
     Cursor, ExecError, Scope, SearchPage, count_matches, explain, find_ids, find_ids_after,
-    includes, matching_among, search,
+    matching_among, search, search_including,
 };
+pub use include::{includes, includes_from};
 pub use index::{extract, extract_with};
 pub use query::{
     Clause, DatePrefix, Filter, Prefix, Query, ReferenceValue, SearchError, TokenValue, parse,

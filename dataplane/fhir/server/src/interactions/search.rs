@@ -254,10 +254,29 @@ pub async fn search_in(
         ));
     }
 
-    let page = hds_fhir_search::search(conn, scope, &query, count, cursor.as_ref()).await?;
-    let included = access
-        .includes(conn, &reg, &page.matches, query.includes())
-        .await?;
+    // Unconfined, a page brings its includes' first round in its own statement; a confined
+    // caller's are judged round by round.
+    let open = access.is_open();
+    let mut page = hds_fhir_search::search_including(
+        conn,
+        scope,
+        &query,
+        count,
+        cursor.as_ref(),
+        if open { query.includes() } else { &[] },
+    )
+    .await?;
+    let included = match page.included.take() {
+        Some(first) => {
+            hds_fhir_search::includes_from(conn, &page.matches, query.includes(), Some(first))
+                .await?
+        }
+        None => {
+            access
+                .includes(conn, &reg, &page.matches, query.includes())
+                .await?
+        }
+    };
 
     let mut links = vec![(
         "self",
