@@ -39,9 +39,25 @@ impl BundleWriter {
         self.entry_inner(v, base, extra, v.body.as_deref());
     }
 
-    /// An entry for `v` whose resource is `body` (a subset of the stored one).
-    pub fn entry_with_body(&mut self, v: &StoredVersion, base: &str, extra: Value, body: &str) {
-        self.entry_inner(v, base, extra, Some(body));
+    /// A searchset entry: `fullUrl`, `resource` (`body`, or the stored body) and `search.mode`,
+    /// written as text (this is every search result's loop; no `Value` is built per entry).
+    pub fn search_entry(&mut self, v: &StoredVersion, base: &str, mode: &str, body: Option<&str>) {
+        if self.entries > 0 {
+            self.out.push(',');
+        }
+        self.entries += 1;
+        self.out.push_str("{\"fullUrl\":\"");
+        for part in [base, "/", &v.res_type, "/", &v.id] {
+            push_escaped(&mut self.out, part);
+        }
+        self.out.push('"');
+        if let Some(body) = body.or(v.body.as_deref()) {
+            self.out.push_str(",\"resource\":");
+            self.out.push_str(body);
+        }
+        self.out.push_str(",\"search\":{\"mode\":\"");
+        push_escaped(&mut self.out, mode);
+        self.out.push_str("\"}}");
     }
 
     /// An entry that is not a stored resource (an OperationOutcome, say).
@@ -104,6 +120,17 @@ impl BundleWriter {
     }
 }
 
+/// `s` as the inside of a JSON string: as it is when nothing in it needs escaping (URLs, ids),
+/// else as serde_json escapes it.
+fn push_escaped(out: &mut String, s: &str) {
+    if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        let quoted = serde_json::to_string(s).unwrap_or_default();
+        out.push_str(&quoted[1..quoted.len() - 1]);
+    } else {
+        out.push_str(s);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +162,46 @@ mod tests {
         assert_eq!(b["entry"][0]["resource"]["id"], "a");
         assert_eq!(b["entry"][0]["request"]["method"], "POST");
         assert!(b["entry"][1].get("resource").is_none());
+    }
+
+    #[test]
+    fn search_entries_are_the_json_the_value_path_writes() {
+        let v = StoredVersion {
+            res_type: "Patient".into(),
+            id: "a".into(),
+            version_id: 1,
+            last_updated: hds_fhir_store::now(),
+            method: Method::Post,
+            body: Some(r#"{"resourceType":"Patient","id":"a"}"#.into()),
+        };
+        let mut w = BundleWriter::new("searchset", None, &[]);
+        w.search_entry(&v, "http://x/a\"b", "match", None);
+        w.search_entry(
+            &v,
+            "http://x",
+            "include",
+            Some(r#"{"resourceType":"Patient"}"#),
+        );
+        w.search_entry(
+            &StoredVersion { body: None, ..v },
+            "http://x",
+            "match",
+            None,
+        );
+        let b: Value = serde_json::from_str(&w.finish()).unwrap();
+        assert_eq!(
+            b["entry"][0],
+            json!({"fullUrl": "http://x/a\"b/Patient/a", "search": {"mode": "match"},
+                   "resource": {"resourceType": "Patient", "id": "a"}})
+        );
+        assert_eq!(
+            b["entry"][1]["resource"],
+            json!({"resourceType": "Patient"})
+        );
+        assert_eq!(b["entry"][1]["search"]["mode"], "include");
+        assert_eq!(
+            b["entry"][2],
+            json!({"fullUrl": "http://x/Patient/a", "search": {"mode": "match"}})
+        );
     }
 }

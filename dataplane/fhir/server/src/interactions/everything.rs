@@ -7,7 +7,6 @@
 use axum::extract::{Path, State};
 use axum::response::Response;
 use hds_fhir_search::{Cursor, Filter, Scope};
-use serde_json::json;
 
 use super::history::link as page_link;
 use super::search::compartment_filter;
@@ -130,7 +129,7 @@ pub async fn everything(
     }
     let mut w = BundleWriter::new("searchset", None, &links);
     for v in &matches {
-        w.entry(v, &base, json!({"search": {"mode": "match"}}));
+        w.search_entry(v, &base, "match", None);
     }
     Ok(json_response(axum::http::StatusCode::OK, w.finish()))
 }

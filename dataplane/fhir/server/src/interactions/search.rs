@@ -301,11 +301,8 @@ pub async fn search_in(
     let mut w = BundleWriter::new("searchset", page.total, &links);
     for (versions, mode) in [(&page.matches, "match"), (&included, "include")] {
         for v in versions {
-            let extra = json!({"search": {"mode": mode}});
-            match v.body.as_deref().and_then(|b| subset.apply(&v.res_type, b)) {
-                Some(body) => w.entry_with_body(v, base, extra, &body),
-                None => w.entry(v, base, extra),
-            }
+            let body = v.body.as_deref().and_then(|b| subset.apply(&v.res_type, b));
+            w.search_entry(v, base, mode, body.as_deref());
         }
     }
     if !query.unknown.is_empty() {
