@@ -404,7 +404,8 @@ pub(crate) fn page_version(r: &tokio_postgres::Row) -> StoredVersion {
 }
 
 /// `EXPLAIN (ANALYZE, BUFFERS)` of the SQL a first page of `q` runs (with its includes, and
-/// its count when `_total=accurate` asks for one): what docs/ARCHITECTURE.md shows for the benchmark queries.
+/// its count when `_total=accurate` asks for one): what docs/ARCHITECTURE.md shows for the
+/// benchmark queries.
 pub async fn explain<'s>(
     client: &impl TypedQuery,
     scope: impl Into<Scope<'s>>,
@@ -482,12 +483,8 @@ pub async fn search_including<'s>(
     let mut rows = Vec::new();
     let mut keys = Vec::new();
     let mut included = None;
-    let tries = if capped {
-        [Some(Some(driving_entry_cap())), Some(None)]
-    } else {
-        [Some(None), None]
-    };
-    for cap in tries.into_iter().flatten() {
+    let caps = [Some(driving_entry_cap()), None];
+    for &cap in if capped { &caps[..] } else { &caps[1..] } {
         let (b, k) = page_sql(cap)?;
         rows = b.query(client).await?;
         if including.is_some() {
