@@ -136,6 +136,17 @@ mod tests {
     use super::*;
     use hds_fhir_store::Method;
 
+    fn patient_a() -> StoredVersion {
+        StoredVersion {
+            res_type: "Patient".into(),
+            id: "a".into(),
+            version_id: 1,
+            last_updated: hds_fhir_store::now(),
+            method: Method::Post,
+            body: Some(r#"{"resourceType":"Patient","id":"a"}"#.into()),
+        }
+    }
+
     #[test]
     fn output_is_valid_json_with_and_without_entries() {
         let empty: Value =
@@ -144,14 +155,7 @@ mod tests {
         assert!(empty.get("entry").is_none());
 
         let mut w = BundleWriter::new("history", None, &[("self", "http://x/_history".into())]);
-        let v = StoredVersion {
-            res_type: "Patient".into(),
-            id: "a".into(),
-            version_id: 1,
-            last_updated: hds_fhir_store::now(),
-            method: Method::Post,
-            body: Some(r#"{"resourceType":"Patient","id":"a"}"#.into()),
-        };
+        let v = patient_a();
         w.entry(
             &v,
             "http://x",
@@ -165,15 +169,8 @@ mod tests {
     }
 
     #[test]
-    fn search_entries_are_the_json_the_value_path_writes() {
-        let v = StoredVersion {
-            res_type: "Patient".into(),
-            id: "a".into(),
-            version_id: 1,
-            last_updated: hds_fhir_store::now(),
-            method: Method::Post,
-            body: Some(r#"{"resourceType":"Patient","id":"a"}"#.into()),
-        };
+    fn search_entries_hold_full_url_resource_and_mode() {
+        let v = patient_a();
         let mut w = BundleWriter::new("searchset", None, &[]);
         w.search_entry(&v, "http://x/a\"b", "match", None);
         w.search_entry(
