@@ -12,7 +12,9 @@ patients="${BENCH_PATIENTS:-40000}"
 seed="${BENCH_SEED:-42}"
 shapes="${BENCH_SHAPES:-token,reference,date,name,chain,has,include,sort,total,token-date}"
 
-(cd "$root" && cargo build --release -q -p hds-bench)
+# The same packages as search.sh builds: built alone, hds-bench would unify other features
+# and rebuild every crate (slow under the release profile's LTO).
+(cd "$root" && cargo build --release -q -p hds -p hds-bench)
 bin="$CARGO_TARGET_DIR/release"
 for shape in ${shapes//,/ }; do
     echo "## $shape"
