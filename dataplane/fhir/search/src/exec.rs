@@ -11,7 +11,7 @@ use hds_fhir_store::{Method, StoredVersion};
 use serde::{Deserialize, Serialize};
 
 use crate::include::{split_page, with_page};
-use crate::page::{capped, driving_entry_cap, page_sql};
+use crate::page::{Keys, capped, driving_entry_cap, page_sql};
 use crate::query::{Filter, Query, ReferenceValue, SearchError, StringMatch, TokenValue};
 use crate::result::{Include, Total};
 use crate::sql::{Builder, PREFIX_KEY_CHARS, Plan, filter};
@@ -390,6 +390,27 @@ pub struct SearchPage {
     pub total: Option<i64>,
 }
 
+/// The SQL of a page; for one type with `includes`, their first round too ([`with_page`]),
+/// and then `true`: its rows end with what the includes found ([`split_page`]).
+fn page_with_includes(
+    scope: Scope<'_>,
+    q: &Query,
+    count: u32,
+    after: Option<&Cursor>,
+    cap: Option<i64>,
+    includes: &[Include],
+) -> Result<(Builder, Keys, bool), ExecError> {
+    let (mut b, keys) = page_sql(scope, q, count, after, cap)?;
+    let including = match scope {
+        Scope::Type(rt) if !includes.is_empty() => {
+            with_page(&mut b, rt, keys.len(), includes);
+            true
+        }
+        _ => false,
+    };
+    Ok((b, keys, including))
+}
+
 /// A row of a page's statement: `id`, [`crate::sql::VERSION_COLUMNS`], `res_type`, then the
 /// sort keys.
 pub(crate) fn page_version(r: &tokio_postgres::Row) -> StoredVersion {
@@ -417,13 +438,7 @@ pub async fn explain<'s>(
     // The first try `search` makes (capped when it drives from a token beside other filters;
     // a page that does not fill there is asked again without the cap).
     let cap = capped(scope, q).then(driving_entry_cap);
-    let (mut page, keys) = page_sql(scope, q, count, None, cap)?;
-    // With its includes, as `search_including` asks for them.
-    if let Scope::Type(rt) = scope
-        && !q.includes().is_empty()
-    {
-        with_page(&mut page, rt, keys.len(), q.includes());
-    }
+    let (page, _, _) = page_with_includes(scope, q, count, None, cap, q.includes())?;
     let mut sqls = vec![page];
     if q.result.total == Some(Total::Accurate) {
         sqls.push(count_sql(scope, q));
@@ -462,18 +477,7 @@ pub async fn search_including<'s>(
     includes: &[Include],
 ) -> Result<SearchPage, ExecError> {
     let scope = scope.into();
-    let including = match scope {
-        Scope::Type(rt) if !includes.is_empty() => Some(rt),
-        _ => None,
-    };
     let q = &*resolve(client, q).await?;
-    let page_sql = |cap| -> Result<_, ExecError> {
-        let (mut b, keys) = page_sql(scope, q, count, after, cap)?;
-        if let Some(rt) = including {
-            with_page(&mut b, rt, keys.len(), includes);
-        }
-        Ok((b, keys))
-    };
     // A common token with a second, selective filter (a recent date, say) would make the
     // driving token scan many entries before a page fills. So the page is first tried on at
     // most `driving_entry_cap()` of the token's entries, each checked by index probes; a page
@@ -485,9 +489,9 @@ pub async fn search_including<'s>(
     let mut included = None;
     let caps = [Some(driving_entry_cap()), None];
     for &cap in if capped { &caps[..] } else { &caps[1..] } {
-        let (b, k) = page_sql(cap)?;
+        let (b, k, including) = page_with_includes(scope, q, count, after, cap, includes)?;
         rows = b.query(client).await?;
-        if including.is_some() {
+        if including {
             let (page, found) = split_page(std::mem::take(&mut rows), k.len(), count as usize);
             rows = page;
             included = Some(found);

@@ -125,7 +125,11 @@ impl BundleWriter {
 fn push_escaped(out: &mut String, s: &str) {
     if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
         let quoted = serde_json::to_string(s).unwrap_or_default();
-        out.push_str(&quoted[1..quoted.len() - 1]);
+        out.push_str(
+            quoted
+                .get(1..quoted.len().saturating_sub(1))
+                .unwrap_or_default(),
+        );
     } else {
         out.push_str(s);
     }
