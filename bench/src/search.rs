@@ -8,7 +8,8 @@
 //!   so every server gets the same list in the same order). A cell first sends the first
 //!   `--probes` queries one by one and counts the entries they return (the same queries on
 //!   every server, so the counts are directly comparable), then runs a closed-loop window like
-//!   `fhir-load` (warm-up, then only requests started inside the window count).
+//!   `fhir-load` (warm-up, then only requests started inside the window count). Each client
+//!   keeps one connection for all its requests ([`hds_bench::http1`]).
 //!
 //! Each cell (and a load) prints one JSON line on stdout; diagnostics go to stderr.
 
@@ -22,6 +23,7 @@ use anyhow::{Context, bail};
 use chrono::{Duration as Days, NaiveDate};
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
+use hds_bench::http1::Connection;
 use hds_bench::{CONDITIONS, LOINC, PANELS, RARE_PANEL_WEIGHT, SNOMED, mix, patient_id, plan};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rand::rngs::StdRng;
@@ -218,6 +220,9 @@ fn round2(x: f64) -> f64 {
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
+
+/// What every query asks for.
+const FHIR_JSON: &str = "application/fhir+json";
 
 fn snippet(body: &[u8]) -> String {
     String::from_utf8_lossy(body).chars().take(500).collect()
@@ -566,29 +571,6 @@ impl FirstError {
     }
 }
 
-async fn get(
-    http: &reqwest::Client,
-    base: &str,
-    query: &str,
-) -> Result<bytes::Bytes, (Option<u16>, String)> {
-    match http
-        .get(format!("{base}/{query}"))
-        .header("accept", "application/fhir+json")
-        .send()
-        .await
-    {
-        Ok(resp) => {
-            let status = resp.status();
-            match resp.bytes().await {
-                Ok(body) if status.is_success() => Ok(body),
-                Ok(body) => Err((Some(status.as_u16()), snippet(&body))),
-                Err(e) => Err((Some(status.as_u16()), format!("body: {e}"))),
-            }
-        }
-        Err(e) => Err((None, format!("transport: {e}"))),
-    }
-}
-
 async fn run_cell(
     cli: &Cli,
     url: &str,
@@ -596,7 +578,8 @@ async fn run_cell(
     queries: Arc<Vec<String>>,
 ) -> anyhow::Result<serde_json::Value> {
     let base = url.trim_end_matches('/').to_string();
-    let http = client(cli, cell.clients)?;
+    let timeout = Duration::from_secs_f64(cli.timeout);
+    let mut probe_conn = Connection::new(&base, timeout)?;
     let first_error = Arc::new(FirstError::default());
 
     // Probes: the same first queries on every server, one at a time, entries counted.
@@ -606,7 +589,7 @@ async fn run_cell(
     let mut probe_ms = Vec::with_capacity(probes);
     for q in queries.iter().take(probes) {
         let sent = Instant::now();
-        match get(&http, &base, q).await {
+        match probe_conn.get(q, FHIR_JSON).await {
             Ok(body) => {
                 probe_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
                 let b: BundleHead = serde_json::from_slice(&body)
@@ -643,13 +626,8 @@ async fn run_cell(
     let cursor = Arc::new(AtomicUsize::new(probes));
     let mut tasks = Vec::with_capacity(cell.clients);
     for _ in 0..cell.clients {
-        let (http, base, queries, cursor, first_error) = (
-            http.clone(),
-            base.clone(),
-            queries.clone(),
-            cursor.clone(),
-            first_error.clone(),
-        );
+        let mut conn = Connection::new(&base, timeout)?;
+        let (queries, cursor, first_error) = (queries.clone(), cursor.clone(), first_error.clone());
         tasks.push(tokio::spawn(async move {
             let mut stats = ClientStats {
                 hist: Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
@@ -662,7 +640,7 @@ async fn run_cell(
                     break;
                 }
                 let q = &queries[cursor.fetch_add(1, Ordering::Relaxed) % queries.len()];
-                let outcome = get(&http, &base, q).await;
+                let outcome = conn.get(q, FHIR_JSON).await;
                 let elapsed = sent.elapsed();
                 if sent < measure_from {
                     continue;
