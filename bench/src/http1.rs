@@ -9,8 +9,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
+use hyper::Method;
 use hyper::client::conn::http1::SendRequest;
+use hyper::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -24,7 +26,9 @@ pub struct Connection {
     authority: String,
     prefix: String,
     timeout: Duration,
-    sender: Option<SendRequest<Empty<Bytes>>>,
+    /// Sent with every request (an `Authorization`, say).
+    headers: Vec<(HeaderName, HeaderValue)>,
+    sender: Option<SendRequest<Full<Bytes>>>,
 }
 
 impl Connection {
@@ -41,15 +45,48 @@ impl Connection {
             authority: format!("{host}:{port}"),
             prefix: url.path().trim_end_matches('/').to_owned(),
             timeout,
+            headers: Vec::new(),
             sender: None,
         })
     }
 
-    /// `GET {base}/{path_and_query}` with `accept`; the body of a 2xx answer, else the status
-    /// and the start of the body. A transport error drops the connection, so the next request
-    /// opens a new one.
+    /// Sends `name: value` with every request.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// `GET {base}/{path_and_query}` with `accept`; see [`Self::request`].
     pub async fn get(&mut self, path_and_query: &str, accept: &str) -> Result<Bytes, Failure> {
-        match tokio::time::timeout(self.timeout, self.send(path_and_query, accept)).await {
+        self.request(Method::GET, path_and_query, accept, None)
+            .await
+    }
+
+    /// `POST {base}/{path}` of `body` as `content_type`; see [`Self::request`].
+    pub async fn post(
+        &mut self,
+        path: &str,
+        accept: &str,
+        content_type: &'static str,
+        body: Bytes,
+    ) -> Result<Bytes, Failure> {
+        self.request(Method::POST, path, accept, Some((content_type, body)))
+            .await
+    }
+
+    /// The body of a 2xx answer, read to its end, else the status and the start of the body.
+    /// A transport error or a timeout drops the connection, so the next request opens a new
+    /// one.
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path_and_query: &str,
+        accept: &str,
+        body: Option<(&'static str, Bytes)>,
+    ) -> Result<Bytes, Failure> {
+        let timeout = self.timeout;
+        let sent = self.send(method, path_and_query, accept, body);
+        match tokio::time::timeout(timeout, sent).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(e)) => {
                 self.sender = None;
@@ -64,8 +101,10 @@ impl Connection {
 
     async fn send(
         &mut self,
+        method: Method,
         path_and_query: &str,
         accept: &str,
+        body: Option<(&'static str, Bytes)>,
     ) -> anyhow::Result<Result<Bytes, Failure>> {
         let sender = match &mut self.sender {
             Some(s) if !s.is_closed() => s,
@@ -82,10 +121,20 @@ impl Connection {
             }
         };
         sender.ready().await?;
-        let req = hyper::Request::get(format!("{}/{path_and_query}", self.prefix))
-            .header(hyper::header::HOST, &self.authority)
-            .header(hyper::header::ACCEPT, accept)
-            .body(Empty::new())?;
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}/{path_and_query}", self.prefix))
+            .header(HOST, &self.authority)
+            .header(ACCEPT, accept);
+        for (name, value) in &self.headers {
+            req = req.header(name, value);
+        }
+        let req = match body {
+            Some((content_type, body)) => {
+                req.header(CONTENT_TYPE, content_type).body(Full::new(body))
+            }
+            None => req.body(Full::new(Bytes::new())),
+        }?;
         let resp = sender.send_request(req).await?;
         let status = resp.status();
         let body = resp.into_body().collect().await?.to_bytes();
@@ -107,8 +156,28 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::net::TcpListener;
 
-    /// A server that counts the connections it accepts and answers `/ok…` with the path and
-    /// anything else with 404.
+    /// `{method or x-said header} {path} {body}`, 200 under `/base/ok`, else 404.
+    async fn answer(
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<hyper::Response<Full<Bytes>>, hyper::Error> {
+        let path = req.uri().to_string();
+        let status = if path.starts_with("/base/ok") {
+            200
+        } else {
+            404
+        };
+        let mut said = match req.headers().get("x-said") {
+            Some(v) => format!("{} {path} ", v.to_str().unwrap_or("?")),
+            None => format!("{} {path} ", req.method()),
+        }
+        .into_bytes();
+        said.extend_from_slice(&req.into_body().collect().await?.to_bytes());
+        let mut resp = hyper::Response::new(Full::new(Bytes::from(said)));
+        *resp.status_mut() = hyper::StatusCode::from_u16(status).expect("a status");
+        Ok(resp)
+    }
+
+    /// A server that counts the connections it accepts and answers with [`answer`].
     async fn server() -> (String, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -119,17 +188,7 @@ mod tests {
                 let (tcp, _) = listener.accept().await.unwrap();
                 counter.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(|req: hyper::Request<_>| async move {
-                        let path = req.uri().to_string();
-                        let status = if path.starts_with("/base/ok") {
-                            200
-                        } else {
-                            404
-                        };
-                        hyper::Response::builder()
-                            .status(status)
-                            .body(http_body_util::Full::new(Bytes::from(path)))
-                    });
+                    let service = hyper::service::service_fn(answer);
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tcp), service)
                         .await;
@@ -145,11 +204,30 @@ mod tests {
         let mut conn = Connection::new(&base, Duration::from_secs(5)).unwrap();
         for i in 0..50 {
             let body = conn.get(&format!("ok?i={i}"), "text/plain").await.unwrap();
-            assert_eq!(body, format!("/base/ok?i={i}"));
+            assert_eq!(body, format!("GET /base/ok?i={i} "));
         }
+        let body = conn
+            .post(
+                "ok",
+                "text/plain",
+                "text/plain",
+                Bytes::from_static(b"sent"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(body, "POST /base/ok sent");
         let (status, said) = conn.get("missing", "text/plain").await.unwrap_err();
-        assert_eq!((status, said.as_str()), (Some(404), "/base/missing"));
+        assert_eq!((status, said.as_str()), (Some(404), "GET /base/missing "));
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+        let mut conn = Connection::new(&base, Duration::from_secs(5))
+            .unwrap()
+            .with_header(
+                HeaderName::from_static("x-said"),
+                HeaderValue::from_static("hi"),
+            );
+        let body = conn.get("ok", "text/plain").await.unwrap();
+        assert_eq!(body, "hi /base/ok ");
     }
 
     #[tokio::test]

@@ -5,7 +5,8 @@
 //! the next, so the offered load adapts to the server (closed loop): throughput and latency are
 //! two views of the same run. Only requests *started* after the warm-up and before the end of
 //! the measured window are counted, so connection set-up, JIT-like caches (prepared statements,
-//! pool growth) and the tail of the warm-up do not leak into the figures.
+//! pool growth) and the tail of the warm-up do not leak into the figures. Each client keeps one
+//! connection for all its requests (`hds_bench::http1`).
 //!
 //! Prints exactly one JSON line on stdout; diagnostics go to stderr. `bench/run.sh` drives it.
 
@@ -14,8 +15,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use hds_bench::http1::Connection;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::Serialize;
 use serde_json::json;
 
@@ -106,6 +110,9 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(run(args))
 }
 
+/// What every request asks for, and what every body is.
+const FHIR_JSON: &str = "application/fhir+json";
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let base = args.url.trim_end_matches('/').to_string();
     let mut headers = reqwest::header::HeaderMap::new();
@@ -143,8 +150,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let mut tasks = Vec::with_capacity(args.concurrency);
     for _ in 0..args.concurrency {
-        let client = client.clone();
-        let base = base.clone();
+        // Each client keeps its own connection (see `hds_bench::http1`).
+        let mut conn = Connection::new(&base, Duration::from_secs_f64(args.timeout))?;
+        if let Some(t) = &args.token {
+            conn = conn.with_header(
+                AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {t}"))?,
+            );
+        }
         let ids = ids.clone();
         let counter = counter.clone();
         let cursor = cursor.clone();
@@ -164,55 +177,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     break;
                 }
                 let mut resources = 1;
-                let req = match mode {
+                // Bodies are read to the end: a request is not done until the client has the
+                // answer.
+                let outcome = match mode {
                     Mode::Create => {
                         let n = counter.fetch_add(1, Ordering::Relaxed);
-                        client
-                            .post(format!("{base}/Patient"))
-                            .header("content-type", "application/fhir+json")
-                            .header("accept", "application/fhir+json")
-                            .body(patient_body(run_tag, n))
+                        let body = Bytes::from(patient_body(run_tag, n));
+                        conn.post("Patient", FHIR_JSON, FHIR_JSON, body).await
                     }
                     Mode::Transaction => {
                         let n = counter.fetch_add(1, Ordering::Relaxed);
                         let (bundle, entries) =
                             hds_bench::transaction_bundle(42, n as usize, run_tag as u64);
                         resources = entries as u64;
-                        client
-                            .post(base.clone())
-                            .header("content-type", "application/fhir+json")
-                            .header("accept", "application/fhir+json")
-                            .body(bundle)
+                        conn.post("", FHIR_JSON, FHIR_JSON, Bytes::from(bundle))
+                            .await
                     }
                     Mode::Read => {
                         let i = cursor.fetch_add(1, Ordering::Relaxed) % ids.len();
-                        client
-                            .get(format!("{base}/Patient/{}", ids[i]))
-                            .header("accept", "application/fhir+json")
+                        conn.get(&format!("Patient/{}", ids[i]), FHIR_JSON).await
                     }
-                };
-                // The body is read to the end: a request is not done until the client has
-                // the resource, and leaving it unread would stall connection reuse.
-                let outcome = match req.send().await {
-                    Ok(resp) => {
-                        let status = resp.status();
-                        match resp.bytes().await {
-                            Ok(_) if status.is_success() => Ok(()),
-                            Ok(body) => Err((
-                                Some(status.as_u16()),
-                                String::from_utf8_lossy(&body).into_owned(),
-                            )),
-                            Err(e) => Err((Some(status.as_u16()), format!("body: {e}"))),
-                        }
-                    }
-                    Err(e) => Err((None, format!("transport: {e}"))),
                 };
                 let elapsed = sent.elapsed();
                 if sent < measure_from {
                     continue;
                 }
                 match outcome {
-                    Ok(()) => {
+                    Ok(_) => {
                         stats.ok += 1;
                         stats.resources += resources;
                         stats.hist.saturating_record(elapsed.as_micros() as u64);
