@@ -72,6 +72,11 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
+/// The answer to `GET [base]/{query}`, as JSON.
+async fn bundle(s: &TestServer, query: &str) -> Value {
+    json(s.get(query).await).await
+}
+
 async fn page(s: &TestServer, url: &str) -> Value {
     let r = s.http.get(url).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -130,11 +135,7 @@ async fn a_match_is_not_included_on_its_own_page_but_is_on_another() {
     let s = start().await;
     seed(&s).await;
     // f has a as a member. Together on one page, a is a match only.
-    let b = json(
-        s.get("Observation?_id=a,f&_include=Observation:has-member")
-            .await,
-    )
-    .await;
+    let b = bundle(&s, "Observation?_id=a,f&_include=Observation:has-member").await;
     assert_eq!(
         ids_with_mode(&b, "match"),
         ["Observation/a", "Observation/f"]
@@ -142,9 +143,9 @@ async fn a_match_is_not_included_on_its_own_page_but_is_on_another() {
     assert!(ids_with_mode(&b, "include").is_empty(), "{b}");
     // One per page: the first (a) includes nothing, though f (read beyond it) points at a; the
     // second (f) includes a.
-    let first = json(
-        s.get("Observation?_id=a,f&_include=Observation:has-member&_count=1")
-            .await,
+    let first = bundle(
+        &s,
+        "Observation?_id=a,f&_include=Observation:has-member&_count=1",
     )
     .await;
     assert_eq!(ids_with_mode(&first, "match"), ["Observation/a"]);
@@ -159,9 +160,9 @@ async fn reverse_iterating_and_narrowed_includes_follow_the_page() {
     let s = start().await;
     seed(&s).await;
     // Reverse: p1's Observations, not p2's (p2 is the row read beyond the page).
-    let b = json(
-        s.get("Patient?_id=p1,p2&_revinclude=Observation:subject&_count=1")
-            .await,
+    let b = bundle(
+        &s,
+        "Patient?_id=p1,p2&_revinclude=Observation:subject&_count=1",
     )
     .await;
     assert_eq!(ids_with_mode(&b, "match"), ["Patient/p1"]);
@@ -170,7 +171,7 @@ async fn reverse_iterating_and_narrowed_includes_follow_the_page() {
         ["Observation/a", "Observation/e"]
     );
     // Both patients on one page: each Observation once, though two parameters could reach it.
-    let b = json(s.get("Patient?_id=p1,p2&_revinclude=Observation:*").await).await;
+    let b = bundle(&s, "Patient?_id=p1,p2&_revinclude=Observation:*").await;
     assert_eq!(
         sorted(ids_with_mode(&b, "include")),
         [
@@ -182,18 +183,12 @@ async fn reverse_iterating_and_narrowed_includes_follow_the_page() {
     );
     // :iterate goes on from this page's includes only: b's subject p2 has no organization;
     // e (beyond the page) would have brought p1 and then o1.
-    let b = json(
-        s.get("Observation?_id=b,e&_include=Observation:subject&_include:iterate=Patient:organization&_count=1")
-            .await,
-    )
-    .await;
+    let b = bundle(&s, "Observation?_id=b,e&_include=Observation:subject&_include:iterate=Patient:organization&_count=1").await;
     assert_eq!(ids_with_mode(&b, "match"), ["Observation/b"]);
     assert_eq!(ids_with_mode(&b, "include"), ["Patient/p2"]);
-    let b = json(
-        s.get(
-            "Observation?_id=e&_include=Observation:subject&_include:iterate=Patient:organization",
-        )
-        .await,
+    let b = bundle(
+        &s,
+        "Observation?_id=e&_include=Observation:subject&_include:iterate=Patient:organization",
     )
     .await;
     assert_eq!(
@@ -201,24 +196,16 @@ async fn reverse_iterating_and_narrowed_includes_follow_the_page() {
         ["Organization/o1", "Patient/p1"]
     );
     // A target type narrows: no subject is a Group.
-    let b = json(
-        s.get("Observation?_id=a,b&_include=Observation:subject:Group")
-            .await,
-    )
-    .await;
+    let b = bundle(&s, "Observation?_id=a,b&_include=Observation:subject:Group").await;
     assert_eq!(ids_with_mode(&b, "match").len(), 2);
     assert!(ids_with_mode(&b, "include").is_empty(), "{b}");
     // Includes of another type's parameter add nothing to these matches.
-    let b = json(
-        s.get("Observation?_id=a&_include=Patient:organization")
-            .await,
-    )
-    .await;
+    let b = bundle(&s, "Observation?_id=a&_include=Patient:organization").await;
     assert!(ids_with_mode(&b, "include").is_empty(), "{b}");
     // A sorted page with includes: the sort keys and the includes together.
-    let b = json(
-        s.get("Observation?_include=Observation:subject&_sort=-_id&_count=2")
-            .await,
+    let b = bundle(
+        &s,
+        "Observation?_include=Observation:subject&_sort=-_id&_count=2",
     )
     .await;
     assert_eq!(
