@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::Method;
+use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use hyper::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -67,7 +68,7 @@ impl Connection {
         &mut self,
         path: &str,
         accept: &str,
-        content_type: &'static str,
+        content_type: &str,
         body: Bytes,
     ) -> Result<Bytes, Failure> {
         self.request(Method::POST, path, accept, Some((content_type, body)))
@@ -82,12 +83,40 @@ impl Connection {
         method: Method,
         path_and_query: &str,
         accept: &str,
-        body: Option<(&'static str, Bytes)>,
+        body: Option<(&str, Bytes)>,
     ) -> Result<Bytes, Failure> {
+        let read = async |status: StatusCode, _: &HeaderMap, body: Incoming| {
+            let body = body.collect().await?.to_bytes();
+            Ok(if status.is_success() {
+                Ok(body)
+            } else {
+                Err((
+                    Some(status.as_u16()),
+                    String::from_utf8_lossy(&body).chars().take(500).collect(),
+                ))
+            })
+        };
+        self.exchange(method, path_and_query, accept, body, read)
+            .await?
+    }
+
+    /// Sends one request and hands the answer's status, headers and unread body to `read`,
+    /// whose result is returned; for callers that need a header or want to count a large body
+    /// as it arrives rather than hold it. The timeout covers `read` too. A transport error
+    /// (`read`'s included) or a timeout drops the connection, so the next request opens a new
+    /// one; so does a body that `read` leaves unread before all of it has arrived.
+    pub async fn exchange<T>(
+        &mut self,
+        method: Method,
+        path_and_query: &str,
+        accept: &str,
+        body: Option<(&str, Bytes)>,
+        read: impl AsyncFnOnce(StatusCode, &HeaderMap, Incoming) -> hyper::Result<T>,
+    ) -> Result<T, Failure> {
         let timeout = self.timeout;
-        let sent = self.send(method, path_and_query, accept, body);
+        let sent = self.send(method, path_and_query, accept, body, read);
         match tokio::time::timeout(timeout, sent).await {
-            Ok(Ok(answer)) => answer,
+            Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => {
                 self.sender = None;
                 Err((None, format!("transport: {e}")))
@@ -99,28 +128,14 @@ impl Connection {
         }
     }
 
-    async fn send(
+    async fn send<T>(
         &mut self,
         method: Method,
         path_and_query: &str,
         accept: &str,
-        body: Option<(&'static str, Bytes)>,
-    ) -> anyhow::Result<Result<Bytes, Failure>> {
-        let sender = match &mut self.sender {
-            Some(s) if !s.is_closed() => s,
-            _ => {
-                let tcp = TcpStream::connect(&self.authority).await?;
-                tcp.set_nodelay(true)?;
-                let (sender, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-                tokio::spawn(async move {
-                    // Ends when the server closes or the sender is dropped; nothing to report.
-                    let _ = conn.await;
-                });
-                self.sender.insert(sender)
-            }
-        };
-        sender.ready().await?;
+        body: Option<(&str, Bytes)>,
+        read: impl AsyncFnOnce(StatusCode, &HeaderMap, Incoming) -> hyper::Result<T>,
+    ) -> anyhow::Result<T> {
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(format!("{}/{path_and_query}", self.prefix))
@@ -129,24 +144,52 @@ impl Connection {
         for (name, value) in &self.headers {
             req = req.header(name, value);
         }
-        let req = match body {
+        let mut req = match body {
             Some((content_type, body)) => {
                 req.header(CONTENT_TYPE, content_type).body(Full::new(body))
             }
             None => req.body(Full::new(Bytes::new())),
         }?;
-        let resp = sender.send_request(req).await?;
-        let status = resp.status();
-        let body = resp.into_body().collect().await?.to_bytes();
-        Ok(if status.is_success() {
-            Ok(body)
-        } else {
-            Err((
-                Some(status.as_u16()),
-                String::from_utf8_lossy(&body).chars().take(500).collect(),
-            ))
-        })
+        // A kept connection may be closing under us (the server's idle close, or a body the
+        // last caller left unread): a request that never left is sent again on a new one.
+        let mut fresh = false;
+        let answer = loop {
+            let sender = match &mut self.sender {
+                Some(s) if !s.is_closed() => s,
+                _ => {
+                    fresh = true;
+                    self.sender.insert(connect(&self.authority).await?)
+                }
+            };
+            let unsent = match sender.ready().await {
+                Ok(()) => match sender.try_send_request(req).await {
+                    Ok(answer) => break answer,
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) if !fresh => unsent,
+                        _ => return Err(e.into_error().into()),
+                    },
+                },
+                Err(_) if !fresh => req,
+                Err(e) => return Err(e.into()),
+            };
+            self.sender = None;
+            req = unsent;
+        };
+        let (head, body) = answer.into_parts();
+        Ok(read(head.status, &head.headers, body).await?)
     }
+}
+
+/// A new HTTP/1.1 connection to `authority`, driven by a task of its own.
+async fn connect(authority: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let tcp = TcpStream::connect(authority).await?;
+    tcp.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(async move {
+        // Ends when the server closes or the sender is dropped; nothing to report.
+        let _ = conn.await;
+    });
+    Ok(sender)
 }
 
 #[cfg(test)]
@@ -228,6 +271,45 @@ mod tests {
             );
         let body = conn.get("ok", "text/plain").await.unwrap();
         assert_eq!(body, "hi /base/ok ");
+    }
+
+    #[tokio::test]
+    async fn exchange_hands_the_head_and_the_unread_body_over() {
+        let (base, accepted) = server().await;
+        let mut conn = Connection::new(&base, Duration::from_secs(5)).unwrap();
+        let count = async |status: StatusCode, headers: &HeaderMap, mut body: Incoming| {
+            let length = headers.get(hyper::header::CONTENT_LENGTH).cloned();
+            let mut seen = 0;
+            while let Some(frame) = body.frame().await {
+                seen += frame?.data_ref().map_or(0, Bytes::len);
+            }
+            Ok((status.as_u16(), length, seen))
+        };
+        let (status, length, seen) = conn
+            .exchange(Method::GET, "ok/x", "*/*", None, count)
+            .await
+            .unwrap();
+        assert_eq!((status, seen), (200, "GET /base/ok/x ".len()));
+        assert_eq!(length.unwrap(), seen.to_string().as_str());
+        let posted = Some(("text/plain", Bytes::from_static(b"abc")));
+        let (status, _, seen) = conn
+            .exchange(Method::PUT, "nope", "*/*", posted, count)
+            .await
+            .unwrap();
+        assert_eq!((status, seen), (404, "PUT /base/nope abc".len()));
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+        // A body left unread while still arriving closes that connection (hyper does not
+        // drain it); the next request opens another.
+        let large = Some(("text/plain", Bytes::from(vec![b'x'; 4 << 20])));
+        let status = conn
+            .exchange(Method::POST, "ok", "*/*", large, async |s, _, _| Ok(s))
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK);
+        let body = conn.get("ok/again", "text/plain").await.unwrap();
+        assert_eq!(body, "GET /base/ok/again ");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

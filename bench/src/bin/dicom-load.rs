@@ -20,6 +20,8 @@
 //!   check for a JSON array (a 204 counts as an empty one); `wado` asks for
 //!   `multipart/related; type="application/dicom"; transfer-syntax=*` and checks that the body
 //!   holds a DICOM file (the `DICM` magic near its start).
+//!
+//! Each STOW worker and each GET client keeps one HTTP/1.1 connection ([`hds_bench::http1`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,6 +32,11 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use hds_bench::http1::Connection;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderMap};
+use hyper::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::IgnoredAny;
 use serde_json::{Value, json};
@@ -146,12 +153,10 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn client(args: &Args, in_flight: usize) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .pool_max_idle_per_host(in_flight)
-        .timeout(Duration::from_secs_f64(args.timeout))
-        .tcp_nodelay(true)
-        .build()?)
+/// One kept connection for a worker or a client: a pooled client reconnected for about one
+/// request in four (see `hds_bench::http1`), inside the measured latency of either server.
+fn connection(args: &Args) -> anyhow::Result<Connection> {
+    Connection::new(&args.url, Duration::from_secs_f64(args.timeout))
 }
 
 fn dicom_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -168,6 +173,8 @@ fn dicom_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
     Ok(files)
 }
+
+const DICOM_JSON: &str = "application/dicom+json";
 
 /// The request bodies of a STOW cell are built before its clock starts when they fit in this.
 const PRELOAD_BYTES: u64 = 2 << 30;
@@ -242,7 +249,6 @@ async fn stow(args: &Args) -> anyhow::Result<Value> {
     let files = Arc::new(dicom_files(dir)?);
     let chunks = files.len().div_ceil(args.per_request);
     let url = format!("{}/studies", args.url.trim_end_matches('/'));
-    let client = client(args, args.workers)?;
     let boundary = format!("hds-bench-{:032x}", rand::random::<u128>());
     let content_type =
         format!("multipart/related; type=\"application/dicom\"; boundary={boundary}");
@@ -275,12 +281,8 @@ async fn stow(args: &Args) -> anyhow::Result<Value> {
     for _ in 0..args.workers.min(chunks) {
         let (files, next, first_error) = (files.clone(), next.clone(), first_error.clone());
         let preloaded = preloaded.clone();
-        let (client, url, boundary, content_type) = (
-            client.clone(),
-            url.clone(),
-            boundary.clone(),
-            content_type.clone(),
-        );
+        let (boundary, content_type) = (boundary.clone(), content_type.clone());
+        let mut conn = connection(args)?;
         tasks.push(tokio::spawn(async move {
             let mut hist = new_histogram();
             let mut stats = StowStats::default();
@@ -297,22 +299,16 @@ async fn stow(args: &Args) -> anyhow::Result<Value> {
                 stats.bytes += body.len() as u64;
                 let what = format!("{} .. {}", names[0].display(), names.len());
                 let sent = Instant::now();
-                let answer = client
-                    .post(&url)
-                    .header("content-type", &content_type)
-                    .header("accept", "application/dicom+json")
-                    .body(body)
-                    .send()
-                    .await;
-                let (status, text) = match answer {
-                    Ok(resp) => {
-                        let status = resp.status().as_u16();
-                        match resp.bytes().await {
-                            Ok(b) => (Some(status), b.to_vec()),
-                            Err(e) => (None, format!("body: {e}").into_bytes()),
-                        }
-                    }
-                    Err(e) => (None, format!("transport: {e}").into_bytes()),
+                let body = Some((content_type.as_str(), body));
+                let read = async |status: StatusCode, _: &HeaderMap, body: Incoming| {
+                    Ok((status.as_u16(), body.collect().await?.to_bytes()))
+                };
+                let (status, text) = match conn
+                    .exchange(Method::POST, "studies", DICOM_JSON, body, read)
+                    .await
+                {
+                    Ok((status, text)) => (Some(status), text),
+                    Err((_, e)) => (None, Bytes::from(e)),
                 };
                 hist.saturating_record(sent.elapsed().as_micros() as u64);
                 stats.requests += 1;
@@ -409,13 +405,7 @@ async fn get(args: &Args) -> anyhow::Result<Value> {
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
-        .map(|l| {
-            format!(
-                "{}/{}",
-                args.url.trim_end_matches('/'),
-                l.trim_start_matches('/')
-            )
-        })
+        .map(|l| l.trim_start_matches('/').to_owned())
         .collect();
     if paths.is_empty() {
         bail!("no paths in {}", file.display());
@@ -423,9 +413,8 @@ async fn get(args: &Args) -> anyhow::Result<Value> {
     let paths = Arc::new(paths);
     let accept = match args.mode {
         Mode::Wado => "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
-        _ => "application/dicom+json",
+        _ => DICOM_JSON,
     };
-    let client = client(args, args.concurrency)?;
     let once = args.once;
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(if once { 0.0 } else { args.warmup });
@@ -437,8 +426,8 @@ async fn get(args: &Args) -> anyhow::Result<Value> {
 
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
-        let (client, paths, cursor, counted, first_error) = (
-            client.clone(),
+        let mut conn = connection(args)?;
+        let (paths, cursor, counted, first_error) = (
             paths.clone(),
             cursor.clone(),
             counted.clone(),
@@ -464,27 +453,21 @@ async fn get(args: &Args) -> anyhow::Result<Value> {
                 }
                 let url = &paths[next % paths.len()];
                 // The body is read to the end: a request is not done until the client has it.
-                let outcome = match client.get(url).header("accept", accept).send().await {
-                    Ok(resp) => {
-                        let status = resp.status().as_u16();
-                        let ct = resp
-                            .headers()
-                            .get("content-type")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_owned();
-                        match read_body(resp, mode).await {
-                            Ok((head, len)) => match check_answer(mode, status, &ct, &head) {
-                                Ok(items) => Ok((items, len)),
-                                Err(e) => Err((
-                                    Some(status),
-                                    format!("{e}: {}", String::from_utf8_lossy(&head)),
-                                )),
-                            },
-                            Err(e) => Err((Some(status), format!("body: {e}"))),
-                        }
-                    }
-                    Err(e) => Err((None, format!("transport: {e}"))),
+                let read = async |status: StatusCode, headers: &HeaderMap, body: Incoming| {
+                    let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                    let ct = ct.unwrap_or("").to_owned();
+                    let (head, len) = read_body(body, mode).await?;
+                    Ok(match check_answer(mode, status.as_u16(), &ct, &head) {
+                        Ok(items) => Ok((items, len)),
+                        Err(e) => Err((
+                            Some(status.as_u16()),
+                            format!("{e}: {}", String::from_utf8_lossy(&head)),
+                        )),
+                    })
+                };
+                let outcome = match conn.exchange(Method::GET, url, accept, None, read).await {
+                    Ok(checked) => checked,
+                    Err(failure) => Err(failure),
                 };
                 let done = Instant::now();
                 if sent < measure_from {
@@ -550,22 +533,25 @@ async fn get(args: &Args) -> anyhow::Result<Value> {
 /// An answer's body: whole for JSON answers, which are parsed; for WADO only the first 2 KiB
 /// (where the DICM magic is) are kept and the rest is counted as it arrives, so a large
 /// instance costs the client no copy.
-async fn read_body(mut resp: reqwest::Response, mode: Mode) -> reqwest::Result<(Vec<u8>, u64)> {
+async fn read_body(mut body: Incoming, mode: Mode) -> hyper::Result<(Bytes, u64)> {
     if mode != Mode::Wado {
-        let body = resp.bytes().await?;
+        let body = body.collect().await?.to_bytes();
         let len = body.len() as u64;
-        return Ok((body.into(), len));
+        return Ok((body, len));
     }
     let mut head = Vec::with_capacity(2048);
     let mut len = 0u64;
-    while let Some(chunk) = resp.chunk().await? {
+    while let Some(frame) = body.frame().await {
+        let Ok(chunk) = frame?.into_data() else {
+            continue; // trailers
+        };
         if head.len() < 2048 {
             let take = (2048 - head.len()).min(chunk.len());
             head.extend_from_slice(&chunk[..take]);
         }
         len += chunk.len() as u64;
     }
-    Ok((head, len))
+    Ok((head.into(), len))
 }
 
 fn round2(x: f64) -> f64 {
