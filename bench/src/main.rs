@@ -188,7 +188,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     Mode::Transaction => {
                         let n = counter.fetch_add(1, Ordering::Relaxed);
                         let (bundle, entries) =
-                            hds_bench::transaction_bundle(42, n as usize, run_tag as u64);
+                            hds_bench::synth::transaction_bundle(42, n as usize, run_tag as u64);
                         resources = entries as u64;
                         conn.post("", FHIR_JSON, FHIR_JSON, Bytes::from(bundle))
                             .await

@@ -24,7 +24,9 @@ use chrono::{Duration as Days, NaiveDate};
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 use hds_bench::http1::Connection;
-use hds_bench::{CONDITIONS, LOINC, PANELS, RARE_PANEL_WEIGHT, SNOMED, mix, patient_id, plan};
+use hds_bench::synth::{
+    CONDITIONS, LOINC, PANELS, RARE_PANEL_WEIGHT, SNOMED, mix, patient_id, plan,
+};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -434,8 +436,8 @@ fn enc(v: &str) -> String {
 }
 
 fn random_date(rng: &mut StdRng) -> NaiveDate {
-    let from = NaiveDate::from_ymd_opt(hds_bench::START_YEAR, 1, 1).expect("date");
-    let to = NaiveDate::from_ymd_opt(hds_bench::END_YEAR, 12, 24).expect("date");
+    let from = NaiveDate::from_ymd_opt(hds_bench::synth::START_YEAR, 1, 1).expect("date");
+    let to = NaiveDate::from_ymd_opt(hds_bench::synth::END_YEAR, 12, 24).expect("date");
     from + Days::days(rng.random_range(0..(to - from).num_days()))
 }
 

@@ -12,8 +12,6 @@
 //! `m-…` (MedicationRequest), `x-…` (Procedure). References only point at Patients, Encounters
 //! and Observations of the same patient.
 
-pub mod http1;
-
 use std::io::Write;
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
-use hds_bench::{TYPES, write_ndjson};
+use hds_bench::synth::{TYPES, write_ndjson};
 
 #[derive(Parser, Debug)]
 #[command(about = "Synthea-like FHIR R4 NDJSON, deterministic from a seed")]

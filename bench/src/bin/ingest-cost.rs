@@ -9,7 +9,7 @@ use serde_json::Value;
 
 fn main() {
     let bundles: Vec<(String, usize)> = (0..200)
-        .map(|i| hds_bench::transaction_bundle(42, i, 1))
+        .map(|i| hds_bench::synth::transaction_bundle(42, i, 1))
         .collect();
     let resources: usize = bundles.iter().map(|b| b.1).sum();
     let reg = hds_fhir_search::r4();
