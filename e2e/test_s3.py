@@ -55,6 +55,23 @@ def test_export_writes_to_s3_and_import_reads_from_it(tmp_path, s3):
         body = client.get_object(Bucket=BUCKET, Key=stored[0])["Body"].read().decode()
         assert {f"Patient/{json.loads(line)['id']}" for line in body.splitlines()} == made
 
+        # A file of several 5 MiB parts (a multipart upload of three) arrives whole and in order.
+        large = {}
+        for i in range(40):
+            text = f"{i:03}-" + "y" * 300_000
+            r = requests.post(f"{svc.base}/Basic", json={"resourceType": "Basic", "code": {"text": text}},
+                              headers={"Content-Type": FHIR_JSON})
+            assert r.status_code == 201, r.text
+            large[r.json()["id"]] = text
+        manifest = wait_done(kick_off(svc.base, "$export?_type=Basic"))
+        assert [f["count"] for f in manifest["output"]] == [40], manifest
+        job = manifest["output"][0]["url"].split("/_operations/export/")[1].split("/")[0]
+        assert keys(client, f"exports/{job}/") == [f"exports/{job}/Basic-0001.ndjson"]
+        body = client.get_object(Bucket=BUCKET, Key=f"exports/{job}/Basic-0001.ndjson")["Body"].read()
+        assert len(body) > 10 << 20  # three parts of 5 MiB
+        got = {(r := json.loads(line))["id"]: r["code"]["text"] for line in body.decode().splitlines()}
+        assert got == large
+
         lines = [json.dumps({"resourceType": "Observation", "id": f"s3-obs-{i}", "status": "final",
                              "code": {"text": "from s3"}}) for i in range(3)] + ["{broken"]
         client.put_object(Bucket=BUCKET, Key="imports/batch/obs.ndjson", Body="\n".join(lines).encode())

@@ -3,13 +3,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
 use futures_util::StreamExt;
 use hds_common::db::TypedQuery;
 use hds_fhir_search::{Query, SearchParams};
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -246,7 +245,7 @@ impl Exporter {
                 String::new()
             };
             let filters = self.type_filters(&job, rt)?;
-            let mut file = FileBuffer::default();
+            let mut file = OutputWriter::default();
             loop {
                 let rows = self.batch(conn, &job, rt, &after).await?;
                 let done = (rows.len() as i64) < BATCH;
@@ -256,9 +255,13 @@ impl Exporter {
                     if let Some(body) = row.get::<_, Option<&str>>(1)
                         && wanted.as_ref().is_none_or(|w| w.contains(&after))
                     {
-                        file.push(body);
+                        if !file.is_open() {
+                            let path = self.files.path(&dir, &file_name(rt, &job));
+                            file.open(&self.files.store, &path).await?;
+                        }
+                        file.push(body).await?;
                     }
-                    if file.bytes.len() >= self.max_file_bytes
+                    if file.bytes >= self.max_file_bytes
                         && !self
                             .write(conn, &mut job, ti, rt, &after, &mut file)
                             .await?
@@ -275,6 +278,7 @@ impl Exporter {
                     return self.discard(&dir).await;
                 }
                 if !finished && !self.still_running(conn, id).await? {
+                    file.abort().await;
                     return self.discard(&dir).await;
                 }
                 if done {
@@ -328,7 +332,7 @@ impl Exporter {
         Ok(Some(wanted))
     }
 
-    /// Puts the filled file into the store and records it; false if the job was cancelled.
+    /// Completes the filled file in the store and records it; false if the job was cancelled.
     async fn write(
         &self,
         client: &impl GenericClient,
@@ -336,16 +340,13 @@ impl Exporter {
         type_index: usize,
         rt: &str,
         after: &str,
-        file: &mut FileBuffer,
+        file: &mut OutputWriter,
     ) -> Result<bool, ExportError> {
-        let name = format!("{rt}-{:04}.ndjson", job.file_index + 1);
         let record = OutputFile {
             res_type: rt.to_owned(),
-            file: name,
-            count: file.count,
+            file: file_name(rt, job),
+            count: file.finish().await?,
         };
-        let path = self.files.path(&job.id.to_string(), &record.file);
-        self.files.store.put(&path, file.take()).await?;
         // Recorded only once on disk: a resumed job skips what its record lists.
         self.files.make_durable().await?;
         let kept = self
@@ -490,22 +491,70 @@ fn in_patient_compartment(reg: &hds_fhir_search::Registry, rt: &str) -> bool {
     !reg.compartment_params("Patient", rt).is_empty()
 }
 
-/// The text of the file being filled.
+/// The name of the job's next file of type `rt`.
+fn file_name(rt: &str, job: &Job) -> String {
+    format!("{rt}-{:04}.ndjson", job.file_index + 1)
+}
+
+/// Parts of a file being put at once. With the part being filled (object_store's 5 MiB), a job
+/// holds about 15 MiB of its file, whatever `maxFileBytes` is.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// The file being filled, put into the store part by part as it grows (a multipart upload; a
+/// local directory's is a staging file renamed into place when complete, and removed if the
+/// upload is dropped), so that no file is held whole.
 #[derive(Default)]
-struct FileBuffer {
-    bytes: Vec<u8>,
+struct OutputWriter {
+    upload: Option<WriteMultipart>,
+    bytes: usize,
     count: i64,
 }
 
-impl FileBuffer {
-    fn push(&mut self, body: &str) {
-        self.bytes.extend_from_slice(body.as_bytes());
-        self.bytes.push(b'\n');
-        self.count += 1;
+impl OutputWriter {
+    fn is_open(&self) -> bool {
+        self.upload.is_some()
     }
 
-    fn take(&mut self) -> PutPayload {
+    async fn open(
+        &mut self,
+        store: &Arc<dyn ObjectStore>,
+        path: &object_store::path::Path,
+    ) -> Result<(), ExportError> {
+        self.upload = Some(WriteMultipart::new(store.put_multipart(path).await?));
+        Ok(())
+    }
+
+    /// Appends one resource as a line; waits while [`PARTS_IN_FLIGHT`] parts are being put.
+    async fn push(&mut self, body: &str) -> Result<(), ExportError> {
+        let Some(upload) = &mut self.upload else {
+            unreachable!("OutputWriter::push before open");
+        };
+        upload.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+        upload.write(body.as_bytes());
+        upload.write(b"\n");
+        self.bytes += body.len() + 1;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Completes the file; the number of resources in it.
+    async fn finish(&mut self) -> Result<i64, ExportError> {
+        let count = std::mem::take(&mut self.count);
+        self.bytes = 0;
+        if let Some(upload) = self.upload.take() {
+            upload.finish().await?;
+        }
+        Ok(count)
+    }
+
+    /// Drops the file being filled (a cancelled job).
+    async fn abort(&mut self) {
         self.count = 0;
-        PutPayload::from(Bytes::from(std::mem::take(&mut self.bytes)))
+        self.bytes = 0;
+        if let Some(upload) = self.upload.take()
+            && let Err(e) = upload.abort().await
+        {
+            tracing::warn!(error = %e, "export: an unfinished file could not be removed");
+        }
     }
 }

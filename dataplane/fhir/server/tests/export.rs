@@ -193,6 +193,46 @@ async fn files_split_at_the_configured_size_and_jobs_run_side_by_side() {
     assert_eq!(obs, d.observations.iter().cloned().collect());
 }
 
+/// A file is put into the store in 5 MiB parts as it fills; one of several parts must arrive
+/// whole and in order, and the store must hold nothing but the finished files.
+#[tokio::test]
+async fn files_larger_than_a_part_arrive_whole() {
+    let store = std::env::temp_dir().join(format!("hds-export-parts-{}", std::process::id()));
+    let mut cfg = config();
+    cfg.export.max_file_bytes = 9 << 20;
+    cfg.export.storage_url = Some(format!("file://{}", store.display()));
+    let s = start_with(cfg).await;
+    let mut sent = BTreeSet::new();
+    for i in 0..40 {
+        // 40 × ~300 KB: two files, the first over one part.
+        let text = format!("{i:03}-{}", "x".repeat(300_000));
+        let p = s
+            .create(&json!({"resourceType": "Basic", "code": {"text": text}}))
+            .await;
+        sent.insert(format!("Basic/{}", p["id"].as_str().unwrap()));
+    }
+    let manifest = export(&s, "$export?_type=Basic").await;
+    let files = manifest["output"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{manifest}");
+    // Closed by the resource that takes it past 9 MiB: 32 × ~300 KB.
+    assert_eq!(files[0]["count"], 32, "{manifest}");
+    let got = exported(&s, &manifest).await;
+    assert_eq!(ids(&got), sent);
+    for (_, resource) in &got {
+        assert_eq!(resource["code"]["text"].as_str().unwrap().len(), 300_004);
+    }
+    // No staging file is left beside the finished ones.
+    let job = manifest["output"][0]["url"].as_str().unwrap();
+    let job = job.rsplit('/').nth(1).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(store.join(job))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["Basic-0001.ndjson", "Basic-0002.ndjson"]);
+    std::fs::remove_dir_all(store).unwrap();
+}
+
 #[tokio::test]
 async fn cancelled_jobs_are_gone() {
     let s = start().await;
