@@ -465,10 +465,10 @@ async fn get(args: &Args) -> anyhow::Result<Value> {
                         )),
                     })
                 };
-                let outcome = match conn.exchange(Method::GET, url, accept, None, read).await {
-                    Ok(checked) => checked,
-                    Err(failure) => Err(failure),
-                };
+                let outcome = conn
+                    .exchange(Method::GET, url, accept, None, read)
+                    .await
+                    .and_then(|checked| checked);
                 let done = Instant::now();
                 if sent < measure_from {
                     continue;
