@@ -7,6 +7,7 @@
 #
 # Knobs (environment): BENCH_PG (server URL without database), BENCH_HDS_PORT (18380),
 # BENCH_HFS_PORT (18381), BENCH_MAX_FILE_BYTES (hds, 67108864), BENCH_PEER=none (hds alone),
+# BENCH_HDS_BIN (an hds binary to measure instead of a fresh release build: before/after pairs),
 # HDS_CACHE.
 set -euo pipefail
 
@@ -39,8 +40,13 @@ if [[ $peer != none ]]; then
     fi
 fi
 
-log "building hds (release)"
-(cd "$root" && cargo build --release -q -p hds)
+hds_bin="${BENCH_HDS_BIN:-$CARGO_TARGET_DIR/release/hds}"
+if [[ -n ${BENCH_HDS_BIN:-} ]]; then
+    log "measuring $hds_bin (BENCH_HDS_BIN), not a fresh build"
+else
+    log "building hds (release)"
+    (cd "$root" && cargo build --release -q -p hds)
+fi
 
 pid=""
 trap '[[ -n $pid ]] && kill $pid 2>/dev/null; rm -rf "$files"' EXIT
@@ -54,7 +60,7 @@ postgres: {url: "$pg/hds_search_bench", poolSize: 8}
 auth: {mode: none}
 export: {storageUrl: "file://$files/hds", maxFileBytes: $max_file}
 YAML
-        RUST_LOG=warn "$CARGO_TARGET_DIR/release/hds" fhir --config "$out/$stamp-export-hds.yaml" \
+        RUST_LOG=warn "$hds_bin" fhir --config "$out/$stamp-export-hds.yaml" \
             --listen "127.0.0.1:$hds_port" >"$out/$stamp-export-hds.log" 2>&1 &
         pid=$!
         port=$hds_port health="/health/check"
