@@ -40,6 +40,8 @@
 #   DICOM_BENCH_TARGET      cargo target dir ($HOME/.cache/hds-bench-target)
 #   DICOM_BENCH_HDS_BIN     an hds binary to measure instead of building one (a before/after
 #                           pair of runs: copy each build out of the target dir first)
+#   DICOM_BENCH_LOAD_BIN    a dicom-load binary to measure with instead of building one (to
+#                           set one version of the client against another)
 #   DICOM_BENCH_VENV        Python venv with pydicom ($HOME/.cache/hds-bench-venv)
 #   HDS_CACHE               ($HOME/.cache/hds): data cache, results, run directories
 set -euo pipefail
@@ -334,9 +336,14 @@ if ! "$venv/bin/python" -c 'import pydicom' 2>/dev/null; then
 fi
 
 # --- builds -------------------------------------------------------------------------------
-log "building dicom-load (release) in $CARGO_TARGET_DIR"
-(cd "$root" && cargo build --release -q -p hds-bench --bin dicom-load)
-load_bin="$CARGO_TARGET_DIR/release/dicom-load"
+if [[ -n ${DICOM_BENCH_LOAD_BIN:-} ]]; then
+    load_bin="$DICOM_BENCH_LOAD_BIN"
+    log "measuring with $load_bin (DICOM_BENCH_LOAD_BIN), not a fresh build"
+else
+    log "building dicom-load (release) in $CARGO_TARGET_DIR"
+    (cd "$root" && cargo build --release -q -p hds-bench --bin dicom-load)
+    load_bin="$CARGO_TARGET_DIR/release/dicom-load"
+fi
 hds_bin="${DICOM_BENCH_HDS_BIN:-$CARGO_TARGET_DIR/release/hds}"
 if [[ " $peers " == *" hds "* && -n ${DICOM_BENCH_HDS_BIN:-} ]]; then
     log "measuring $hds_bin (DICOM_BENCH_HDS_BIN), not a fresh build"
