@@ -113,9 +113,11 @@ impl Connection {
         body: Option<(&str, Bytes)>,
         read: impl AsyncFnOnce(StatusCode, &HeaderMap, Incoming) -> hyper::Result<T>,
     ) -> Result<T, Failure> {
+        let req = self
+            .build(method, path_and_query, accept, body)
+            .map_err(|e| (None, format!("request: {e}")))?;
         let timeout = self.timeout;
-        let sent = self.send(method, path_and_query, accept, body, read);
-        match tokio::time::timeout(timeout, sent).await {
+        match tokio::time::timeout(timeout, self.send(req, read)).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => {
                 self.sender = None;
@@ -128,14 +130,13 @@ impl Connection {
         }
     }
 
-    async fn send<T>(
-        &mut self,
+    fn build(
+        &self,
         method: Method,
         path_and_query: &str,
         accept: &str,
         body: Option<(&str, Bytes)>,
-        read: impl AsyncFnOnce(StatusCode, &HeaderMap, Incoming) -> hyper::Result<T>,
-    ) -> anyhow::Result<T> {
+    ) -> hyper::http::Result<hyper::Request<Full<Bytes>>> {
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(format!("{}/{path_and_query}", self.prefix))
@@ -144,12 +145,19 @@ impl Connection {
         for (name, value) in &self.headers {
             req = req.header(name, value);
         }
-        let mut req = match body {
+        match body {
             Some((content_type, body)) => {
                 req.header(CONTENT_TYPE, content_type).body(Full::new(body))
             }
             None => req.body(Full::new(Bytes::new())),
-        }?;
+        }
+    }
+
+    async fn send<T>(
+        &mut self,
+        mut req: hyper::Request<Full<Bytes>>,
+        read: impl AsyncFnOnce(StatusCode, &HeaderMap, Incoming) -> hyper::Result<T>,
+    ) -> anyhow::Result<T> {
         // A kept connection may be closing under us (the server's idle close, or a body the
         // last caller left unread): a request that never left is sent again on a new one.
         let mut fresh = false;
