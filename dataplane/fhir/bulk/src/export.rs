@@ -255,11 +255,8 @@ impl Exporter {
                     if let Some(body) = row.get::<_, Option<&str>>(1)
                         && wanted.as_ref().is_none_or(|w| w.contains(&after))
                     {
-                        if !file.is_open() {
-                            let path = self.files.path(&dir, &file_name(rt, &job));
-                            file.open(&self.files.store, &path).await?;
-                        }
-                        file.push(body).await?;
+                        let path = || self.files.path(&dir, &file_name(rt, &job));
+                        file.push(&self.files.store, path, body).await?;
                     }
                     if file.bytes >= self.max_file_bytes
                         && !self
@@ -511,23 +508,20 @@ struct OutputWriter {
 }
 
 impl OutputWriter {
-    fn is_open(&self) -> bool {
-        self.upload.is_some()
-    }
-
-    async fn open(
+    /// Appends one resource as a line, beginning the upload to `path()` with the file's first;
+    /// waits while [`PARTS_IN_FLIGHT`] parts are being put.
+    async fn push(
         &mut self,
         store: &Arc<dyn ObjectStore>,
-        path: &object_store::path::Path,
+        path: impl FnOnce() -> object_store::path::Path,
+        body: &str,
     ) -> Result<(), ExportError> {
-        self.upload = Some(WriteMultipart::new(store.put_multipart(path).await?));
-        Ok(())
-    }
-
-    /// Appends one resource as a line; waits while [`PARTS_IN_FLIGHT`] parts are being put.
-    async fn push(&mut self, body: &str) -> Result<(), ExportError> {
-        let Some(upload) = &mut self.upload else {
-            unreachable!("OutputWriter::push before open");
+        let upload = match &mut self.upload {
+            Some(upload) => upload,
+            None => {
+                let upload = WriteMultipart::new(store.put_multipart(&path()).await?);
+                self.upload.insert(upload)
+            }
         };
         upload.wait_for_capacity(PARTS_IN_FLIGHT).await?;
         upload.write(body.as_bytes());
