@@ -80,11 +80,16 @@ def test_an_export_resumes_after_its_server_is_killed(tmp_path):
             time.sleep(0.01)
         assert caught, "the export was not caught running with files written"
         svc.kill()
+        # What a server killed in the middle of a file leaves: object_store's staging file.
+        job_dir = tmp_path / "exports" / status.rstrip("/").rsplit("/", 1)[1]
+        (job_dir / "Observation-9999.ndjson#1").write_text("{\"resourceType\": \"Obs")
         svc.start()
         manifest = wait_done(status)
         got = ndjson_ids(manifest)
         assert len(got) == len(set(got)), "a resource was exported twice"
         assert set(got) == want
         assert len(manifest["output"]) > 10
+        # Nor is a file the killed server was writing left behind.
+        assert [p.name for p in (tmp_path / "exports").rglob("*#*")] == []
     finally:
         svc.close()

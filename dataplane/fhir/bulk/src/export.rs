@@ -234,6 +234,8 @@ impl Exporter {
         };
         tracing::info!(job = %id, types = types.len(), resumed_at = job.type_index, "export job running");
         let dir = id.to_string();
+        // A resumed job's file in progress when its server died is written again from its start.
+        self.files.remove_unfinished(&dir).await?;
         for (ti, rt) in types
             .iter()
             .enumerate()
@@ -474,6 +476,7 @@ impl Exporter {
 
     /// A cancelled job's files go.
     pub async fn discard(&self, dir: &str) -> Result<(), ExportError> {
+        self.files.remove_unfinished(dir).await?;
         let mut listing = self.files.store.list(Some(&self.files.job_dir(dir)));
         while let Some(meta) = listing.next().await {
             let meta = meta?;

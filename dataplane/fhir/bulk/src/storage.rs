@@ -76,6 +76,44 @@ impl FileStore {
     pub fn job_dir(&self, job: &str) -> Path {
         self.prefix.clone().join(job)
     }
+
+    /// Removes what uploads cut short by a crash left in `job`'s directory: object_store's
+    /// staging files (`<name>#<n>`) of a local directory, which its listings do not show, so
+    /// nothing else would ever remove them. An S3 bucket's unfinished multipart uploads are
+    /// left to its lifecycle rules (`AbortIncompleteMultipartUpload`).
+    pub async fn remove_unfinished(&self, job: &str) -> std::io::Result<()> {
+        let Some(dir) = GroupSync::local_dir(&self.url) else {
+            return Ok(());
+        };
+        let dir = dir.join(job);
+        tokio::task::spawn_blocking(move || remove_staged(&dir))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+}
+
+/// Deletes the files in `dir` whose names are object_store's staging names (`…#<digits>`).
+fn remove_staged(dir: &std::path::Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let staged = name
+            .to_str()
+            .and_then(|n| n.rsplit_once('#'))
+            .is_some_and(|(_, suffix)| {
+                !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit())
+            });
+        if staged {
+            tracing::info!(file = %entry.path().display(), "removing an unfinished export file");
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -100,6 +138,36 @@ mod tests {
         let s3 = FileStore::open("s3://bucket/exports").unwrap();
         assert!(s3.durable.is_none());
         s3.make_durable().await.unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn unfinished_uploads_are_removed_finished_files_kept() {
+        let dir = std::env::temp_dir().join(format!("hds-unfinished-{}", std::process::id()));
+        let local = FileStore::open(&format!("file://{}", dir.display())).unwrap();
+        // A job that never wrote anything has no directory.
+        local.remove_unfinished("none").await.unwrap();
+        std::fs::create_dir_all(dir.join("job")).unwrap();
+        for name in [
+            "Patient-0001.ndjson",
+            "Patient-0002.ndjson#1",
+            "odd#name",
+            "x#",
+        ] {
+            std::fs::write(dir.join("job").join(name), b"{}\n").unwrap();
+        }
+        local.remove_unfinished("job").await.unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.join("job"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["Patient-0001.ndjson", "odd#name", "x#"]);
+        FileStore::open("s3://bucket/exports")
+            .unwrap()
+            .remove_unfinished("job")
+            .await
+            .unwrap();
         std::fs::remove_dir_all(dir).unwrap();
     }
 
