@@ -1,8 +1,10 @@
 //! A STOW part too large to hold in memory, written to a file as it arrives.
 //!
-//! Each piece of the part is written by a blocking task while the next one fills (one copy
-//! from the body's chunks into the piece; `tokio::fs::File` added a second), and its
-//! writeback to the disk is started at once (`sync_file_range`), so the `syncfs` that later
+//! Each piece of the part (the body's chunks as they came, about 4 MiB of them) is written by a
+//! blocking task with one `writev` while the next one fills, so the only copy is the kernel's
+//! into the page cache (copying the chunks into a piece buffer first was a fifth of hds's CPU
+//! for 64 MB instances; `tokio::fs::File` added another), and its writeback to the disk is
+//! started at once (`sync_file_range`), so the `syncfs` that later
 //! makes the request's files durable finds little left to write. Writing 16 files of 64 MiB
 //! from two threads and then syncing took 1.9–3.4 s through the page cache alone and
 //! 0.6–0.7 s with writeback started per piece, as with `O_DIRECT`. Direct writes stored large
@@ -10,25 +12,26 @@
 //! the benchmark machine, so they are left out until that is understood (docs/benchmarks.md).
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::path::Path;
 
+use bytes::Bytes;
 use tempfile::TempPath;
 use tokio::task::JoinHandle;
 
-/// Bytes per write: large enough that a write is cheap against the thread hand-off it costs.
+/// Bytes per write (at least): large enough that a write is cheap against the thread hand-off
+/// it costs.
 const PIECE: usize = 4 * 1024 * 1024;
-
-type Written = std::io::Result<(File, Vec<u8>)>;
 
 /// A part being spooled. Dropping it (a request that fails midway) removes the file.
 pub(crate) struct Spool {
     path: TempPath,
     /// `None` while a write is in flight: the blocking task holds it.
     file: Option<File>,
-    filling: Vec<u8>,
-    spare: Option<Vec<u8>>,
-    in_flight: Option<JoinHandle<Written>>,
+    /// The next piece's chunks, and their length.
+    filling: Vec<Bytes>,
+    filling_len: usize,
+    in_flight: Option<JoinHandle<std::io::Result<File>>>,
     written: u64,
 }
 
@@ -53,27 +56,24 @@ impl Spool {
         Ok(Self {
             path,
             file: Some(file),
-            filling: Vec::with_capacity(PIECE),
-            spare: None,
+            filling: Vec::new(),
+            filling_len: 0,
             in_flight: None,
             written: 0,
         })
     }
 
-    /// Appends `bytes`, writing each full piece while the next one fills.
-    pub(crate) async fn push(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
-        while !bytes.is_empty() {
-            let n = bytes.len().min(PIECE - self.filling.len());
-            self.filling.extend_from_slice(&bytes[..n]);
-            bytes = &bytes[n..];
-            if self.filling.len() == PIECE {
-                let next = self
-                    .spare
-                    .take()
-                    .unwrap_or_else(|| Vec::with_capacity(PIECE));
-                let full = std::mem::replace(&mut self.filling, next);
-                self.write(full).await?;
-            }
+    /// Appends `chunk`, writing each full piece while the next one fills.
+    pub(crate) async fn push(&mut self, chunk: Bytes) -> std::io::Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.filling_len += chunk.len();
+        self.filling.push(chunk);
+        if self.filling_len >= PIECE {
+            let full = std::mem::take(&mut self.filling);
+            self.filling_len = 0;
+            self.write(full).await?;
         }
         Ok(())
     }
@@ -87,32 +87,46 @@ impl Spool {
     }
 
     /// Starts writing `piece` once the previous write is done.
-    async fn write(&mut self, piece: Vec<u8>) -> std::io::Result<()> {
+    async fn write(&mut self, piece: Vec<Bytes>) -> std::io::Result<()> {
         self.settle().await?;
         let mut file = self
             .file
             .take()
             .expect("no write is in flight after settle");
         let offset = self.written;
-        self.written += piece.len() as u64;
+        let len: usize = piece.iter().map(Bytes::len).sum();
+        self.written += len as u64;
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            file.write_all(&piece)?;
-            start_writeback(&file, offset, piece.len() as u64);
-            Ok((file, piece))
+            write_chunks(&mut file, &piece)?;
+            start_writeback(&file, offset, len as u64);
+            Ok(file)
         }));
         Ok(())
     }
 
-    /// Waits for the write in flight, if any, and takes back its file and buffer.
+    /// Waits for the write in flight, if any, and takes back its file.
     async fn settle(&mut self) -> std::io::Result<()> {
         if let Some(task) = self.in_flight.take() {
-            let (file, mut piece) = task.await.map_err(std::io::Error::other)??;
-            piece.clear();
-            self.file = Some(file);
-            self.spare = Some(piece);
+            self.file = Some(task.await.map_err(std::io::Error::other)??);
         }
         Ok(())
     }
+}
+
+/// Writes every chunk, in order, with as few `writev`s as the kernel takes (each takes at most
+/// `IOV_MAX` slices; a short write goes on from where it stopped).
+fn write_chunks(file: &mut File, chunks: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Asks the kernel to start writing `len` bytes at `offset` to the disk, without waiting.
@@ -152,8 +166,8 @@ mod tests {
                     byte
                 })
                 .collect();
-            spool.push(&chunk).await.unwrap();
             expected.extend_from_slice(&chunk);
+            spool.push(Bytes::from(chunk)).await.unwrap();
         }
         let (path, len) = spool.finish().await.unwrap();
         assert_eq!(len, expected.len() as u64);
@@ -175,13 +189,19 @@ mod tests {
         spooled(&[PIECE - 1, 2, PIECE]).await;
         spooled(&[33 * 1024 * 1024, 8191, 3]).await;
         spooled(&[16 * PIECE, PIECE + 17]).await;
+        // A piece of more slices than one writev takes (IOV_MAX, 1024 on Linux).
+        spooled(&[1000; 5000]).await;
+        spooled(&[0, 7, 0, 3]).await;
     }
 
     #[tokio::test]
     async fn a_dropped_spool_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::create(Some(dir.path())).unwrap();
-        spool.push(&vec![1u8; PIECE + 10]).await.unwrap();
+        spool
+            .push(Bytes::from(vec![1u8; PIECE + 10]))
+            .await
+            .unwrap();
         drop(spool);
         // The write in flight may still hold its descriptor; the name is gone at once.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);

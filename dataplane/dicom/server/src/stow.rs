@@ -319,7 +319,7 @@ async fn collect(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
         if let Some(f) = &mut file {
-            f.push(&chunk).await.map_err(io)?;
+            f.push(chunk).await.map_err(io)?;
             continue;
         }
         held_len += chunk.len() as u64;
@@ -327,7 +327,7 @@ async fn collect(
         if held_len > spool {
             let mut f = Spool::create(dir).map_err(io)?;
             for c in held.drain(..) {
-                f.push(&c).await.map_err(io)?;
+                f.push(c).await.map_err(io)?;
             }
             file = Some(f);
         }
