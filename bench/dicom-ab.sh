@@ -12,7 +12,9 @@
 # DICOM_AB_SYNC (storage.sync, true), DICOM_AB_SYNCHRONOUS_COMMIT (PostgreSQL's, on),
 # DICOM_AB_FRESH_FS (MB: each binary's files go to a new ext4 file system of that size on a
 # loop device, root only; unset: a directory here), DICOM_BENCH_TARGET, BENCH_PG,
-# BENCH_AB_PORT. A fresh file system per binary keeps the cost of creating files from
+# BENCH_AB_PORT, DICOM_AB_LARGE (passes over bench/dicom.sh's 16 large instances per binary and
+# round, one per request, 2 workers, each pass deleted after; 0, the default, skips the cell).
+# A fresh file system per binary keeps the cost of creating files from
 # depending on how many were deleted before: ext4 skips inodes freed shortly before
 # (`recently_deleted`), which made hds's CPU per instance vary twofold between rounds.
 set -euo pipefail
@@ -28,6 +30,12 @@ workers="${DICOM_AB_WORKERS:-4}"
 sync="${DICOM_AB_SYNC:-true}"
 commit="${DICOM_AB_SYNCHRONOUS_COMMIT:-on}"
 fresh_fs="${DICOM_AB_FRESH_FS:-}"
+large_passes="${DICOM_AB_LARGE:-0}"
+large=""
+if (( large_passes > 0 )); then
+    large=$(find "$cache/dicom-bench-data" -maxdepth 1 -name 'large-*' | head -n 1)
+    [[ -n $large && -d $large/large ]] || { echo "no large instances in $cache/dicom-bench-data (run bench/dicom.sh once)" >&2; exit 1; }
+fi
 [[ $# -ge 1 ]] || { echo "usage: bench/dicom-ab.sh HDS_BINARY..." >&2; exit 2; }
 [[ -x $load ]] || { echo "no load generator at $load (run bench/dicom.sh once)" >&2; exit 1; }
 data=$(find "$cache/dicom-bench-data" -maxdepth 1 -name 'n100000-*' | head -n 1)
@@ -63,6 +71,7 @@ done
 source "$(dirname "${BASH_SOURCE[0]}")/ab-lib.sh"
 
 printf '%-5s %-40s %-12s %12s %16s %16s\n' round binary cell instances/s "hds ms/instance" "pg ms/instance"
+[[ -z $large ]] || echo "(large: MB/s over all passes, hds and PostgreSQL CPU ms per 64 MB instance)"
 for r in $(seq "$rounds"); do
     for bin in "$@"; do
         psql "$pg/postgres" -qc "DROP DATABASE IF EXISTS hds_dicom_ab WITH (FORCE)" \
@@ -92,6 +101,27 @@ YAML
                 "$(echo "scale=3; ($h1 - $h0) * 1000 / $hz / $sample" | bc)" \
                 "$(echo "scale=3; $pt * 1000 / $hz / $sample" | bc)"
         done
+        if [[ -n $large ]]; then
+            pg_mark
+            h0=$(ticks "$pid")
+            mb=0 secs=0
+            for _ in $(seq "$large_passes"); do
+                line=$("$load" --url "$url" --mode stow --dir "$large/large" --per-request 1 --workers 2)
+                mb=$(echo "$mb + $(jq .mb_per_s <<<"$line") * $(jq .wall_s <<<"$line")" | bc)
+                secs=$(echo "$secs + $(jq .wall_s <<<"$line")" | bc)
+                jq -e '.failed_instances == 0' <<<"$line" >/dev/null || { echo "large STOW failed: $line" >&2; exit 1; }
+                while read -r study; do
+                    curl -sf -o /dev/null -X DELETE "$url/$study"
+                done < <(cut -d/ -f1-2 "$large/urls/wado-large.txt")
+            done
+            h1=$(ticks "$pid")
+            pt=$(pg_since)
+            n=$((large_passes * 16))
+            printf '%-5s %-40s %-12s %12s %16s %16s\n' "$r" "${bin/#$HOME/\~}" "large MB/s" \
+                "$(echo "scale=1; $mb / $secs" | bc)" \
+                "$(echo "scale=3; ($h1 - $h0) * 1000 / $hz / $n" | bc)" \
+                "$(echo "scale=3; $pt * 1000 / $hz / $n" | bc)"
+        fi
         kill "$pid"
         wait "$pid" 2>/dev/null || true
     done
