@@ -12,8 +12,9 @@
 # DICOM_AB_SYNC (storage.sync, true), DICOM_AB_SYNCHRONOUS_COMMIT (PostgreSQL's, on),
 # DICOM_AB_FRESH_FS (MB: each binary's files go to a new ext4 file system of that size on a
 # loop device, root only; unset: a directory here), DICOM_BENCH_TARGET, BENCH_PG,
-# BENCH_AB_PORT, DICOM_AB_LARGE (passes over bench/dicom.sh's 16 large instances per binary and
-# round, one per request, 2 workers, each pass deleted after; 0, the default, skips the cell).
+# BENCH_AB_PORT, DICOM_AB_LARGE (passes over a set of bench/dicom.sh's large instances per
+# binary and round, one per request, 2 workers, each pass deleted after; 0, the default, skips
+# the cell; DICOM_AB_LARGE_SET picks the set's directory, else the first found).
 # A fresh file system per binary keeps the cost of creating files from
 # depending on how many were deleted before: ext4 skips inodes freed shortly before
 # (`recently_deleted`), which made hds's CPU per instance vary twofold between rounds.
@@ -33,7 +34,7 @@ fresh_fs="${DICOM_AB_FRESH_FS:-}"
 large_passes="${DICOM_AB_LARGE:-0}"
 large=""
 if (( large_passes > 0 )); then
-    large=$(find "$cache/dicom-bench-data" -maxdepth 1 -name 'large-*' | head -n 1)
+    large="${DICOM_AB_LARGE_SET:-$(find "$cache/dicom-bench-data" -maxdepth 1 -name 'large-*' | sort | head -n 1)}"
     [[ -n $large && -d $large/large ]] || { echo "no large instances in $cache/dicom-bench-data (run bench/dicom.sh once)" >&2; exit 1; }
 fi
 [[ $# -ge 1 ]] || { echo "usage: bench/dicom-ab.sh HDS_BINARY..." >&2; exit 2; }
@@ -116,7 +117,7 @@ YAML
             done
             h1=$(ticks "$pid")
             pt=$(pg_since)
-            n=$((large_passes * 16))
+            n=$((large_passes * $(find "$large/large" -name '*.dcm' | wc -l)))
             printf '%-5s %-40s %-12s %12s %16s %16s\n' "$r" "${bin/#$HOME/\~}" "large MB/s" \
                 "$(echo "scale=1; $mb / $secs" | bc)" \
                 "$(echo "scale=3; ($h1 - $h0) * 1000 / $hz / $n" | bc)" \

@@ -31,7 +31,8 @@
 #   DICOM_BENCH_DISK_MB     size of the dd/fio test file (2048)
 #   DICOM_BENCH_POOL        hds PostgreSQL pool size (16)
 #   DICOM_BENCH_ORTHANC_FIND  Orthanc's StorageAccessOnFind (Always, as shipped; or Answers, Never)
-#   DICOM_BENCH_LARGE_COUNT large instances for the byte-throughput cells (16; 0 skips them)
+#   DICOM_BENCH_LARGE_COUNT large instances for the byte-throughput cells (48, 3 GB: enough
+#                           that STOW waits for the disk, not only the page cache; 0 skips them)
 #   DICOM_BENCH_LARGE_MB    size of each, about (64)
 #   DICOM_BENCH_HDS_SYNC    hds's storage.sync (true; false measures what the file sync costs)
 #   DICOM_BENCH_HDS_SYNCHRONOUS_COMMIT  PostgreSQL's synchronous_commit for hds's connections
@@ -289,7 +290,7 @@ disk_mb="${DICOM_BENCH_DISK_MB:-2048}"
 pool="${DICOM_BENCH_POOL:-16}"
 orthanc_find="${DICOM_BENCH_ORTHANC_FIND:-Always}"
 keep="${DICOM_BENCH_KEEP:-0}"
-large_count="${DICOM_BENCH_LARGE_COUNT:-16}"
+large_count="${DICOM_BENCH_LARGE_COUNT:-48}"
 large_mb="${DICOM_BENCH_LARGE_MB:-64}"
 hds_sync="${DICOM_BENCH_HDS_SYNC:-true}"
 hds_commit="${DICOM_BENCH_HDS_SYNCHRONOUS_COMMIT:-on}"
