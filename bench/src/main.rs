@@ -115,16 +115,17 @@ const FHIR_JSON: &str = "application/fhir+json";
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let base = args.url.trim_end_matches('/').to_string();
+    let bearer = match &args.token {
+        Some(t) => Some(HeaderValue::from_str(&format!("Bearer {t}"))?),
+        None => None,
+    };
     let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(t) = &args.token {
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))?,
-        );
+    if let Some(b) = &bearer {
+        headers.insert(AUTHORIZATION, b.clone());
     }
+    // Seeding only (not measured); the measured requests go through `Connection`s below.
     let client = reqwest::Client::builder()
         .default_headers(headers)
-        // One keep-alive connection per client, as a real connection pool would hold.
         .pool_max_idle_per_host(args.concurrency)
         .timeout(Duration::from_secs_f64(args.timeout))
         .tcp_nodelay(true)
@@ -152,11 +153,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for _ in 0..args.concurrency {
         // Each client keeps its own connection (see `hds_bench::http1`).
         let mut conn = Connection::new(&base, Duration::from_secs_f64(args.timeout))?;
-        if let Some(t) = &args.token {
-            conn = conn.with_header(
-                AUTHORIZATION,
-                HeaderValue::from_str(&format!("Bearer {t}"))?,
-            );
+        if let Some(b) = &bearer {
+            conn = conn.with_header(AUTHORIZATION, b.clone());
         }
         let ids = ids.clone();
         let counter = counter.clone();
