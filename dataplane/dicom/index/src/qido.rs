@@ -70,6 +70,10 @@ pub enum QidoError {
     NotQueryable { name: String, reason: String },
     #[error("{0}")]
     InvalidControl(String),
+    #[error(
+        "the value of {0} contains a NUL character (%00) before its end; only trailing NUL padding is allowed, and it is ignored"
+    )]
+    Nul(String),
 }
 
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -99,7 +103,9 @@ impl QidoQuery {
             erroneous: Vec::new(),
         };
         for (name, value) in params {
-            match name.as_str() {
+            // ASP.NET, which Azure's binding is, matches parameter names without regard to
+            // case; DICOM keywords are left exact, as PS3.18 spells them.
+            match name.to_ascii_lowercase().as_str() {
                 "limit" => {
                     q.limit = value
                         .parse::<i64>()
@@ -123,7 +129,7 @@ impl QidoQuery {
                         })?;
                 }
                 "fuzzymatching" => {
-                    q.fuzzy = match value.as_str() {
+                    q.fuzzy = match value.to_ascii_lowercase().as_str() {
                         "true" => true,
                         "false" => false,
                         _ => {
@@ -135,7 +141,7 @@ impl QidoQuery {
                 }
                 "includefield" => {
                     for field in value.split(',').map(str::trim).filter(|f| !f.is_empty()) {
-                        if field == "all" {
+                        if field.eq_ignore_ascii_case("all") {
                             q.include = IncludeField::All;
                             continue;
                         }
@@ -148,7 +154,7 @@ impl QidoQuery {
                         }
                     }
                 }
-                _ => q.filter(name, value, extended)?,
+                _ => q.filter(name, unpad(name, value)?, extended)?,
             }
         }
         Ok(q)
@@ -210,11 +216,7 @@ impl QidoQuery {
                     .parse::<i32>()
                     .map_err(|_| invalid("an integer is expected"))?;
             }
-            Kind::Uid
-                if uids(value).any(|u| {
-                    u.len() > 64 || !u.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-                }) =>
-            {
+            Kind::Uid if !uids(value).all(is_uid) => {
                 return Err(invalid(
                     "UIDs are digits and dots, at most 64 characters, separated by commas",
                 ));
@@ -302,6 +304,24 @@ impl QidoQuery {
     pub fn match_tags(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.filters.iter().map(|(a, _)| a.tag)
     }
+}
+
+/// Whether a text is a UID by PS3.5 9.1's character set and length (the leading-zero rule is
+/// not enforced: stored UIDs that break it must still be found).
+pub fn is_uid(u: &str) -> bool {
+    !u.is_empty() && u.len() <= 64 && u.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+/// A match value without its DICOM padding. Stored values lose trailing spaces and NULs
+/// (PS3.5 6.2) when indexed, so Azure's promise holds: a value stored with NUL padding is found
+/// with or without it. A NUL elsewhere cannot be in an indexed value, and PostgreSQL text
+/// cannot hold one: refused.
+fn unpad<'v>(name: &str, value: &'v str) -> Result<&'v str, QidoError> {
+    let v = value.trim_end_matches([' ', '\0']);
+    if v.contains('\0') {
+        return Err(QidoError::Nul(name.to_owned()));
+    }
+    Ok(v)
 }
 
 fn uids(value: &str) -> impl Iterator<Item = &str> {
@@ -620,104 +640,4 @@ fn condition(sql: &mut Sql, kind: Kind, col: &str, value: &str, fuzzy: bool) -> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn parameters_parse_by_keyword_and_tag() {
-        let q = QidoQuery::parse(
-            Level::Study,
-            &p(&[
-                ("PatientID", "1CT1"),
-                ("00080020", "20040101-"),
-                ("includefield", "StudyDescription,00100040"),
-                ("limit", "5"),
-                ("fuzzymatching", "true"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(q.limit, 5);
-        assert!(q.fuzzy);
-        assert_eq!(
-            q.include,
-            IncludeField::Tags(vec!["00081030".into(), "00100040".into()])
-        );
-        assert_eq!(q.match_tags().collect::<Vec<_>>(), ["00100020", "00080020"]);
-    }
-
-    #[test]
-    fn bad_parameters_are_errors_and_unmatchable_ones_warnings() {
-        assert_eq!(
-            QidoQuery::parse(Level::Study, &p(&[("Bogus", "1")])).unwrap_err(),
-            QidoError::UnknownParameter("Bogus".into())
-        );
-        assert!(matches!(
-            QidoQuery::parse(Level::Study, &p(&[("StudyDate", "2004")])).unwrap_err(),
-            QidoError::InvalidValue { .. }
-        ));
-        assert!(QidoQuery::parse(Level::Study, &p(&[("limit", "201")])).is_err());
-        assert!(QidoQuery::parse(Level::Study, &p(&[("StudyInstanceUID", "1.2.x")])).is_err());
-        for name in ["StationName", "00081010", "00081032.00080100"] {
-            let q = QidoQuery::parse(Level::Study, &p(&[(name, "CT1")])).unwrap();
-            assert_eq!(q.warnings.len(), 1, "{name} is ignored with a warning");
-        }
-        let q = QidoQuery::parse(Level::Study, &p(&[("Modality", "CT")])).unwrap();
-        assert_eq!(q.warnings.len(), 1, "a series attribute at study level");
-    }
-
-    #[test]
-    fn extended_tags_match_only_when_ready_and_enabled() {
-        let tag = |status: &str, query_enabled: bool, errors: i64| ExtendedTag {
-            tag: "00101010".into(),
-            vr: "AS".into(),
-            private_creator: None,
-            level: "Study".into(),
-            status: status.into(),
-            query_enabled,
-            operation: None,
-            errors,
-        };
-        let parse = |t: ExtendedTag| {
-            QidoQuery::parse_with(Level::Study, &p(&[("PatientAge", "035Y")]), &[t])
-        };
-        let q = parse(tag("Ready", true, 0)).unwrap();
-        assert_eq!((q.extended.len(), q.erroneous.len()), (1, 0));
-        let e = parse(tag("Adding", true, 0)).unwrap_err().to_string();
-        assert!(e.contains("not completed"), "{e}");
-        let e = parse(tag("Ready", false, 3)).unwrap_err().to_string();
-        assert!(
-            e.contains("QueryStatus Disabled") && e.contains("3 instance"),
-            "{e}"
-        );
-        // Enabled again by hand: matched, and the answer says which tags miss instances.
-        let q = parse(tag("Ready", true, 3)).unwrap();
-        assert_eq!(q.erroneous, ["PatientAge"]);
-        assert_eq!(
-            keyword_of("00091002"),
-            "00091002",
-            "private tags have no keyword"
-        );
-    }
-
-    #[test]
-    fn wildcards_become_like_patterns() {
-        assert_eq!(like_pattern("Doe*"), Some("Doe%".into()));
-        assert_eq!(like_pattern("D?e_1"), Some("D_e\\_1".into()));
-        assert_eq!(like_pattern("Doe"), None);
-        assert_eq!(
-            date_range("20040101-20041231"),
-            Some((
-                NaiveDate::from_ymd_opt(2004, 1, 1),
-                NaiveDate::from_ymd_opt(2004, 12, 31)
-            ))
-        );
-        assert_eq!(date_range("-"), None);
-    }
-}
+mod tests;

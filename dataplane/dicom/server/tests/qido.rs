@@ -1,0 +1,135 @@
+//! QIDO-RS edge cases against the real PostgreSQL: padded and malformed match values, the
+//! reserved parameters' spelling, and what the answers carry.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+const CT: &str = "CT_small.dcm";
+
+/// CT_small with its PatientID `1CT1` stored as `PN1` and a NUL pad, as real files have it.
+fn nul_padded_patient_id() -> Vec<u8> {
+    let mut ct = file(CT);
+    let element = b"\x10\x00\x20\x00LO\x04\x001CT1";
+    let at = ct
+        .windows(element.len())
+        .position(|w| w == element)
+        .unwrap();
+    ct[at + 8..at + 12].copy_from_slice(b"PN1\0");
+    ct
+}
+
+/// Status and body text of a GET.
+async fn text(s: &TestServer, path: &str) -> (u16, String) {
+    let r = get(s, path, "application/dicom+json").await;
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn nul_padding_is_ignored_and_a_nul_inside_a_value_is_refused() {
+    let s = start().await;
+    // An extended query tag as well, so its match path is checked too.
+    let r = s
+        .http
+        .post(s.url("extendedquerytags"))
+        .json(&json!([{"path": "ProtocolName", "level": "Series"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let href = r.json::<Value>().await.unwrap()["href"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..100 {
+        let op: Value = s
+            .http
+            .get(&href)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if op["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, answer) = stow(
+        &s,
+        "studies",
+        &[("application/dicom", &nul_padded_patient_id())],
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+
+    for q in [
+        "studies?PatientID=PN1",
+        "studies?PatientID=PN1%00",
+        "instances?PatientID=PN1%00%00%20",
+        "series?PatientID=PN*%00",
+        "studies?PatientName=CompressedSamples%5ECT1%00",
+        "studies?PatientName=ct1%00&fuzzymatching=true",
+        "studies?AccessionNumber=%00",
+        "studies?ModalitiesInStudy=CT%00",
+        "series?Modality=CT%00",
+        "studies?PatientID=PN1&ProtocolName=%00",
+    ] {
+        let (st, v) = json(&s, q).await;
+        assert_eq!(st, 200, "{q}: {v}");
+        assert_eq!(v.as_array().unwrap().len(), 1, "{q}");
+    }
+    let (st, _) = json(&s, "studies?StudyDescription=nothing%00").await;
+    assert_eq!(st, 204, "a padded value that matches nothing");
+
+    for q in [
+        "studies?PatientID=PN%001",
+        "studies?PatientID=P*%00x",
+        "studies?PatientName=Doe%00x",
+        "studies?PatientName=Do%00e&fuzzymatching=true",
+        "studies?AccessionNumber=%00a",
+        "studies?StudyDescription=a%00b",
+        "studies?ReferringPhysicianName=%00a",
+        "studies?ModalitiesInStudy=%00CT",
+        "series?Modality=C%00T",
+        "series?ManufacturerModelName=a%00b",
+        "series?ProtocolName=a%00b",
+    ] {
+        let (st, body) = text(&s, q).await;
+        assert_eq!(st, 400, "{q}: {body}");
+        assert!(body.contains("NUL"), "{q}: {body}");
+    }
+    for q in [
+        "studies/1.2%00/series",
+        "studies/not-a-uid/instances",
+        "studies/1.2/series/1.2%003/instances",
+    ] {
+        let (st, body) = text(&s, q).await;
+        assert_eq!(st, 400, "{q}: {body}");
+        assert!(body.contains("not a UID"), "{q}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn reserved_parameters_are_spelt_in_any_case() {
+    let s = start().await;
+    let (status, answer) = stow(&s, "studies", &[("application/dicom", &file(CT))]).await;
+    assert_eq!(status, 200, "{answer}");
+    for q in [
+        "studies?PatientName=ct1&fuzzyMatching=true",
+        "studies?PatientName=ct1&FuzzyMatching=TRUE",
+        "studies?PatientID=1CT1&Limit=1&Offset=0",
+    ] {
+        let (st, v) = json(&s, q).await;
+        assert_eq!(st, 200, "{q}: {v}");
+        assert_eq!(v.as_array().unwrap().len(), 1, "{q}");
+    }
+    let (_, v) = json(&s, "instances?PatientID=1CT1&includeField=PatientAge").await;
+    assert_eq!(v[0]["00101010"]["Value"][0], "000Y", "{v}");
+    let (st, _) = json(&s, "studies?PatientName=ct1&fuzzymatching=False").await;
+    assert_eq!(st, 204, "fuzzy matching off: ct1 is not the whole name");
+    let (st, body) = text(&s, "studies?patientid=1CT1").await;
+    assert_eq!(st, 400, "keywords are exact: {body}");
+}
