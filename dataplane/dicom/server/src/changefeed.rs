@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -14,15 +14,57 @@ use serde_json::{Map, Value, json};
 
 use crate::{AppState, DicomError};
 
-const DEFAULT_LIMIT: i64 = 10;
-const MAX_LIMIT: i64 = 200;
+/// The API version a feed request came by: its `limit` default and maximum are Azure's for
+/// that version (Change feed overview: v1 10 and 100, v2 100 and 200). Azure serves no
+/// unversioned route; hds's keeps the defaults it had before the versions were told apart
+/// (10, at most 200), so its clients see no change.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Version {
+    Unversioned,
+    V1,
+    V2,
+}
+
+impl Version {
+    fn limits(self) -> (i64, i64) {
+        match self {
+            Version::Unversioned => (10, 200),
+            Version::V1 => (10, 100),
+            Version::V2 => (100, 200),
+        }
+    }
+}
+
+/// The query's parameters by lower-case name: Azure binds them as ASP.NET does, without
+/// regard to case (its own page spells `endtime` and `includemetadata`). A name it does not
+/// know is refused, as QIDO does, rather than silently widening the answer.
+fn params(query: Option<String>, known: &[&str]) -> Result<HashMap<String, String>, DicomError> {
+    let mut out = HashMap::new();
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let key = name.to_ascii_lowercase();
+        if !known.iter().any(|k| k.eq_ignore_ascii_case(&key)) {
+            return Err(DicomError::BadRequest(format!(
+                "the query parameter '{name}' is not a change feed parameter; these are: {}",
+                known.join(", ")
+            )));
+        }
+        out.insert(key, value.into_owned());
+    }
+    Ok(out)
+}
+
+const FEED_PARAMETERS: &[&str] = &["startTime", "endTime", "offset", "limit", "includeMetadata"];
 
 pub(crate) async fn feed(
     State(s): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
+    version: Version,
 ) -> Result<Response, DicomError> {
-    let int = |name: &str, default: i64, range: std::ops::RangeInclusive<i64>| match q.get(name) {
+    let q = params(raw, FEED_PARAMETERS)?;
+    let int = |name: &str, default: i64, range: std::ops::RangeInclusive<i64>| match q
+        .get(&name.to_ascii_lowercase())
+    {
         None => Ok(default),
         Some(v) => v
             .parse::<i64>()
@@ -37,7 +79,7 @@ pub(crate) async fn feed(
             }),
     };
     let time = |name: &str| -> Result<Option<DateTime<Utc>>, DicomError> {
-        q.get(name)
+        q.get(&name.to_ascii_lowercase())
             .map(|v| {
                 DateTime::parse_from_rfc3339(v)
                     .map(|d| d.with_timezone(&Utc))
@@ -49,12 +91,13 @@ pub(crate) async fn feed(
             })
             .transpose()
     };
+    let (default_limit, max_limit) = version.limits();
     let query = ChangeQuery {
         offset: int("offset", 0, 0..=i64::MAX)?,
-        limit: int("limit", DEFAULT_LIMIT, 1..=MAX_LIMIT)?,
+        limit: int("limit", default_limit, 1..=max_limit)?,
         start: time("startTime")?,
         end: time("endTime")?,
-        include_metadata: flag(&q, "includeMetadata")?,
+        include_metadata: flag(&q)?,
     };
     if let (Some(a), Some(b)) = (query.start, query.end)
         && a >= b
@@ -71,23 +114,26 @@ pub(crate) async fn feed(
 
 pub(crate) async fn latest(
     State(s): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, DicomError> {
-    let change = s.index.latest_change(flag(&q, "includeMetadata")?).await?;
+    let q = params(raw, &["includeMetadata"])?;
+    let change = s.index.latest_change(flag(&q)?).await?;
     let base = s.base_url(&headers);
     Ok(json_response(
         change.map_or_else(|| json!({}), |c| entry(&base, &c)),
     ))
 }
 
-/// Azure's default for includeMetadata is true.
-fn flag(q: &HashMap<String, String>, name: &str) -> Result<bool, DicomError> {
-    match q.get(name).map(String::as_str) {
-        None | Some("true") => Ok(true),
-        Some("false") => Ok(false),
-        Some(v) => Err(DicomError::BadRequest(format!(
-            "{name} must be true or false, not '{v}'"
+/// includeMetadata: Azure's default is true; the value binds as a .NET bool, in any case.
+fn flag(q: &HashMap<String, String>) -> Result<bool, DicomError> {
+    match q.get("includemetadata").map(|v| v.to_ascii_lowercase()) {
+        None => Ok(true),
+        Some(v) if v == "true" => Ok(true),
+        Some(v) if v == "false" => Ok(false),
+        Some(_) => Err(DicomError::BadRequest(format!(
+            "includeMetadata must be true or false, not '{}'",
+            q["includemetadata"]
         ))),
     }
 }

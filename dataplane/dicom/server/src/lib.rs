@@ -165,30 +165,37 @@ pub(crate) fn partition_of(
 /// The service's routes, at the root and under Azure's version prefixes (`/v1`, `/v2`), and
 /// under `/partitions/{partition}` too when data partitions are on.
 pub fn router(state: AppState) -> Router {
+    use changefeed::Version;
     let data = data_routes();
-    let mut versioned = Router::new()
-        .merge(data.clone())
-        .route("/changefeed", get(changefeed::feed))
-        .route("/changefeed/latest", get(changefeed::latest))
-        .route(
-            "/extendedquerytags",
-            get(extended::list).post(extended::add),
-        )
-        .route(
-            "/extendedquerytags/{tag}",
-            get(extended::get)
-                .delete(extended::delete)
-                .patch(extended::update),
-        )
-        .route("/extendedquerytags/{tag}/errors", get(extended::errors))
-        .route("/operations/{id}", get(extended::operation));
-    if state.config.enable_data_partitions {
-        versioned = versioned.nest("/partitions/{partition}", data);
-    }
+    let versioned = |v: Version| {
+        let mut r = Router::new()
+            .merge(data.clone())
+            .route(
+                "/changefeed",
+                get(move |s, q, h| changefeed::feed(s, q, h, v)),
+            )
+            .route("/changefeed/latest", get(changefeed::latest))
+            .route(
+                "/extendedquerytags",
+                get(extended::list).post(extended::add),
+            )
+            .route(
+                "/extendedquerytags/{tag}",
+                get(extended::get)
+                    .delete(extended::delete)
+                    .patch(extended::update),
+            )
+            .route("/extendedquerytags/{tag}/errors", get(extended::errors))
+            .route("/operations/{id}", get(extended::operation));
+        if state.config.enable_data_partitions {
+            r = r.nest("/partitions/{partition}", data.clone());
+        }
+        r
+    };
     let mut router = Router::new()
-        .merge(versioned.clone())
-        .nest("/v1", versioned.clone())
-        .nest("/v2", versioned)
+        .merge(versioned(Version::Unversioned))
+        .nest("/v1", versioned(Version::V1))
+        .nest("/v2", versioned(Version::V2))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authn::authenticate,
