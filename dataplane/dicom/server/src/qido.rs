@@ -174,7 +174,7 @@ fn answer(root: &str, q: &QidoQuery, m: &QidoMatch) -> Result<Value, serde_json:
         url.push_str("/instances/");
         url.push_str(i);
     }
-    obj.insert("00081190".into(), json!({"vr": "UR", "Value": [url]}));
+    obj.insert("00081190".into(), json!({"vr": "UR", "Value": [&url]}));
     if let Some(meta) = &m.metadata
         && let Value::Object(all) = serde_json::from_str(meta)?
     {
@@ -188,8 +188,22 @@ fn answer(root: &str, q: &QidoQuery, m: &QidoMatch) -> Result<Value, serde_json:
             }
             IncludeField::Tags(tags) => {
                 for t in tags {
-                    if let Some(v) = all.get(t) {
-                        obj.entry(t.clone()).or_insert_with(|| v.clone());
+                    let Some(v) = all.get(t) else { continue };
+                    // A binary value named by the caller is linked, never inlined: the answer
+                    // stays small whatever its size, and the link is absolute, built like
+                    // RetrieveURL, so it resolves from any request URL (versioned, partitioned).
+                    let v = if is_bulk(v) {
+                        json!({"vr": v.get("vr"), "BulkDataURI": format!("{url}/bulkdata/{t}")})
+                    } else {
+                        v.clone()
+                    };
+                    obj.entry(t.clone()).or_insert(v);
+                    // PS3.18 10.6.3.3: a private element comes with its Private Creator, without
+                    // which its value cannot be read.
+                    if let Some(creator) = private_creator_of(t)
+                        && let Some(c) = all.get(&creator)
+                    {
+                        obj.entry(creator).or_insert_with(|| c.clone());
                     }
                 }
             }
@@ -239,4 +253,26 @@ const INSTANCE_REQUIRED: &[(&str, &str)] = &[
 
 fn is_bulk(v: &Value) -> bool {
     v.get("BulkDataURI").is_some() || v.get("InlineBinary").is_some()
+}
+
+/// The tag of the Private Creator element reserving a private data element's block
+/// (PS3.5 7.8.1: (gggg,xxee) is reserved by (gggg,00xx)); None for other tags.
+fn private_creator_of(tag: &str) -> Option<String> {
+    let group = u16::from_str_radix(tag.get(..4)?, 16).ok()?;
+    let element = u16::from_str_radix(tag.get(4..8)?, 16).ok()?;
+    (group % 2 == 1 && group > 8 && element >= 0x1000)
+        .then(|| format!("{group:04X}00{:02X}", element >> 8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::private_creator_of;
+
+    #[test]
+    fn private_elements_name_their_creator() {
+        assert_eq!(private_creator_of("00191002").as_deref(), Some("00190010"));
+        assert_eq!(private_creator_of("0043FF28").as_deref(), Some("004300FF"));
+        assert_eq!(private_creator_of("00190010"), None, "a creator itself");
+        assert_eq!(private_creator_of("00100010"), None, "a standard tag");
+    }
 }

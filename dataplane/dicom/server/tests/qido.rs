@@ -133,3 +133,59 @@ async fn reserved_parameters_are_spelt_in_any_case() {
     let (st, body) = text(&s, "studies?patientid=1CT1").await;
     assert_eq!(st, 400, "keywords are exact: {body}");
 }
+
+/// The Study, Series and SOP Instance UIDs of the one instance `path` finds.
+async fn uids_of(s: &TestServer, path: &str) -> (String, String, String) {
+    let (st, v) = json(s, path).await;
+    assert_eq!(st, 200, "{path}: {v}");
+    let u = |t: &str| v[0][t]["Value"][0].as_str().unwrap().to_owned();
+    (u("0020000D"), u("0020000E"), u("00080018"))
+}
+
+#[tokio::test]
+async fn includefield_links_binary_values_and_brings_private_creators() {
+    let mut cfg = common::config();
+    cfg.enable_data_partitions = true;
+    let s = start_with(cfg).await;
+    let (status, answer) = stow(
+        &s,
+        "partitions/p1/studies",
+        &[("application/dicom", &file(CT))],
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (study, series, sop) = uids_of(&s, "partitions/p1/instances?PatientID=1CT1").await;
+    let path = format!(
+        "v2/partitions/p1/studies/{study}/series/{series}/instances?includefield=PixelData,00431028,00091001,00191002"
+    );
+    let (st, v) = json(&s, &path).await;
+    assert_eq!(st, 200, "{v}");
+    let instance = format!(
+        "{}/partitions/p1/studies/{study}/series/{series}/instances/{sop}",
+        s.base
+    );
+    // Large (PixelData) and small (an OB stored inline) alike: an absolute link that resolves.
+    for tag in ["7FE00010", "00431028"] {
+        let uri = v[0][tag]["BulkDataURI"].as_str().unwrap_or_default();
+        assert_eq!(uri, format!("{instance}/bulkdata/{tag}"), "{v}");
+        assert!(v[0][tag].get("InlineBinary").is_none());
+        let r = s.http.get(uri).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{uri}");
+    }
+    // Each private element with the creator reserving its block.
+    assert_eq!(v[0]["00091001"]["Value"][0], "GE_GENESIS_FF", "{v}");
+    assert_eq!(v[0]["00090010"]["Value"][0], "GEMS_IDEN_01", "{v}");
+    assert_eq!(v[0]["00190010"]["Value"][0], "GEMS_ACQU_01", "{v}");
+    assert!(v[0]["00430010"]["Value"][0].is_string(), "{v}");
+    assert!(
+        v[0].get("00110010").is_none(),
+        "only the creators asked for"
+    );
+
+    let (_, v) = json(&s, "partitions/p1/instances?includefield=all").await;
+    assert!(
+        v[0].get("7FE00010").is_none() && v[0].get("00431028").is_none(),
+        "{v}"
+    );
+    assert_eq!(v[0]["00090010"]["Value"][0], "GEMS_IDEN_01");
+}
