@@ -386,12 +386,83 @@ pub struct QidoMatch {
     pub sop_uid: Option<String>,
     /// DICOM JSON objects whose members make up the answer (study, series or instance level).
     pub objects: Vec<String>,
-    pub modalities_in_study: Vec<String>,
-    /// Series in the study (study level), instances in the study or series.
-    pub related_series: Option<i64>,
-    pub related_instances: Option<i64>,
+    /// The study's computed attributes (ModalitiesInStudy, NumberOfStudyRelatedSeries and
+    /// -Instances), when the answer carries them.
+    pub study: Option<StudyCounts>,
+    /// NumberOfSeriesRelatedInstances, when the answer carries it.
+    pub series_instances: Option<i64>,
     /// The instance's whole metadata, when `includefield` asks for more than the index keeps.
     pub metadata: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudyCounts {
+    pub modalities: Vec<String>,
+    pub series: i64,
+    pub instances: i64,
+}
+
+/// Tags of the computed attributes a level above the answer's may require.
+pub const MODALITIES_IN_STUDY: &str = "00080061";
+pub const STUDY_RELATED_SERIES: &str = "00201206";
+pub const STUDY_RELATED_INSTANCES: &str = "00201208";
+pub const SERIES_RELATED_INSTANCES: &str = "00201209";
+
+impl QidoQuery {
+    /// Whether `includefield` names this tag (or is `all`).
+    pub fn includes(&self, tag: &str) -> bool {
+        match &self.include {
+            IncludeField::All => true,
+            IncludeField::Tags(t) => t.iter().any(|t| t == tag),
+            IncludeField::Default => false,
+        }
+    }
+
+    /// PS3.18 10.6.3.3.2-3: an answer above which no study is named (All Series, All
+    /// Instances) carries the study's attributes, computed ones included; they come too when
+    /// `includefield` or a match key names them.
+    fn wants_study_counts(&self, scope: &Scope<'_>) -> bool {
+        self.level == Level::Study
+            || scope.study.is_none()
+            || [
+                MODALITIES_IN_STUDY,
+                STUDY_RELATED_SERIES,
+                STUDY_RELATED_INSTANCES,
+            ]
+            .iter()
+            .any(|t| self.includes(t) || self.match_tags().any(|m| m == *t))
+    }
+
+    /// Likewise for the series above instances: Study's Instances and All Instances carry it.
+    fn wants_series_count(&self, scope: &Scope<'_>) -> bool {
+        self.level == Level::Series
+            || (self.level == Level::Instance
+                && (scope.series.is_none() || self.includes(SERIES_RELATED_INSTANCES)))
+    }
+}
+
+/// SQL for the study's computed attributes of the row aliased `t`, or NULLs.
+fn study_counts_sql(wanted: bool) -> &'static str {
+    if wanted {
+        "ARRAY(SELECT DISTINCT m.modality FROM dicom_series m
+                WHERE m.partition = t.partition AND m.study_uid = t.study_uid
+                  AND m.modality IS NOT NULL ORDER BY 1),
+         (SELECT count(*) FROM dicom_series m
+           WHERE m.partition = t.partition AND m.study_uid = t.study_uid),
+         (SELECT count(*) FROM dicom_instances m
+           WHERE m.partition = t.partition AND m.study_uid = t.study_uid)"
+    } else {
+        "NULL::text[], NULL::bigint, NULL::bigint"
+    }
+}
+
+fn study_counts(r: &tokio_postgres::Row, at: usize) -> Option<StudyCounts> {
+    let modalities: Option<Vec<String>> = r.get(at);
+    Some(StudyCounts {
+        modalities: modalities?,
+        series: r.get(at + 1),
+        instances: r.get(at + 2),
+    })
 }
 
 struct Sql {
@@ -454,33 +525,30 @@ impl Index {
             .collect::<String>();
         let limit = sql.bind(q.limit);
         let offset = sql.bind(q.offset);
-        sql.text =
-            match q.level {
-                Level::Study => format!(
-                    "SELECT t.study_uid, t.study_json,
-                   ARRAY(SELECT DISTINCT m.modality FROM dicom_series m
-                          WHERE m.partition = t.partition AND m.study_uid = t.study_uid
-                            AND m.modality IS NOT NULL ORDER BY 1),
-                   (SELECT count(*) FROM dicom_series m
-                     WHERE m.partition = t.partition AND m.study_uid = t.study_uid),
-                   (SELECT count(*) FROM dicom_instances m
-                     WHERE m.partition = t.partition AND m.study_uid = t.study_uid)
+        let study_sql = study_counts_sql(q.wants_study_counts(&scope));
+        let series_sql = if q.wants_series_count(&scope) {
+            "(SELECT count(*) FROM dicom_instances m WHERE m.partition = s.partition
+                AND m.study_uid = s.study_uid AND m.series_uid = s.series_uid)"
+        } else {
+            "NULL::bigint"
+        };
+        sql.text = match q.level {
+            Level::Study => format!(
+                "SELECT t.study_uid, t.study_json, {study_sql}
                  FROM dicom_studies t WHERE t.partition = {p}{where_}
                  ORDER BY t.study_uid LIMIT {limit} OFFSET {offset}"
-                ),
-                Level::Series => format!(
-                    "SELECT s.study_uid, s.series_uid, s.series_json, t.study_json,
-                   (SELECT count(*) FROM dicom_instances m WHERE m.partition = s.partition
-                      AND m.study_uid = s.study_uid AND m.series_uid = s.series_uid)
+            ),
+            Level::Series => format!(
+                "SELECT s.study_uid, s.series_uid, s.series_json, t.study_json, {series_sql},
+                   {study_sql}
                  FROM dicom_series s
                  JOIN dicom_studies t ON t.partition = s.partition AND t.study_uid = s.study_uid
                  WHERE s.partition = {p}{where_}
                  ORDER BY s.study_uid, s.series_uid LIMIT {limit} OFFSET {offset}"
-                ),
-                Level::Instance => {
-                    format!(
+            ),
+            Level::Instance => format!(
                 "SELECT i.study_uid, i.series_uid, i.sop_uid, i.instance_json, s.series_json,
-                   t.study_json, {}
+                   t.study_json, {}, {series_sql}, {study_sql}
                  FROM dicom_instances i
                  JOIN dicom_series s ON s.partition = i.partition AND s.study_uid = i.study_uid
                       AND s.series_uid = i.series_uid
@@ -488,10 +556,13 @@ impl Index {
                  WHERE i.partition = {p}{where_}
                  ORDER BY i.study_uid, i.series_uid, i.instance_number NULLS LAST, i.sop_uid
                  LIMIT {limit} OFFSET {offset}",
-                if wants_metadata { "i.metadata" } else { "NULL::text" }
-            )
+                if wants_metadata {
+                    "i.metadata"
+                } else {
+                    "NULL::text"
                 }
-            };
+            ),
+        };
         let c = self.pool.get().await?;
         let params: Vec<&(dyn ToSql + Sync)> = sql
             .params
@@ -507,9 +578,8 @@ impl Index {
                     series_uid: None,
                     sop_uid: None,
                     objects: vec![r.get(1)],
-                    modalities_in_study: r.get(2),
-                    related_series: Some(r.get(3)),
-                    related_instances: Some(r.get(4)),
+                    study: study_counts(r, 2),
+                    series_instances: None,
                     metadata: None,
                 },
                 Level::Series => QidoMatch {
@@ -522,9 +592,8 @@ impl Index {
                     } else {
                         vec![r.get(2)]
                     },
-                    modalities_in_study: Vec::new(),
-                    related_series: None,
-                    related_instances: Some(r.get(4)),
+                    study: study_counts(r, 5),
+                    series_instances: r.get(4),
                     metadata: None,
                 },
                 Level::Instance => {
@@ -541,9 +610,8 @@ impl Index {
                         series_uid: Some(r.get(1)),
                         sop_uid: Some(r.get(2)),
                         objects,
-                        modalities_in_study: Vec::new(),
-                        related_series: None,
-                        related_instances: None,
+                        study: study_counts(r, 8),
+                        series_instances: r.get(7),
                         metadata: r.get(6),
                     }
                 }

@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hds_dicom_index::qido::{IncludeField, Level, QidoMatch, QidoQuery, Scope};
+use hds_dicom_index::qido::{
+    IncludeField, Level, MODALITIES_IN_STUDY, QidoMatch, QidoQuery, SERIES_RELATED_INSTANCES,
+    STUDY_RELATED_INSTANCES, STUDY_RELATED_SERIES, Scope,
+};
 use serde_json::{Map, Value, json};
 
 use crate::{AppState, DicomError, media};
@@ -144,26 +147,29 @@ fn answer(root: &str, q: &QidoQuery, m: &QidoMatch) -> Result<Value, serde_json:
     }
     // Everything stored is on line (PS3.4 C.4.23.1.1 InstanceAvailability).
     obj.insert("00080056".into(), json!({"vr": "CS", "Value": ["ONLINE"]}));
-    if q.level == Level::Study {
+    if let Some(st) = &m.study {
         obj.insert(
-            "00080061".into(),
-            if m.modalities_in_study.is_empty() {
+            MODALITIES_IN_STUDY.into(),
+            if st.modalities.is_empty() {
                 json!({"vr": "CS"})
             } else {
-                json!({"vr": "CS", "Value": m.modalities_in_study})
+                json!({"vr": "CS", "Value": st.modalities})
             },
         );
+        obj.insert(
+            STUDY_RELATED_SERIES.into(),
+            json!({"vr": "IS", "Value": [st.series]}),
+        );
+        obj.insert(
+            STUDY_RELATED_INSTANCES.into(),
+            json!({"vr": "IS", "Value": [st.instances]}),
+        );
     }
-    if let Some(n) = m.related_series {
-        obj.insert("00201206".into(), json!({"vr": "IS", "Value": [n]}));
-    }
-    if let Some(n) = m.related_instances {
-        let tag = if q.level == Level::Study {
-            "00201208"
-        } else {
-            "00201209"
-        };
-        obj.insert(tag.into(), json!({"vr": "IS", "Value": [n]}));
+    if let Some(n) = m.series_instances {
+        obj.insert(
+            SERIES_RELATED_INSTANCES.into(),
+            json!({"vr": "IS", "Value": [n]}),
+        );
     }
     let mut url = format!("{root}/studies/{}", m.study_uid);
     if let Some(se) = &m.series_uid {

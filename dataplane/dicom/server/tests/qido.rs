@@ -143,6 +143,54 @@ async fn uids_of(s: &TestServer, path: &str) -> (String, String, String) {
 }
 
 #[tokio::test]
+async fn higher_levels_computed_attributes_come_with_series_and_instances() {
+    let s = start().await;
+    let parts = [
+        ("application/dicom", file(CT)),
+        ("application/dicom", file("MR_small.dcm")),
+    ];
+    let parts: Vec<(&str, &[u8])> = parts.iter().map(|(t, b)| (*t, b.as_slice())).collect();
+    let (status, answer) = stow(&s, "studies", &parts).await;
+    assert_eq!(status, 200, "{answer}");
+    let (study, series, sop) = uids_of(&s, "instances?PatientID=1CT1").await;
+    let has = |v: &Value, tag: &str| v[0].get(tag).is_some();
+    let study_counts = |v: &Value| {
+        assert_eq!(v[0]["00080061"]["Value"], json!(["CT"]), "{v}");
+        assert_eq!(v[0]["00201206"]["Value"], json!([1]), "{v}");
+        assert_eq!(v[0]["00201208"]["Value"], json!([1]), "{v}");
+    };
+
+    // All Series and All Instances: the study's computed attributes (PS3.18 10.6.3.3.2-3).
+    let (_, v) = json(&s, &format!("series?SeriesInstanceUID={series}")).await;
+    study_counts(&v);
+    assert_eq!(v[0]["00201209"]["Value"], json!([1]));
+    let (_, v) = json(&s, &format!("instances?SOPInstanceUID={sop}")).await;
+    study_counts(&v);
+    assert_eq!(v[0]["00201209"]["Value"], json!([1]), "{v}");
+    let (_, v) = json(&s, "series?ModalitiesInStudy=CT").await;
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    study_counts(&v);
+
+    // Study's Instances: the series' count, not the study's.
+    let (_, v) = json(&s, &format!("studies/{study}/instances")).await;
+    assert_eq!(v[0]["00201209"]["Value"], json!([1]), "{v}");
+    assert!(!has(&v, "00201208") && !has(&v, "00080061"), "{v}");
+    // Study Series' Instances: neither, unless includefield asks.
+    let path = format!("studies/{study}/series/{series}/instances");
+    let (_, v) = json(&s, &path).await;
+    assert!(!has(&v, "00201209") && !has(&v, "00201206"), "{v}");
+    let (_, v) = json(
+        &s,
+        &format!("{path}?includefield=NumberOfSeriesRelatedInstances,ModalitiesInStudy"),
+    )
+    .await;
+    assert_eq!(v[0]["00201209"]["Value"], json!([1]), "{v}");
+    study_counts(&v);
+    let (_, v) = json(&s, &format!("studies/{study}/series?includefield=00201208")).await;
+    study_counts(&v);
+}
+
+#[tokio::test]
 async fn includefield_links_binary_values_and_brings_private_creators() {
     let mut cfg = common::config();
     cfg.enable_data_partitions = true;
