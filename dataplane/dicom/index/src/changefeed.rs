@@ -118,3 +118,44 @@ fn change(r: &tokio_postgres::Row) -> Change {
         metadata: if state == "Current" { r.get(9) } else { None },
     }
 }
+
+/// A data partition, as Azure lists them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partition {
+    pub key: i64,
+    pub name: String,
+    pub created: DateTime<Utc>,
+}
+
+impl Index {
+    /// The partitions instances were ever stored in. Partitions are not recorded apart: they
+    /// are created by their first store, and the change feed keeps every store, so its first
+    /// entry for a partition is its creation. The key is stable: the default partition's is
+    /// 1, as on Azure; another's is one more than the id of its first entry.
+    pub async fn partitions(&self) -> Result<Vec<Partition>> {
+        let c = self.pool.get().await?;
+        let rows = c
+            .query(
+                "SELECT partition, min(ts), min(id) FROM dicom_changes
+                  GROUP BY partition ORDER BY min(id)",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let name: String = r.get(0);
+                let first: i64 = r.get(2);
+                Partition {
+                    key: if name == crate::DEFAULT_PARTITION {
+                        1
+                    } else {
+                        first + 1
+                    },
+                    name,
+                    created: r.get(1),
+                }
+            })
+            .collect())
+    }
+}

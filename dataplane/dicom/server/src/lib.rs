@@ -13,6 +13,7 @@ mod changefeed;
 mod error;
 mod extended;
 mod media;
+mod partitions;
 mod qido;
 mod spool;
 mod stow;
@@ -188,7 +189,16 @@ pub fn router(state: AppState) -> Router {
             .route("/extendedquerytags/{tag}/errors", get(extended::errors))
             .route("/operations/{id}", get(extended::operation));
         if state.config.enable_data_partitions {
-            r = r.nest("/partitions/{partition}", data.clone());
+            r = r
+                .route("/partitions", get(partitions::list))
+                .nest("/partitions/{partition}", data.clone());
+        } else {
+            r = r
+                .route("/partitions", axum::routing::any(partitions::disabled))
+                .route(
+                    "/partitions/{*rest}",
+                    axum::routing::any(partitions::disabled),
+                );
         }
         r
     };
