@@ -81,8 +81,18 @@ pub struct TagValue {
 /// The value of `tag` (top level) in an instance's DICOM JSON, as `vr` matches it: None when
 /// the instance has none, an error (Azure's reasons, in our words) when it has one that cannot
 /// be indexed. Only single values are indexed, as in Azure.
-pub fn value_of(metadata: &Value, tag: &str, vr: &str) -> Result<Option<TagValue>, String> {
-    let Some(attr) = metadata.get(tag) else {
+/// A private tag is its creator's: its element is looked for in the block that creator
+/// reserved, as Azure's reference server resolves it.
+pub fn value_of(
+    metadata: &Value,
+    tag: &str,
+    vr: &str,
+    creator: Option<&str>,
+) -> Result<Option<TagValue>, String> {
+    let Some(at) = resolve(metadata, tag, creator) else {
+        return Ok(None);
+    };
+    let Some(attr) = metadata.get(&at) else {
         return Ok(None);
     };
     let values = match attr.get("Value").and_then(Value::as_array) {
@@ -117,6 +127,47 @@ pub fn value_of(metadata: &Value, tag: &str, vr: &str) -> Result<Option<TagValue
     checked(vr, &text)
         .map(Some)
         .map_err(|why| format!("the value '{text}' of {tag} is not a valid {vr}: {why}"))
+}
+
+/// Where `tag` is in this instance. For a private tag with a creator: (gggg,xxee) in the block
+/// xx whose Private Creator (gggg,00xx) is that creator (PS3.5 7.8.1), which need not be the
+/// block the registered path names; None when no block is that creator's, so an element of
+/// another implementer's block is never taken for it.
+fn resolve(metadata: &Value, tag: &str, creator: Option<&str>) -> Option<String> {
+    let group = u16::from_str_radix(tag.get(..4)?, 16).ok()?;
+    let Some(creator) = creator
+        .map(str::trim)
+        .filter(|c| group % 2 == 1 && !c.is_empty())
+    else {
+        return Some(tag.to_owned());
+    };
+    let low = tag.get(6..8)?;
+    (0x10..=0xFFu8).find_map(|block| {
+        let reserved = metadata
+            .get(format!("{group:04X}00{block:02X}"))?
+            .get("Value")?
+            .get(0)?
+            .as_str()?;
+        (reserved.trim() == creator).then(|| format!("{group:04X}{block:02X}{low}"))
+    })
+}
+
+/// A tag a store or reindex indexes: its path, VR and, for a private one, its creator.
+#[derive(Debug, Clone)]
+pub(crate) struct TagDef {
+    pub tag: String,
+    pub vr: String,
+    pub creator: Option<String>,
+}
+
+impl TagDef {
+    pub(crate) fn from_row(r: &tokio_postgres::Row) -> Self {
+        Self {
+            tag: r.get(0),
+            vr: r.get(1),
+            creator: r.get(2),
+        }
+    }
 }
 
 /// `text` as the column of its VR holds it, or what is wrong with it (PS3.5 6.2).
@@ -368,14 +419,14 @@ impl Index {
                 tx.commit().await?;
                 return Ok(indexed);
             }
-            let defs: Vec<(String, String)> = tx
+            let defs: Vec<TagDef> = tx
                 .query(
-                    "SELECT tag, vr FROM dicom_extended_tags WHERE tag = ANY($1)",
+                    "SELECT tag, vr, private_creator FROM dicom_extended_tags WHERE tag = ANY($1)",
                     &[&tags],
                 )
                 .await?
                 .iter()
-                .map(|r| (r.get(0), r.get(1)))
+                .map(TagDef::from_row)
                 .collect();
             if op.get::<_, Option<i64>>(4).is_none() {
                 tx.execute(
@@ -440,7 +491,7 @@ impl Index {
 /// reindex recorded for it). Returns the (tag, reason) of each value that cannot be indexed.
 pub(crate) async fn write_values(
     tx: &impl deadpool_postgres::GenericClient,
-    defs: &[(String, String)],
+    defs: &[TagDef],
     [partition, study, series, sop]: [&str; 4],
     metadata: &Value,
 ) -> Result<Vec<(String, String)>> {
@@ -449,8 +500,8 @@ pub(crate) async fn write_values(
     let mut numbers = Vec::new();
     let mut dates = Vec::new();
     let mut errors = Vec::new();
-    for (tag, vr) in defs {
-        match value_of(metadata, tag, vr) {
+    for TagDef { tag, vr, creator } in defs {
+        match value_of(metadata, tag, vr, creator.as_deref()) {
             Ok(Some(v)) => {
                 tags.push(tag.clone());
                 texts.push(v.text);
@@ -461,7 +512,7 @@ pub(crate) async fn write_values(
             Err(why) => errors.push((tag.clone(), why)),
         }
     }
-    let tag_names: Vec<&str> = defs.iter().map(|(t, _)| t.as_str()).collect();
+    let tag_names: Vec<&str> = defs.iter().map(|d| d.tag.as_str()).collect();
     tx.execute(
         &tx.prepare_cached(
             "WITH errors AS (DELETE FROM dicom_tag_errors
@@ -533,12 +584,39 @@ async fn record_errors(
 }
 
 /// The tags a store must index now: those being added and those ready.
-pub(crate) const ACTIVE_TAGS: &str = "SELECT tag, vr FROM dicom_extended_tags";
+pub(crate) const ACTIVE_TAGS: &str = "SELECT tag, vr, private_creator FROM dicom_extended_tags";
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_private_tag_is_found_only_in_its_creators_block() {
+        let m = json!({
+            "00190010": {"vr": "LO", "Value": ["GEMS_ACQU_01"]},
+            "00190011": {"vr": "LO", "Value": ["ACME "]},
+            "00191002": {"vr": "SL", "Value": [912]},
+            "00191102": {"vr": "SL", "Value": [5]},
+        });
+        let number = |creator| {
+            value_of(&m, "00191002", "SL", creator)
+                .unwrap()
+                .and_then(|v| v.number)
+        };
+        assert_eq!(number(Some("GEMS_ACQU_01")), Some(912.0));
+        assert_eq!(number(Some("ACME")), Some(5.0), "ACME reserved block 11");
+        assert_eq!(
+            number(Some("NOT_GEMS")),
+            None,
+            "another implementer's block"
+        );
+        assert_eq!(
+            number(None),
+            Some(912.0),
+            "a tag registered without a creator"
+        );
+    }
 
     fn meta(vr: &str, value: Value) -> Value {
         json!({"00101010": {"vr": vr, "Value": value}})
@@ -546,7 +624,7 @@ mod tests {
 
     #[test]
     fn values_are_checked_against_their_vr() {
-        let ok = |vr: &str, v: Value| value_of(&meta(vr, v), "00101010", vr).unwrap();
+        let ok = |vr: &str, v: Value| value_of(&meta(vr, v), "00101010", vr, None).unwrap();
         assert_eq!(
             ok("AS", json!(["035Y"])).unwrap().text.as_deref(),
             Some("035Y")
@@ -561,7 +639,7 @@ mod tests {
             Some("doe jane")
         );
         assert_eq!(ok("DA", json!([""])), None, "an empty value is no value");
-        assert_eq!(value_of(&json!({}), "00101010", "AS"), Ok(None));
+        assert_eq!(value_of(&json!({}), "00101010", "AS", None), Ok(None));
         for (vr, v, why) in [
             ("DA", json!(["1997XX30"]), "YYYYMMDD"),
             ("AS", json!(["35 years"]), "three digits"),
@@ -570,10 +648,10 @@ mod tests {
             ("UI", json!(["1.2.abc"]), "digits and dots"),
             ("CS", json!(["A", "B"]), "single values"),
         ] {
-            let e = value_of(&meta(vr, v.clone()), "00101010", vr).unwrap_err();
+            let e = value_of(&meta(vr, v.clone()), "00101010", vr, None).unwrap_err();
             assert!(e.contains(why), "{vr} {v}: {e}");
         }
-        let e = value_of(&meta("SH", json!(["CT01"])), "00101010", "DA").unwrap_err();
+        let e = value_of(&meta("SH", json!(["CT01"])), "00101010", "DA", None).unwrap_err();
         assert!(e.contains("VR SH, not DA"), "{e}");
     }
 }

@@ -244,7 +244,10 @@ async fn write(
         c.query(&st.tags, &[]),
     );
     begun?;
-    let tags: Vec<(String, String)> = tags?.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let tags: Vec<crate::extended::TagDef> = tags?
+        .iter()
+        .map(crate::extended::TagDef::from_row)
+        .collect();
     let mut present: Vec<String> = Vec::new();
     let mut same_study: Vec<String> = Vec::new();
     let mut same_series: Vec<(String, String)> = Vec::new();

@@ -97,8 +97,23 @@ fn check(t: &NewTag) -> Result<ExtendedTag, DicomError> {
             SUPPORTED_VRS.join(", ")
         )));
     }
-    if private && t.private_creator.as_deref().is_none_or(str::is_empty) {
-        return Err(bad("a private tag needs its privateCreator".into()));
+    let creator = t.private_creator.as_deref().filter(|c| !c.is_empty());
+    // Azure's ExtendedQueryTagEntryValidator refuses these: a creator means nothing on a
+    // standard tag, nor on a Private Creator element, which is no private tag's value.
+    let element = u16::from_str_radix(&tag[4..], 16).unwrap_or(0);
+    match (private, creator) {
+        (true, None) if element >= 0x1000 => {
+            return Err(bad("a private tag needs its privateCreator".into()));
+        }
+        (false, Some(_)) => {
+            return Err(bad("a standard tag has no privateCreator".into()));
+        }
+        (true, Some(_)) if element < 0x1000 => {
+            return Err(bad(
+                "a Private Creator element (gggg,0010-00FF) has no privateCreator".into(),
+            ));
+        }
+        _ => {}
     }
     let level = match t.level.to_ascii_lowercase().as_str() {
         "study" => "Study",
@@ -109,7 +124,7 @@ fn check(t: &NewTag) -> Result<ExtendedTag, DicomError> {
     Ok(ExtendedTag {
         tag,
         vr,
-        private_creator: t.private_creator.clone(),
+        private_creator: creator.map(str::to_owned),
         level: level.into(),
         status: "Adding".into(),
         query_enabled: true,

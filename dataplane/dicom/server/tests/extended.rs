@@ -412,3 +412,69 @@ async fn a_tag_being_added_is_not_matched_yet() {
     assert_eq!(st, 200);
     assert_eq!(found.as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_private_tag_matches_only_in_its_creators_block() {
+    let s = start().await;
+    let ct = file(CT);
+    let (st, _) = stow(&s, "studies", &[("application/dicom", &variant(&ct, 0))]).await;
+    assert_eq!(st, 200);
+    // CT_small's (0019,1002) is in GEMS_ACQU_01's block, (0009,1027) in GEMS_IDEN_01's.
+    let r = add(
+        &s,
+        json!([
+            {"Path": "00191002", "VR": "SL", "PrivateCreator": "NOT_GEMS", "Level": "Instance"},
+            {"Path": "00091027", "VR": "SL", "PrivateCreator": "GEMS_IDEN_01", "Level": "Instance"}
+        ]),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let href = r.json::<Value>().await.unwrap()["href"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    completed(&s, &href).await;
+    // One instance indexed by the reindex, one by its store.
+    let (st, _) = stow(&s, "studies", &[("application/dicom", &variant(&ct, 1))]).await;
+    assert_eq!(st, 200);
+
+    let (st, v) = json(&s, "instances?00191002=912").await;
+    assert_eq!(st, 204, "no NOT_GEMS block: {v}");
+    let (st, v) = json(&s, "instances?00091027=862399669").await;
+    assert_eq!(st, 200);
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+}
+
+#[tokio::test]
+async fn a_private_creator_is_refused_where_it_means_nothing() {
+    let s = start().await;
+    for (body, why) in [
+        (
+            json!([{"Path": "Rows", "Level": "Instance", "PrivateCreator": "x"}]),
+            "standard tag",
+        ),
+        (
+            json!([{"Path": "00090010", "VR": "LO", "PrivateCreator": "ACME", "Level": "Instance"}]),
+            "Private Creator element",
+        ),
+        (
+            json!([{"Path": "00091027", "VR": "SL", "Level": "Instance"}]),
+            "needs its privateCreator",
+        ),
+    ] {
+        let r = add(&s, body.clone()).await;
+        assert_eq!(r.status(), 400, "{body}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(why), "{body}: {text}");
+    }
+    let r = add(
+        &s,
+        json!([{"Path": "00090010", "VR": "LO", "Level": "Instance"}]),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        202,
+        "a Private Creator element itself may be a tag"
+    );
+}
