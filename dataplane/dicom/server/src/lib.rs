@@ -206,6 +206,7 @@ pub fn router(state: AppState) -> Router {
         .merge(versioned(Version::Unversioned))
         .nest("/v1", versioned(Version::V1))
         .nest("/v2", versioned(Version::V2))
+        .layer(axum::middleware::from_fn(no_nul_in_path))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authn::authenticate,
@@ -224,6 +225,20 @@ pub fn router(state: AppState) -> Router {
             hds_common::audit::record::<AppState>,
         ))
         .with_state(state)
+}
+
+/// A NUL in a path segment (a UID, a partition name) cannot be in anything stored, and would
+/// reach PostgreSQL, which refuses it in text: a 400 here, for every route at once.
+async fn no_nul_in_path(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if req.uri().path().to_ascii_lowercase().contains("%00") {
+        return DicomError::BadRequest("the path contains a NUL character (%00)".into())
+            .into_response();
+    }
+    next.run(req).await
 }
 
 fn data_routes() -> Router<AppState> {

@@ -102,13 +102,24 @@ async fn nul_padding_is_ignored_and_a_nul_inside_a_value_is_refused() {
         assert!(body.contains("NUL"), "{q}: {body}");
     }
     for q in [
-        "studies/1.2%00/series",
         "studies/not-a-uid/instances",
-        "studies/1.2/series/1.2%003/instances",
+        "studies/1.2/series/x/instances",
     ] {
         let (st, body) = text(&s, q).await;
         assert_eq!(st, 400, "{q}: {body}");
         assert!(body.contains("not a UID"), "{q}: {body}");
+    }
+    // A NUL in any path, QIDO's or WADO's.
+    for q in [
+        "studies/1.2%00/series",
+        "studies/1.2/series/1.2%003/instances",
+        "studies/1.2%00",
+        "studies/1.2/series/1.3%00/metadata",
+        "v2/studies/1.2/series/1.3/instances/1.4%00/frames/1",
+    ] {
+        let (st, body) = text(&s, q).await;
+        assert_eq!(st, 400, "{q}: {body}");
+        assert!(body.contains("NUL"), "{q}: {body}");
     }
 }
 
