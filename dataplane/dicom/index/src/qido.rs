@@ -393,6 +393,9 @@ pub struct QidoMatch {
     pub series_instances: Option<i64>,
     /// The instance's whole metadata, when `includefield` asks for more than the index keeps.
     pub metadata: Option<String>,
+    /// The stored objects of the levels above that `objects` leaves out because the path names
+    /// them: `includefield` may still ask for their attributes (PS3.18 10.6.3.3.2-3).
+    pub parents: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -581,6 +584,7 @@ impl Index {
                     study: study_counts(r, 2),
                     series_instances: None,
                     metadata: None,
+                    parents: Vec::new(),
                 },
                 Level::Series => QidoMatch {
                     study_uid: r.get(0),
@@ -595,14 +599,23 @@ impl Index {
                     study: study_counts(r, 5),
                     series_instances: r.get(4),
                     metadata: None,
+                    parents: if scope.study.is_none() {
+                        Vec::new()
+                    } else {
+                        vec![r.get(3)]
+                    },
                 },
                 Level::Instance => {
-                    let mut objects = Vec::new();
+                    let (mut objects, mut parents) = (Vec::new(), Vec::new());
                     if scope.study.is_none() {
                         objects.push(r.get(5));
+                    } else {
+                        parents.push(r.get(5));
                     }
                     if scope.series.is_none() {
                         objects.push(r.get(4));
+                    } else {
+                        parents.push(r.get(4));
                     }
                     objects.push(r.get(3));
                     QidoMatch {
@@ -613,6 +626,7 @@ impl Index {
                         study: study_counts(r, 8),
                         series_instances: r.get(7),
                         metadata: r.get(6),
+                        parents,
                     }
                 }
             })

@@ -216,6 +216,21 @@ fn answer(root: &str, q: &QidoQuery, m: &QidoMatch) -> Result<Value, serde_json:
             IncludeField::Default => {}
         }
     }
+    if let IncludeField::Tags(tags) = &q.include
+        && !m.parents.is_empty()
+    {
+        let mut parents = Vec::with_capacity(m.parents.len());
+        for text in &m.parents {
+            if let Value::Object(members) = serde_json::from_str(text)? {
+                parents.push(members);
+            }
+        }
+        for t in tags {
+            if let Some(v) = parents.iter().find_map(|p| p.get(t)) {
+                obj.entry(t.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
     // PS3.18 Table 6.7.1-2: these are always returned, empty when the instance has no value.
     let required: &[(&str, &str)] = match q.level {
         Level::Study => STUDY_REQUIRED,

@@ -199,6 +199,22 @@ async fn higher_levels_computed_attributes_come_with_series_and_instances() {
     study_counts(&v);
     let (_, v) = json(&s, &format!("studies/{study}/series?includefield=00201208")).await;
     study_counts(&v);
+
+    // Stored attributes of the levels the path names come when includefield asks for them.
+    let (_, v) = json(&s, &format!("studies/{study}/series")).await;
+    assert!(!has(&v, "00100010"), "{v}");
+    let (_, v) = json(
+        &s,
+        &format!("studies/{study}/series?includefield=PatientName"),
+    )
+    .await;
+    assert!(
+        v[0]["00100010"]["Value"][0]["Alphabetic"].is_string(),
+        "{v}"
+    );
+    let (_, v) = json(&s, &format!("{path}?includefield=PatientID,Modality")).await;
+    assert_eq!(v[0]["00100020"]["Value"][0], "1CT1", "{v}");
+    assert_eq!(v[0]["00080060"]["Value"][0], "CT", "{v}");
 }
 
 #[tokio::test]
