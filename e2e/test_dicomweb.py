@@ -151,6 +151,34 @@ def test_delete_and_the_change_feed(client, dicom_url, session):
     assert [(e["Action"], e["State"]) for e in feed] == [("Create", "Deleted"), ("Delete", "Deleted")]
 
 
+def test_a_client_of_the_v2_api_follows_what_a_search_gives(client, dicom_url, session):
+    ds = fresh("CT_small.dcm")
+    ds.PatientID = generate_uid()[-16:]
+    client.store_instances([pydicom.dcmread(io.BytesIO(as_bytes(ds)))])
+    v2 = DICOMwebClient(url=f"{dicom_url}/v2", session=session)
+    # A binary attribute asked for by name is a link the client can follow from a v2 search.
+    found = v2.search_for_instances(ds.StudyInstanceUID, ds.SeriesInstanceUID, fields=["PixelData"])
+    uri = found[0]["7FE00010"]["BulkDataURI"]
+    assert uri.startswith(dicom_url), uri
+    assert b"".join(v2.retrieve_bulkdata(uri)) == ds.PixelData
+    # NUL padding in a match value, and the parameter spellings of Azure's own examples.
+    r = session.get(
+        f"{dicom_url}/v2/studies",
+        params={
+            "PatientID": ds.PatientID + "\0",
+            "PatientName": "ct1",
+            "fuzzyMatching": "True",
+            "IncludeField": "PatientAge",
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert [s["0020000D"]["Value"][0] for s in r.json()] == [ds.StudyInstanceUID]
+    window = {"endtime": "2000-01-01T00:00:00Z", "includemetadata": "False"}
+    r = session.get(f"{dicom_url}/v2/changefeed", params=window)
+    assert r.status_code == 200 and r.json() == [], r.text
+    assert session.get(f"{dicom_url}/v2/changefeed", params={"endTme": "2000-01-01T00:00:00Z"}).status_code == 400
+
+
 def test_bad_input_gets_the_right_codes(dicom_url, session, tmp_path):
     good = as_bytes(fresh("CT_small.dcm"))
     boundary = "e2eBoundary"
