@@ -26,6 +26,9 @@ pub struct Profile {
     pub(crate) version: Option<String>,
     pub(crate) resource_type: String,
     pub(crate) root: Rule,
+    /// The profile a differential derives from, when that is not the R4 definition of its
+    /// type: its rules hold too, and only the caller can find it.
+    pub(crate) derived_from: Option<String>,
 }
 
 /// What a profile demands of one element (or of one slice of it).
@@ -101,6 +104,9 @@ pub(crate) struct Invariant {
     pub expression: Result<Expression, String>,
 }
 
+/// Where R4's own StructureDefinitions live: `{CORE}Patient` is the base of a Patient profile.
+const CORE: &str = "http://hl7.org/fhir/StructureDefinition/";
+
 impl Profile {
     /// Compiles a StructureDefinition of kind `resource`: its snapshot when it has one, its
     /// differential otherwise (the R4 definitions already cover what it does not change).
@@ -149,12 +155,27 @@ impl Profile {
             add_element(&mut root, rt, el, snapshot)
                 .map_err(|e| named(&format!("element {}: {}", i, e.0)))?;
         }
+        // A snapshot holds its base's rules already; a differential holds only its own.
+        let core = format!("{CORE}{rt}");
+        let derived_from = sd
+            .get("baseDefinition")
+            .and_then(Value::as_str)
+            .filter(|base| !snapshot && *base != core && *base != url)
+            .map(str::to_owned);
         Ok(Profile {
             url: url.to_owned(),
             version: sd.get("version").and_then(Value::as_str).map(str::to_owned),
             resource_type: rt.to_owned(),
             root,
+            derived_from,
         })
+    }
+
+    /// The canonical of the profile this one's differential constrains further, whose rules a
+    /// resource must meet as well; `None` when that is R4's own definition of the type (or
+    /// when this profile was compiled from a snapshot, which carries its base's rules).
+    pub fn derived_from(&self) -> Option<&str> {
+        self.derived_from.as_deref()
     }
 
     /// The canonical URL.

@@ -305,3 +305,35 @@ fn lengths_and_value_bounds() {
     let fine = p.validate(&obs(other, "2020-01-01T00:00:00Z", "HR"), &R4ValueSets);
     assert_eq!(found(&fine), vec![]);
 }
+
+#[test]
+fn a_differential_names_the_stored_profile_it_derives_from() {
+    let base = |url: &str| {
+        let mut sd = sd("Patient", json!([{"id": "Patient", "path": "Patient"}]));
+        sd["baseDefinition"] = json!(url);
+        Profile::compile(&sd).unwrap()
+    };
+    let derived = base("http://example.org/fhir/StructureDefinition/audit-patient");
+    assert_eq!(
+        derived.derived_from(),
+        Some("http://example.org/fhir/StructureDefinition/audit-patient")
+    );
+    // R4's own definition of the type is checked by the R4 structure, not looked up.
+    assert_eq!(
+        base("http://hl7.org/fhir/StructureDefinition/Patient").derived_from(),
+        None
+    );
+    // A profile R4 publishes on a type is a profile like any other: it must be found.
+    assert_eq!(
+        base("http://hl7.org/fhir/StructureDefinition/vitalsigns").derived_from(),
+        Some("http://hl7.org/fhir/StructureDefinition/vitalsigns")
+    );
+    // A snapshot carries its base's rules itself.
+    let mut with_snapshot = sd("Patient", json!([]));
+    with_snapshot["baseDefinition"] = json!("http://example.org/fhir/StructureDefinition/x");
+    with_snapshot["snapshot"] = json!({"element": [{"id": "Patient", "path": "Patient"}]});
+    assert_eq!(
+        Profile::compile(&with_snapshot).unwrap().derived_from(),
+        None
+    );
+}

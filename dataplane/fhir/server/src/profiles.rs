@@ -168,7 +168,12 @@ pub enum Named {
     MetaProfile,
 }
 
-/// The issues of `resource` against each profile in `profiles`.
+/// How deep a chain of stored profiles, each a differential on the one before, is followed.
+const MAX_DERIVATION: usize = 16;
+
+/// The issues of `resource` against each profile in `profiles`, and against every stored
+/// profile a differential among them derives from: a profile that constrains another keeps
+/// the other's rules (R4 profiling), and its differential states only what it adds.
 pub async fn check_profiles(
     cache: &ProfileCache,
     client: &impl GenericClient,
@@ -177,38 +182,77 @@ pub async fn check_profiles(
 ) -> Result<Vec<OutcomeIssue>, FhirError> {
     let mut out = Vec::new();
     let mut value_sets = Expansions::default();
+    let mut checked: Vec<String> = Vec::new();
     for (canonical, named) in profiles {
-        match cache.find(client, canonical).await? {
-            Found::Usable(p) => {
-                stored_value_sets(client, &p, &mut value_sets, &mut out).await?;
-                out.extend(
-                    p.validate(resource, &value_sets)
-                        .into_iter()
-                        .map(outcome_issue),
-                );
+        let mut next = Some(canonical.clone());
+        let mut depth = 0;
+        while let Some(canonical) = next.take() {
+            // A chain that loops, or meets a profile checked already, has nothing more to add.
+            if checked.contains(&canonical) {
+                break;
             }
-            Found::Unusable(e) => out.push(
-                OutcomeIssue::error(
-                    "processing",
-                    format!("the stored profile {canonical} cannot be used: {e}"),
-                )
-                .at("meta.profile"),
-            ),
-            Found::NotStored => out.push(OutcomeIssue {
-                severity: if *named == Named::Requested {
-                    "error"
-                } else {
-                    "warning"
-                },
-                code: "not-found",
-                diagnostics: format!(
-                    "profile {canonical} is not stored here (no StructureDefinition with this url)"
+            checked.push(canonical.clone());
+            let derived = depth > 0;
+            depth += 1;
+            match cache.find(client, &canonical).await? {
+                Found::Usable(p) => {
+                    stored_value_sets(client, &p, &mut value_sets, &mut out).await?;
+                    out.extend(
+                        p.validate(resource, &value_sets)
+                            .into_iter()
+                            .map(outcome_issue),
+                    );
+                    next = p.derived_from().map(str::to_owned);
+                    if next.is_some() && depth >= MAX_DERIVATION {
+                        out.push(OutcomeIssue::error(
+                            "processing",
+                            format!(
+                                "profile {canonical} derives from a chain of more than \
+                                 {MAX_DERIVATION} stored profiles; the rest were not checked"
+                            ),
+                        ));
+                        next = None;
+                    }
+                }
+                Found::Unusable(e) => out.push(
+                    OutcomeIssue::error(
+                        "processing",
+                        format!("the stored profile {canonical} cannot be used: {e}"),
+                    )
+                    .at("meta.profile"),
                 ),
-                expression: (*named == Named::MetaProfile).then(|| "meta.profile".to_owned()),
-            }),
+                // The rules of a missing base are unknown, so conformance cannot be claimed.
+                Found::NotStored if derived => out.push(OutcomeIssue {
+                    severity: severity(*named),
+                    code: "not-found",
+                    diagnostics: format!(
+                        "profile {canonical}, which a profile named here derives from \
+                         (baseDefinition), is not stored here (no StructureDefinition with \
+                         this url), so its rules were not checked"
+                    ),
+                    expression: None,
+                }),
+                Found::NotStored => out.push(OutcomeIssue {
+                    severity: severity(*named),
+                    code: "not-found",
+                    diagnostics: format!(
+                        "profile {canonical} is not stored here (no StructureDefinition with this url)"
+                    ),
+                    expression: (*named == Named::MetaProfile).then(|| "meta.profile".to_owned()),
+                }),
+            }
         }
     }
     Ok(out)
+}
+
+/// A profile that cannot be found fails a request that asked for it, and only warns about
+/// one the resource names itself.
+fn severity(named: Named) -> &'static str {
+    match named {
+        Named::Requested => "error",
+        Named::MetaProfile => "warning",
+    }
 }
 
 pub fn outcome_issue(i: Issue) -> OutcomeIssue {

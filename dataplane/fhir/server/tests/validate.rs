@@ -129,6 +129,65 @@ async fn validates_against_a_stored_profile() {
     assert_eq!(issues(&oo), [t("error", "not-found", "")], "{oo}");
 }
 
+/// A differential on the hospital profile that adds only a required gender.
+fn gendered_patient(base: &str) -> Value {
+    json!({"resourceType": "StructureDefinition", "url": "http://example.org/fhir/StructureDefinition/gendered",
+    "name": "Gendered", "status": "active", "kind": "resource", "abstract": false, "type": "Patient",
+    "baseDefinition": base, "derivation": "constraint",
+    "differential": {"element": [
+        {"id": "Patient", "path": "Patient"},
+        {"id": "Patient.gender", "path": "Patient.gender", "min": 1}]}})
+}
+
+#[tokio::test]
+async fn a_derived_profile_keeps_the_rules_of_the_profile_it_constrains() {
+    let s = start().await;
+    s.create(&hospital_patient(1)).await;
+    s.create(&gendered_patient(PROFILE)).await;
+    let asked = "Patient/$validate?profile=http://example.org/fhir/StructureDefinition/gendered";
+    let mut plain = patient(json!([{"system": "http://example.org/ssn", "value": "1"}]));
+    plain.as_object_mut().unwrap().remove("meta");
+    plain.as_object_mut().unwrap().remove("birthDate");
+    let oo = validated(&s, asked, &plain).await;
+    assert_eq!(
+        issues(&oo),
+        [
+            t("error", "required", "Patient.gender"),
+            t("error", "invariant", "Patient"),
+            t("error", "required", "Patient.identifier"),
+        ],
+        "{oo}"
+    );
+    plain["gender"] = json!("female");
+    plain["birthDate"] = json!("1974-12-25");
+    plain["identifier"] = json!([{"system": MRN, "value": "42"}]);
+    let oo = validated(&s, asked, &plain).await;
+    assert_eq!(issues(&oo), [t("information", "informational", "")], "{oo}");
+
+    // Its base is not stored: its rules are unknown, so the resource cannot be said to conform.
+    let mut orphan = gendered_patient("http://example.org/fhir/StructureDefinition/nowhere");
+    orphan["url"] = json!("http://example.org/fhir/StructureDefinition/orphan");
+    s.create(&orphan).await;
+    let oo = validated(
+        &s,
+        "Patient/$validate?profile=http://example.org/fhir/StructureDefinition/orphan",
+        &plain,
+    )
+    .await;
+    assert_eq!(issues(&oo), [t("error", "not-found", "")], "{oo}");
+    assert!(oo.to_string().contains("baseDefinition"), "{oo}");
+
+    // Two profiles each deriving from the other are each checked once.
+    let mut a = gendered_patient("http://example.org/b");
+    a["url"] = json!("http://example.org/a");
+    let mut b = gendered_patient("http://example.org/a");
+    b["url"] = json!("http://example.org/b");
+    s.create(&a).await;
+    s.create(&b).await;
+    let oo = validated(&s, "Patient/$validate?profile=http://example.org/a", &plain).await;
+    assert_eq!(issues(&oo), [t("information", "informational", "")], "{oo}");
+}
+
 #[tokio::test]
 async fn an_updated_profile_is_recompiled() {
     let s = start().await;
