@@ -35,6 +35,7 @@ pub const ENDPOINTS: &[(&str, &str, DataAction)] = &[
     ("POST", "/{type}/{id}/$export", Export),
     ("DELETE", "/{type}/{id}/$purge-history", HardDelete),
     ("GET", "/{type}/{id}/$everything", Read),
+    ("POST", "/{type}/{id}/$everything", Read),
     ("POST", "/{type}/$validate", ResourceValidate),
     ("GET", "/{type}/{id}/$validate", ResourceValidate),
     ("POST", "/{type}/{id}/$validate", ResourceValidate),

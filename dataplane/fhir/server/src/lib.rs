@@ -343,7 +343,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/{type}/{id}/$everything",
-            get(interactions::everything::everything),
+            get(interactions::everything::everything)
+                .post(interactions::everything::everything_post),
         )
         .route(
             "/{type}/{id}/$purge-history",

@@ -91,3 +91,94 @@ async fn everything_pages_through_the_compartment() {
     .await;
     outcome(s.get("Observation/x/$everything").await, 404).await;
 }
+
+#[tokio::test]
+async fn care_dates_post_and_count_zero() {
+    let s = start().await;
+    let p = s.create(&json!({"resourceType": "Patient"})).await;
+    let pid = p["id"].as_str().unwrap();
+    let observed = |date: &str| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": date},
+            "subject": {"reference": format!("Patient/{pid}")}, "effectiveDateTime": date})
+    };
+    let old = s.create(&observed("2019-06-01")).await;
+    let new = s.create(&observed("2024-06-01")).await;
+    let c = s
+        .create(&json!({"resourceType": "Condition", "subject": {"reference": format!("Patient/{pid}")}}))
+        .await;
+    let id = |r: &Value| {
+        format!(
+            "{}/{}",
+            r["resourceType"].as_str().unwrap(),
+            r["id"].as_str().unwrap()
+        )
+    };
+
+    // Observations are kept by their clinical date; a Condition, which has none, whole.
+    let (ids, _) = all_pages(&s, &format!("Patient/{pid}/$everything?start=2020-01-01")).await;
+    assert_eq!(ids, [format!("Patient/{pid}"), id(&c), id(&new)]);
+    let (ids, _) = all_pages(&s, &format!("Patient/{pid}/$everything?end=2020-01-01")).await;
+    assert_eq!(ids, [format!("Patient/{pid}"), id(&c), id(&old)]);
+    let (ids, _) = all_pages(
+        &s,
+        &format!("Patient/{pid}/$everything?start=2019-01-01&end=2019-12-31&_type=Observation"),
+    )
+    .await;
+    assert_eq!(ids, [id(&old)]);
+    outcome(
+        s.get(&format!("Patient/{pid}/$everything?start=soon"))
+            .await,
+        400,
+    )
+    .await;
+    let bad = outcome(
+        s.get(&format!("Patient/{pid}/$everything?_since=garbage"))
+            .await,
+        400,
+    )
+    .await;
+    assert!(bad.to_string().contains("_since 'garbage'"), "{bad}");
+
+    // The POST form, with its parameters in a Parameters resource.
+    let params = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "_type", "valueString": "Observation"}, {"name": "start", "valueDate": "2020-01-01"}]});
+    let r = s.post(&format!("Patient/{pid}/$everything"), &params).await;
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    let got: Vec<String> = b["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| id(&e["resource"]))
+        .collect();
+    assert_eq!(got, [id(&new)]);
+    outcome(
+        s.post(
+            &format!("Patient/{pid}/$everything"),
+            &json!({"resourceType": "Patient"}),
+        )
+        .await,
+        400,
+    )
+    .await;
+
+    // `_count=0`: no entries and no next page.
+    let b: Value = s
+        .http
+        .get(s.url(&format!("Patient/{pid}/$everything?_count=0")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(b.get("entry").is_none(), "{b}");
+    assert!(
+        !b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["relation"] == "next"),
+        "{b}"
+    );
+}

@@ -1,12 +1,17 @@
-//! `Patient/[id]/$everything`: the Patient and every resource in its compartment, type by type
-//! (the Patient first, then the compartment's types in name order), as a searchset paged by
-//! `_count`. `_since` keeps resources changed at or after an instant; `_type` keeps the listed
-//! types. The paging cursor is the type's position and that type's own search cursor, so pages
-//! stay put while others write, as search pages do.
+//! `Patient/[id]/$everything` (GET, or POST with its parameters in a Parameters resource): the
+//! Patient and every resource in its compartment, type by type (the Patient first, then the
+//! compartment's types in name order), as a searchset paged by `_count`. `_since` keeps
+//! resources changed at or after an instant; `_type` keeps the listed types; `start` and `end`
+//! bound the care dates (R4: "care dates, not record currency dates"): each type with a
+//! `date` search parameter (R4's clinical date and its like) is matched on it, and the types
+//! without one are kept whole, as Azure does. `_count=0` asks for no entries. The paging cursor
+//! is the type's position and that type's own search cursor, so pages stay put while others
+//! write, as search pages do.
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use hds_fhir_search::{Cursor, Filter, Scope};
+use hds_fhir_search::{Cursor, Filter, ParamType, Scope};
 
 use super::history::link as page_link;
 use super::search::compartment_filter;
@@ -25,6 +30,30 @@ pub async fn everything(
     QueryPairs(q): QueryPairs,
     access: Access,
 ) -> Result<Response, FhirError> {
+    run(s, rt, id, base, q, access).await
+}
+
+/// The POST form R4 gives every operation: the parameters in a Parameters resource (or none).
+pub async fn everything_post(
+    State(s): State<AppState>,
+    Path((rt, id)): Path<(String, String)>,
+    BaseUrl(base): BaseUrl,
+    QueryPairs(q): QueryPairs,
+    access: Access,
+    body: Bytes,
+) -> Result<Response, FhirError> {
+    let q = super::export::with_parameters_body(q, &body, "$everything")?;
+    run(s, rt, id, base, q, access).await
+}
+
+async fn run(
+    s: AppState,
+    rt: String,
+    id: String,
+    base: String,
+    q: Vec<(String, String)>,
+    access: Access,
+) -> Result<Response, FhirError> {
     check_type(&rt)?;
     if rt != "Patient" {
         return Err(FhirError::not_found(format!(
@@ -40,16 +69,19 @@ pub async fn everything(
     types.sort_unstable();
     types.insert(0, "Patient");
     let mut since = None;
+    let mut care = Vec::new();
     let mut count = s.config.limits.default_page_size;
     let mut start = (0usize, None);
     for (k, v) in &q {
         match k.as_str() {
-            "_since" => since = Some(v.clone()),
+            "_since" => since = Some(super::export::parse_instant(v)?.to_rfc3339()),
+            "start" => care.push(("date".to_owned(), format!("ge{v}"))),
+            "end" => care.push(("date".to_owned(), format!("le{v}"))),
             "_count" => {
                 count = v
                     .parse::<u32>()
                     .map_err(|_| FhirError::bad_request(format!("_count '{v}' is not a number")))?
-                    .clamp(1, s.config.limits.max_page_size)
+                    .min(s.config.limits.max_page_size)
             }
             "_type" => {
                 let wanted: Vec<&str> = v.split(',').map(str::trim).collect();
@@ -74,16 +106,24 @@ pub async fn everything(
     let mut matches = Vec::new();
     let mut next = None;
     let (first, mut cursor) = start;
+    // `_count=0` asks for no entries (R4 search): an empty page, and no next one.
+    let first = if count == 0 { types.len() } else { first };
     for (ti, t) in types.iter().enumerate().skip(first) {
         let remaining = count - matches.len() as u32;
         if remaining == 0 {
             next = Some((ti, None));
             break;
         }
-        let pairs: Vec<(String, String)> = since
+        let mut pairs: Vec<(String, String)> = since
             .iter()
             .map(|s| ("_lastUpdated".to_owned(), format!("ge{s}")))
             .collect();
+        if reg
+            .get(t, "date")
+            .is_some_and(|p| p.kind == ParamType::Date)
+        {
+            pairs.extend(care.iter().cloned());
+        }
         let mut query = hds_fhir_search::parse_with(&reg, t, &pairs)?;
         let members = compartment_filter(t, "Patient", &id)?;
         query.clauses.push(if *t == "Patient" {

@@ -36,7 +36,7 @@ pub async fn system(
     headers: HeaderMap,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
-    let q = with_parameters_body(q, &body)?;
+    let q = with_parameters_body(q, &body, "$export")?;
     kick_off(&s, &base, &uri, &q, prefer, &headers, Level::System, None).await
 }
 
@@ -57,7 +57,7 @@ pub async fn patient(
             "$export is defined on the system, Patient and Group/[id], not on {rt}"
         )));
     }
-    let q = with_parameters_body(q, &body)?;
+    let q = with_parameters_body(q, &body, "$export")?;
     kick_off(&s, &base, &uri, &q, prefer, &headers, Level::Patient, None).await
 }
 
@@ -79,7 +79,7 @@ pub async fn group(
         )));
     }
     super::check_id(&id)?;
-    let q = with_parameters_body(q, &body)?;
+    let q = with_parameters_body(q, &body, "$export")?;
     let conn = s.store.connection().await?;
     let group = hds_fhir_store::read(&conn, "Group", &id)
         .await?
@@ -112,19 +112,21 @@ pub async fn group(
     .await
 }
 
-/// A POST kick-off may carry its parameters as a Parameters resource instead of a query.
-fn with_parameters_body(
+/// A POST of operation `op` may carry its parameters as a Parameters resource instead of a
+/// query.
+pub(crate) fn with_parameters_body(
     mut q: Vec<(String, String)>,
     body: &[u8],
+    op: &str,
 ) -> Result<Vec<(String, String)>, FhirError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(q);
     }
     let p = crate::http::parse_resource(body)?;
     if p["resourceType"] != "Parameters" {
-        return Err(FhirError::bad_request(
-            "a POST $export takes a Parameters resource (or no body)",
-        ));
+        return Err(FhirError::bad_request(format!(
+            "a POST {op} takes a Parameters resource (or no body)"
+        )));
     }
     for param in p["parameter"].as_array().into_iter().flatten() {
         let Some(name) = param["name"].as_str() else {
@@ -281,7 +283,7 @@ fn type_filters(
 }
 
 /// A FHIR instant (or date) for `_since`.
-fn parse_instant(v: &str) -> Result<DateTime<Utc>, FhirError> {
+pub(crate) fn parse_instant(v: &str) -> Result<DateTime<Utc>, FhirError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         return Ok(t.with_timezone(&Utc));
     }
