@@ -64,7 +64,11 @@ async fn import(s: &TestServer, body: &Value) -> Value {
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     let status = header(&r, "content-location");
     assert!(status.contains("/_operations/import/"), "{status}");
-    poll_job(s, &status).await
+    let result = poll_job(s, &status).await;
+    // Azure's result is plain JSON, not a FHIR resource.
+    let again = s.http.get(&status).send().await.unwrap();
+    assert_eq!(header(&again, "content-type"), "application/json");
+    result
 }
 
 /// An error file of the result: NDJSON, one OperationOutcome per refused line.

@@ -175,7 +175,11 @@ fn counts(job: &BulkDeleteJob) -> Value {
     if job.status == "cancelled" {
         parameter.push(json!({"name": "Issues", "valueString": "the job was cancelled; the counts are what it deleted before"}));
     }
-    json!({"resourceType": "Parameters", "parameter": parameter})
+    // FHIR JSON has no empty arrays: a job that deleted nothing answers a bare Parameters.
+    match parameter.is_empty() {
+        true => json!({"resourceType": "Parameters"}),
+        false => json!({"resourceType": "Parameters", "parameter": parameter}),
+    }
 }
 
 pub async fn cancel(

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use crate::AppState;
 use crate::error::FhirError;
-use crate::http::{BaseUrl, FhirBody, json_response, respond_async};
+use crate::http::{BaseUrl, FhirBody, respond_async};
 use crate::profiles::{Enforcement, ProfileCache};
 
 /// This module's jobs, in URLs and messages.
@@ -329,10 +329,13 @@ pub async fn status(
             job.failed.iter().sum::<i64>(),
             job.status
         ))),
-        "completed" => Ok(json_response(
+        // Azure's result is plain JSON, not a FHIR resource (as the export manifest).
+        "completed" => Ok((
             StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
             result(&base, &job).to_string(),
-        )),
+        )
+            .into_response()),
         other => Err(OPERATION.ended(id, other, job.message.as_deref())),
     }
 }
