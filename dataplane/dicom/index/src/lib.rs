@@ -14,8 +14,11 @@ pub mod qido;
 pub mod study;
 mod write;
 
+use std::collections::HashMap;
+
 use deadpool_postgres::Pool;
 use hds_common::db::{self, DbError, Migration};
+use hds_dicom_model::PixelLayout;
 
 pub use group::DurableInstance;
 pub use write::{NewInstance, StoreOutcome, StoreReport};
@@ -157,6 +160,49 @@ impl Index {
                 blob: r.get(4),
                 size: r.get(5),
                 watermark: r.get(6),
+            })
+            .collect())
+    }
+
+    /// The pixel layouts of the instances `target` names that are not stored as `except_ts`,
+    /// by SOP Instance UID, read from their metadata so nothing needs decoding to know them.
+    pub async fn pixel_layouts(
+        &self,
+        target: Target<'_>,
+        except_ts: &str,
+    ) -> Result<HashMap<String, PixelLayout>> {
+        let c = self.pool.get().await?;
+        let rows = c
+            .query(
+                "SELECT sop_uid, m->'00280100'->'Value'->>0, m->'00280101'->'Value'->>0,
+                        m->'00280002'->'Value'->>0
+                   FROM (SELECT sop_uid, metadata::json AS m FROM dicom_instances
+                          WHERE partition = $1 AND study_uid = $2
+                            AND ($3::text IS NULL OR series_uid = $3)
+                            AND ($4::text IS NULL OR sop_uid = $4)
+                            AND transfer_syntax <> $5) AS i",
+                &[
+                    &target.partition,
+                    &target.study,
+                    &target.series,
+                    &target.instance,
+                    &except_ts,
+                ],
+            )
+            .await?;
+        let number = |r: &tokio_postgres::Row, i: usize| {
+            r.get::<_, Option<String>>(i)
+                .and_then(|v| v.parse::<u16>().ok())
+        };
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let layout = PixelLayout {
+                    bits_allocated: number(r, 1),
+                    bits_stored: number(r, 2),
+                    samples: number(r, 3),
+                };
+                (r.get(0), layout)
             })
             .collect())
     }

@@ -40,6 +40,9 @@ pub enum FrameError {
     /// No decoder for this transfer syntax is built in.
     #[error("pixel data in transfer syntax {0} cannot be decoded")]
     NotDecodable(String),
+    /// A decoder is built in, but not for pixel data like this (see [`undecodable`]).
+    #[error("pixel data in transfer syntax {ts} cannot be decoded: {reason}")]
+    Unsupported { ts: String, reason: String },
     #[error("frame {frame} could not be decoded: {reason}")]
     Decode { frame: u32, reason: String },
     #[error("the pixel data does not match its description: {0}")]
@@ -155,6 +158,50 @@ impl PixelInfo {
         };
         u64::from(self.rows) * u64::from(self.cols) * samples * u64::from(self.bits_allocated)
     }
+}
+
+/// The Image Pixel attributes that decide whether the built-in codecs can decode an
+/// instance's pixel data; the index keeps them, so a retrieve can check a whole study at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PixelLayout {
+    pub bits_allocated: Option<u16>,
+    pub bits_stored: Option<u16>,
+    pub samples: Option<u16>,
+}
+
+/// Why the built-in codecs cannot decode pixel data of this syntax and layout, if they cannot.
+/// The codecs only find out while decoding, which for a streamed multipart answer is after its
+/// status line went out; this tells beforehand, from the attributes the codecs refuse on.
+pub fn undecodable(ts: &str, layout: &PixelLayout) -> Option<String> {
+    let codec = match ts.trim_matches(['\0', ' ']) {
+        "1.2.840.10008.1.2.5" => "RLE",
+        "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51" => "lossy JPEG",
+        "1.2.840.10008.1.2.4.57" | "1.2.840.10008.1.2.4.70" => "lossless JPEG",
+        "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" => "JPEG 2000",
+        _ => return None,
+    };
+    if let Some(b) = layout.bits_allocated.filter(|b| *b != 8 && *b != 16) {
+        return Some(format!(
+            "BitsAllocated is {b}, and the {codec} decoder handles 8 or 16"
+        ));
+    }
+    // jpeg-decoder reads 8-bit DCT only (12-bit lossy JPEG is its "SamplePrecision(12)").
+    if codec == "lossy JPEG"
+        && let Some(b) = layout
+            .bits_stored
+            .or(layout.bits_allocated)
+            .filter(|b| *b > 8)
+    {
+        return Some(format!(
+            "BitsStored is {b}, and the lossy JPEG decoder handles 8-bit samples only"
+        ));
+    }
+    if let Some(n) = layout.samples.filter(|n| *n != 1 && *n != 3) {
+        return Some(format!(
+            "SamplesPerPixel is {n}, and the {codec} decoder handles 1 or 3"
+        ));
+    }
+    None
 }
 
 /// The media type PS3.18 table 8.7.3-2 gives compressed frames of a transfer syntax.
@@ -339,6 +386,17 @@ impl<'s> FrameSource<'s> {
     }
 
     fn decode(&self, n: u32) -> Result<Vec<u8>, FrameError> {
+        let layout = PixelLayout {
+            bits_allocated: Some(self.info.bits_allocated),
+            bits_stored: Some(self.info.bits_stored),
+            samples: Some(self.info.samples),
+        };
+        if let Some(reason) = undecodable(self.ts, &layout) {
+            return Err(FrameError::Unsupported {
+                ts: self.ts.to_string(),
+                reason,
+            });
+        }
         let reader = TransferSyntaxRegistry
             .get(self.ts)
             .and_then(|ts| ts.pixel_data_reader())

@@ -54,6 +54,9 @@ pub(crate) async fn retrieve(
             f.sop_uid, f.transfer_syntax
         )));
     }
+    if let Some(ts) = &want.transfer_syntax {
+        undecodable(&s, t, &files, ts).await?;
+    }
     if !want.multipart {
         let f = &files[0];
         let data = file_bytes(&s, f, &want).await?;
@@ -83,6 +86,31 @@ pub(crate) async fn retrieve(
     let mut r = Response::new(Body::from_stream(body));
     set(&mut r, header::CONTENT_TYPE, &content_type);
     Ok(r)
+}
+
+/// Refuses, before anything is sent, a transcode whose pixel data the codecs cannot decode
+/// (12-bit lossy JPEG, 32-bit RLE): they would only fail once the answer is under way. The
+/// layouts come from the index, so a study is not decoded twice to find out.
+async fn undecodable(
+    s: &AppState,
+    t: Target<'_>,
+    files: &[InstanceFile],
+    ts: &str,
+) -> Result<(), DicomError> {
+    if files.iter().all(|f| f.transfer_syntax == ts) {
+        return Ok(());
+    }
+    let layouts = s.index.pixel_layouts(t, ts).await?;
+    for f in files.iter().filter(|f| f.transfer_syntax != ts) {
+        let layout = layouts.get(&f.sop_uid).copied().unwrap_or_default();
+        if let Some(reason) = hds_dicom_model::undecodable(&f.transfer_syntax, &layout) {
+            return Err(DicomError::NotAcceptable(format!(
+                "the instance {} is stored as {} and cannot be sent as {ts}: its pixel data cannot be decoded here ({reason}); ask for transfer-syntax=* to get it as stored",
+                f.sop_uid, f.transfer_syntax
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn dicom_type(f: &InstanceFile, want: &DicomRetrieve) -> String {
@@ -116,11 +144,19 @@ async fn part_stream(
                 .chain(stream.map(|c| c.map_err(|e| io(e.into()))))
                 .chain(futures_util::stream::once(async { Ok(tail) }))
                 .boxed(),
-            Err(e) => futures_util::stream::once(async move { Err(io(e.into())) }).boxed(),
+            Err(e) => {
+                tracing::error!(sop = %f.sop_uid, error = %e, "a multipart retrieve broke off: an instance file could not be read");
+                futures_util::stream::once(async move { Err(io(e.into())) }).boxed()
+            }
         }
     } else {
-        let data = file_bytes(&s, &f, &want).await;
-        futures_util::stream::iter([Ok(head), data.map_err(io), Ok(tail)]).boxed()
+        let data = file_bytes(&s, &f, &want).await.map_err(|e| {
+            // The status line is out: all that is left is to break the chunked body off (the
+            // client sees an incomplete answer, never a short one that looks whole) and say why.
+            tracing::error!(sop = %f.sop_uid, error = %e, "a multipart retrieve broke off: an instance could not be transcoded");
+            io(e)
+        });
+        futures_util::stream::iter([Ok(head), data, Ok(tail)]).boxed()
     }
 }
 

@@ -138,11 +138,11 @@ fn compressed_frames_as_stored() {
     // 12-bit lossy JPEG is beyond jpeg-decoder: an error, not a panic.
     assert!(matches!(
         frames(&read("JPEG-lossy.dcm"), &[1], false),
-        Err(FrameError::Decode { frame: 1, .. })
+        Err(FrameError::Unsupported { .. })
     ));
     assert!(matches!(
         frames(&read("SC_rgb_rle_32bit.dcm"), &[1], false),
-        Err(FrameError::Decode { .. })
+        Err(FrameError::Unsupported { .. })
     ));
     assert_eq!(
         frames(&read("reportsi.dcm"), &[1], true),
@@ -252,7 +252,7 @@ fn transcoding_to_explicit_little_endian() {
 
     assert!(matches!(
         transcode(&read("JPEG-lossy.dcm"), EXPLICIT_VR_LITTLE_ENDIAN),
-        Err(TranscodeError::Frame(FrameError::Decode { .. }))
+        Err(TranscodeError::Frame(FrameError::Unsupported { .. }))
     ));
     assert!(matches!(
         transcode(
@@ -424,4 +424,50 @@ fn rendering_applies_the_window() {
     assert!(values[1] <= 3, "{values:?}");
     assert!((126..=129).contains(&values[2]), "{values:?}");
     assert_eq!(values[3], 255);
+}
+
+/// The check made before a retrieve starts sending must foresee every decoder failure among
+/// pydicom's files: a file it passes decodes, and it refuses exactly the ones the codecs
+/// cannot read (12-bit lossy JPEG, 32-bit RLE, RT doses included). Corrupt data it cannot foresee.
+#[test]
+fn the_decodability_check_foresees_the_codecs() {
+    let mut refused = Vec::new();
+    for name in dcm_files() {
+        let bytes = read(&name);
+        let Ok(scanned) = crate::scan(&bytes, crate::pixel::pixel_paths()) else {
+            continue;
+        };
+        let Ok(source) = crate::pixel::FrameSource::new(&scanned) else {
+            continue;
+        };
+        if !source.is_encapsulated() {
+            continue;
+        }
+        let layout = PixelLayout {
+            bits_allocated: Some(source.info.bits_allocated),
+            bits_stored: Some(source.info.bits_stored),
+            samples: Some(source.info.samples),
+        };
+        let all: Vec<u32> = (1..=source.info.frames).collect();
+        match (undecodable(source.ts, &layout), frames(&bytes, &all, false)) {
+            (Some(_), Err(FrameError::Unsupported { .. })) => refused.push(name),
+            (None, Ok(_) | Err(FrameError::NotDecodable(_))) => {}
+            // A sequence delimiter inside the codestream: corrupt, not a missing feature.
+            (None, Err(FrameError::Decode { .. }))
+                if name == "JPEG2000-embedded-sequence-delimiter.dcm" => {}
+            (check, decoded) => panic!("{name}: check {check:?}, decoded {:?}", decoded.err()),
+        }
+    }
+    refused.sort();
+    assert_eq!(
+        refused,
+        [
+            "JPEG-lossy.dcm",
+            "JPGExtended.dcm",
+            "SC_rgb_rle_32bit.dcm",
+            "SC_rgb_rle_32bit_2frame.dcm",
+            "rtdose_rle.dcm",
+            "rtdose_rle_1frame.dcm"
+        ]
+    );
 }
