@@ -27,7 +27,9 @@ use std::io::{BufReader, Read};
 use std::path::Path;
 
 pub use bulk::{BulkError, BulkValue, bulkdata};
-pub use pixel::{Frame, FrameError, PixelLayout, frames, undecodable};
+pub use pixel::{
+    Frame, FrameError, PixelLayout, frames, media_type as frame_media_type, undecodable,
+};
 pub use render::{RenderError, RenderFormat, render};
 pub use transcode::{EXPLICIT_VR_LITTLE_ENDIAN, TranscodeError, can_transcode, transcode};
 

@@ -205,7 +205,7 @@ pub fn undecodable(ts: &str, layout: &PixelLayout) -> Option<String> {
 }
 
 /// The media type PS3.18 table 8.7.3-2 gives compressed frames of a transfer syntax.
-pub(crate) fn media_type(ts: &str) -> &'static str {
+pub fn media_type(ts: &str) -> &'static str {
     match ts.strip_prefix("1.2.840.10008.1.2.4.") {
         Some("50" | "51" | "57" | "70") => "image/jpeg",
         Some("80" | "81") => "image/jls",

@@ -61,19 +61,21 @@ fn split_params(text: &str) -> impl Iterator<Item = &str> {
     out.into_iter()
 }
 
-/// The media ranges of Accept in order of preference; `*/*` when there is none.
+/// The acceptable media ranges of Accept in order of preference; `*/*` when there is no
+/// Accept. A range with q=0 is "not acceptable" (RFC 9110 12.4.2), so it is left out, and an
+/// Accept of only such ranges accepts nothing.
 pub fn accept(headers: &HeaderMap) -> Vec<MediaRange> {
-    let mut ranges: Vec<MediaRange> = headers
+    let all: Vec<MediaRange> = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(split_ranges)
         .map(parse_one)
-        .filter(|m| m.q > 0.0)
         .collect();
-    if ranges.is_empty() {
-        ranges.push(parse_one("*/*"));
+    if all.is_empty() {
+        return vec![parse_one("*/*")];
     }
+    let mut ranges: Vec<MediaRange> = all.into_iter().filter(|m| m.q > 0.0).collect();
     // Stable: equal preferences keep the client's order.
     ranges.sort_by(|a, b| b.q.total_cmp(&a.q));
     ranges
@@ -110,33 +112,41 @@ pub struct DicomRetrieve {
 /// The transfer syntax PS3.18 makes the default for application/dicom.
 pub const DEFAULT_TRANSFER_SYNTAX: &str = hds_dicom_model::EXPLICIT_VR_LITTLE_ENDIAN;
 
-pub fn dicom_retrieve(headers: &HeaderMap, single: bool) -> Result<DicomRetrieve, DicomError> {
+/// The representations of an instance, series or study retrieve that Accept allows, most
+/// preferred first (PS3.18 8.7.8.1: the server serves the first it supports, so which can
+/// be served is for the caller to find out); a 406 when none is of this resource's kind.
+pub fn dicom_retrieve(headers: &HeaderMap, single: bool) -> Result<Vec<DicomRetrieve>, DicomError> {
+    let ts = |m: &MediaRange| match m.transfer_syntax.as_deref() {
+        Some("*") => None,
+        Some(ts) => Some(ts.to_owned()),
+        None => Some(DEFAULT_TRANSFER_SYNTAX.to_owned()),
+    };
+    let mut out = Vec::new();
     for m in accept(headers) {
-        let ts = |m: &MediaRange| match m.transfer_syntax.as_deref() {
-            Some("*") => None,
-            Some(ts) => Some(ts.to_owned()),
-            None => Some(DEFAULT_TRANSFER_SYNTAX.to_owned()),
+        let multipart = match (m.essence.as_str(), m.part_type.as_deref()) {
+            (
+                "multipart/related" | "multipart/*",
+                None | Some("application/dicom" | "*/*" | "*"),
+            )
+            | ("*/*", _) => true,
+            ("application/dicom" | "application/*", _) if single => false,
+            _ => continue,
         };
-        match (m.essence.as_str(), m.part_type.as_deref()) {
-            ("multipart/related", None | Some("application/dicom" | "*/*" | "*")) | ("*/*", _) => {
-                return Ok(DicomRetrieve {
-                    multipart: true,
-                    transfer_syntax: ts(&m),
-                });
-            }
-            ("application/dicom", _) if single => {
-                return Ok(DicomRetrieve {
-                    multipart: false,
-                    transfer_syntax: ts(&m),
-                });
-            }
-            _ => {}
+        let want = DicomRetrieve {
+            multipart,
+            transfer_syntax: ts(&m),
+        };
+        if !out.contains(&want) {
+            out.push(want);
         }
     }
-    Err(DicomError::NotAcceptable(format!(
-        "a retrieve answers multipart/related; type=\"application/dicom\"{}, with an optional transfer-syntax",
-        if single { " or application/dicom" } else { "" }
-    )))
+    if out.is_empty() {
+        return Err(DicomError::NotAcceptable(format!(
+            "a retrieve answers multipart/related; type=\"application/dicom\"{}, with an optional transfer-syntax",
+            if single { " or application/dicom" } else { "" }
+        )));
+    }
+    Ok(out)
 }
 
 /// The metadata and QIDO answers are DICOM JSON.
@@ -196,14 +206,17 @@ mod tests {
         m
     }
 
+    fn first(accept: &str, single: bool) -> DicomRetrieve {
+        dicom_retrieve(&h(accept), single).unwrap().remove(0)
+    }
+
     #[test]
     fn retrieve_accepts() {
         assert_eq!(
-            dicom_retrieve(
-                &h("multipart/related; type=\"application/dicom\"; transfer-syntax=*"),
+            first(
+                "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
                 false
-            )
-            .unwrap(),
+            ),
             DicomRetrieve {
                 multipart: true,
                 transfer_syntax: None
@@ -211,16 +224,14 @@ mod tests {
         );
         assert_eq!(
             dicom_retrieve(&HeaderMap::new(), false).unwrap(),
-            DicomRetrieve {
+            [DicomRetrieve {
                 multipart: true,
                 transfer_syntax: Some(DEFAULT_TRANSFER_SYNTAX.into())
-            }
+            }]
         );
-        assert!(
-            !dicom_retrieve(&h("application/dicom"), true)
-                .unwrap()
-                .multipart
-        );
+        assert!(!first("application/dicom", true).multipart);
+        assert!(first("multipart/*", false).multipart);
+        assert!(!first("application/*", true).multipart);
         assert!(dicom_retrieve(&h("application/dicom"), false).is_err());
         assert!(dicom_retrieve(&h("image/png"), true).is_err());
         assert!(
@@ -230,6 +241,23 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn every_acceptable_range_is_offered_by_preference() {
+        let got = dicom_retrieve(
+            &h("multipart/related; type=\"application/dicom\"; transfer-syntax=*; q=0.1, \
+                multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.90; q=0.9, \
+                image/png"),
+            false,
+        )
+        .unwrap();
+        let syntaxes: Vec<_> = got.iter().map(|w| w.transfer_syntax.as_deref()).collect();
+        assert_eq!(syntaxes, [Some("1.2.840.10008.1.2.4.90"), None]);
+        // q=0 is "not acceptable", not "least preferred".
+        assert!(dicom_retrieve(&h("application/dicom; q=0"), true).is_err());
+        assert!(accept(&h("image/png; q=0")).is_empty());
+        assert_eq!(accept(&HeaderMap::new())[0].essence, "*/*");
     }
 
     #[test]

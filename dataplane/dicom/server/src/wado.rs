@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use hds_dicom_index::{InstanceFile, Target};
-use hds_dicom_model::RenderFormat;
+use hds_dicom_model::{FrameError, RenderFormat};
 
 use crate::media::{self, DicomRetrieve};
 use crate::{AppState, DicomError};
@@ -38,25 +38,30 @@ pub(crate) async fn retrieve(
     headers: HeaderMap,
 ) -> Result<Response, DicomError> {
     let t = target(&p)?;
-    let want = media::dicom_retrieve(&headers, t.instance.is_some())?;
+    let wants = media::dicom_retrieve(&headers, t.instance.is_some())?;
     let files = s.index.files(t).await?;
     if files.is_empty() {
         return Err(not_found(&t));
     }
-    // Refuse before the first byte is sent: a stream cannot turn into a 406 halfway.
-    if let Some(ts) = &want.transfer_syntax
-        && let Some(f) = files
-            .iter()
-            .find(|f| !hds_dicom_model::can_transcode(&f.transfer_syntax, ts))
-    {
-        return Err(DicomError::NotAcceptable(format!(
-            "the instance {} is stored as {} and cannot be sent as {ts}; ask for transfer-syntax=* to get it as stored",
-            f.sop_uid, f.transfer_syntax
-        )));
+    // The first representation Accept allows that every file can be sent in; decided before
+    // the first byte, since a stream cannot turn into a 406 halfway.
+    let mut refused = None;
+    let mut chosen = None;
+    for want in wants {
+        match producible(&s, t, &files, &want).await {
+            Ok(()) => {
+                chosen = Some(want);
+                break;
+            }
+            Err(DicomError::NotAcceptable(why)) => {
+                refused.get_or_insert(why);
+            }
+            Err(e) => return Err(e),
+        }
     }
-    if let Some(ts) = &want.transfer_syntax {
-        undecodable(&s, t, &files, ts).await?;
-    }
+    let Some(want) = chosen else {
+        return Err(DicomError::NotAcceptable(refused.unwrap_or_default()));
+    };
     if !want.multipart {
         let f = &files[0];
         let data = file_bytes(&s, f, &want).await?;
@@ -88,15 +93,28 @@ pub(crate) async fn retrieve(
     Ok(r)
 }
 
-/// Refuses, before anything is sent, a transcode whose pixel data the codecs cannot decode
-/// (12-bit lossy JPEG, 32-bit RLE): they would only fail once the answer is under way. The
-/// layouts come from the index, so a study is not decoded twice to find out.
-async fn undecodable(
+/// Whether every file can be sent as `want` asks: a syntax it can be transcoded into, and
+/// pixel data the codecs can decode (12-bit lossy JPEG and 32-bit RLE fail only once decoding,
+/// when the answer would be under way). The pixel layouts come from the index, so a study is
+/// not decoded twice to find out.
+async fn producible(
     s: &AppState,
     t: Target<'_>,
     files: &[InstanceFile],
-    ts: &str,
+    want: &DicomRetrieve,
 ) -> Result<(), DicomError> {
+    let Some(ts) = want.transfer_syntax.as_deref() else {
+        return Ok(());
+    };
+    if let Some(f) = files
+        .iter()
+        .find(|f| !hds_dicom_model::can_transcode(&f.transfer_syntax, ts))
+    {
+        return Err(DicomError::NotAcceptable(format!(
+            "the instance {} is stored as {} and cannot be sent as {ts}; ask for transfer-syntax=* to get it as stored",
+            f.sop_uid, f.transfer_syntax
+        )));
+    }
     if files.iter().all(|f| f.transfer_syntax == ts) {
         return Ok(());
     }
@@ -269,60 +287,109 @@ async fn one_file(s: &AppState, t: Target<'_>) -> Result<(InstanceFile, Bytes), 
     Ok((f, data))
 }
 
+/// One representation of frames an Accept range asks for.
+#[derive(Debug, Clone, PartialEq)]
+enum FrameWant {
+    /// Native little endian (application/octet-stream, the default).
+    Decoded,
+    /// Each frame as stored, labelled with its own type (`transfer-syntax=*`).
+    AsStored,
+    /// A compressed media type, and the syntax named with it: served only as stored, since
+    /// nothing is encoded into compressed syntaxes here.
+    Typed { media: String, ts: Option<String> },
+}
+
+/// The frame representations Accept allows, most preferred first.
+fn frame_wants(headers: &HeaderMap) -> Vec<FrameWant> {
+    let mut out = Vec::new();
+    for m in media::accept(headers) {
+        let part = match (m.essence.as_str(), m.part_type.as_deref()) {
+            // `type="*/*"` (dicomweb-client's default) leaves the choice to the server.
+            ("multipart/related" | "multipart/*", None | Some("*/*" | "*")) | ("*/*", _) => {
+                "application/octet-stream"
+            }
+            ("multipart/related" | "multipart/*", Some(t)) => t,
+            _ => continue,
+        };
+        let want = match (part, m.transfer_syntax.as_deref()) {
+            ("application/octet-stream", Some("*")) => FrameWant::AsStored,
+            ("application/octet-stream", None) => FrameWant::Decoded,
+            ("application/octet-stream", Some(ts))
+                if ts == hds_dicom_model::EXPLICIT_VR_LITTLE_ENDIAN =>
+            {
+                FrameWant::Decoded
+            }
+            ("application/octet-stream", Some(_)) => continue,
+            (t, ts) => FrameWant::Typed {
+                media: t.to_owned(),
+                ts: ts.filter(|ts| *ts != "*").map(str::to_owned),
+            },
+        };
+        if !out.contains(&want) {
+            out.push(want);
+        }
+    }
+    out
+}
+
 pub(crate) async fn frames(
     State(s): State<AppState>,
     Path(p): Path<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, DicomError> {
     let numbers = frame_list(p.get("frames").map_or("", String::as_str))?;
-    // Which syntax: as stored (`*`, or a compressed media type matching the file), or
-    // uncompressed (application/octet-stream, the default).
-    let mut as_stored = None;
-    let mut wanted_type = None;
-    for m in media::accept(&headers) {
-        let part = match (m.essence.as_str(), m.part_type.as_deref()) {
-            // `type="*/*"` (dicomweb-client's default) leaves the choice to the server.
-            ("multipart/related", Some("*/*" | "*")) => "application/octet-stream".into(),
-            ("multipart/related", Some(t)) => t.to_owned(),
-            ("multipart/related", None) | ("*/*", _) => "application/octet-stream".into(),
-            _ => continue,
-        };
-        match (part.as_str(), m.transfer_syntax.as_deref()) {
-            ("application/octet-stream", Some("*")) => as_stored = Some(true),
-            ("application/octet-stream", None) => as_stored = Some(false),
-            ("application/octet-stream", Some(ts))
-                if ts == hds_dicom_model::EXPLICIT_VR_LITTLE_ENDIAN =>
-            {
-                as_stored = Some(false)
-            }
-            (t, _) if t != "application/octet-stream" => {
-                as_stored = Some(true);
-                wanted_type = Some(t.to_owned());
-            }
-            _ => continue,
-        }
-        break;
-    }
-    let Some(as_stored) = as_stored else {
+    let wants = frame_wants(&headers);
+    if wants.is_empty() {
         return Err(DicomError::NotAcceptable(
             "frames are answered as multipart/related; type=\"application/octet-stream\" (uncompressed, or transfer-syntax=* as stored), or the stored compressed type".into(),
         ));
-    };
-    let t = target(&p)?;
-    let (_, data) = one_file(&s, t).await?;
-    let frames =
-        tokio::task::spawn_blocking(move || hds_dicom_model::frames(&data, &numbers, as_stored))
-            .await
-            .map_err(|e| DicomError::Internal(e.to_string()))?
-            .map_err(frame_error)?;
-    if let Some(w) = &wanted_type
-        && frames.iter().any(|f| &f.content_type != w)
-    {
-        return Err(DicomError::NotAcceptable(format!(
-            "the frames are stored as {}, not {w}",
-            frames.first().map_or("", |f| f.content_type.as_str())
-        )));
     }
+    let t = target(&p)?;
+    let (f, data) = one_file(&s, t).await?;
+    let stored_type = hds_dicom_model::frame_media_type(&f.transfer_syntax);
+    // The first representation that can be served (PS3.18 8.7.8.1): compressed types only as
+    // stored, decoding only where the codecs can.
+    let mut refused = None;
+    let mut frames = None;
+    for want in wants {
+        let as_stored = match &want {
+            FrameWant::AsStored => true,
+            FrameWant::Typed { media, ts } => {
+                let ts_ok = ts.as_deref().is_none_or(|ts| ts == f.transfer_syntax);
+                if media != stored_type || !ts_ok {
+                    refused.get_or_insert_with(|| {
+                        format!(
+                            "the frames are stored as {stored_type} in {}, not {media}{}, and are not encoded into compressed syntaxes here",
+                            f.transfer_syntax,
+                            ts.as_deref().map(|t| format!(" in {t}")).unwrap_or_default()
+                        )
+                    });
+                    continue;
+                }
+                true
+            }
+            FrameWant::Decoded => false,
+        };
+        let (data, numbers) = (data.clone(), numbers.clone());
+        let got = tokio::task::spawn_blocking(move || {
+            hds_dicom_model::frames(&data, &numbers, as_stored)
+        })
+        .await
+        .map_err(|e| DicomError::Internal(e.to_string()))?;
+        match got {
+            Ok(got) => {
+                frames = Some(got);
+                break;
+            }
+            Err(e @ (FrameError::NotDecodable(_) | FrameError::Unsupported { .. })) => {
+                refused.get_or_insert_with(|| frame_error(e).to_string());
+            }
+            Err(e) => return Err(frame_error(e)),
+        }
+    }
+    let Some(frames) = frames else {
+        return Err(DicomError::NotAcceptable(refused.unwrap_or_default()));
+    };
     let boundary = media::boundary();
     let mut body = Vec::new();
     for f in &frames {

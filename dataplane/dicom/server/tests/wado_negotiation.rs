@@ -44,3 +44,140 @@ async fn undecodable_pixel_data_is_refused_before_the_answer_starts() {
         assert!(parts(&ct, &body)[0].1 == file(name), "{name}");
     }
 }
+
+/// Each part's headers and body of a multipart answer, with the answer's Content-Type.
+async fn multipart_of(r: reqwest::Response) -> (String, Vec<(String, Vec<u8>)>) {
+    let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+    let body = r.bytes().await.unwrap();
+    let got = parts(&ct, &body);
+    (ct, got)
+}
+
+const DICOM_90: &str =
+    "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.90";
+
+#[tokio::test]
+async fn retrieve_serves_the_first_acceptable_representation_it_can() {
+    let s = start().await;
+    let ct = stored(&s, "CT_small.dcm").await;
+    // .90 cannot be made; the less preferred "as stored" can.
+    let accept = format!("{DICOM_90}; q=0.9, {MULTIPART_DICOM}; transfer-syntax=*; q=0.1");
+    let r = get(&s, &ct, &accept).await;
+    assert_eq!(r.status(), 200);
+    let (_, got) = multipart_of(r).await;
+    assert!(got[0].1 == file("CT_small.dcm"));
+    // The order of the header does not matter, q does.
+    let accept = format!("{MULTIPART_DICOM}; transfer-syntax=*; q=0.1, {DICOM_90}; q=0.9");
+    assert_eq!(get(&s, &ct, &accept).await.status(), 200);
+    let r = get(&s, &study_of(&ct), DICOM_90).await;
+    assert_eq!(r.status(), 406);
+
+    let jls = stored(&s, "MR_small_jpeg_ls_lossless.dcm").await;
+    let accept = "application/dicom, application/dicom; transfer-syntax=*; q=0.5";
+    let r = get(&s, &jls, accept).await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/dicom; transfer-syntax=1.2.840.10008.1.2.4.80")
+    );
+    assert!(r.bytes().await.unwrap() == file("MR_small_jpeg_ls_lossless.dcm"));
+    let r = get(&s, &jls, "application/dicom").await;
+    assert_eq!(r.status(), 406);
+    assert!(r.text().await.unwrap().contains("transfer-syntax=*"));
+
+    // q=0 is "not acceptable"; wildcard ranges name the DICOM types.
+    assert_eq!(get(&s, &ct, "application/dicom; q=0").await.status(), 406);
+    let r = get(&s, &ct, "multipart/*").await;
+    assert_eq!(r.status(), 200);
+    let (root, got) = multipart_of(r).await;
+    assert!(
+        root.starts_with("multipart/related; type=\"application/dicom\""),
+        "{root}"
+    );
+    assert_eq!(got.len(), 1);
+    let r = get(&s, &ct, "application/*").await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/dicom")
+    );
+    assert_eq!(get(&s, &study_of(&ct), "application/*").await.status(), 406);
+}
+
+fn frames_type(part: &str, extra: &str) -> String {
+    format!("multipart/related; type=\"{part}\"{extra}")
+}
+
+#[tokio::test]
+async fn frames_serve_the_first_acceptable_type_and_never_another_syntax() {
+    let s = start().await;
+    let dose = stored(&s, "rtdose.dcm").await;
+    let accept = format!(
+        "{}, {}",
+        frames_type("image/jp2", ""),
+        frames_type("application/octet-stream", "")
+    );
+    let r = get(&s, &format!("{dose}/frames/1"), &accept).await;
+    assert_eq!(r.status(), 200);
+    let (root, _) = multipart_of(r).await;
+    assert!(root.contains("application/octet-stream"), "{root}");
+
+    // JPEG2000.dcm is lossy J2K (.91).
+    let j2k = format!("{}/frames/1", stored(&s, "JPEG2000.dcm").await);
+    let accept = format!(
+        "{}, {}; q=0.5",
+        frames_type("image/jpeg", ""),
+        frames_type("image/jp2", "")
+    );
+    let r = get(&s, &j2k, &accept).await;
+    assert_eq!(r.status(), 200);
+    let (_, got) = multipart_of(r).await;
+    assert!(
+        got[0]
+            .0
+            .contains("image/jp2; transfer-syntax=1.2.840.10008.1.2.4.91"),
+        "{}",
+        got[0].0
+    );
+    // Lossless asked of lossy: refused, not served as stored.
+    let lossless = frames_type("image/jp2", "; transfer-syntax=1.2.840.10008.1.2.4.90");
+    let r = get(&s, &j2k, &lossless).await;
+    assert_eq!(r.status(), 406);
+    assert!(r.text().await.unwrap().contains("1.2.840.10008.1.2.4.91"));
+    // ... unless a less preferred alternative is acceptable.
+    let accept = format!(
+        "{lossless}, {}; q=0.2",
+        frames_type("application/octet-stream", "")
+    );
+    let r = get(&s, &j2k, &accept).await;
+    assert_eq!(r.status(), 200);
+    let (_, got) = multipart_of(r).await;
+    assert_eq!(got[0].1.len(), 1024 * 256 * 2);
+    // The syntax it is stored in, named, is served.
+    let exact = frames_type("image/jp2", "; transfer-syntax=1.2.840.10008.1.2.4.91");
+    assert_eq!(get(&s, &j2k, &exact).await.status(), 200);
+
+    let jpeg = format!("{}/frames/1", stored(&s, "SC_rgb_jpeg_dcmtk.dcm").await);
+    let lossless = frames_type("image/jpeg", "; transfer-syntax=1.2.840.10008.1.2.4.70");
+    assert_eq!(get(&s, &jpeg, &lossless).await.status(), 406);
+
+    let jls = format!(
+        "{}/frames/1",
+        stored(&s, "MR_small_jpeg_ls_lossless.dcm").await
+    );
+    let accept = format!(
+        "{}, {}; q=0.5",
+        frames_type("application/octet-stream", ""),
+        frames_type("application/octet-stream", "; transfer-syntax=*")
+    );
+    let r = get(&s, &jls, &accept).await;
+    assert_eq!(r.status(), 200);
+    let (_, got) = multipart_of(r).await;
+    assert!(got[0].0.contains("image/jls"), "{}", got[0].0);
+    let r = get(&s, &jls, &frames_type("application/octet-stream", "")).await;
+    assert_eq!(r.status(), 406);
+}
