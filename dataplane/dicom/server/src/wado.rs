@@ -417,8 +417,15 @@ fn frame_error(e: hds_dicom_model::FrameError) -> DicomError {
     use hds_dicom_model::FrameError as E;
     match e {
         E::NotFound(n) => DicomError::NotFound(format!("the instance has no frame {n}")),
+        // As Azure: an instance without pixel data has no frames or image to find.
+        E::NoPixelData => DicomError::NotFound("the instance has no pixel data".into()),
         E::NotDecodable(ts) => DicomError::NotAcceptable(format!(
             "frames stored as {ts} cannot be decoded here; ask for transfer-syntax=* to get them as stored"
+        )),
+        // The request was fine; what the server cannot do with this data is a 406, as for
+        // syntaxes without a decoder.
+        e @ (E::Unsupported { .. } | E::Decode { .. }) => DicomError::NotAcceptable(format!(
+            "{e}; ask for transfer-syntax=* to get the frames as stored"
         )),
         e => DicomError::BadRequest(e.to_string()),
     }

@@ -181,3 +181,33 @@ async fn frames_serve_the_first_acceptable_type_and_never_another_syntax() {
     let r = get(&s, &jls, &frames_type("application/octet-stream", "")).await;
     assert_eq!(r.status(), 406);
 }
+
+#[tokio::test]
+async fn frames_and_rendered_say_404_without_pixels_and_406_when_undecodable() {
+    let s = start().await;
+    let plan = stored(&s, "rtplan.dcm").await;
+    let octets = frames_type("application/octet-stream", "");
+    for (path, accept) in [
+        (format!("{plan}/frames/1"), octets.as_str()),
+        (format!("{plan}/rendered"), "image/jpeg"),
+        (format!("{plan}/frames/1/rendered"), "image/png"),
+    ] {
+        let r = get(&s, &path, accept).await;
+        assert_eq!(r.status(), 404, "{path}");
+        assert!(r.text().await.unwrap().contains("no pixel data"), "{path}");
+    }
+    for name in ["JPGExtended.dcm", "SC_rgb_rle_32bit.dcm"] {
+        let path = stored(&s, name).await;
+        for (path, accept) in [
+            (format!("{path}/frames/1"), octets.as_str()),
+            (format!("{path}/rendered"), "image/jpeg"),
+        ] {
+            let r = get(&s, &path, accept).await;
+            assert_eq!(r.status(), 406, "{path}");
+            assert!(
+                r.text().await.unwrap().contains("cannot be decoded"),
+                "{path}"
+            );
+        }
+    }
+}
