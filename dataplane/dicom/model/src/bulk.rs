@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use crate::pixel::{self, FrameSource};
 use crate::walk::{Captured, to_little_endian};
-use crate::{FrameError, ParseError, scan};
+use crate::{Frame, FrameError, ParseError, scan};
 
 /// One bulk data value: raw bytes in little endian, or one compressed frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +101,30 @@ pub fn bulkdata(bytes: &[u8], path: &str) -> Result<Vec<BulkValue>, BulkError> {
             Ok(vec![BulkValue { vr, data }])
         }
     }
+}
+
+/// Top-level encapsulated Pixel Data as a bulk data value: every frame as stored (with its
+/// compressed media type) or decoded, as the frames resource gives them; `None` when the
+/// pixel data is native, whose value [`bulkdata`] gives as it is.
+pub fn encapsulated_pixels(
+    bytes: &[u8],
+    as_stored: bool,
+) -> Result<Option<Vec<Frame>>, FrameError> {
+    let scan = scan(bytes, pixel::pixel_paths())?;
+    let source = FrameSource::new(&scan)?;
+    if !source.is_encapsulated() {
+        return Ok(None);
+    }
+    (1..=source.info.frames)
+        .map(|n| {
+            if as_stored {
+                source.stored(n)
+            } else {
+                source.decoded(n)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-pub use bulk::{BulkError, BulkValue, bulkdata};
+pub use bulk::{BulkError, BulkValue, bulkdata, encapsulated_pixels};
 pub use pixel::{
     Frame, FrameError, PixelLayout, frames, media_type as frame_media_type, undecodable,
 };

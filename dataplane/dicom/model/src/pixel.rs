@@ -206,6 +206,9 @@ pub fn undecodable(ts: &str, layout: &PixelLayout) -> Option<String> {
 
 /// The media type PS3.18 table 8.7.3-2 gives compressed frames of a transfer syntax.
 pub fn media_type(ts: &str) -> &'static str {
+    if ts == "1.2.840.10008.1.2.5" {
+        return "image/dicom-rle";
+    }
     match ts.strip_prefix("1.2.840.10008.1.2.4.") {
         Some("50" | "51" | "57" | "70") => "image/jpeg",
         Some("80" | "81") => "image/jls",

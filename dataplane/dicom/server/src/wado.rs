@@ -346,11 +346,24 @@ pub(crate) async fn frames(
     }
     let t = target(&p)?;
     let (f, data) = one_file(&s, t).await?;
+    let frames = negotiate(&f, &data, wants, move |data, as_stored| {
+        hds_dicom_model::frames(data, &numbers, as_stored)
+    })
+    .await?;
+    Ok(frames_response(&frames))
+}
+
+/// The first of `wants` that can be produced from `f` (PS3.18 8.7.8.1): compressed types only
+/// as stored, decoding only where the codecs can; a 406 saying why the most preferred could not
+/// be when none can.
+async fn negotiate<T: Send + 'static>(
+    f: &InstanceFile,
+    data: &Bytes,
+    wants: Vec<FrameWant>,
+    produce: impl Fn(&[u8], bool) -> Result<T, FrameError> + Clone + Send + 'static,
+) -> Result<T, DicomError> {
     let stored_type = hds_dicom_model::frame_media_type(&f.transfer_syntax);
-    // The first representation that can be served (PS3.18 8.7.8.1): compressed types only as
-    // stored, decoding only where the codecs can.
     let mut refused = None;
-    let mut frames = None;
     for want in wants {
         let as_stored = match &want {
             FrameWant::AsStored => true,
@@ -370,29 +383,28 @@ pub(crate) async fn frames(
             }
             FrameWant::Decoded => false,
         };
-        let (data, numbers) = (data.clone(), numbers.clone());
-        let got = tokio::task::spawn_blocking(move || {
-            hds_dicom_model::frames(&data, &numbers, as_stored)
-        })
-        .await
-        .map_err(|e| DicomError::Internal(e.to_string()))?;
+        let (data, produce) = (data.clone(), produce.clone());
+        let got = tokio::task::spawn_blocking(move || produce(&data, as_stored))
+            .await
+            .map_err(|e| DicomError::Internal(e.to_string()))?;
         match got {
-            Ok(got) => {
-                frames = Some(got);
-                break;
-            }
+            Ok(got) => return Ok(got),
             Err(e @ (FrameError::NotDecodable(_) | FrameError::Unsupported { .. })) => {
                 refused.get_or_insert_with(|| frame_error(e).to_string());
             }
             Err(e) => return Err(frame_error(e)),
         }
     }
-    let Some(frames) = frames else {
-        return Err(DicomError::NotAcceptable(refused.unwrap_or_default()));
-    };
+    Err(DicomError::NotAcceptable(refused.unwrap_or_else(|| {
+        "frames are answered as multipart/related; type=\"application/octet-stream\" (uncompressed, or transfer-syntax=* as stored), or the stored compressed type".into()
+    })))
+}
+
+/// A multipart/related answer of frames, each part labelled with its type and syntax.
+fn frames_response(frames: &[hds_dicom_model::Frame]) -> Response {
     let boundary = media::boundary();
     let mut body = Vec::new();
-    for f in &frames {
+    for f in frames {
         let ct = format!("{}; transfer-syntax={}", f.content_type, f.transfer_syntax);
         body.extend(media::part_head(&boundary, &ct, None));
         body.extend_from_slice(&f.data);
@@ -410,7 +422,7 @@ pub(crate) async fn frames(
             first.map(|f| f.transfer_syntax.as_str()),
         ),
     );
-    Ok(r)
+    r
 }
 
 fn frame_error(e: hds_dicom_model::FrameError) -> DicomError {
@@ -489,10 +501,24 @@ pub(crate) async fn rendered(
 pub(crate) async fn bulkdata(
     State(s): State<AppState>,
     Path(p): Path<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Result<Response, DicomError> {
     let path = p.get("path").cloned().unwrap_or_default();
     let t = target(&p)?;
-    let (_, data) = one_file(&s, t).await?;
+    let (f, data) = one_file(&s, t).await?;
+    // Compressed Pixel Data is what the frames resource gives, frame by frame: decoded to
+    // little endian by default (PS3.18 8.7.3.3), or as stored under its own media type, so
+    // compressed bytes never pass for raw pixels.
+    let compressed =
+        hds_dicom_model::frame_media_type(&f.transfer_syntax) != "application/octet-stream";
+    if compressed && path.trim_matches('/').eq_ignore_ascii_case("7FE00010") {
+        let wants = frame_wants(&headers);
+        if let Some(frames) =
+            negotiate(&f, &data, wants, hds_dicom_model::encapsulated_pixels).await?
+        {
+            return Ok(frames_response(&frames));
+        }
+    }
     let shown = path.clone();
     let values = tokio::task::spawn_blocking(move || hds_dicom_model::bulkdata(&data, &path))
         .await

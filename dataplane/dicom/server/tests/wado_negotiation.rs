@@ -211,3 +211,77 @@ async fn frames_and_rendered_say_404_without_pixels_and_406_when_undecodable() {
         }
     }
 }
+
+#[tokio::test]
+async fn compressed_pixel_bulk_data_is_decoded_or_labelled_as_what_it_is() {
+    let s = start().await;
+    let rle = stored(&s, "SC_rgb_rle_2frame.dcm").await;
+    let bulk = format!("{rle}/bulkdata/7FE00010");
+    let octets = frames_type("application/octet-stream", "");
+    let explicit = frames_type(
+        "application/octet-stream",
+        "; transfer-syntax=1.2.840.10008.1.2.1",
+    );
+    for accept in [octets.as_str(), explicit.as_str(), "*/*"] {
+        let r = get(&s, &bulk, accept).await;
+        assert_eq!(r.status(), 200, "{accept}");
+        let (_, got) = multipart_of(r).await;
+        assert_eq!(got.len(), 2);
+        for (head, data) in &got {
+            assert!(
+                head.contains("application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"),
+                "{head}"
+            );
+            assert_eq!(data.len(), 100 * 100 * 3);
+        }
+        let (_, frames) = multipart_of(get(&s, &format!("{rle}/frames/1,2"), &octets).await).await;
+        assert!(frames.iter().map(|f| &f.1).eq(got.iter().map(|g| &g.1)));
+    }
+    // As stored, RLE is image/dicom-rle (PS3.18 table 8.7.3-5), here and for frames.
+    for at in [bulk.clone(), format!("{rle}/frames/1")] {
+        for accept in [
+            frames_type("application/octet-stream", "; transfer-syntax=*"),
+            frames_type("image/dicom-rle", ""),
+        ] {
+            let r = get(&s, &at, &accept).await;
+            assert_eq!(r.status(), 200, "{at} {accept}");
+            let (root, got) = multipart_of(r).await;
+            assert!(root.contains("image/dicom-rle"), "{root}");
+            assert!(
+                got[0]
+                    .0
+                    .contains("image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5")
+            );
+            assert_eq!(&got[0].1[..8], &[3, 0, 0, 0, 64, 0, 0, 0]);
+        }
+    }
+
+    let j2k = stored(&s, "JPEG2000.dcm").await;
+    let (_, got) = multipart_of(get(&s, &format!("{j2k}/bulkdata/7FE00010"), &octets).await).await;
+    assert_eq!(got[0].1.len(), 1024 * 256 * 2);
+
+    // Explicit VR little endian that cannot be produced is a 406, not compressed bytes.
+    let lossy = format!("{}/bulkdata/7fe00010", stored(&s, "JPEG-lossy.dcm").await);
+    let r = get(&s, &lossy, &explicit).await;
+    assert_eq!(r.status(), 406);
+    let r = get(
+        &s,
+        &lossy,
+        &frames_type("application/octet-stream", "; transfer-syntax=*"),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let (_, got) = multipart_of(r).await;
+    assert!(
+        got[0]
+            .0
+            .contains("image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.51")
+    );
+    assert_eq!(&got[0].1[..2], &[0xFF, 0xD8]);
+
+    // Native pixel data is its value, as before.
+    let ct = stored(&s, "CT_small.dcm").await;
+    let r = get(&s, &format!("{ct}/bulkdata/7FE00010"), &octets).await;
+    let (_, got) = multipart_of(r).await;
+    assert_eq!(got[0].1.len(), 128 * 128 * 2);
+}

@@ -69,7 +69,8 @@ fn rle_frames_stored_and_decoded() {
     let bytes = read("SC_rgb_rle_2frame.dcm");
     let stored = frames(&bytes, &[1, 2], true).unwrap();
     for f in &stored {
-        assert_eq!(f.content_type, "application/octet-stream");
+        // PS3.18 table 8.7.3-5.
+        assert_eq!(f.content_type, "image/dicom-rle");
         assert_eq!(f.transfer_syntax, "1.2.840.10008.1.2.5");
         // An RLE header: the segment count, then its offsets, the first being 64.
         assert_eq!(&f.data[..8], &[3, 0, 0, 0, 64, 0, 0, 0]);
