@@ -307,10 +307,11 @@ fn multipart_error(e: multer::Error, limit: u64) -> DicomError {
 /// local store's spool directory when there is one (the file is then renamed into place), else
 /// in the system's temporary directory.
 async fn collect(
-    mut stream: impl futures_util::Stream<Item = Result<Bytes, DicomError>> + Unpin,
+    stream: impl futures_util::Stream<Item = Result<Bytes, DicomError>> + Unpin,
     spool: u64,
     dir: Option<&std::path::Path>,
 ) -> Result<Part, DicomError> {
+    let mut stream = with_preamble(stream).await?;
     // Chunks are held as they came (no copy) until the part is whole or outgrows memory.
     let mut held: Vec<Bytes> = Vec::new();
     let mut held_len = 0u64;
@@ -339,6 +340,35 @@ async fn collect(
         }
         None => Ok(Part::Memory(joined(held, held_len as usize))),
     }
+}
+
+/// The part's stream, with a zero preamble in front when it is a Part 10 file sent without one
+/// (it starts with "DICM"): parsing accepts such a file, and what is stored, and served as
+/// application/dicom, must be a PS3.10 file.
+async fn with_preamble(
+    mut stream: impl futures_util::Stream<Item = Result<Bytes, DicomError>> + Unpin,
+) -> Result<impl futures_util::Stream<Item = Result<Bytes, DicomError>> + Unpin, DicomError> {
+    static PREAMBLE: [u8; 128] = [0; 128];
+    let mut first = Vec::new();
+    let mut len = 0;
+    while len < 132 {
+        let Some(chunk) = stream.next().await else {
+            break;
+        };
+        let chunk = chunk?;
+        len += chunk.len();
+        first.push(chunk);
+    }
+    let head: Vec<u8> = first
+        .iter()
+        .flat_map(|c| c.iter())
+        .take(132)
+        .copied()
+        .collect();
+    if head.starts_with(b"DICM") && head.get(128..132) != Some(&b"DICM"[..]) {
+        first.insert(0, Bytes::from_static(&PREAMBLE));
+    }
+    Ok(futures_util::stream::iter(first.into_iter().map(Ok)).chain(stream))
 }
 
 /// The chunks of a part as one buffer: the chunk itself when there is one.
@@ -637,5 +667,35 @@ mod tests {
             joined(chunks(&[b"DI", b"", b"CM", b"!"]), 5),
             Bytes::from_static(b"DICM!")
         );
+    }
+
+    async fn preambled(chunks: &[&'static [u8]]) -> Vec<u8> {
+        let stream = futures_util::stream::iter(
+            chunks
+                .iter()
+                .map(|c| Ok::<_, DicomError>(Bytes::from_static(c)))
+                .collect::<Vec<_>>(),
+        );
+        let mut out = Vec::new();
+        let mut s = with_preamble(stream).await.unwrap();
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_file_without_preamble_gets_a_zero_one() {
+        let mut whole = vec![0u8; 128];
+        whole.extend_from_slice(b"DICM and the rest");
+        assert_eq!(preambled(&[b"DI", b"CM and the rest"]).await, whole);
+        // A file with a preamble, even one starting "DICM", stays as sent.
+        let mut file = b"DICM".to_vec();
+        file.resize(128, 7);
+        file.extend_from_slice(b"DICMxyz");
+        let file: &'static [u8] = file.leak();
+        assert_eq!(preambled(&[file]).await, file);
+        assert_eq!(preambled(&[b"not DICOM"]).await, b"not DICOM");
+        assert_eq!(preambled(&[]).await, b"");
     }
 }
