@@ -134,6 +134,23 @@ impl ParseError {
     }
 }
 
+/// The SOP Class and SOP Instance UIDs (in that order) the file meta information of a Part 10
+/// file names, read from its first bytes: what a STOW failure can tell about an instance the
+/// data set of which could not be stored (missing UIDs, a truncated data set). `None` for what
+/// cannot be read.
+pub fn identify(head: &[u8]) -> (Option<String>, Option<String>) {
+    let read = || -> Result<FileMeta, ParseError> {
+        let mut src = SliceSource::new(head);
+        src.skip(meta::header_len(head)?)?;
+        meta::read_meta(&mut src)
+    };
+    let Ok(meta) = read() else {
+        return (None, None);
+    };
+    let named = |v: Option<String>| v.filter(|v| !v.is_empty());
+    (named(meta.sop_class_uid), named(meta.sop_instance_uid))
+}
+
 /// Parses a whole Part 10 file held in memory, with or without the 128-byte preamble.
 pub fn parse(bytes: &[u8], options: &ParseOptions) -> Result<Instance, ParseError> {
     let mut src = SliceSource::new(bytes);

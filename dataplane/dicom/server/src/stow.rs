@@ -410,7 +410,7 @@ async fn process(ctx: Arc<PartContext>, part: Part) -> PartResult {
             return tokio::task::spawn_blocking(move || {
                 let instance = match checked(&ctx, hds_dicom_model::parse(&bytes, &options)) {
                     Ok(i) => i,
-                    Err(failed) => return failed,
+                    Err(failed) => return named(failed, &bytes),
                 };
                 let blob = blob_key(&ctx, &instance);
                 let written = ctx.state.blobs.write_in_place(&blob, &bytes);
@@ -440,7 +440,18 @@ async fn process(ctx: Arc<PartContext>, part: Part) -> PartResult {
     };
     let instance = match checked(&ctx, parsed) {
         Ok(i) => i,
-        Err(failed) => return failed,
+        Err(failed) => {
+            return match &part {
+                Part::Memory(bytes) => named(failed, bytes),
+                Part::Spooled(path, _) => {
+                    let path = path.to_path_buf();
+                    let head = tokio::task::spawn_blocking(move || file_head(&path))
+                        .await
+                        .unwrap_or_default();
+                    named(failed, &head)
+                }
+            };
+        }
     };
     let blob = blob_key(&ctx, &instance);
     let (written, size) = match part {
@@ -468,6 +479,39 @@ async fn process(ctx: Arc<PartContext>, part: Part) -> PartResult {
         size as i64,
         written.map_err(|e| e.to_string()),
     )
+}
+
+/// A failure with the SOP Class and Instance UIDs the file names, when it was readable that
+/// far: PS3.18 table I.1-1 makes them Type 1 in each FailedSOPSequence item, and in a request of
+/// many parts they are how a client tells which failed.
+fn named(failed: PartResult, head: &[u8]) -> PartResult {
+    match failed {
+        PartResult::Failed {
+            sop_class,
+            sop_uid,
+            reason,
+            comment,
+        } if sop_class.is_none() || sop_uid.is_none() => {
+            let (class, uid) = hds_dicom_model::identify(head);
+            PartResult::Failed {
+                sop_class: sop_class.or(class),
+                sop_uid: sop_uid.or(uid),
+                reason,
+                comment,
+            }
+        }
+        other => other,
+    }
+}
+
+/// The first bytes of a spooled part: enough for any file meta information in practice.
+fn file_head(path: &std::path::Path) -> Vec<u8> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.take(64 * 1024).read_to_end(&mut head);
+    }
+    head
 }
 
 fn processing_failure(comment: String) -> PartResult {
