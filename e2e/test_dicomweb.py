@@ -318,3 +318,40 @@ def test_a_browser_viewer_is_let_in_by_the_services_cors(tmp_path):
         assert r.headers["Access-Control-Allow-Origin"] == VIEWER
         exposed = r.headers["Access-Control-Expose-Headers"].lower()
         assert "content-location" in exposed and "warning" in exposed, exposed
+
+
+def test_what_cannot_be_decoded_is_refused_before_the_answer_and_alternatives_are_served(
+    client, dicom_url, session
+):
+    # One study: an instance that transcodes, and a 12-bit lossy JPEG that the codecs cannot decode.
+    ct, jpg = fresh("CT_small.dcm"), fresh("JPGExtended.dcm")
+    jpg.StudyInstanceUID = ct.StudyInstanceUID
+    client.store_instances([pydicom.dcmread(io.BytesIO(as_bytes(d))) for d in (ct, jpg)])
+    # A 406 the client reports, not a 200 that breaks off (ChunkedEncodingError).
+    with pytest.raises(requests.HTTPError) as refused:
+        client.retrieve_study(ct.StudyInstanceUID)
+    assert refused.value.response.status_code == 406
+    assert "cannot be decoded" in refused.value.response.text
+    as_stored = client.retrieve_study(ct.StudyInstanceUID, media_types=(("application/dicom", "*"),))
+    assert sorted(d.SOPInstanceUID for d in as_stored) == sorted([ct.SOPInstanceUID, jpg.SOPInstanceUID])
+    # "JPEG 2000 lossless if you can, else as stored": the second is served.
+    r = session.get(
+        f"{dicom_url}/studies/{ct.StudyInstanceUID}",
+        headers={
+            "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.90; q=0.9, '
+            'multipart/related; type="application/dicom"; transfer-syntax=*; q=0.5'
+        },
+    )
+    assert r.status_code == 200
+    assert r.content.count(b"Content-Type: application/dicom") == 2
+
+
+def test_compressed_pixel_bulk_data_comes_decoded(client, dicom_url):
+    rle = fresh("SC_rgb_rle_2frame.dcm")
+    client.store_instances([pydicom.dcmread(io.BytesIO(as_bytes(rle)))])
+    meta = client.retrieve_instance_metadata(rle.StudyInstanceUID, rle.SeriesInstanceUID, rle.SOPInstanceUID)
+    frames = client.retrieve_bulkdata(meta["7FE00010"]["BulkDataURI"])
+    assert len(frames) == 2
+    reference = rle.pixel_array  # pydicom's own RLE decoder: (frames, rows, columns, samples)
+    assert frames[0] == reference[0].tobytes()
+    assert frames[1] == reference[1].tobytes()
