@@ -523,7 +523,11 @@ pub(crate) async fn bulkdata(
     let values = tokio::task::spawn_blocking(move || hds_dicom_model::bulkdata(&data, &path))
         .await
         .map_err(|e| DicomError::Internal(e.to_string()))?
-        .map_err(|e| DicomError::NotFound(format!("no bulk data at {shown}: {e}")))?;
+        .map_err(|e| match e {
+            // Its own text already says this.
+            hds_dicom_model::BulkError::NotFound(_) => DicomError::NotFound(e.to_string()),
+            e => DicomError::NotFound(format!("no bulk data at {shown}: {e}")),
+        })?;
     let boundary = media::boundary();
     let mut body = Vec::new();
     for v in &values {

@@ -279,6 +279,10 @@ async fn compressed_pixel_bulk_data_is_decoded_or_labelled_as_what_it_is() {
     );
     assert_eq!(&got[0].1[..2], &[0xFF, 0xD8]);
 
+    let r = get(&s, &format!("{rle}/bulkdata/ZZZ"), &octets).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.text().await.unwrap(), "no bulk data at ZZZ");
+
     // Native pixel data is its value, as before.
     let ct = stored(&s, "CT_small.dcm").await;
     let r = get(&s, &format!("{ct}/bulkdata/7FE00010"), &octets).await;
