@@ -300,15 +300,19 @@ enum FrameWant {
 }
 
 /// The frame representations Accept allows, most preferred first.
-fn frame_wants(headers: &HeaderMap) -> Vec<FrameWant> {
+/// With `single_ok` (one frame asked for), a bare `application/octet-stream` range is also
+/// allowed, answered with the frame alone (Azure's single frame retrieval); such wants come
+/// with `true`.
+fn frame_wants(headers: &HeaderMap, single_ok: bool) -> Vec<(FrameWant, bool)> {
     let mut out = Vec::new();
     for m in media::accept(headers) {
-        let part = match (m.essence.as_str(), m.part_type.as_deref()) {
+        let (part, single) = match (m.essence.as_str(), m.part_type.as_deref()) {
             // `type="*/*"` (dicomweb-client's default) leaves the choice to the server.
             ("multipart/related" | "multipart/*", None | Some("*/*" | "*")) | ("*/*", _) => {
-                "application/octet-stream"
+                ("application/octet-stream", false)
             }
-            ("multipart/related" | "multipart/*", Some(t)) => t,
+            ("multipart/related" | "multipart/*", Some(t)) => (t, false),
+            ("application/octet-stream", _) if single_ok => ("application/octet-stream", true),
             _ => continue,
         };
         let want = match (part, m.transfer_syntax.as_deref()) {
@@ -325,8 +329,8 @@ fn frame_wants(headers: &HeaderMap) -> Vec<FrameWant> {
                 ts: ts.filter(|ts| *ts != "*").map(str::to_owned),
             },
         };
-        if !out.contains(&want) {
-            out.push(want);
+        if !out.contains(&(want.clone(), single)) {
+            out.push((want, single));
         }
     }
     out
@@ -338,33 +342,45 @@ pub(crate) async fn frames(
     headers: HeaderMap,
 ) -> Result<Response, DicomError> {
     let numbers = frame_list(p.get("frames").map_or("", String::as_str))?;
-    let wants = frame_wants(&headers);
+    let wants = frame_wants(&headers, numbers.len() == 1);
     if wants.is_empty() {
         return Err(DicomError::NotAcceptable(
-            "frames are answered as multipart/related; type=\"application/octet-stream\" (uncompressed, or transfer-syntax=* as stored), or the stored compressed type".into(),
+            "frames are answered as multipart/related; type=\"application/octet-stream\" (uncompressed, or transfer-syntax=* as stored), or the stored compressed type; a single frame also as application/octet-stream".into(),
         ));
     }
     let t = target(&p)?;
     let (f, data) = one_file(&s, t).await?;
-    let frames = negotiate(&f, &data, wants, move |data, as_stored| {
+    let kinds = wants.iter().map(|(w, _)| w.clone()).collect();
+    let (mut frames, chosen) = negotiate(&f, &data, kinds, move |data, as_stored| {
         hds_dicom_model::frames(data, &numbers, as_stored)
     })
     .await?;
+    if wants[chosen].1
+        && let Some(frame) = frames.pop()
+    {
+        let mut r = frame.data.into_response();
+        let ct = format!(
+            "application/octet-stream; transfer-syntax={}",
+            frame.transfer_syntax
+        );
+        set(&mut r, header::CONTENT_TYPE, &ct);
+        return Ok(r);
+    }
     Ok(frames_response(&frames))
 }
 
 /// The first of `wants` that can be produced from `f` (PS3.18 8.7.8.1): compressed types only
 /// as stored, decoding only where the codecs can; a 406 saying why the most preferred could not
-/// be when none can.
+/// be when none can. Also says which of `wants` it is.
 async fn negotiate<T: Send + 'static>(
     f: &InstanceFile,
     data: &Bytes,
     wants: Vec<FrameWant>,
     produce: impl Fn(&[u8], bool) -> Result<T, FrameError> + Clone + Send + 'static,
-) -> Result<T, DicomError> {
+) -> Result<(T, usize), DicomError> {
     let stored_type = hds_dicom_model::frame_media_type(&f.transfer_syntax);
     let mut refused = None;
-    for want in wants {
+    for (i, want) in wants.into_iter().enumerate() {
         let as_stored = match &want {
             FrameWant::AsStored => true,
             FrameWant::Typed { media, ts } => {
@@ -388,7 +404,7 @@ async fn negotiate<T: Send + 'static>(
             .await
             .map_err(|e| DicomError::Internal(e.to_string()))?;
         match got {
-            Ok(got) => return Ok(got),
+            Ok(got) => return Ok((got, i)),
             Err(e @ (FrameError::NotDecodable(_) | FrameError::Unsupported { .. })) => {
                 refused.get_or_insert_with(|| frame_error(e).to_string());
             }
@@ -512,9 +528,10 @@ pub(crate) async fn bulkdata(
     let compressed =
         hds_dicom_model::frame_media_type(&f.transfer_syntax) != "application/octet-stream";
     if compressed && path.trim_matches('/').eq_ignore_ascii_case("7FE00010") {
-        let wants = frame_wants(&headers);
-        if let Some(frames) =
-            negotiate(&f, &data, wants, hds_dicom_model::encapsulated_pixels).await?
+        let wants = frame_wants(&headers, false);
+        let kinds = wants.into_iter().map(|(w, _)| w).collect();
+        if let (Some(frames), _) =
+            negotiate(&f, &data, kinds, hds_dicom_model::encapsulated_pixels).await?
         {
             return Ok(frames_response(&frames));
         }

@@ -289,3 +289,47 @@ async fn compressed_pixel_bulk_data_is_decoded_or_labelled_as_what_it_is() {
     let (_, got) = multipart_of(r).await;
     assert_eq!(got[0].1.len(), 128 * 128 * 2);
 }
+
+#[tokio::test]
+async fn one_frame_may_be_asked_for_as_a_single_part() {
+    let s = start().await;
+    let dose = stored(&s, "rtdose.dcm").await;
+    let (_, multi) = multipart_of(
+        get(
+            &s,
+            &format!("{dose}/frames/2"),
+            &frames_type("application/octet-stream", ""),
+        )
+        .await,
+    )
+    .await;
+    for accept in [
+        "application/octet-stream; transfer-syntax=*",
+        "application/octet-stream",
+    ] {
+        let r = get(&s, &format!("{dose}/frames/2"), accept).await;
+        assert_eq!(r.status(), 200, "{accept}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(
+            ct.starts_with("application/octet-stream; transfer-syntax="),
+            "{ct}"
+        );
+        assert!(r.bytes().await.unwrap() == multi[0].1);
+        // Several frames do not fit one part.
+        let r = get(&s, &format!("{dose}/frames/1,2"), accept).await;
+        assert_eq!(r.status(), 406, "{accept}");
+    }
+    let j2k = stored(&s, "JPEG2000.dcm").await;
+    let r = get(
+        &s,
+        &format!("{j2k}/frames/1"),
+        "application/octet-stream; transfer-syntax=*",
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.4.91"
+    );
+    assert!(r.bytes().await.unwrap().starts_with(&[0xFF, 0x4F]));
+}
