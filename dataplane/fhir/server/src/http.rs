@@ -24,8 +24,29 @@ fn is_xml(t: &str) -> bool {
     t == "xml" || t.ends_with("/xml") || t.ends_with("+xml")
 }
 
-/// Checks `_format` and Accept: this server answers JSON only, and says so with a 406.
-pub fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<(), FhirError> {
+/// What a bulk file (an `$export` output or error file, an `$import` error file) may be asked
+/// for as: the Bulk Data IG's default Accept is application/fhir+ndjson.
+const NDJSON_TYPES: &[&str] = &["application/fhir+ndjson", "application/ndjson", "ndjson"];
+
+/// A bulk operation's NDJSON file: `.../_operations/export/[id]/[file]` or
+/// `.../_operations/import/[id]/errors/[n]`.
+pub fn is_bulk_file(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_end_matches('/').rsplit('/').take(5).collect();
+    matches!(
+        segments.as_slice(),
+        [_, _, "export", "_operations", ..] | [_, "errors", _, "import", "_operations"]
+    )
+}
+
+/// Checks `_format` and Accept: this server answers JSON only (and NDJSON for the files of
+/// bulk operations), and says so with a 406.
+pub fn negotiate(
+    path: &str,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+) -> Result<(), FhirError> {
+    let speaks =
+        |t: &str| JSON_TYPES.contains(&t) || (is_bulk_file(path) && NDJSON_TYPES.contains(&t));
     if let Some((_, f)) = query.iter().find(|(k, _)| k == "_format") {
         let f = f
             .split(';')
@@ -33,7 +54,7 @@ pub fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<(), 
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        if !JSON_TYPES.contains(&f.as_str()) {
+        if !speaks(&f) {
             return Err(FhirError::new(
                 StatusCode::NOT_ACCEPTABLE,
                 "not-supported",
@@ -54,7 +75,7 @@ pub fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<(), 
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        t.is_empty() || t == "*/*" || t == "application/*" || JSON_TYPES.contains(&t.as_str())
+        t.is_empty() || t == "*/*" || t == "application/*" || speaks(&t)
     });
     if acceptable {
         Ok(())

@@ -434,7 +434,7 @@ pub fn router(state: AppState) -> Router {
 
 async fn negotiate(req: Request, next: Next) -> Response {
     let q = http::query_pairs(req.uri().query());
-    match http::negotiate(req.headers(), &q) {
+    match http::negotiate(req.uri().path(), req.headers(), &q) {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     }

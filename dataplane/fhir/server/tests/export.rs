@@ -339,3 +339,52 @@ async fn type_filters_narrow_their_types_only() {
     assert_eq!(got, expected);
     assert!(!got.iter().any(|id| d.observations.contains(id)));
 }
+
+/// The IG's output file request: Accept is optional and defaults to application/fhir+ndjson.
+#[tokio::test]
+async fn files_download_with_the_bulk_data_accept_types() {
+    let s = start().await;
+    seed(&s).await;
+    let m = export(&s, "$export?_type=Practitioner").await;
+    let url = m["output"][0]["url"].as_str().unwrap();
+    for accept in [
+        Some("application/fhir+ndjson"),
+        Some("application/ndjson"),
+        Some("*/*"),
+        Some("application/fhir+json"),
+        None,
+    ] {
+        let mut req = s.http.get(url);
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 200, "{accept:?}");
+        assert_eq!(header(&r, "content-type"), "application/fhir+ndjson");
+        assert!(r.text().await.unwrap().contains("\"Practitioner\""));
+    }
+    let r = s
+        .http
+        .get(format!("{url}?_format=application/fhir%2Bndjson"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = s
+        .http
+        .get(url)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    outcome(r, 406).await;
+    // Other endpoints still answer in FHIR JSON only.
+    let r = s
+        .http
+        .get(s.url("Patient"))
+        .header("accept", "application/fhir+ndjson")
+        .send()
+        .await
+        .unwrap();
+    outcome(r, 406).await;
+}
