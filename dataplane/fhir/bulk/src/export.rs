@@ -66,7 +66,9 @@ pub struct ExportRequest {
     /// The kick-off URL, repeated in the manifest.
     pub request: String,
     pub level: Level,
-    /// A Group export's members (Patient ids), read when it was kicked off.
+    /// The Patients (ids) whose compartments are exported: a Group's members as listed when
+    /// it was kicked off, or the `patient` parameter's; None: every Patient (system and
+    /// Patient level without `patient`).
     pub patients: Option<Vec<String>>,
     /// `_type`; None: every type there is (in the Patient compartment, below system level).
     pub types: Option<Vec<String>>,
@@ -75,6 +77,8 @@ pub struct ExportRequest {
     /// `_typeFilter`: per type, search queries (ORed) its resources must match; types without
     /// one are exported whole.
     pub type_filters: BTreeMap<String, Vec<String>>,
+    /// OperationOutcome issues for the manifest's error file, known at kick-off.
+    pub errors: Vec<serde_json::Value>,
 }
 
 /// One finished file of a job.
@@ -103,6 +107,7 @@ pub struct Job {
     pub exported: i64,
     pub message: Option<String>,
     pub type_filters: BTreeMap<String, Vec<String>>,
+    pub errors: Vec<serde_json::Value>,
 }
 
 impl Job {
@@ -124,6 +129,7 @@ impl Job {
             exported: r.get("exported"),
             message: r.get("message"),
             type_filters: serde_json::from_value(r.get("type_filters")).unwrap_or_default(),
+            errors: serde_json::from_value(r.get("errors")).unwrap_or_default(),
         }
     }
 
@@ -143,8 +149,8 @@ pub async fn start(
     let row = client
         .query_one(
             "INSERT INTO export_jobs (id, status, request, level, patients, types, since,
-                                      type_filters, transaction_time, created, updated)
-             VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $8, $8) RETURNING *",
+                                      type_filters, errors, transaction_time, created, updated)
+             VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $9, $9) RETURNING *",
             &[
                 &Uuid::new_v4(),
                 &req.request,
@@ -153,6 +159,7 @@ pub async fn start(
                 &req.types,
                 &req.since,
                 &serde_json::to_value(&req.type_filters).unwrap_or_default(),
+                &serde_json::Value::from(req.errors.clone()),
                 &now,
             ],
         )
@@ -392,7 +399,7 @@ impl Exporter {
             .filter(|p| *p != "{def}")
             .cloned()
             .collect();
-        let patients: &[String] = job.patients.as_deref().unwrap_or_default();
+        let patients = job.patients.as_deref();
         let mut args: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
             vec![&rt, &job.transaction_time, &job.since];
         let mut conds = Vec::new();
@@ -400,21 +407,21 @@ impl Exporter {
             args.push(&before);
             conds.push(format!("v.id < ${}", args.len()));
         }
-        match (job.level, rt == "Patient") {
-            (Level::System, _) | (Level::Patient, true) => {}
-            (Level::Group, true) => {
-                args.push(&patients);
+        match (job.level, rt == "Patient", &patients) {
+            (Level::System, _, _) | (_, true, None) => {}
+            (_, true, Some(patients)) => {
+                args.push(patients);
                 conds.push(format!("v.id = ANY(${})", args.len()));
             }
-            (level, false) => {
+            (_, false, patients) => {
                 args.push(&params);
                 let mut c = format!(
                     "EXISTS (SELECT 1 FROM search_reference s WHERE s.res_type = v.res_type
                         AND s.id = v.id AND s.param = ANY(${}) AND s.target_type = 'Patient'",
                     args.len()
                 );
-                if level == Level::Group {
-                    args.push(&patients);
+                if let Some(patients) = patients {
+                    args.push(patients);
                     c.push_str(&format!(" AND s.target_id = ANY(${})", args.len()));
                 }
                 c.push(')');

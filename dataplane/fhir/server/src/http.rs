@@ -177,6 +177,9 @@ pub enum ReturnPref {
 pub struct Prefer {
     pub return_: ReturnPref,
     pub strict: bool,
+    /// `handling=lenient` was asked for by name (the default is lenient too, but some
+    /// operations, such as `$export`, refuse what they cannot do unless told otherwise).
+    pub lenient: bool,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Prefer {
@@ -191,8 +194,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Prefer {
                     "return=minimal" => p.return_ = ReturnPref::Minimal,
                     "return=representation" => p.return_ = ReturnPref::Representation,
                     "return=OperationOutcome" => p.return_ = ReturnPref::OperationOutcome,
-                    "handling=strict" => p.strict = true,
-                    "handling=lenient" => p.strict = false,
+                    "handling=strict" => (p.strict, p.lenient) = (true, false),
+                    "handling=lenient" => (p.strict, p.lenient) = (false, true),
                     _ => {}
                 }
             }

@@ -141,7 +141,8 @@ async fn care_dates_post_and_count_zero() {
 
     // The POST form, with its parameters in a Parameters resource.
     let params = json!({"resourceType": "Parameters", "parameter": [
-        {"name": "_type", "valueString": "Observation"}, {"name": "start", "valueDate": "2020-01-01"}]});
+        {"name": "_type", "valueString": "Observation"}, {"name": "start", "valueDate": "2020-01-01"},
+        {"name": "_count", "valueInteger": 5}]});
     let r = s.post(&format!("Patient/{pid}/$everything"), &params).await;
     assert_eq!(r.status(), 200);
     let b: Value = r.json().await.unwrap();

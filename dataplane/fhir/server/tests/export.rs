@@ -340,6 +340,230 @@ async fn type_filters_narrow_their_types_only() {
     assert!(!got.iter().any(|id| d.observations.contains(id)));
 }
 
+/// A POST kick-off with a Parameters body, as `Prefer` asks.
+async fn post_kick_off(
+    s: &TestServer,
+    path: &str,
+    prefer: &str,
+    params: Value,
+) -> reqwest::Response {
+    s.http
+        .post(s.url(path))
+        .header("prefer", prefer)
+        .header("content-type", FHIR_JSON)
+        .body(json!({"resourceType": "Parameters", "parameter": params}).to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+fn patient_param(reference: &str) -> Value {
+    json!({"name": "patient", "valueReference": {"reference": reference}})
+}
+
+/// The manifest's error file, as OperationOutcomes (asked for with the IG's default Accept).
+async fn error_file(s: &TestServer, manifest: &Value) -> Vec<Value> {
+    let errors = manifest["error"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{manifest}");
+    assert_eq!(errors[0]["type"], "OperationOutcome");
+    let r = s
+        .http
+        .get(errors[0]["url"].as_str().unwrap())
+        .header("accept", "application/fhir+ndjson")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let lines: Vec<Value> = r
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, errors[0]["count"].as_u64().unwrap());
+    lines
+}
+
+/// The IG's `patient` parameter (POST only): only the listed Patients' compartments are
+/// exported; at Group level only those that are members. Unknown Patients and non-members
+/// are reported in the error file; the list is kept in the job's record, which is what a
+/// resumed job works from.
+#[tokio::test]
+async fn the_patient_parameter_narrows_patient_and_group_exports() {
+    let s = start().await;
+    let d = seed(&s).await;
+    let compartment = |p: &str, got: &[(String, Value)]| {
+        for (id, r) in got {
+            assert!(
+                *id == p || r["subject"]["reference"] == p || *id == d.group,
+                "{id} is outside {p}'s compartment"
+            );
+        }
+    };
+
+    let r = post_kick_off(
+        &s,
+        "Patient/$export",
+        "respond-async",
+        json!([patient_param(&d.patients[1])]),
+    )
+    .await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let status = header(&r, "content-location");
+    let job = status.rsplit('/').next().unwrap().to_owned();
+    let m = poll_job(&s, &status).await;
+    assert_eq!(m["error"], json!([]));
+    let got = exported(&s, &m).await;
+    assert_eq!(got.len(), 3, "the Patient and its two Observations");
+    compartment(&d.patients[1], &got);
+    let (db, conn) = tokio_postgres::connect(&s.db_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = db
+        .query_one(
+            "SELECT patients FROM export_jobs WHERE id = $1::text::uuid",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    let stored: Option<Vec<String>> = row.get(0);
+    let p1 = d.patients[1].strip_prefix("Patient/").unwrap();
+    assert_eq!(stored, Some(vec![p1.to_owned()]));
+
+    // An absolute reference to this server counts; an unknown Patient is reported.
+    let r = post_kick_off(
+        &s,
+        "Patient/$export",
+        "respond-async",
+        json!([
+            patient_param(&s.url(&d.patients[2])),
+            patient_param("Patient/nobody")
+        ]),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let m = poll_job(&s, &header(&r, "content-location")).await;
+    let got = exported(&s, &m).await;
+    assert_eq!(got.len(), 3);
+    compartment(&d.patients[2], &got);
+    let errors = error_file(&s, &m).await;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["resourceType"], "OperationOutcome");
+    assert!(
+        errors[0].to_string().contains("Patient/nobody"),
+        "{}",
+        errors[0]
+    );
+
+    // Group: the member asked for is exported, the non-member is not, and is reported.
+    let r = post_kick_off(
+        &s,
+        &format!("{}/$export", d.group),
+        "respond-async",
+        json!([patient_param(&d.patients[0]), patient_param(&d.patients[1])]),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let m = poll_job(&s, &header(&r, "content-location")).await;
+    let got = exported(&s, &m).await;
+    assert_eq!(got.len(), 4, "the member, its two Observations, the Group");
+    compartment(&d.patients[0], &got);
+    let errors = error_file(&s, &m).await;
+    assert!(
+        errors[0]
+            .to_string()
+            .contains(&format!("{} is not a member", d.patients[1]))
+    );
+
+    // Only members were asked for, and none is: nothing of anyone is exported.
+    let r = post_kick_off(
+        &s,
+        &format!("{}/$export", d.group),
+        "respond-async",
+        json!([patient_param(&d.patients[2])]),
+    )
+    .await;
+    let m = poll_job(&s, &header(&r, "content-location")).await;
+    assert_eq!(m["output"], json!([]));
+}
+
+/// Kick-off parameters the server cannot honour are refused (400 not-supported), unless the
+/// client asks for lenient handling: then they are ignored and reported in the error file.
+#[tokio::test]
+async fn unsupported_kick_off_parameters_are_refused_unless_lenient() {
+    let s = start().await;
+    let d = seed(&s).await;
+    for path in [
+        "$export?_elements=id",
+        "$export?_container=foo",
+        "$export?includeAssociatedData=LatestProvenanceResources",
+        "Patient/$export?patient=Patient/x",
+    ] {
+        let oo = outcome(kick_off(&s, path).await, 400).await;
+        assert!(
+            oo.to_string().contains("patient") || oo["issue"][0]["code"] == "not-supported",
+            "{path}: {oo}"
+        );
+    }
+    for (path, params, at) in [
+        (
+            "$export",
+            json!([{"name": "_bogus", "valueString": "x"}]),
+            None,
+        ),
+        ("$export", json!([patient_param(&d.patients[0])]), None),
+        (
+            "Patient/$export",
+            json!([{"name": "patient", "valueString": "Patient/x"}]),
+            Some("Parameters.parameter[0]"),
+        ),
+        (
+            "Patient/$export",
+            json!([{"name": "_type", "valueString": "Observation"}, patient_param(&d.practitioner)]),
+            Some("Parameters.parameter[1]"),
+        ),
+        (
+            "Patient/$export",
+            json!([patient_param("Patient/x/_history/1")]),
+            Some("Parameters.parameter[0]"),
+        ),
+        (
+            "Patient/$export",
+            json!([{"name": "_type", "valueCoding": {"code": "x"}}]),
+            Some("Parameters.parameter[0]"),
+        ),
+    ] {
+        let oo = outcome(
+            post_kick_off(&s, path, "respond-async", params.clone()).await,
+            400,
+        )
+        .await;
+        if let Some(at) = at {
+            assert_eq!(oo["issue"][0]["expression"], json!([at]), "{params}: {oo}");
+        }
+    }
+
+    let r = s
+        .http
+        .get(s.url("$export?_type=Practitioner&_elements=id"))
+        .header("prefer", "respond-async, handling=lenient")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let m = poll_job(&s, &header(&r, "content-location")).await;
+    assert_eq!(
+        ids(&exported(&s, &m).await),
+        [d.practitioner.clone()].into()
+    );
+    let errors = error_file(&s, &m).await;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["issue"][0]["code"], "not-supported");
+    assert!(errors[0].to_string().contains("_elements"), "{}", errors[0]);
+}
+
 /// The IG's output file request: Accept is optional and defaults to application/fhir+ndjson.
 #[tokio::test]
 async fn files_download_with_the_bulk_data_accept_types() {

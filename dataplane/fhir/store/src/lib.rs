@@ -136,6 +136,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "string_prefix_keys",
         sql: include_str!("../migrations/0021_string_prefix_keys.sql"),
     },
+    Migration {
+        version: 22,
+        name: "export_errors",
+        sql: include_str!("../migrations/0022_export_errors.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

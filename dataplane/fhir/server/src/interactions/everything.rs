@@ -42,7 +42,12 @@ pub async fn everything_post(
     access: Access,
     body: Bytes,
 ) -> Result<Response, FhirError> {
-    let q = super::export::with_parameters_body(q, &body, "$everything")?;
+    let mut q = q;
+    q.extend(super::export::parameter_pairs(
+        &body,
+        "$everything",
+        |_, _, _| Ok(false),
+    )?);
     run(s, rt, id, base, q, access).await
 }
 

@@ -27,6 +27,10 @@ const OPERATION: async_job::Operation = async_job::Operation {
 
 const NDJSON_FORMATS: &[&str] = &["application/fhir+ndjson", "application/ndjson", "ndjson"];
 
+/// The file of a job's errors, served from its record. Output files are named `Type-0001.ndjson`,
+/// so no output file can have this name.
+const ERROR_FILE: &str = "errors.ndjson";
+
 pub async fn system(
     State(s): State<AppState>,
     BaseUrl(base): BaseUrl,
@@ -36,8 +40,8 @@ pub async fn system(
     headers: HeaderMap,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
-    let q = with_parameters_body(q, &body, "$export")?;
-    kick_off(&s, &base, &uri, &q, prefer, &headers, Level::System, None).await
+    let k = KickOff::new(q, &body)?;
+    kick_off(&s, &base, &uri, k, prefer, &headers, Level::System, None).await
 }
 
 /// `[base]/Patient/$export`.
@@ -57,8 +61,8 @@ pub async fn patient(
             "$export is defined on the system, Patient and Group/[id], not on {rt}"
         )));
     }
-    let q = with_parameters_body(q, &body, "$export")?;
-    kick_off(&s, &base, &uri, &q, prefer, &headers, Level::Patient, None).await
+    let k = KickOff::new(q, &body)?;
+    kick_off(&s, &base, &uri, k, prefer, &headers, Level::Patient, None).await
 }
 
 /// `[base]/Group/[id]/$export`: the Group's Patient members, as listed when it is kicked off.
@@ -79,7 +83,7 @@ pub async fn group(
         )));
     }
     super::check_id(&id)?;
-    let q = with_parameters_body(q, &body, "$export")?;
+    let k = KickOff::new(q, &body)?;
     let conn = s.store.connection().await?;
     let group = hds_fhir_store::read(&conn, "Group", &id)
         .await?
@@ -103,24 +107,58 @@ pub async fn group(
         &s,
         &base,
         &uri,
-        &q,
+        k,
         prefer,
         &headers,
         Level::Group,
-        Some(members),
+        Some((id, members)),
     )
     .await
 }
 
-/// A POST of operation `op` may carry its parameters as a Parameters resource instead of a
-/// query.
-pub(crate) fn with_parameters_body(
-    mut q: Vec<(String, String)>,
+/// A kick-off's parameters: the query's, and those of a POST's Parameters resource.
+struct KickOff {
+    /// Names with their (primitive) values.
+    pairs: Vec<(String, String)>,
+    /// `patient` references, which the IG defines for the Parameters body only, each with
+    /// where it was given.
+    patients: Vec<(String, String)>,
+}
+
+impl KickOff {
+    fn new(pairs: Vec<(String, String)>, body: &[u8]) -> Result<Self, FhirError> {
+        let mut patients = Vec::new();
+        let mut pairs = pairs;
+        pairs.extend(parameter_pairs(body, "$export", |name, param, at| {
+            if name != "patient" {
+                return Ok(false);
+            }
+            let reference = param["valueReference"]["reference"]
+                .as_str()
+                .ok_or_else(|| {
+                    FhirError::bad_request(
+                        "'patient' takes a valueReference with a reference, such as Patient/123",
+                    )
+                    .at_expression(at)
+                })?;
+            patients.push((reference.to_owned(), at.to_owned()));
+            Ok(true)
+        })?);
+        Ok(KickOff { pairs, patients })
+    }
+}
+
+/// The parameters of an operation's POST body, a Parameters resource (none for an empty body),
+/// as names with their primitive values, like a query's. `special` may take a parameter of
+/// another kind first (it says whether it did); any other non-primitive value is refused.
+pub(crate) fn parameter_pairs(
     body: &[u8],
     op: &str,
+    mut special: impl FnMut(&str, &Value, &str) -> Result<bool, FhirError>,
 ) -> Result<Vec<(String, String)>, FhirError> {
+    let mut pairs = Vec::new();
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(q);
+        return Ok(pairs);
     }
     let p = crate::http::parse_resource(body)?;
     if p["resourceType"] != "Parameters" {
@@ -128,21 +166,104 @@ pub(crate) fn with_parameters_body(
             "a POST {op} takes a Parameters resource (or no body)"
         )));
     }
-    for param in p["parameter"].as_array().into_iter().flatten() {
-        let Some(name) = param["name"].as_str() else {
+    for (i, param) in p["parameter"].as_array().into_iter().flatten().enumerate() {
+        let at = format!("Parameters.parameter[{i}]");
+        let name = param["name"]
+            .as_str()
+            .ok_or_else(|| FhirError::bad_request("a parameter has no name").at_expression(&at))?;
+        if special(name, param, &at)? {
             continue;
-        };
+        }
         let value = param
             .as_object()
             .into_iter()
             .flatten()
             .find(|(k, _)| k.starts_with("value"))
-            .and_then(|(_, v)| v.as_str());
-        if let Some(v) = value {
-            q.push((name.to_owned(), v.to_owned()));
-        }
+            .map(|(_, v)| v);
+        let value = match value {
+            Some(Value::String(v)) => v.clone(),
+            Some(v @ (Value::Bool(_) | Value::Number(_))) => v.to_string(),
+            _ => {
+                return Err(FhirError::bad_request(format!(
+                    "the {op} parameter '{name}' needs a value of a primitive type"
+                ))
+                .at_expression(at));
+            }
+        };
+        pairs.push((name.to_owned(), value));
     }
-    Ok(q)
+    Ok(pairs)
+}
+
+/// An OperationOutcome issue for the manifest's error file.
+fn export_issue(severity: &str, code: &str, diagnostics: String) -> Value {
+    json!({"severity": severity, "code": code, "diagnostics": diagnostics})
+}
+
+/// The Patient id a `patient` reference names: `Patient/[id]`, or that under this server's
+/// base.
+fn patient_id<'a>(base: &str, reference: &'a str) -> Option<&'a str> {
+    let local = reference
+        .strip_prefix(base)
+        .and_then(|r| r.strip_prefix('/'))
+        .unwrap_or(reference);
+    local
+        .strip_prefix("Patient/")
+        .filter(|id| super::valid_id(id))
+}
+
+/// The Patients a kick-off's `patient` parameter keeps (None: it has none). For a Group, only
+/// its members are kept, and at Patient level only Patients the server holds; the others are
+/// reported in the error file, as the IG asks, and none of their data is exported.
+async fn chosen_patients(
+    s: &AppState,
+    base: &str,
+    refs: &[(String, String)],
+    group: Option<&(String, Vec<String>)>,
+    errors: &mut Vec<Value>,
+) -> Result<Option<Vec<String>>, FhirError> {
+    if refs.is_empty() {
+        return Ok(None);
+    }
+    let conn = s.store.connection().await?;
+    let mut chosen: Vec<String> = Vec::new();
+    for (reference, at) in refs {
+        let id = patient_id(base, reference).ok_or_else(|| {
+            FhirError::bad_request(format!(
+                "'patient' must refer to a Patient of this server, such as Patient/123, not '{reference}'"
+            ))
+            .at_expression(at)
+        })?;
+        if chosen.iter().any(|c| c == id) {
+            continue;
+        }
+        let known = match group {
+            Some((gid, members)) => {
+                if !members.iter().any(|m| m == id) {
+                    errors.push(export_issue(
+                        "error",
+                        "not-found",
+                        format!("Patient/{id} is not a member of Group/{gid}: none of its data is exported"),
+                    ));
+                    continue;
+                }
+                true
+            }
+            None => hds_fhir_store::read(&conn, "Patient", id)
+                .await?
+                .is_some_and(|v| v.body.is_some()),
+        };
+        if !known {
+            errors.push(export_issue(
+                "error",
+                "not-found",
+                format!("Patient/{id} is not known to this server"),
+            ));
+            continue;
+        }
+        chosen.push(id.to_owned());
+    }
+    Ok(Some(chosen))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -150,11 +271,11 @@ async fn kick_off(
     s: &AppState,
     base: &str,
     uri: &axum::http::Uri,
-    q: &[(String, String)],
+    k: KickOff,
     prefer: Prefer,
     headers: &HeaderMap,
     level: Level,
-    patients: Option<Vec<String>>,
+    group: Option<(String, Vec<String>)>,
 ) -> Result<Response, FhirError> {
     let exporter = s.exporter()?;
     if !respond_async(headers) {
@@ -165,7 +286,8 @@ async fn kick_off(
     let mut types: Option<Vec<String>> = None;
     let mut since = None;
     let mut filters = Vec::new();
-    for (k, v) in q {
+    let mut errors = Vec::new();
+    for (k, v) in &k.pairs {
         match k.as_str() {
             "_outputFormat" => {
                 if !NDJSON_FORMATS.contains(&v.as_str()) {
@@ -190,15 +312,36 @@ async fn kick_off(
             "_since" => since = Some(parse_instant(v)?),
             "_format" | "_pretty" => {}
             "_typeFilter" => filters.push(v.clone()),
-            other if !prefer.strict && other.starts_with('_') => {}
+            // Ignoring it would export Patients the client did not ask for.
+            "patient" => {
+                return Err(FhirError::bad_request(
+                    "the $export parameter 'patient' is given in a POST's Parameters body (as a valueReference), not in the URL",
+                ));
+            }
+            // The IG: an unsupported parameter is an error, unless the client asked for
+            // lenient handling; then it is ignored and reported in the manifest's error file.
             other => {
-                return Err(FhirError::new(
-                    StatusCode::BAD_REQUEST,
+                let why =
+                    format!("the $export parameter '{other}' is not supported by this server");
+                if !prefer.lenient {
+                    return Err(FhirError::new(
+                        StatusCode::BAD_REQUEST,
+                        "not-supported",
+                        why,
+                    ));
+                }
+                errors.push(export_issue(
+                    "warning",
                     "not-supported",
-                    format!("the $export parameter '{other}' is not supported by this server"),
+                    format!("{why}; it was ignored (Prefer: handling=lenient)"),
                 ));
             }
         }
+    }
+    if level == Level::System && !k.patients.is_empty() {
+        return Err(FhirError::bad_request(
+            "the $export parameter 'patient' applies to Patient and Group exports, not to a system-level one",
+        ));
     }
     if let (Some(t), Level::Patient | Level::Group) = (&types, level) {
         let reg = hds_fhir_search::r4();
@@ -212,6 +355,10 @@ async fn kick_off(
         }
     }
     let type_filters = type_filters(s, &filters, types.as_deref(), level)?;
+    let patients = match chosen_patients(s, base, &k.patients, group.as_ref(), &mut errors).await? {
+        Some(chosen) => Some(chosen),
+        None => group.map(|(_, members)| members),
+    };
     let req = ExportRequest {
         type_filters,
         request: s.request_url(base, uri),
@@ -219,6 +366,7 @@ async fn kick_off(
         patients,
         types,
         since,
+        errors,
     };
     let conn = s.store.connection().await?;
     let job = export::start(&conn, &req, &exporter.wake)
@@ -331,12 +479,21 @@ fn manifest(s: &AppState, base: &str, job: &Job) -> Response {
             })
         })
         .collect();
+    let error: Vec<Value> = if job.errors.is_empty() {
+        Vec::new()
+    } else {
+        vec![json!({
+            "type": "OperationOutcome",
+            "url": format!("{}/{ERROR_FILE}", OPERATION.status_url(base, job.id)),
+            "count": job.errors.len(),
+        })]
+    };
     let body = json!({
         "transactionTime": hds_fhir_store::instant(&job.transaction_time),
         "request": job.request,
         "requiresAccessToken": s.tokens.is_some(),
         "output": output,
-        "error": [],
+        "error": error,
     });
     let mut r = (StatusCode::OK, body.to_string()).into_response();
     r.headers_mut().insert(
@@ -384,7 +541,20 @@ pub async fn file(
         .await
         .map_err(|e| OPERATION.failure(e))?
         .ok_or_else(missing)?;
-    if job.status == "cancelled" || !job.output.iter().any(|f| f.file == name) {
+    if job.status == "cancelled" {
+        return Err(missing());
+    }
+    if name == ERROR_FILE && job.status == "completed" && !job.errors.is_empty() {
+        let mut lines = String::new();
+        for issue in &job.errors {
+            lines.push_str(
+                &json!({"resourceType": "OperationOutcome", "issue": [issue]}).to_string(),
+            );
+            lines.push('\n');
+        }
+        return Ok(ndjson(Body::from(lines)));
+    }
+    if !job.output.iter().any(|f| f.file == name) {
         return Err(missing());
     }
     let exporter = s.exporter()?;
@@ -394,10 +564,14 @@ pub async fn file(
         .get(&exporter.files.path(&id.to_string(), &name))
         .await
         .map_err(|e| OPERATION.failure(e))?;
-    let mut r = Body::from_stream(got.into_stream()).into_response();
+    Ok(ndjson(Body::from_stream(got.into_stream())))
+}
+
+fn ndjson(body: Body) -> Response {
+    let mut r = body.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/fhir+ndjson"),
     );
-    Ok(r)
+    r
 }
