@@ -279,6 +279,72 @@ async fn conditional_update_patch_and_delete_entries() {
     assert_eq!(s.get(&format!("Patient/{did}")).await.status(), 410);
 }
 
+/// R4 3.1.0.11.2 processes a transaction's DELETEs first: an ifNoneExist or a conditional
+/// reference is judged after them, so neither can land on a resource the transaction deletes.
+#[tokio::test]
+async fn deletes_come_before_conditional_creates_and_references() {
+    let s = start().await;
+    let old = s.create(&patient("k")).await;
+    let old_id = old["id"].as_str().unwrap();
+    let mut replacement = patient("k");
+    replacement["active"] = json!(true);
+    let mut create = post("urn:uuid:new", replacement);
+    create["request"]["ifNoneExist"] = json!("identifier=urn:mrn|k");
+    let b = bundle(
+        "transaction",
+        vec![
+            request("DELETE", "Patient?identifier=urn:mrn|k"),
+            create,
+            post("urn:uuid:o", observation("urn:uuid:new")),
+        ],
+    );
+    let out = json(send(&s, &b).await).await;
+    assert_eq!(
+        statuses(&out),
+        ["204 No Content", "201 Created", "201 Created"]
+    );
+    let new_id = out["entry"][1]["resource"]["id"].as_str().unwrap();
+    assert_ne!(new_id, old_id);
+    assert_eq!(out["entry"][1]["resource"]["active"], true);
+    assert_eq!(
+        out["entry"][2]["resource"]["subject"]["reference"],
+        format!("Patient/{new_id}")
+    );
+    assert_eq!(s.get(&format!("Patient/{old_id}")).await.status(), 410);
+    assert_eq!(s.get(&format!("Patient/{new_id}")).await.status(), 200);
+    assert_eq!(total(&s, "Patient?identifier=urn:mrn|k").await, 1);
+
+    // A conditional reference whose only match the transaction deletes matches nothing; the
+    // whole transaction, the delete too, is undone.
+    let doomed = s.create(&patient("k2")).await;
+    let did = doomed["id"].as_str().unwrap();
+    let b = bundle(
+        "transaction",
+        vec![
+            request("DELETE", &format!("Patient/{did}")),
+            post("urn:uuid:o2", observation("Patient?identifier=urn:mrn|k2")),
+        ],
+    );
+    let oo = outcome(send(&s, &b).await, 412).await;
+    assert!(oo.to_string().contains("matches no Patient"), "{oo}");
+    assert_eq!(s.get(&format!("Patient/{did}")).await.status(), 200);
+
+    // Deleting one resource twice is still two entries writing it.
+    let b = bundle(
+        "transaction",
+        vec![
+            request("DELETE", &format!("Patient/{did}")),
+            request("DELETE", &format!("Patient/{did}")),
+        ],
+    );
+    let oo = outcome(send(&s, &b).await, 400).await;
+    assert!(
+        oo.to_string().contains("written by more than one entry"),
+        "{oo}"
+    );
+    assert_eq!(s.get(&format!("Patient/{did}")).await.status(), 200);
+}
+
 fn base64_of(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)

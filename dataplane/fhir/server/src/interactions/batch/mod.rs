@@ -3,8 +3,9 @@
 //! Each entry runs through the same interaction code as the request it stands for
 //! (`*_in` functions that take a database transaction), after the data action and SMART scopes
 //! of that request are checked for the caller. A transaction runs in one database transaction:
-//! fullUrls get their ids first (a conditional create or update resolved then), references to
-//! them are rewritten, and the entries run in the order DELETE, POST, PUT/PATCH, GET. The first
+//! its DELETEs run first, then fullUrls get their ids (a conditional create or update resolved
+//! then, so as to see the deletes), references to them are rewritten (conditional references
+//! resolved, likewise), and the other entries run in the order POST, PUT/PATCH, GET. The first
 //! failure rolls everything back and is the answer. A batch runs each entry in a transaction of
 //! its own and answers every entry with its own status.
 
@@ -152,13 +153,43 @@ impl Context<'_> {
             .collect::<Result<_, _>>()?;
         let mut conn = self.s.store.connection().await?;
         let tx = conn.transaction().await?;
+        let mut responses: Vec<Option<Response>> = (0..entries.len()).map(|_| None).collect();
+        let mut written: HashSet<(String, String)> = HashSet::new();
 
-        // 1. Every written resource gets its identity, before any reference is rewritten.
+        // 1. The deletes, first of all (R4 3.1.0.11.2): what an ifNoneExist, a conditional
+        // update or a conditional reference matches is judged with them done, so none of
+        // them can land on a resource the transaction deletes.
+        for (e, access) in entries.iter().zip(&access) {
+            if e.method != Method::DELETE {
+                continue;
+            }
+            if let Target::Instance { rt, id, .. } = &e.target
+                && !written.insert((rt.clone(), id.clone()))
+            {
+                return Err(failed(
+                    &Label::of(e),
+                    FhirError::bad_request(format!(
+                        "{rt}/{id} is written by more than one entry of the transaction"
+                    )),
+                ));
+            }
+            let label = Label::of(e);
+            let response = self
+                .run(&tx, e.clone(), access, None)
+                .await
+                .map_err(|err| failed(&label, err))?;
+            responses[e.index] = Some(response);
+        }
+
+        // 2. Every other written resource gets its identity, before any reference is
+        // rewritten.
         let mut ids = Identities::default();
         let mut assigned: HashMap<usize, String> = HashMap::new();
         let mut matched: HashMap<usize, Response> = HashMap::new();
-        let mut written: HashSet<(String, String)> = HashSet::new();
         for (e, access) in entries.iter_mut().zip(&access) {
+            if e.method == Method::DELETE {
+                continue;
+            }
             let identity = self
                 .identify(&tx, e, access, &mut matched)
                 .await
@@ -183,18 +214,20 @@ impl Context<'_> {
             }
         }
 
-        // 2. References to fullUrls, and conditional references, now name stored resources.
+        // 3. References to fullUrls, and conditional references, now name stored resources.
         for (e, access) in entries.iter_mut().zip(&access) {
             self.rewrite_references(&tx, std::slice::from_mut(e), &ids, access)
                 .await
                 .map_err(|err| failed(&Label::of(e), err))?;
         }
 
-        // 3. The entries, in the order R4 sets, each with the same checks as on its own.
+        // 4. The other entries, in the order R4 sets, each with the same checks as on its own.
         let mut order: Vec<usize> = (0..entries.len()).collect();
         order.sort_by_key(|&i| (entries[i].phase(), i));
-        let mut slots: Vec<Option<EntryRequest>> = entries.into_iter().map(Some).collect();
-        let mut responses: Vec<Option<Response>> = (0..slots.len()).map(|_| None).collect();
+        let mut slots: Vec<Option<EntryRequest>> = entries
+            .into_iter()
+            .map(|e| (e.method != Method::DELETE).then_some(e))
+            .collect();
         for (i, r) in matched {
             slots[i] = None;
             responses[i] = Some(r);
