@@ -5,12 +5,14 @@
 //! binary and parsed once on first use.
 
 mod defs;
+mod links;
 mod primitives;
 mod validate;
 
 use std::sync::LazyLock;
 
 pub use defs::{Definitions, ElementShape, ValueSet};
+pub use links::LinkKind;
 
 static R4: LazyLock<Definitions> = LazyLock::new(|| {
     Definitions::from_json(include_str!("../data/r4-defs.json"))

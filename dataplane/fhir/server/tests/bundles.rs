@@ -345,6 +345,83 @@ async fn deletes_come_before_conditional_creates_and_references() {
     assert_eq!(s.get(&format!("Patient/{did}")).await.status(), 200);
 }
 
+/// R4 http.html: links to entries are replaced in uri/url/oid/uuid values and in the
+/// narrative's href and src too, not only in references; and bundle.html resolves a
+/// version-specific reference to an entry's fullUrl against it.
+#[tokio::test]
+async fn links_in_uri_values_narrative_and_versioned_references_are_rewritten() {
+    let s = start().await;
+    let binary = json!({"resourceType": "Binary", "contentType": "text/plain",
+        "data": base64_of("hello")});
+    let document = json!({"resourceType": "DocumentReference", "status": "current",
+        "text": {"status": "generated",
+            "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"urn:uuid:bin\">the file</a> urn:uuid:bin</div>"},
+        "identifier": [{"system": "urn:ietf:rfc:3986", "value": "urn:uuid:bin"}],
+        "subject": {"reference": "http://example.org/fhir/Patient/v1/_history/1"},
+        "content": [{"attachment": {"contentType": "text/plain", "url": "urn:uuid:bin"}}]});
+    let b = bundle(
+        "transaction",
+        vec![
+            post("urn:uuid:bin", binary),
+            post(
+                "http://example.org/fhir/Patient/v1",
+                json!({"resourceType": "Patient", "id": "v1"}),
+            ),
+            post("urn:uuid:doc", document),
+        ],
+    );
+    let out = json(send(&s, &b).await).await;
+    assert_eq!(
+        statuses(&out),
+        ["201 Created", "201 Created", "201 Created"],
+        "{out}"
+    );
+    let bid = out["entry"][0]["resource"]["id"].as_str().unwrap();
+    let pid = out["entry"][1]["resource"]["id"].as_str().unwrap();
+    let did = out["entry"][2]["resource"]["id"].as_str().unwrap();
+    let stored = json(s.get(&format!("DocumentReference/{did}")).await).await;
+    assert_eq!(
+        stored["content"][0]["attachment"]["url"],
+        format!("Binary/{bid}")
+    );
+    assert_eq!(
+        stored["subject"]["reference"],
+        format!("Patient/{pid}/_history/1")
+    );
+    let div = stored["text"]["div"].as_str().unwrap();
+    assert!(div.contains(&format!("<a href=\"Binary/{bid}\">")), "{div}");
+    assert!(
+        div.contains("</a> urn:uuid:bin"),
+        "text is not a link: {div}"
+    );
+    assert_eq!(
+        stored["identifier"][0]["value"], "urn:uuid:bin",
+        "a string is not a link"
+    );
+
+    // An update's new version is not known before it is written: say so, write nothing.
+    let mut existing = s.create(&patient("ver")).await;
+    let eid = existing["id"].as_str().unwrap().to_owned();
+    existing.as_object_mut().unwrap().remove("meta");
+    let b = bundle(
+        "transaction",
+        vec![
+            json!({"fullUrl": "http://example.org/fhir/Patient/up", "resource": existing,
+                "request": {"method": "PUT", "url": format!("Patient/{eid}")}}),
+            post(
+                "urn:uuid:o",
+                observation("http://example.org/fhir/Patient/up/_history/2"),
+            ),
+        ],
+    );
+    let oo = outcome(send(&s, &b).await, 400).await;
+    assert!(oo.to_string().contains("without /_history/"), "{oo}");
+    assert_eq!(
+        json(s.get(&format!("Patient/{eid}")).await).await["meta"]["versionId"],
+        "1"
+    );
+}
+
 fn base64_of(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)

@@ -25,7 +25,7 @@ use hds_fhir_store::{self as store, Transaction};
 use serde_json::{Value, json};
 
 use self::entry::{BundleKind, EntryRequest, Target};
-use self::references::{Identities, conditional_reference, for_each_reference};
+use self::references::{EntryVersion, Identities, conditional_reference, for_each_reference};
 use super::conditional::criteria;
 use super::instance::{
     PatchDocument, delete_in, parse_patch, patch_in, read_in, update_in, vread_in,
@@ -194,9 +194,17 @@ impl Context<'_> {
                 .identify(&tx, e, access, &mut matched)
                 .await
                 .map_err(|err| failed(&Label::of(e), err))?;
-            if let Some((rt, id)) = identity {
+            if let Some((rt, id, version_written)) = identity {
                 if let Some(full_url) = &e.full_url {
-                    ids.insert(full_url, &rt, &id)
+                    let declared = e
+                        .resource
+                        .as_ref()
+                        .and_then(|r| r["meta"]["versionId"].as_str().map(str::to_owned));
+                    let version = EntryVersion {
+                        written: version_written,
+                        declared,
+                    };
+                    ids.insert(full_url, &rt, &id, version)
                         .map_err(|why| failed(&Label::of(e), FhirError::bad_request(why)))?;
                 }
                 let rewrites = e.method != Method::POST || !matched.contains_key(&e.index);
@@ -386,20 +394,25 @@ impl Context<'_> {
         NewResource::prepare(self.s, access, rt, id, resource, None)
     }
 
-    /// The resource an entry will write, as (type, id): a create's new id (or the one resource
-    /// its ifNoneExist matches, whose response is then settled), a conditional update's match.
+    /// The resource an entry will write, as (type, id, version written when known now): a
+    /// create's new id (or the one resource its ifNoneExist matches, whose response is then
+    /// settled), a conditional update's match.
     async fn identify(
         &self,
         tx: &Transaction<'_>,
         e: &mut EntryRequest,
         access: &Access,
         matched: &mut HashMap<usize, Response>,
-    ) -> Result<Option<(String, String)>, FhirError> {
+    ) -> Result<Option<(String, String, Option<String>)>, FhirError> {
+        // A create writes version 1 (a create-only PUT too).
+        let created = Some("1".to_owned());
+        let create_only_put = e.is_create_only_put();
         let reg = self.s.registry();
         Ok(match (&e.method, &mut e.target) {
             (&Method::POST, Target::Type { rt, .. }) => {
                 let rt = rt.clone();
                 let mut id = hds_fhir_store::new_id();
+                let mut version = created;
                 if let Some(raw) = e.if_none_exist.take() {
                     access.grants(&reg, &rt, Interaction::Create)?;
                     let (mut query, key) = criteria(&reg, &rt, &raw)?;
@@ -408,6 +421,7 @@ impl Context<'_> {
                     // matching can appear before this create commits.
                     if let Some(v) = existing_match(tx, &rt, &query, &key).await? {
                         id = v.id.clone();
+                        version = Some(v.version_id.to_string());
                         let r = version_response(
                             StatusCode::OK,
                             &v,
@@ -419,7 +433,7 @@ impl Context<'_> {
                         matched.insert(e.index, r);
                     }
                 }
-                Some((rt, id))
+                Some((rt, id, version))
             }
             (&Method::PUT, Target::Type { rt, query }) => {
                 let resource = e.resource.as_mut().expect("checked when parsed");
@@ -431,18 +445,20 @@ impl Context<'_> {
                     id: id.clone(),
                     query: Vec::new(),
                 };
-                Some((rt, id))
+                Some((rt, id, None))
             }
             (&Method::PUT | &Method::PATCH | &Method::DELETE, Target::Instance { rt, id, .. }) => {
-                Some((rt.clone(), id.clone()))
+                let version = if create_only_put { created } else { None };
+                Some((rt.clone(), id.clone(), version))
             }
             _ => None,
         })
     }
 
-    /// Rewrites the references of `entries` that name a fullUrl in `ids`, and resolves
-    /// conditional references to their one match. A `urn:uuid:` that names no entry, or a
-    /// conditional reference with no match or several, is an error.
+    /// Rewrites the references of `entries` that name a fullUrl in `ids` (a version-specific
+    /// one to the version the entry writes), and the links to them in uri-typed values and
+    /// the narrative; resolves conditional references to their one match. A `urn:uuid:` that
+    /// names no entry, or a conditional reference with no match or several, is an error.
     async fn rewrite_references(
         &self,
         tx: &Transaction<'_>,
@@ -456,9 +472,16 @@ impl Context<'_> {
             let Some(r) = e.resource.as_mut() else {
                 continue;
             };
+            if !ids.is_empty() {
+                hds_fhir_model::r4().for_each_link(r, &mut |kind, s| ids.rewrite_link(kind, s));
+            }
             for_each_reference(r, &mut |s| {
                 if let Some(local) = ids.get(s) {
                     *s = local.to_owned();
+                } else if let Some(versioned) =
+                    ids.get_version(s).map_err(FhirError::bad_request)?
+                {
+                    *s = versioned;
                 } else if s.starts_with("urn:uuid:") {
                     return Err(FhirError::bad_request(format!(
                         "the reference '{s}' names no entry's fullUrl in this Bundle{}",

@@ -1,10 +1,12 @@
 //! References between the entries of a transaction: each entry's fullUrl stands for the
 //! resource it writes, and a reference to that fullUrl (a `urn:uuid:`, or the URL a client gave
 //! a resource it creates) is rewritten to the `Type/id` the server chose. A conditional
-//! reference (`Patient?identifier=...`) is resolved to its one match.
+//! reference (`Patient?identifier=...`) is resolved to its one match. Links to fullUrls in
+//! values of type uri, url, oid and uuid and in the narrative are rewritten too.
 
 use std::collections::HashMap;
 
+use hds_fhir_model::LinkKind;
 use serde_json::Value;
 
 use crate::error::FhirError;
@@ -13,13 +15,30 @@ use crate::error::FhirError;
 #[derive(Default)]
 pub struct Identities {
     map: HashMap<String, String>,
+    /// `Type/id` → the entry's version: the one it will have once written (when known before
+    /// it is: a create's is 1), and the one the client gave it in meta.versionId.
+    versions: HashMap<String, EntryVersion>,
+}
+
+/// See [`Identities::versions`].
+#[derive(Default, Clone)]
+pub struct EntryVersion {
+    pub written: Option<String>,
+    pub declared: Option<String>,
 }
 
 impl Identities {
     /// Records that `full_url` stands for `rt/id`. A fullUrl given to two entries is an error:
     /// references to it would be ambiguous.
-    pub fn insert(&mut self, full_url: &str, rt: &str, id: &str) -> Result<(), String> {
+    pub fn insert(
+        &mut self,
+        full_url: &str,
+        rt: &str,
+        id: &str,
+        version: EntryVersion,
+    ) -> Result<(), String> {
         let local = format!("{rt}/{id}");
+        self.versions.insert(local.clone(), version);
         if self.map.insert(full_url.to_owned(), local).is_some() {
             return Err(format!(
                 "the fullUrl '{full_url}' is given to more than one entry"
@@ -43,6 +62,107 @@ impl Identities {
     pub fn get(&self, reference: &str) -> Option<&str> {
         self.map.get(reference).map(String::as_str)
     }
+
+    /// A version-specific reference to an entry (`[fullUrl]/_history/[vid]`) as the version
+    /// that entry writes (R4 bundle.html, "Resolving references in Bundles": the version is
+    /// removed before matching the fullUrl, then matched against meta.versionId). None when
+    /// it names no entry; an error when it names one whose version cannot be that.
+    pub fn get_version(&self, reference: &str) -> Result<Option<String>, String> {
+        let Some((url, vid)) = reference.rsplit_once("/_history/") else {
+            return Ok(None);
+        };
+        // A URN has no path to put a version in: `urn:uuid:x/_history/1` is no reference.
+        if url.starts_with("urn:") || vid.is_empty() || vid.contains('/') {
+            return Ok(None);
+        }
+        let Some(local) = self.get(url) else {
+            return Ok(None);
+        };
+        let version = self.versions.get(local).cloned().unwrap_or_default();
+        if let Some(declared) = version.declared.filter(|d| d != vid) {
+            return Err(format!(
+                "the reference '{reference}' names version {vid} of an entry whose meta.versionId is {declared}"
+            ));
+        }
+        match version.written {
+            Some(written) => Ok(Some(format!("{local}/_history/{written}"))),
+            None => Err(format!(
+                "the reference '{reference}' names a version of an entry that updates a resource, whose new version is known only once it is written: refer to it without /_history/"
+            )),
+        }
+    }
+
+    /// Rewrites a link to a fullUrl found in a uri-typed value or in the narrative.
+    pub fn rewrite_link(&self, kind: LinkKind, value: &mut String) {
+        match kind {
+            LinkKind::Uri => {
+                if let Some(local) = self.get(value) {
+                    *value = local.to_owned();
+                }
+            }
+            LinkKind::Xhtml => {
+                if let Some(rewritten) = rewrite_xhtml_links(value, |url| self.get(url)) {
+                    *value = rewritten;
+                }
+            }
+        }
+    }
+}
+
+/// The XHTML with the `href` and `src` attribute values `lookup` knows replaced, or None when
+/// there are none.
+fn rewrite_xhtml_links<'a>(
+    xhtml: &str,
+    lookup: impl Fn(&str) -> Option<&'a str>,
+) -> Option<String> {
+    let mut out = String::with_capacity(xhtml.len());
+    let mut rest = xhtml;
+    let mut changed = false;
+    while let Some(at) = rest.find(['h', 's']) {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let attribute = ["href=", "src="].into_iter().find(|a| {
+            from.starts_with(a)
+                && out
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_ascii_whitespace())
+        });
+        let Some(attribute) = attribute else {
+            out.push_str(&from[..1]);
+            rest = &from[1..];
+            continue;
+        };
+        let value_at = attribute.len();
+        let quote = from[value_at..]
+            .chars()
+            .next()
+            .filter(|q| *q == '"' || *q == '\'');
+        let Some(quote) = quote else {
+            out.push_str(attribute);
+            rest = &from[value_at..];
+            continue;
+        };
+        let value = &from[value_at + 1..];
+        let Some(end) = value.find(quote) else {
+            out.push_str(from);
+            rest = "";
+            break;
+        };
+        out.push_str(attribute);
+        out.push(quote);
+        match lookup(&value[..end]) {
+            Some(local) => {
+                out.push_str(local);
+                changed = true;
+            }
+            None => out.push_str(&value[..end]),
+        }
+        out.push(quote);
+        rest = &value[end + 1..];
+    }
+    out.push_str(rest);
+    changed.then_some(out)
 }
 
 /// `Type/id` at the end of an absolute URL.
@@ -93,12 +213,70 @@ mod tests {
     #[test]
     fn full_urls_map_to_what_the_server_assigned() {
         let mut ids = Identities::default();
-        ids.insert("urn:uuid:a", "Patient", "p1").unwrap();
-        ids.insert("http://other/fhir/Practitioner/x", "Practitioner", "d1")
-            .unwrap();
+        let v = EntryVersion::default;
+        ids.insert("urn:uuid:a", "Patient", "p1", v()).unwrap();
+        ids.insert(
+            "http://other/fhir/Practitioner/x",
+            "Practitioner",
+            "d1",
+            v(),
+        )
+        .unwrap();
         assert_eq!(ids.get("urn:uuid:a"), Some("Patient/p1"));
         assert_eq!(ids.get("Practitioner/x"), Some("Practitioner/d1"));
-        assert!(ids.insert("urn:uuid:a", "Patient", "p2").is_err());
+        assert!(ids.insert("urn:uuid:a", "Patient", "p2", v()).is_err());
+    }
+
+    #[test]
+    fn version_specific_references_name_the_version_written() {
+        let mut ids = Identities::default();
+        let created = EntryVersion {
+            written: Some("1".into()),
+            declared: None,
+        };
+        ids.insert("http://x/fhir/Patient/a", "Patient", "p1", created)
+            .unwrap();
+        let updated = EntryVersion {
+            written: None,
+            declared: Some("4".into()),
+        };
+        ids.insert("http://x/fhir/Patient/b", "Patient", "p2", updated)
+            .unwrap();
+        ids.insert("urn:uuid:c", "Patient", "p3", EntryVersion::default())
+            .unwrap();
+        let got = |r: &str| ids.get_version(r);
+        assert_eq!(
+            got("http://x/fhir/Patient/a/_history/1"),
+            Ok(Some("Patient/p1/_history/1".into()))
+        );
+        assert_eq!(
+            got("Patient/a/_history/7"),
+            Ok(Some("Patient/p1/_history/1".into()))
+        );
+        assert!(got("http://x/fhir/Patient/b/_history/3").is_err());
+        assert!(got("http://x/fhir/Patient/b/_history/4").is_err());
+        assert_eq!(got("urn:uuid:c/_history/1"), Ok(None));
+        assert_eq!(got("http://x/fhir/Patient/z/_history/1"), Ok(None));
+        assert_eq!(got("Patient/a"), Ok(None));
+    }
+
+    #[test]
+    fn narrative_links_are_rewritten() {
+        let map: HashMap<&str, &str> = [
+            ("urn:uuid:b", "Binary/1"),
+            ("http://x/Patient/p", "Patient/2"),
+        ]
+        .into();
+        let xhtml = r#"<div xmlns="http://www.w3.org/1999/xhtml"><a href="urn:uuid:b">see urn:uuid:b</a><img src='http://x/Patient/p'/><a href="urn:uuid:other">s</a><p class="href=">h</p></div>"#;
+        let got = rewrite_xhtml_links(xhtml, |u| map.get(u).copied()).unwrap();
+        assert_eq!(
+            got,
+            r#"<div xmlns="http://www.w3.org/1999/xhtml"><a href="Binary/1">see urn:uuid:b</a><img src='Patient/2'/><a href="urn:uuid:other">s</a><p class="href=">h</p></div>"#
+        );
+        assert_eq!(
+            rewrite_xhtml_links("<div>no links</div>", |u| map.get(u).copied()),
+            None
+        );
     }
 
     #[test]
