@@ -93,3 +93,44 @@ def test_an_export_resumes_after_its_server_is_killed(tmp_path):
         assert [p.name for p in (tmp_path / "exports").rglob("*#*")] == []
     finally:
         svc.close()
+
+
+def test_a_patient_list_export_survives_a_restart_and_downloads_as_ndjson(tmp_path):
+    """The IG's `patient` parameter (POST only): only that Patient's compartment is exported,
+    also when the server dies right after the kick-off and the job resumes from its record;
+    the files download with the IG's default Accept, application/fhir+ndjson."""
+    svc = SoloFhir(tmp_path, export_options="maxFileBytes: 1500, ")
+    svc.start()
+    try:
+        wanted = load(svc.base, 200)
+        others = load(svc.base, 200)
+        patient = next(i for i in wanted if i.startswith("Patient/"))
+        r = requests.post(
+            f"{svc.base}/Patient/$export",
+            json={"resourceType": "Parameters", "parameter": [
+                {"name": "patient", "valueReference": {"reference": patient}}]},
+            headers={"Prefer": "respond-async", "Content-Type": FHIR_JSON},
+        )
+        assert r.status_code == 202, r.text
+        status = r.headers["Content-Location"]
+        svc.kill()
+        svc.start()
+        manifest = wait_done(status)
+        assert manifest["error"] == []
+        got = []
+        for f in manifest["output"]:
+            r = requests.get(f["url"], headers={"Accept": "application/fhir+ndjson"})
+            assert r.status_code == 200, r.text
+            assert r.headers["Content-Type"] == "application/fhir+ndjson"
+            got += [f"{f['type']}/{json.loads(line)['id']}" for line in r.text.splitlines()]
+        assert len(got) == len(set(got)), "a resource was exported twice"
+        assert set(got) == wanted
+        assert not set(got) & others
+
+        # Not in the URL, and not left unreported when unsupported.
+        r = requests.get(f"{svc.base}/Patient/$export?patient={patient}", headers={"Prefer": "respond-async"})
+        assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
+        r = requests.get(f"{svc.base}/$export?_elements=id", headers={"Prefer": "respond-async"})
+        assert r.status_code == 400 and r.json()["issue"][0]["code"] == "not-supported"
+    finally:
+        svc.close()
