@@ -271,6 +271,17 @@ async fn bad_kick_offs_get_clear_outcomes() {
             400,
         ),
         ("Patient/$export?_type=Practitioner", 400),
+        (
+            "$export?_typeFilter=Observation%3F_include%3DObservation:subject",
+            400,
+        ),
+        (
+            "$export?_typeFilter=Observation%3Fstatus%3Dfinal%26_sort%3Ddate",
+            400,
+        ),
+        ("$export?_typeFilter=Observation%3F_count%3D1", 400),
+        ("$export?_typeFilter=Observation%3F_summary%3Dcount", 400),
+        ("$export?_typeFilter=Observation%3F_elements%3Did", 400),
         ("Practitioner/$export", 404),
         ("Group/nope/$export", 404),
     ] {

@@ -425,6 +425,17 @@ fn type_filters(
         if let Some((name, why)) = q.unknown.first() {
             return Err(bad(format!("'{name}' cannot be applied ({why})")));
         }
+        // They shape a search's page, which an export has none of: accepted, they would be
+        // silently ignored.
+        if q.count.is_some() || q.result != hds_fhir_search::ResultParams::default() {
+            return Err(FhirError::new(
+                StatusCode::BAD_REQUEST,
+                "not-supported",
+                format!(
+                    "_typeFilter '{item}': result parameters (_include, _revinclude, _sort, _count, _summary, _elements, _total) do not apply to an export"
+                ),
+            ));
+        }
         out.entry(rt.to_owned()).or_default().push(query.to_owned());
     }
     Ok(out)
