@@ -86,6 +86,9 @@ impl Identities {
         }
         match version.written {
             Some(written) => Ok(Some(format!("{local}/_history/{written}"))),
+            // An update under the fullUrl's own id: the reference names a version of a
+            // resource that keeps its URL, so it stands as the client wrote it.
+            None if relative_part(url).as_deref() == Some(local) => Ok(None),
             None => Err(format!(
                 "the reference '{reference}' names a version of an entry that updates a resource, whose new version is known only once it is written: refer to it without /_history/"
             )),
@@ -244,6 +247,13 @@ mod tests {
             .unwrap();
         ids.insert("urn:uuid:c", "Patient", "p3", EntryVersion::default())
             .unwrap();
+        ids.insert(
+            "http://x/fhir/Patient/same",
+            "Patient",
+            "same",
+            EntryVersion::default(),
+        )
+        .unwrap();
         let got = |r: &str| ids.get_version(r);
         assert_eq!(
             got("http://x/fhir/Patient/a/_history/1"),
@@ -256,6 +266,7 @@ mod tests {
         assert!(got("http://x/fhir/Patient/b/_history/3").is_err());
         assert!(got("http://x/fhir/Patient/b/_history/4").is_err());
         assert_eq!(got("urn:uuid:c/_history/1"), Ok(None));
+        assert_eq!(got("http://x/fhir/Patient/same/_history/3"), Ok(None));
         assert_eq!(got("http://x/fhir/Patient/z/_history/1"), Ok(None));
         assert_eq!(got("Patient/a"), Ok(None));
     }
