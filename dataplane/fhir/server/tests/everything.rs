@@ -164,15 +164,7 @@ async fn care_dates_post_and_count_zero() {
     .await;
 
     // `_count=0`: no entries and no next page.
-    let b: Value = s
-        .http
-        .get(s.url(&format!("Patient/{pid}/$everything?_count=0")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let b = json(s.get(&format!("Patient/{pid}/$everything?_count=0")).await).await;
     assert!(b.get("entry").is_none(), "{b}");
     assert!(
         !b["link"]
