@@ -46,10 +46,6 @@ impl Definitions {
             let Some(&(e, form)) = complex.keys.get(key.as_str()) else {
                 continue;
             };
-            let items: Vec<&mut Value> = match val {
-                Value::Array(items) => items.iter_mut().collect(),
-                v => vec![v],
-            };
             match complex.elements[e].forms[form].ty {
                 TypeRef::Primitive(p) => {
                     let kind = match self.primitives[p].kind {
@@ -60,26 +56,29 @@ impl Definitions {
                         PrimitiveKind::Xhtml => LinkKind::Xhtml,
                         _ => continue,
                     };
-                    for item in items {
+                    each_item(val, |item| {
                         if let Value::String(s) = item {
                             f(kind, s);
                         }
-                    }
+                    });
                 }
-                TypeRef::Complex(c) => {
-                    for item in items {
-                        if let Value::Object(o) = item {
-                            self.links_in(o, c, f);
-                        }
+                TypeRef::Complex(c) => each_item(val, |item| {
+                    if let Value::Object(o) = item {
+                        self.links_in(o, c, f);
                     }
-                }
-                TypeRef::Resource => {
-                    for item in items {
-                        self.for_each_link(item, f);
-                    }
-                }
+                }),
+                TypeRef::Resource => each_item(val, |item| self.for_each_link(item, f)),
             }
         }
+    }
+}
+
+/// Each value of an element: the items of an array, or the value itself. (This walk runs on
+/// every resource of a transaction, so it allocates nothing.)
+fn each_item(val: &mut Value, mut g: impl FnMut(&mut Value)) {
+    match val {
+        Value::Array(items) => items.iter_mut().for_each(g),
+        v => g(v),
     }
 }
 

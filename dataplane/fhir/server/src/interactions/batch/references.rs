@@ -118,6 +118,10 @@ fn rewrite_xhtml_links<'a>(
     xhtml: &str,
     lookup: impl Fn(&str) -> Option<&'a str>,
 ) -> Option<String> {
+    // Most narratives link nowhere: they are not copied to find that out.
+    if !xhtml.contains("href=") && !xhtml.contains("src=") {
+        return None;
+    }
     let mut out = String::with_capacity(xhtml.len());
     let mut rest = xhtml;
     let mut changed = false;
