@@ -234,7 +234,7 @@ async fn no_nul_in_path(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if req.uri().path().to_ascii_lowercase().contains("%00") {
+    if req.uri().path().contains("%00") {
         return DicomError::BadRequest("the path contains a NUL character (%00)".into())
             .into_response();
     }
