@@ -163,6 +163,28 @@ pub(crate) fn partition_of(
     }
 }
 
+/// A UID in the path that is no UID (PS3.5 9.1: digits and dots, at most 64 characters) names
+/// nothing that can be stored: a 400, as Azure answers, rather than a 404 that reads as "not
+/// here yet".
+pub(crate) fn check_path_uids(
+    p: &std::collections::HashMap<String, String>,
+) -> Result<(), DicomError> {
+    for (key, name) in [
+        ("study", "StudyInstanceUID"),
+        ("series", "SeriesInstanceUID"),
+        ("instance", "SOPInstanceUID"),
+    ] {
+        if let Some(u) = p.get(key)
+            && !hds_dicom_index::qido::is_uid(u)
+        {
+            return Err(DicomError::BadRequest(format!(
+                "the {name} in the path, '{u}', is not a UID (digits and dots, at most 64 characters)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The service's routes, at the root and under Azure's version prefixes (`/v1`, `/v2`), and
 /// under `/partitions/{partition}` too when data partitions are on.
 pub fn router(state: AppState) -> Router {

@@ -63,20 +63,7 @@ async fn search(
     let q = QidoQuery::parse_with(level, &params, &extended)
         .map_err(|e| DicomError::BadRequest(e.to_string()))?;
     let partition = crate::partition_of(&p)?;
-    // A path segment that is no UID names nothing; Azure refuses it, and one with a NUL would
-    // reach PostgreSQL, which cannot hold it.
-    for (key, name) in [
-        ("study", "StudyInstanceUID"),
-        ("series", "SeriesInstanceUID"),
-    ] {
-        if let Some(u) = p.get(key)
-            && !hds_dicom_index::qido::is_uid(u)
-        {
-            return Err(DicomError::BadRequest(format!(
-                "the {name} in the path is not a UID (digits and dots, at most 64 characters)"
-            )));
-        }
-    }
+    crate::check_path_uids(&p)?;
     let scope = Scope {
         partition,
         study: p.get("study").map(String::as_str),

@@ -79,6 +79,7 @@ async fn store(
     replace: bool,
 ) -> Result<Response, DicomError> {
     let partition = crate::partition_of(&p)?.to_owned();
+    crate::check_path_uids(&p)?;
     let study = p.get("study").cloned();
     let limit = s.config.limits.max_stow_bytes;
     let content_length = headers

@@ -16,6 +16,7 @@ use crate::media::{self, DicomRetrieve};
 use crate::{AppState, DicomError};
 
 fn target(p: &HashMap<String, String>) -> Result<Target<'_>, DicomError> {
+    crate::check_path_uids(p)?;
     Ok(Target {
         partition: crate::partition_of(p)?,
         study: p.get("study").map_or("", String::as_str),

@@ -101,14 +101,33 @@ async fn nul_padding_is_ignored_and_a_nul_inside_a_value_is_refused() {
         assert_eq!(st, 400, "{q}: {body}");
         assert!(body.contains("NUL"), "{q}: {body}");
     }
+    // A path UID that is no UID is a 400 (Azure's), for QIDO, WADO, DELETE and STOW alike.
     for q in [
         "studies/not-a-uid/instances",
         "studies/1.2/series/x/instances",
+        "studies/abc/metadata",
+        "studies/1.2/series/1.3/instances/1.2.abc",
+        "v2/studies/1.2/series/1.3/instances/1.4x/metadata",
     ] {
         let (st, body) = text(&s, q).await;
         assert_eq!(st, 400, "{q}: {body}");
         assert!(body.contains("not a UID"), "{q}: {body}");
     }
+    let long = "1".repeat(65);
+    let r = s
+        .http
+        .delete(s.url(&format!("studies/{long}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (st, answer) = stow(
+        &s,
+        "studies/abc",
+        &[("application/dicom", &nul_padded_patient_id())],
+    )
+    .await;
+    assert_eq!(st, 400, "{answer}");
     // A NUL in any path, QIDO's or WADO's.
     for q in [
         "studies/1.2%00/series",
