@@ -463,6 +463,35 @@ async fn a_batch_answers_each_entry_on_its_own() {
 }
 
 #[tokio::test]
+async fn batch_reads_honour_if_modified_since_as_an_instant() {
+    let s = start().await;
+    let p = s.create(&patient("ims")).await;
+    let id = p["id"].as_str().unwrap();
+    let updated =
+        chrono::DateTime::parse_from_rfc3339(p["meta"]["lastUpdated"].as_str().unwrap()).unwrap();
+    let read = |since: String| json!({"request": {"method": "GET", "url": format!("Patient/{id}"), "ifModifiedSince": since}});
+    let later = (updated + chrono::Duration::seconds(2)).to_rfc3339();
+    let earlier = (updated - chrono::Duration::seconds(2)).to_rfc3339();
+    let out = json(
+        send(
+            &s,
+            &bundle(
+                "batch",
+                vec![read(later), read(earlier), read("soon".into())],
+            ),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        statuses(&out),
+        ["304 Not Modified", "200 OK", "400 Bad Request"],
+        "{out}"
+    );
+    assert!(out["entry"][1]["resource"]["id"] == id, "{out}");
+}
+
+#[tokio::test]
 async fn bad_bundles_get_clear_outcomes() {
     let mut cfg = config();
     cfg.limits.transaction_entry_limit = 3;

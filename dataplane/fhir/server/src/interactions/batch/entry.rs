@@ -233,7 +233,20 @@ fn parse_entry(index: usize, entry: Value, base: &str) -> Result<EntryRequest, F
     };
     put(header::IF_MATCH, text("ifMatch"))?;
     put(header::IF_NONE_MATCH, text("ifNoneMatch"))?;
-    put(header::IF_MODIFIED_SINCE, text("ifModifiedSince"))?;
+    // An instant in the Bundle (R4 Bundle.entry.request.ifModifiedSince), an HTTP-date in the
+    // header it stands for.
+    let since = text("ifModifiedSince")
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(&v)
+                .map(|t| httpdate::fmt_http_date(t.into()))
+                .map_err(|_| {
+                    FhirError::bad_request(format!(
+                        "request.ifModifiedSince '{v}' is not a FHIR instant (such as 2024-01-31T12:00:00Z)"
+                    ))
+                })
+        })
+        .transpose()?;
+    put(header::IF_MODIFIED_SINCE, since)?;
     let if_none_exist = text("ifNoneExist");
 
     let needs_resource = |what: &str| -> Result<Value, FhirError> {
