@@ -258,6 +258,8 @@ async fn bad_kick_offs_get_clear_outcomes() {
     for (path, status) in [
         ("$export?_outputFormat=text/csv", 400),
         ("$export?_type=Nonsense", 400),
+        ("$export?_type=", 400),
+        ("$export?_type=%20,", 400),
         ("$export?_since=yesterday", 400),
         ("$export?_typeFilter=Patient%3Fnonsense%3Dtrue", 400),
         ("$export?_typeFilter=Nope%3Factive%3Dtrue", 400),

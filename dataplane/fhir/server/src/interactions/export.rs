@@ -297,6 +297,12 @@ async fn kick_off(
                 }
             }
             "_type" => {
+                // An empty list would export nothing at all, which nobody asks for on purpose.
+                if v.split(',').all(|t| t.trim().is_empty()) {
+                    return Err(FhirError::bad_request(
+                        "_type is empty: name the resource types to export, or leave _type out",
+                    ));
+                }
                 let list = types.get_or_insert_with(Vec::new);
                 for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
                     check_type(t).map_err(|_| {
