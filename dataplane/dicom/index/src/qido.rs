@@ -352,9 +352,12 @@ fn date_range(value: &str) -> Option<(Option<NaiveDate>, Option<NaiveDate>)> {
 
 /// A LIKE pattern from DICOM wildcards, or None when there are none.
 fn like_pattern(value: &str) -> Option<String> {
-    if !value.contains(['*', '?']) {
-        return None;
-    }
+    value.contains(['*', '?']).then(|| to_like(value))
+}
+
+/// `value` as a LIKE pattern: its wildcards as SQL's, LIKE's own characters escaped (so a
+/// value without wildcards matches only itself).
+fn to_like(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     for c in value.chars() {
         match c {
@@ -367,7 +370,7 @@ fn like_pattern(value: &str) -> Option<String> {
             c => out.push(c),
         }
     }
-    Some(out)
+    out
 }
 
 /// What a path names above the query level: `/studies/{study}/series`, ...
@@ -712,10 +715,18 @@ fn condition(sql: &mut Sql, kind: Kind, col: &str, value: &str, fuzzy: bool) -> 
             parts.join(" AND ")
         }
         Kind::Modalities => {
-            let v = sql.bind(uids(value).map(str::to_owned).collect::<Vec<_>>());
+            // A list of modalities, any of which a series of the study has; with `*` or `?`
+            // in one (PS3.4 C.2.2.2.4 allows them on CS), each is a pattern.
+            let wild = uids(value).any(|m| m.contains(['*', '?']));
+            let (op, values): (&str, Vec<String>) = if wild {
+                ("LIKE", uids(value).map(to_like).collect())
+            } else {
+                ("=", uids(value).map(str::to_owned).collect())
+            };
+            let v = sql.bind(values);
             format!(
                 "EXISTS (SELECT 1 FROM dicom_series m WHERE m.partition = t.partition
-                           AND m.study_uid = t.study_uid AND m.modality = ANY({v}))"
+                           AND m.study_uid = t.study_uid AND m.modality {op} ANY({v}))"
             )
         }
     }

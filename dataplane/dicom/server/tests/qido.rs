@@ -197,6 +197,19 @@ async fn higher_levels_computed_attributes_come_with_series_and_instances() {
     let (_, v) = json(&s, &format!("instances?SOPInstanceUID={sop}")).await;
     study_counts(&v);
     assert_eq!(v[0]["00201209"]["Value"], json!([1]), "{v}");
+    // ModalitiesInStudy takes wildcards, as CS values do, and lists.
+    for (q, studies) in [
+        ("studies?ModalitiesInStudy=C*", 1),
+        ("studies?ModalitiesInStudy=?R", 1),
+        ("studies?ModalitiesInStudy=US,C?", 1),
+        ("studies?ModalitiesInStudy=*", 2),
+        ("studies?ModalitiesInStudy=X*", 0),
+        ("studies?ModalitiesInStudy=C_", 0),
+    ] {
+        let (_, v) = json(&s, q).await;
+        let found = v.as_array().map_or(0, Vec::len);
+        assert_eq!(found, studies, "{q}: {v}");
+    }
     let (_, v) = json(&s, "series?ModalitiesInStudy=CT").await;
     assert_eq!(v.as_array().unwrap().len(), 1);
     study_counts(&v);
