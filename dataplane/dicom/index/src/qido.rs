@@ -60,6 +60,10 @@ pub enum QidoError {
         "the query parameter '{0}' is not a DICOM attribute keyword or tag, nor a QIDO-RS parameter"
     )]
     UnknownParameter(String),
+    #[error(
+        "the query parameter '{0}' is given more than once (by keyword or by tag); give each once"
+    )]
+    DuplicateParameter(String),
     #[error("the value '{value}' of {keyword} is not valid: {reason}")]
     InvalidValue {
         keyword: &'static str,
@@ -102,10 +106,25 @@ impl QidoQuery {
             warnings: Vec::new(),
             erroneous: Vec::new(),
         };
+        // Azure refuses a parameter given twice (DuplicateAttribute): two values of one
+        // attribute, or two limits, would otherwise be ANDed or the last taken, unsaid.
+        let mut seen: Vec<String> = Vec::with_capacity(params.len());
         for (name, value) in params {
+            let lower = name.to_ascii_lowercase();
+            let key = match lower.as_str() {
+                "includefield" => None,
+                "limit" | "offset" | "fuzzymatching" => Some(lower.clone()),
+                _ => Some(tag_of(name).unwrap_or_else(|| name.clone())),
+            };
+            if let Some(key) = key {
+                if seen.contains(&key) {
+                    return Err(QidoError::DuplicateParameter(name.clone()));
+                }
+                seen.push(key);
+            }
             // ASP.NET, which Azure's binding is, matches parameter names without regard to
             // case; DICOM keywords are left exact, as PS3.18 spells them.
-            match name.to_ascii_lowercase().as_str() {
+            match lower.as_str() {
                 "limit" => {
                     q.limit = value
                         .parse::<i64>()

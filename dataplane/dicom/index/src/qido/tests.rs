@@ -35,6 +35,30 @@ fn bad_parameters_are_errors_and_unmatchable_ones_warnings() {
         QidoQuery::parse(Level::Study, &p(&[("Bogus", "1")])).unwrap_err(),
         QidoError::UnknownParameter("Bogus".into())
     );
+    // Given twice, by keyword or tag, or as two limits: refused, as Azure's DuplicateAttribute.
+    for twice in [
+        [("PatientID", "A"), ("PatientID", "B")],
+        [("PatientID", "A"), ("00100020", "B")],
+        [("limit", "1"), ("Limit", "2")],
+    ] {
+        assert!(matches!(
+            QidoQuery::parse(Level::Study, &p(&twice)).unwrap_err(),
+            QidoError::DuplicateParameter(_)
+        ));
+    }
+    let q = QidoQuery::parse(
+        Level::Study,
+        &p(&[
+            ("includefield", "StudyDescription"),
+            ("includefield", "00100040"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        q.include,
+        IncludeField::Tags(vec!["00081030".into(), "00100040".into()]),
+        "includefield may come more than once"
+    );
     assert!(matches!(
         QidoQuery::parse(Level::Study, &p(&[("StudyDate", "2004")])).unwrap_err(),
         QidoError::InvalidValue { .. }
