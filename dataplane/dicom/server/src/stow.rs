@@ -80,6 +80,9 @@ async fn store(
 ) -> Result<Response, DicomError> {
     let partition = crate::partition_of(&p)?.to_owned();
     crate::check_path_uids(&p)?;
+    // The answer is DICOM JSON; a client that can take nothing else hears so before it sends
+    // its body (Azure: 406), not after everything is stored.
+    crate::media::wants_json(&headers)?;
     let study = p.get("study").cloned();
     let limit = s.config.limits.max_stow_bytes;
     let content_length = headers

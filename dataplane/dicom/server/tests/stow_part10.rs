@@ -1,5 +1,6 @@
 //! What STOW keeps of a Part 10 file: a file sent without its preamble is stored (and served)
-//! as a PS3.10 file; the failures it reports name the instance whenever it could be read.
+//! as a PS3.10 file; the failures it reports name the instance whenever it could be read; a
+//! request whose answer the client cannot take is refused before anything is stored.
 
 mod common;
 
@@ -67,4 +68,30 @@ async fn failures_name_the_instance_when_the_file_says_which() {
         }
         assert!(items[2].get("00081155").is_none(), "{}", items[2]);
     }
+}
+
+#[tokio::test]
+async fn a_stow_whose_answer_cannot_be_taken_stores_nothing() {
+    let s = start().await;
+    let (ct, body) = multipart(&[("application/dicom", &file("CT_small.dcm"))]);
+    for (accept, status) in [
+        ("application/dicom+xml", 406),
+        ("image/png", 406),
+        ("application/json", 200),
+    ] {
+        let r = s
+            .http
+            .post(s.url("studies"))
+            .header("content-type", &ct)
+            .header("accept", accept)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{accept}");
+    }
+    // The 406s stored nothing: the one instance is there once, from the last request.
+    let (st, found) = json(&s, "instances").await;
+    assert_eq!(st, 200);
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
 }
