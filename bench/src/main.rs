@@ -18,6 +18,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use hds_bench::first_error::{FirstError, excerpt};
 use hds_bench::http1::Connection;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::Serialize;
@@ -80,19 +81,6 @@ struct ClientStats {
 }
 
 /// The first failure, kept so a run that "works" but returns 4xx/5xx says why.
-#[derive(Default)]
-struct FirstError(std::sync::Mutex<Option<serde_json::Value>>);
-
-impl FirstError {
-    fn record(&self, status: Option<u16>, body: String) {
-        let mut slot = self.0.lock().expect("poisoned");
-        if slot.is_none() {
-            let body: String = body.chars().take(500).collect();
-            *slot = Some(json!({ "status": status, "body": body }));
-        }
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.concurrency == 0 || args.threads == 0 {
@@ -208,7 +196,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     }
                     Err((status, body)) => {
                         stats.errors += 1;
-                        first_error.record(status, body);
+                        first_error
+                            .record(|| json!({ "status": status, "body": excerpt(&body, 500) }));
                     }
                 }
             }
@@ -229,7 +218,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // divide by the nominal window (the requests it admitted), not by the wall time.
     let window = args.duration;
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-    let first_error = first_error.0.lock().expect("poisoned").take();
+    let first_error = first_error.take();
     let line = json!({
         "label": args.label,
         "mode": args.mode,

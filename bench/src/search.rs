@@ -23,6 +23,7 @@ use anyhow::{Context, bail};
 use chrono::{Duration as Days, NaiveDate};
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
+use hds_bench::first_error::{FirstError, excerpt};
 use hds_bench::http1::Connection;
 use hds_bench::synth::{
     CONDITIONS, LOINC, PANELS, RARE_PANEL_WEIGHT, SNOMED, mix, patient_id, plan,
@@ -560,19 +561,6 @@ struct ClientStats {
     errors: u64,
 }
 
-#[derive(Default)]
-struct FirstError(std::sync::Mutex<Option<serde_json::Value>>);
-
-impl FirstError {
-    fn record(&self, query: &str, status: Option<u16>, body: String) {
-        let mut slot = self.0.lock().expect("poisoned");
-        if slot.is_none() {
-            let body: String = body.chars().take(1000).collect();
-            *slot = Some(json!({ "query": query, "status": status, "body": body }));
-        }
-    }
-}
-
 async fn run_cell(
     cli: &Cli,
     url: &str,
@@ -615,7 +603,9 @@ async fn run_cell(
             Err((status, body)) => {
                 probe_errors += 1;
                 eprintln!("[query {}] {q} -> {status:?}: {body}", cli.label);
-                first_error.record(q, status, body);
+                first_error.record(
+                    || json!({ "query": q, "status": status, "body": excerpt(&body, 1000) }),
+                );
             }
         }
     }
@@ -654,7 +644,7 @@ async fn run_cell(
                     }
                     Err((status, body)) => {
                         stats.errors += 1;
-                        first_error.record(q, status, body);
+                        first_error.record(|| json!({ "query": q, "status": status, "body": excerpt(&body, 1000) }));
                     }
                 }
             }
@@ -670,7 +660,7 @@ async fn run_cell(
         errors += s.errors;
     }
     let ms = |q: f64| round3(hist.value_at_quantile(q) as f64 / 1000.0);
-    let first_error = first_error.0.lock().expect("poisoned").take();
+    let first_error = first_error.take();
     probe_ms.sort_by(f64::total_cmp);
     Ok(json!({
         "label": cli.label,

@@ -24,14 +24,15 @@
 //! Each STOW worker and each GET client keeps one HTTP/1.1 connection ([`hds_bench::http1`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use hds_bench::first_error::{FirstError, excerpt};
 use hds_bench::http1::Connection;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -106,21 +107,12 @@ struct Args {
 }
 
 /// The first failure, kept so a run that "works" but answers 4xx/5xx says why.
-#[derive(Default)]
-struct FirstError(Mutex<Option<Value>>);
-
-impl FirstError {
-    fn record(&self, what: &str, status: Option<u16>, body: &str) {
-        let mut slot = self.0.lock().expect("poisoned");
-        if slot.is_none() {
-            let body: String = body.chars().take(800).collect();
-            eprintln!("first failure: {what}: status {status:?}: {body}");
-            *slot = Some(json!({ "request": what, "status": status, "body": body }));
-        }
-    }
-
-    fn take(&self) -> Option<Value> {
-        self.0.lock().expect("poisoned").take()
+/// Keeps the run's first failure for the report, and says it at once on stderr.
+fn record_failure(first: &FirstError, what: &str, status: Option<u16>, body: &str) {
+    let body = excerpt(body, 800);
+    let kept = first.record(|| json!({ "request": what, "status": status, "body": &body }));
+    if kept {
+        eprintln!("first failure: {what}: status {status:?}: {body}");
     }
 }
 
@@ -319,7 +311,7 @@ async fn stow(args: &Args) -> anyhow::Result<Value> {
                 stats.failed_instances += (names.len() - stored) as u64;
                 if stored < names.len() {
                     stats.failed_requests += 1;
-                    first_error.record(&what, status, &String::from_utf8_lossy(&text));
+                    record_failure(&first_error, &what, status, &String::from_utf8_lossy(&text));
                 }
             }
             Ok::<_, anyhow::Error>((hist, stats))
@@ -484,7 +476,7 @@ async fn get(args: &Args) -> anyhow::Result<Value> {
                     }
                     Err((status, body)) => {
                         s.errors += 1;
-                        first_error.record(url, status, &body);
+                        record_failure(&first_error, url, status, &body);
                     }
                 }
             }
