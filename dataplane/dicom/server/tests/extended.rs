@@ -25,20 +25,6 @@ async fn add(s: &TestServer, body: Value) -> reqwest::Response {
     send(s, Method::POST, "extendedquerytags", body.to_string()).await
 }
 
-/// Follows an operation until it has completed.
-async fn completed(s: &TestServer, href: &str) -> Value {
-    let mut done = Value::Null;
-    for _ in 0..100 {
-        done = s.http.get(href).send().await.unwrap().json().await.unwrap();
-        if done["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(done["status"], "completed", "{done}");
-    done
-}
-
 async fn patch(s: &TestServer, tag: &str, body: &str) -> reqwest::Response {
     let path = format!("extendedquerytags/{tag}");
     send(s, Method::PATCH, &path, body.to_owned()).await

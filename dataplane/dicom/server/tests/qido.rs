@@ -42,21 +42,7 @@ async fn nul_padding_is_ignored_and_a_nul_inside_a_value_is_refused() {
         .as_str()
         .unwrap()
         .to_owned();
-    for _ in 0..100 {
-        let op: Value = s
-            .http
-            .get(&href)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if op["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    completed(&s, &href).await;
     let (status, answer) = stow(
         &s,
         "studies",

@@ -261,3 +261,17 @@ pub fn variant(ct: &[u8], n: usize) -> Vec<u8> {
     }
     out
 }
+
+/// The operation at `href` (an extended query tag's reindex) once it has completed.
+pub async fn completed(s: &TestServer, href: &str) -> serde_json::Value {
+    let mut done = serde_json::Value::Null;
+    for _ in 0..100 {
+        done = s.http.get(href).send().await.unwrap().json().await.unwrap();
+        if done["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(done["status"], "completed", "{done}");
+    done
+}
